@@ -1,0 +1,124 @@
+"""Every error ralph raises on purpose, each with the exit code the CLI returns for it.
+
+The docstring of each class is its default message; a subclass names a problem a user can fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RalphError(Exception):
+    """Something went wrong."""
+
+    exit_code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str | None = None, *, hint: str | None = None, **data: Any):
+        self.message = message or (self.__doc__ or "").strip().splitlines()[0]
+        if hint:
+            self.hint = hint
+        self.data = data
+        super().__init__(self.message)
+
+    def line(self) -> str:
+        """The one line the CLI prints for this error."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(RalphError):
+    """Invalid value."""
+
+    exit_code = 2
+
+
+class NotFoundError(RalphError):
+    """Not found."""
+
+    exit_code = 3
+
+
+class TaskNotFoundError(NotFoundError):
+    """No such task."""
+
+    def __init__(self, task_id: str):
+        super().__init__(
+            f"no task with id {task_id!r}", hint="`ralph list` shows the ids", task_id=task_id
+        )
+        self.task_id = task_id
+
+
+class WorkerNotFoundError(NotFoundError):
+    """No such worker."""
+
+
+class ClaimNotFoundError(NotFoundError):
+    """No such claim."""
+
+
+class AlreadyClaimedError(RalphError):
+    """The task is already claimed by another worker."""
+
+    exit_code = 4
+
+    def __init__(self, task_id: str, holder: str, expires_at: float | None = None):
+        from ralph.models import iso
+
+        until = f" until {iso(expires_at)}" if expires_at else ""
+        super().__init__(f"{task_id} is already claimed by {holder}{until}", task_id=task_id)
+        self.task_id = task_id
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class LeaseLostError(RalphError):
+    """The claim's lease is gone: it expired, was released, or another worker holds the task."""
+
+    exit_code = 5
+
+
+class NotHolderError(LeaseLostError):
+    """Only the worker holding the claim may do that."""
+
+
+class RenewalLimitError(LeaseLostError):
+    """The claim was renewed as often as allowed."""
+
+
+class InvalidTransitionError(RalphError):
+    """That change of status is not allowed."""
+
+    exit_code = 6
+
+
+class BlockedError(InvalidTransitionError):
+    """The task waits on blockers that are not done."""
+
+
+class CycleError(InvalidTransitionError):
+    """That dependency would make a cycle."""
+
+
+class StoreError(RalphError):
+    """The task store cannot be opened or used."""
+
+    exit_code = 7
+
+
+class ConfigError(RalphError):
+    """The configuration is invalid."""
+
+    exit_code = 8
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
+    1: "unexpected error",
+    2: "invalid arguments or values (bad duration, unknown status, malformed file)",
+    3: "not found (task, worker, claim)",
+    4: "already claimed by another worker",
+    5: "lease lost: expired, released, or held by someone else",
+    6: "invalid transition (done twice, blocked, cycle, open children)",
+    7: "task store unusable (not a database, bad URL, unreachable server)",
+    8: "configuration error (ralph.toml, templates, agents)",
+}

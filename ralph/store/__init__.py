@@ -1,0 +1,70 @@
+"""Open a task store from a path or URL: SQLite by default, PostgreSQL for postgresql:// URLs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ralph import errors
+from ralph.store.base import SQLStore
+
+Store = SQLStore
+
+DB_ENV = "RALPH_DB"
+DEFAULT_DIR = ".ralph"
+DEFAULT_NAME = "ralph.db"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` holding `.ralph/` or `.git` (else `start`)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_DIR).is_dir() or (folder / ".git").exists():
+            return folder
+    return here
+
+
+def ensure_ralph_dir(root: Path) -> Path:
+    """Create `.ralph/` with a `.gitignore` of `*`, so it stays out of git untouched."""
+    folder = root / DEFAULT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    return folder
+
+
+def resolve_url(url: str | os.PathLike[str] | None = None) -> str:
+    """Where the store lives: the argument, else RALPH_DB, else `.ralph/ralph.db` at the root."""
+    if url is None or str(url) == "":
+        url = os.environ.get(DB_ENV) or None
+    if url is None:
+        return str(project_root() / DEFAULT_DIR / DEFAULT_NAME)
+    return str(url)
+
+
+def open_store(url: str | os.PathLike[str] | None = None, *,
+               clock: Callable[[], float] = time.time) -> SQLStore:
+    """Open (creating on first use) the store at a path, a sqlite:/// or a postgresql:// URL."""
+    target = resolve_url(url)
+    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
+    if scheme in ("postgresql", "postgres"):
+        from ralph.store.postgres import PostgresStore
+
+        return PostgresStore(target, clock=clock)
+    if scheme == "sqlite":
+        target = target.split("://", 1)[1]
+        if target.startswith("/") and target[1:2] == "/":
+            target = target[1:]
+    elif scheme:
+        raise errors.StoreError(
+            f"unsupported database URL scheme {scheme + '://'!r}",
+            hint="use a file path, sqlite:///path or postgresql://user@host/db")
+    path = Path(target).expanduser()
+    if path.name == DEFAULT_NAME and path.parent.name == DEFAULT_DIR and not path.exists():
+        ensure_ralph_dir(path.parent.parent)
+    from ralph.store.sqlite import SQLiteStore
+
+    return SQLiteStore(path, clock=clock)
