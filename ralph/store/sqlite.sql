@@ -20,7 +20,7 @@ LIMIT :limit;
 
 -- name: tasks_ready
 SELECT t.*, NULL AS claimed_by
-FROM tasks t
+FROM tasks t INDEXED BY tasks_ready
 WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
   AND t.lease_expires <= :now AND t.not_before <= :now
   AND (t.requires = '[]' OR :caps IS NULL OR NOT EXISTS (
@@ -31,7 +31,7 @@ LIMIT :limit;
 
 -- name: task_ready_for_claim
 SELECT t.*, NULL AS claimed_by
-FROM tasks t
+FROM tasks t INDEXED BY tasks_ready
 WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
   AND t.lease_expires <= :now AND t.not_before <= :now
   AND (t.requires = '[]' OR :caps IS NULL OR NOT EXISTS (
