@@ -51,3 +51,62 @@ def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]
 # ======================================================================================
 # end of PostgreSQL fixtures
 # ======================================================================================
+
+
+# ======================================================================================
+# Store fixtures (tests/storefactory.py): the contract suite runs once per backend.
+#   clock      -- a settable Clock (storefactory.Clock) the stores read for `now`
+#   store_backend -- "sqlite" or "postgres" (parametrized; postgres skips until
+#                 ralph/store/postgres.py exists, and fails instead under CI=true)
+#   store_url  -- a fresh SQLite file, or a fresh PostgreSQL database (pg_url)
+#   make_store -- make_store(clock=...) opens another Store on the same database (another
+#                 "process"); every store it opened is closed after the test
+#   store      -- the first Store on it, reading time from `clock`
+# ======================================================================================
+
+try:
+    import storefactory
+except ImportError:
+    from tests import storefactory
+
+
+@pytest.fixture
+def clock() -> storefactory.Clock:
+    return storefactory.Clock()
+
+
+@pytest.fixture(params=storefactory.BACKENDS)
+def store_backend(request: pytest.FixtureRequest) -> str:
+    storefactory.require_backend(request.param)
+    return request.param
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, store_backend: str, tmp_path) -> str:
+    if store_backend == "postgres":
+        return request.getfixturevalue("pg_url")
+    return str(tmp_path / "ralph.db")
+
+
+@pytest.fixture
+def make_store(store_backend: str, store_url: str, clock: storefactory.Clock):
+    opened = []
+
+    def make(clock: storefactory.Clock | None = clock):
+        store = storefactory.open_backend(store_backend, store_url, clock)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store()
+
+
+# ======================================================================================
+# end of store fixtures
+# ======================================================================================

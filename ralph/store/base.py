@@ -347,6 +347,10 @@ class SQLStore:
         if status == task.status:
             raise errors.InvalidTransitionError(f"{task.id} is already {status}")
         if status == "done":
+            if task.open_blockers:
+                raise errors.BlockedError(
+                    f"{task.id} is blocked by {', '.join(task.blocked_by)}",
+                    hint="finish those first or `ralph unblock`")
             open_kids = [r["id"] for r in tx.all("task_children", id=task.id)
                          if r["status"] != "done"]
             if open_kids:
