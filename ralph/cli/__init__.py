@@ -1,0 +1,159 @@
+"""The `ralph` command line: a thin layer over the store (parse, one library call, render).
+
+Commands live in the modules named in COMMAND_MODULES; each has `register(app, worker_app)`.
+A module that is not there (yet) is skipped, so another part of ralph can add its commands
+by adding its module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+from typer.main import get_command
+
+from ralph import __version__
+from ralph.cli.common import session
+from ralph.errors import EXIT_CODES, RalphError
+
+COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run")
+
+# `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
+CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
+
+
+class RalphGroup(TyperGroup):
+    """The top-level group: maps spaced claim spellings and is the CLI's one error boundary."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
+        if len(args) >= 2 and args[0] == "claim" and args[1] in CLAIM_SUBCOMMANDS:
+            name = f"claim:{args[1]}"
+            return name, self.get_command(ctx, name), args[2:]
+        return super().resolve_command(ctx, args)
+
+    def main(
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        """Run a command; a RalphError becomes one `error: ...` line and its exit code."""
+        argv = list(sys.argv[1:] if args is None else args)
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(
+                args=argv, prog_name=prog_name or "ralph", standalone_mode=False, **extra
+            )
+        except RalphError as exc:
+            code = _fail(exc.line(), exc.exit_code, argv)
+        except typer.TyperException as exc:  # click's usage errors: bad option, missing argument
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or "ralph"
+            code = _fail(f"{exc.format_message()} (see `{where} --help`)", exc.exit_code, argv)
+        except (KeyboardInterrupt, typer.Abort):
+            code = _fail("interrupted", 130, argv)
+        except BrokenPipeError:
+            # The reader (head, jq -e ...) went away: not an error of ours.
+            sys.stderr.close()
+            code = 0
+        except Exception as exc:
+            code = _fail(
+                f"unexpected {type(exc).__name__}: {exc} (rerun with --debug to see the traceback)",
+                1,
+                argv,
+            )
+        finally:
+            session.close()
+        sys.exit(code or 0)
+
+
+def _fail(line: str, code: int, argv: Sequence[str]) -> int:
+    if session.debug or "--debug" in argv:
+        traceback.print_exc()
+    sys.stderr.write(f"error: {line}\n")
+    return code
+
+
+app = typer.Typer(
+    cls=RalphGroup,
+    name="ralph",
+    epilog="\b\nExit codes:\n"
+    + "\n".join(f"  {code:>2}  {what}" for code, what in EXIT_CODES.items()),
+    invoke_without_command=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+worker_app = typer.Typer(
+    name="worker",
+    help="Registered worker processes.",
+    rich_markup_mode=None,
+    no_args_is_help=True,
+)
+app.add_typer(worker_app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ralph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="RALPH_DB",
+            metavar="PATH|URL",
+            show_envvar=True,
+            help="Task store: a file path, sqlite:///path or postgresql://... "
+            "[default: .ralph/ralph.db at the project's top folder]",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback when a command fails.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """ralph: Run Agent Loop Per Host. A task store with dependencies and leased claims.
+
+    \b
+    Example (the golden path of three parallel workers):
+      ralph add "Write the parser" && ralph add "Write the tests"
+      TASK=$(ralph ready --json --limit 1 | jq -r '.[0].id')
+      ralph claim "$TASK" worker-1 && ralph done "$TASK"
+    """
+    session.reset(db, debug)
+    ctx.call_on_close(session.close)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"ralph.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ralph.cli.{name}":
+                raise
+            continue
+        module.register(app, worker_app)
+
+
+_register_commands()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `ralph` console script and `python -m ralph`."""
+    get_command(app).main(args=argv, prog_name="ralph")

@@ -1,0 +1,375 @@
+"""Task commands: add, list, show, update, done, block, unblock, ready."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ralph import errors
+from ralph.cli.common import (
+    claim_line,
+    echo,
+    emit_json,
+    render_tasks,
+    store,
+    task_flags,
+    tasks_json,
+)
+from ralph.models import iso
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Labels = Annotated[list[str] | None, typer.Option("--label", "-l", help="A label (repeatable).")]
+Requires = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--requires", metavar="CAP", help="A capability a worker needs for it (repeatable)."
+    ),
+]
+Limit = Annotated[int | None, typer.Option("--limit", "-n", min=0, help="Show at most N.")]
+
+_TASK_N = re.compile(r"^task (\d+): ")
+_LINE_HINT = 'each line must be one task object, e.g. {"title": "Write the parser"}'
+
+
+def add(
+    title: Annotated[str | None, typer.Argument(help="What to do (omit with --from).")] = None,
+    description: Annotated[
+        str, typer.Option("--description", "-d", help="Details for the agent.")
+    ] = "",
+    priority: Annotated[
+        int, typer.Option("--priority", "-p", "--score", help="Higher runs first.")
+    ] = 0,
+    parent: Annotated[str | None, typer.Option(help="Parent task id.")] = None,
+    blocked_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--blocked-by", "-b", metavar="ID", help="A task that must be done first (repeatable)."
+        ),
+    ] = None,
+    requires: Requires = None,
+    label: Labels = None,
+    task_id: Annotated[str | None, typer.Option("--id", help="Choose the id yourself.")] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="FILE|-",
+            help="Add every task of a JSONL file (or - for stdin) in one transaction.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a task, or many at once from JSONL.
+
+    \b
+    Examples:
+      ralph add "Write the parser" -p 5 --label backend
+      ralph add "Write the tests" --blocked-by rl-3k9x2a7b
+      ralph list --json | jq -c '.[]' > tasks.jsonl; ralph --db other.db add --from tasks.jsonl
+    """
+    if from_file is not None:
+        if title is not None:
+            raise errors.UsageError("give either a TITLE or --from, not both")
+        _add_from(from_file, as_json)
+        return
+    if title is None:
+        raise errors.UsageError("missing TITLE", hint='ralph add "What to do"')
+    task = store().add(
+        title,
+        description=description,
+        priority=priority,
+        parent=parent,
+        blocked_by=blocked_by or (),
+        requires=requires or (),
+        labels=label or (),
+        id=task_id,
+    )
+    if as_json:
+        emit_json(task.to_dict())
+    else:
+        echo(f"Created {task.id}: {task.title}")
+
+
+def _add_from(source: str, as_json: bool) -> None:
+    specs, line_of = read_task_objects(source)
+    try:
+        tasks = store().add_many(specs)
+    except errors.RalphError as exc:
+        # The store numbers tasks from 1; point at the line of the file instead.
+        match = _TASK_N.match(exc.message)
+        if match and line_of:
+            exc.message = (
+                f"{source} line {line_of[int(match.group(1)) - 1]}: " + exc.message[match.end() :]
+            )
+        raise
+    if as_json:
+        emit_json(tasks_json(tasks))
+    else:
+        echo(f"Added {len(tasks)} task{'s' if len(tasks) != 1 else ''} from {source}")
+
+
+def read_task_objects(source: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """Task objects from JSONL (or one JSON array), with the line number of each."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise errors.UsageError(f"cannot read {source}: {reason}") from exc
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise errors.UsageError(
+                f"{source} line {exc.lineno}: invalid JSON ({exc.msg})",
+                hint="give a JSON array of task objects or JSONL",
+            ) from exc
+        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+            raise errors.UsageError(f"{source}: expected an array of task objects")
+        return data, []
+    specs: list[dict[str, Any]] = []
+    line_of: list[int] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise errors.UsageError(
+                f"{source} line {n}: invalid JSON ({exc.msg} at column {exc.colno})",
+                hint=_LINE_HINT,
+            ) from exc
+        if not isinstance(obj, dict):
+            raise errors.UsageError(
+                f"{source} line {n}: expected a task object, got {type(obj).__name__}",
+                hint=_LINE_HINT,
+            )
+        specs.append(obj)
+        line_of.append(n)
+    return specs, line_of
+
+
+def list_(
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="open, done, failed or cancelled.")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="Only this label.")] = None,
+    parent: Annotated[str | None, typer.Option(help="Only children of this task.")] = None,
+    limit: Limit = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks in the order they were added.
+
+    \b
+    Examples:
+      ralph list --status open
+      ralph list --json | jq -r '.[] | select(.ready) | .id'
+    """
+    tasks = store().list(status=status, label=label, parent=parent, limit=limit or None)
+    if as_json:
+        emit_json(tasks_json(tasks))
+    else:
+        render_tasks(tasks)
+
+
+def show(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one task: its fields, blockers, dependents, children, readiness and live claim.
+
+    \b
+    Example:
+      ralph show rl-3k9x2a7b
+    """
+    s = store()
+    task = s.get(task_id)
+    relations = s.relations(task_id)
+    claim = s.active_claim(task_id)
+    if as_json:
+        emit_json(
+            {
+                **task.to_dict(),
+                **{f"{k}_status": v for k, v in relations.items()},
+                "claim": claim.to_dict() if claim else None,
+            }
+        )
+        return
+    now = time.time()
+    rows = [
+        (
+            "status",
+            f"{task.status} ({task_flags(task, now) or 'not ready'})"
+            if task.status == "open"
+            else task.status,
+        ),
+        ("priority", str(task.priority)),
+        ("parent", task.parent or ""),
+        ("labels", ", ".join(task.labels)),
+        ("requires", ", ".join(task.requires)),
+        ("attempts", str(task.attempts) if task.attempts else ""),
+        ("last error", task.last_error or ""),
+        ("blocked by", _with_status(relations["blocked_by"])),
+        ("blocks", _with_status(relations["blocks"])),
+        ("children", _with_status(relations["children"])),
+        ("claim", claim_line(claim, now) if claim else ""),
+        ("created", iso(task.created_at) or ""),
+        ("done", iso(task.done_at) or ""),
+    ]
+    lines = [f"{task.id}: {task.title}"]
+    lines += [f"  {name + ':':<12}{value}" for name, value in rows if value]
+    if task.description:
+        lines += ["", *("  " + line for line in task.description.splitlines())]
+    echo("\n".join(lines))
+
+
+def _with_status(items: list[dict[str, str]]) -> str:
+    return ", ".join(f"{i['id']} ({i['status']})" for i in items)
+
+
+def update(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="open, done, failed or cancelled.")
+    ] = None,
+    title: Annotated[str | None, typer.Option("--title", "-t")] = None,
+    priority: Annotated[int | None, typer.Option("--priority", "-p", "--score")] = None,
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    parent: Annotated[str | None, typer.Option(help="Move under this parent.")] = None,
+    no_parent: Annotated[bool, typer.Option("--no-parent", help="Detach from its parent.")] = False,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Replace the labels (repeatable).")
+    ] = None,
+    requires: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--requires", metavar="CAP", help="Replace the required capabilities (repeatable)."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a task's fields or status.
+
+    \b
+    Examples:
+      ralph update rl-3k9x2a7b -p 9 --label urgent
+      ralph update rl-3k9x2a7b --status cancelled
+    """
+    changes: dict[str, Any] = {}
+    if parent is not None and no_parent:
+        raise errors.UsageError("give either --parent or --no-parent, not both")
+    if parent is not None or no_parent:
+        changes["parent"] = parent
+    task = store().update(
+        task_id,
+        status=status,
+        title=title,
+        priority=priority,
+        description=description,
+        labels=label or None,
+        requires=requires or None,
+        **changes,
+    )
+    if as_json:
+        emit_json(task.to_dict())
+    else:
+        echo(f"Updated {task.id}: {task.title} [{task.status}]")
+
+
+def done(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    token: Annotated[
+        int | None,
+        typer.Option(help="Fencing token of your claim: refuse if the claim is no longer yours."),
+    ] = None,
+    worker: Annotated[
+        str | None, typer.Option(help="Refuse unless this worker holds the live claim.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mark a task done (releasing its claim) and report what it unblocked.
+
+    \b
+    Example:
+      ralph done rl-3k9x2a7b
+      Done rl-3k9x2a7b: Write the parser
+      Now unblocked: rl-8m2p0q4c
+    """
+    task, unblocked = store().done(task_id, token=token, worker=worker)
+    if as_json:
+        emit_json({**task.to_dict(), "unblocked": unblocked})
+        return
+    echo("\n".join([f"Done {task.id}: {task.title}", *(f"Now unblocked: {i}" for i in unblocked)]))
+
+
+def block(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    blocker: Annotated[str, typer.Argument(metavar="BLOCKER")],
+) -> None:
+    """Make a task wait until BLOCKER is done (cycles are refused).
+
+    \b
+    Example:
+      ralph block rl-tests rl-parser     # the tests wait for the parser
+    """
+    task = store().block(task_id, blocker)
+    echo(f"{task.id} now waits on {blocker} (blocked by: {', '.join(task.blocked_by)})")
+
+
+def unblock(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    blocker: Annotated[str, typer.Argument(metavar="BLOCKER")],
+) -> None:
+    """Remove the dependency of a task on BLOCKER.
+
+    \b
+    Example:
+      ralph unblock rl-tests rl-parser
+    """
+    task = store().unblock(task_id, blocker)
+    echo(f"{task.id} no longer waits on {blocker}")
+
+
+def ready(
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="Show at most N (0: all).")
+    ] = 10,
+    capability: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--capability",
+            "-c",
+            metavar="CAP",
+            help="Only tasks whose requirements these capabilities meet (repeatable).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tasks a worker could claim now, best first (priority, then age).
+
+    \b
+    Examples:
+      ralph ready
+      TASK=$(ralph ready --json --limit 1 | jq -r '.[0].id')   # "null" when none
+    """
+    tasks = store().ready(limit=limit or None, capabilities=capability or None)
+    if as_json:
+        emit_json(tasks_json(tasks))
+    else:
+        render_tasks(tasks, empty="No ready tasks")
+
+
+def register(app: typer.Typer, worker_app: typer.Typer) -> None:
+    app.command()(add)
+    app.command("list")(list_)
+    app.command()(show)
+    app.command()(update)
+    app.command()(done)
+    app.command()(block)
+    app.command()(unblock)
+    app.command()(ready)

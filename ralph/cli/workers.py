@@ -1,0 +1,56 @@
+"""Worker commands: `worker list` and `worker stop` (`worker start` belongs to the loop)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from ralph.cli.common import echo, emit_json, store
+
+
+def list_workers(
+    show_all: Annotated[
+        bool, typer.Option("--all", "-a", help="Include stopped and dead workers.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Registered workers and what they are doing.
+
+    \b
+    Example:
+      ralph worker list
+      Workers:
+        worker-abc123 [idle] implementer-1
+        worker-def456 [busy] implementer-2 → rl-task001
+    """
+    now = time.time()
+    workers = [w for w in store().workers() if show_all or w.state(now) not in ("stopped", "dead")]
+    if as_json:
+        emit_json([w.to_dict(now) for w in workers])
+        return
+    lines = ["Workers:"]
+    for w in workers:
+        state = w.state(now)
+        task = f" → {w.current_task}" if state == "busy" and w.current_task else ""
+        lines.append(f"  {w.id} [{state}] {w.name}{task}")
+    if not workers:
+        lines.append("  (none)" if show_all else "  (none running; --all shows stopped ones)")
+    echo("\n".join(lines))
+
+
+def stop(name: Annotated[str, typer.Argument(metavar="NAME", help="Worker name or id.")]) -> None:
+    """Ask a worker to stop after its current task (it sees this at its next heartbeat).
+
+    \b
+    Example:
+      ralph worker stop implementer-1
+    """
+    worker = store().stop_worker(name)
+    echo(f"Asked {worker.name} ({worker.id}) to stop")
+
+
+def register(app: typer.Typer, worker_app: typer.Typer) -> None:
+    worker_app.command("list")(list_workers)
+    worker_app.command()(stop)
