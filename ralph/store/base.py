@@ -27,9 +27,9 @@ class Tx(Protocol):
 
     now: float
 
-    def one(self, name: str, **params: Any) -> Row | None: ...
-    def all(self, name: str, **params: Any) -> list[Row]: ...
-    def run(self, name: str, **params: Any) -> int: ...
+    def one(self, name: str, /, **params: Any) -> Row | None: ...
+    def all(self, name: str, /, **params: Any) -> list[Row]: ...
+    def run(self, name: str, /, **params: Any) -> int: ...
     def many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
 
@@ -448,7 +448,11 @@ class SQLStore:
                     f"cannot claim {task_id}: blocked by {', '.join(task.blocked_by)}")
             if task.open_children:
                 raise errors.BlockedError(f"cannot claim {task_id}: it has open children")
-            return self._claim(tx, task_id, worker, lease)
+            claim = self._claim(tx, task_id, worker, lease)
+        if claim is None:  # raised after commit, so the expiry that failed the task is kept
+            raise errors.InvalidTransitionError(
+                f"cannot claim {task_id}: it failed, its claim was lost {self.max_expiries} times")
+        return claim
 
     def claim_next(self, worker: str, capabilities: Iterable[str] | None = None,
                    lease: float = 1800.0) -> Claim | None:
@@ -456,17 +460,22 @@ class SQLStore:
         lease = self._check_lease(lease)
         caps = None if capabilities is None else _dump(sorted(set(capabilities)))
         with self.transaction() as tx:
-            row = tx.one("task_ready_for_claim", now=tx.now, caps=caps)
-            if row is None:
-                return None
-            return self._claim(tx, row["id"], worker, lease)
+            while True:  # each pass that finds no claim failed a poisoned task: it ends
+                row = tx.one("task_ready_for_claim", now=tx.now, caps=caps)
+                if row is None:
+                    return None
+                claim = self._claim(tx, row["id"], worker, lease)
+                if claim is not None:
+                    return claim
 
-    def _claim(self, tx: Tx, task_id: str, worker: str, lease: float) -> Claim:
+    def _claim(self, tx: Tx, task_id: str, worker: str, lease: float) -> Claim | None:
+        """Claim, expiring a lapsed claim first; None when that expiry failed the task."""
         live = tx.one("claim_live_for_task", task_id=task_id)
         if live is not None:
             if live["expires_at"] > tx.now:
                 raise errors.AlreadyClaimedError(task_id, live["worker"], live["expires_at"])
-            self._expire(tx, Claim.from_row(live))
+            if self._expire(tx, Claim.from_row(live)):
+                return None
         claim = Claim.from_row(tx.one("claim_insert", task_id=task_id, worker=worker,
                                       lease=lease, now=tx.now))
         tx.run("task_set_lease", id=task_id, lease_expires=claim.expires_at)
@@ -562,7 +571,8 @@ class SQLStore:
                 self._expire(tx, claim)
             return stale
 
-    def _expire(self, tx: Tx, claim: Claim) -> None:
+    def _expire(self, tx: Tx, claim: Claim) -> bool:
+        """Expire a claim; True when that was the task's last allowed expiry and it failed."""
         tx.run("claim_end", id=claim.token, state="expired", now=tx.now)
         expiries = tx.one("task_count_expiry", id=claim.task_id)["expiries"]
         self._event(tx, "expired", claim.task_id, claim.worker, claim.token, expiries=expiries)
@@ -570,6 +580,8 @@ class SQLStore:
             reason = f"its claim was lost {expiries} times (worker crashes or hangs)"
             tx.run("task_fail", id=claim.task_id, count=0, note=reason, now=tx.now)
             self._event(tx, "failed", claim.task_id, claim.worker, claim.token, reason=reason)
+            return True
+        return False
 
     def release_worker(self, worker: str) -> list[Claim]:
         """Release every live claim held by `worker` (tx: releaseByWorker)."""
@@ -652,6 +664,7 @@ class SQLStore:
     def start_attempt(self, task_id: str, *, attempt: int, worker: str, agent: str,
                       run_dir: str | None = None) -> Attempt:
         with self.transaction() as tx:
+            self._task(tx, task_id)
             return Attempt.from_row(tx.one("attempt_insert", task_id=task_id, attempt=attempt,
                                            worker=worker, agent=agent, now=tx.now,
                                            run_dir=run_dir))
@@ -665,6 +678,8 @@ class SQLStore:
                          exit_code=exit_code, cost_usd=cost_usd, input_tokens=input_tokens,
                          output_tokens=output_tokens, session_id=session_id, summary=summary,
                          counted=int(counted))
+            if row is None:
+                raise errors.NotFoundError(f"no attempt with id {attempt_id}")
             return Attempt.from_row(row)
 
     def attempts(self, task_id: str | None = None) -> list[Attempt]:

@@ -28,13 +28,13 @@ class _SQLiteTx:
         self.sql = sql
         self.now = now
 
-    def one(self, name: str, **params: Any) -> Row | None:
+    def one(self, name: str, /, **params: Any) -> Row | None:
         return self.conn.execute(self.sql[name], params).fetchone()
 
-    def all(self, name: str, **params: Any) -> list[Row]:
+    def all(self, name: str, /, **params: Any) -> list[Row]:
         return self.conn.execute(self.sql[name], params).fetchall()
 
-    def run(self, name: str, **params: Any) -> int:
+    def run(self, name: str, /, **params: Any) -> int:
         return self.conn.execute(self.sql[name], params).rowcount
 
     def many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
