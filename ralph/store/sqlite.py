@@ -106,7 +106,7 @@ class SQLiteStore(SQLStore):
                                     hint="point --db or RALPH_DB at a ralph database file")
         migrations = queries.schema("sqlite")
         latest = migrations[-1][0]
-        if tables and self._version(conn) >= latest:
+        if tables and self._version(conn) == latest:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
