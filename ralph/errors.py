@@ -111,6 +111,30 @@ class ConfigError(RalphError):
     exit_code = 8
 
 
+class WorkspaceError(RalphError):
+    """The git working tree cannot be used: not a repository, uncommitted changes, or git failed."""
+
+    exit_code = 9
+
+
+class AgentAuthError(RalphError):
+    """The agent could not authenticate; every worker stopped and no attempt was counted."""
+
+    exit_code = 10
+
+
+class BreakerOpenError(RalphError):
+    """Too many consecutive failed attempts: the run stopped (circuit breaker)."""
+
+    exit_code = 11
+
+
+class RunInterruptedError(RalphError):
+    """Stopped by SIGTERM/SIGINT; claims were released and nothing half-done was committed."""
+
+    exit_code = 12
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
     1: "unexpected error",
@@ -121,4 +145,8 @@ EXIT_CODES: dict[int, str] = {
     6: "invalid transition (done twice, blocked, cycle, open children)",
     7: "task store unusable (not a database, bad URL, unreachable server)",
     8: "configuration error (ralph.toml, templates, agents)",
+    9: "git working tree unusable (not a repository, uncommitted changes, git failed)",
+    10: "`ralph run`: an agent could not authenticate; every worker stopped",
+    11: "`ralph run`: too many consecutive failures opened the circuit breaker",
+    12: "`ralph run`: stopped by SIGTERM/SIGINT; claims released, nothing half-done committed",
 }

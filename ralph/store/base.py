@@ -309,6 +309,17 @@ class SQLStore:
                           limit=-1 if limit is None else limit)
         return [Task.from_row(r) for r in rows]
 
+    def next_ready_at(self, capabilities: Iterable[str] | None = None) -> float | None:
+        """When the next unblocked open task leaves its backoff or its holder's lease (epoch
+        seconds, maybe already past); None when no unblocked open task is left for `capabilities`.
+
+        A loop that finds nothing ready uses it to decide between waiting and stopping.
+        """
+        caps = None if capabilities is None else _dump(sorted(set(capabilities)))
+        with self.transaction(write=False) as tx:
+            row = tx.one("task_next_ready_at", caps=caps)
+        return None if row is None or row["at"] is None else float(row["at"])
+
     def update(self, task_id: str, *, title: str | None = None, description: str | None = None,
                priority: int | None = None, labels: Iterable[str] | None = None,
                requires: Iterable[str] | None = None, metadata: Mapping[str, Any] | None = None,

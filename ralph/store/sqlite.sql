@@ -40,6 +40,16 @@ WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
 ORDER BY t.priority DESC, t.seq
 LIMIT 1;
 
+-- name: task_next_ready_at
+-- When the next open, unblocked task a worker with :caps could claim stops being delayed or
+-- held; NULL when there is none (the queue is drained for that worker).
+SELECT MIN(MAX(t.lease_expires, t.not_before)) AS at
+FROM tasks t INDEXED BY tasks_ready
+WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
+  AND (t.requires = '[]' OR :caps IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(t.requires) r
+        WHERE r.value NOT IN (SELECT value FROM json_each(:caps))));
+
 -- name: task_insert
 INSERT INTO tasks (id, title, description, status, priority, parent, labels, requires, metadata,
                    open_blockers, open_children, created_at, updated_at, done_at)

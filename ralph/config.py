@@ -1,0 +1,213 @@
+"""Project settings for `ralph run`: `ralph.toml`, else `[tool.ralph]` in pyproject.toml.
+
+Every key is optional; an unknown key or a value of the wrong type is a ConfigError naming the
+file and the key, raised before anything runs. Bare numbers in durations are minutes (as in tx).
+"""
+
+from __future__ import annotations
+
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ralph.durations import parse_duration
+from ralph.errors import ConfigError, UsageError
+
+PROMPT_MODES = ("stdin", "arg", "file")
+NO_CHANGES = ("done", "fail")
+_AGENT_KEYS = {"command", "args", "model", "prompt_mode", "env"}
+
+
+@dataclass
+class AgentSettings:
+    """How to launch one agent: overrides for a built-in adapter, or a whole `command` agent."""
+
+    command: list[str] | None = None
+    args: list[str] = field(default_factory=list)
+    model: str | None = None
+    prompt_mode: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Settings:
+    """Everything `ralph run` reads from the config file, with the defaults it uses otherwise."""
+
+    agent: str = "claude"
+    agents: dict[str, AgentSettings] = field(default_factory=dict)
+    prompt: str | None = None
+    commit_message: str | None = None
+    verify: list[list[str]] = field(default_factory=list)
+    lease: float = 30 * 60.0
+    max_attempts: int = 3
+    task_timeout: float | None = 60 * 60.0
+    idle_timeout: float | None = 15 * 60.0
+    grace: float = 30.0
+    kill_grace: float = 5.0
+    backoff: float = 30.0
+    backoff_max: float = 30 * 60.0
+    rate_limit_pause: float = 60.0
+    breaker: int = 5
+    no_changes: str = "done"
+    capabilities: list[str] = field(default_factory=list)
+    worker: str | None = None
+    poll: float = 2.0
+    vars: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    def agent_settings(self, name: str) -> AgentSettings:
+        return self.agents.get(name, AgentSettings())
+
+
+_DURATIONS = {
+    "lease",
+    "task_timeout",
+    "idle_timeout",
+    "grace",
+    "kill_grace",
+    "backoff",
+    "backoff_max",
+    "rate_limit_pause",
+    "poll",
+}
+_OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
+
+
+def find_config(root: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The raw table of `ralph.toml` or pyproject's `[tool.ralph]` under `root`, if any."""
+    for path, pick in (
+        (root / "ralph.toml", lambda d: d),
+        (root / "pyproject.toml", lambda d: d.get("tool", {}).get("ralph")),
+    ):
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+            table = pick(data)
+            if table is not None:
+                return path, table
+    return None
+
+
+def load_settings(root: Path, path: Path | None = None) -> Settings:
+    """Settings from `path` (a ralph.toml-shaped file), or found under `root`, or defaults."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            found: tuple[Path, dict[str, Any]] | None = (path, tomllib.loads(path.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        if path.name == "pyproject.toml":
+            found = (path, found[1].get("tool", {}).get("ralph", {}))
+    else:
+        found = find_config(root)
+    if found is None:
+        return Settings()
+    return parse_settings(found[1], source=str(found[0]))
+
+
+def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Settings:
+    """Validate a raw config table into Settings; errors name the file and the key."""
+    settings = Settings(source=source)
+    known = set(Settings.__dataclass_fields__) - {"source"}
+
+    def bad(key: str, expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {key} must be {expected}, got {table.get(key)!r}")
+
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}", hint="known keys: " + ", ".join(sorted(known))
+            )
+        if key in _DURATIONS:
+            if key in _OPTIONAL_DURATIONS and value in (0, "0", "none", "off", False):
+                setattr(settings, key, None)
+                continue
+            try:
+                setattr(settings, key, parse_duration(value, what=key))
+            except UsageError as exc:
+                raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
+        elif key in ("max_attempts", "breaker"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(key, "a whole number >= 1")
+            setattr(settings, key, value)
+        elif key in ("agent", "prompt", "commit_message", "worker"):
+            if not isinstance(value, str) or not value.strip():
+                raise bad(key, "a non-empty string")
+            setattr(settings, key, value)
+        elif key == "no_changes":
+            if value not in NO_CHANGES:
+                raise bad(key, "one of " + ", ".join(map(repr, NO_CHANGES)))
+            settings.no_changes = value
+        elif key == "capabilities":
+            settings.capabilities = _string_list(value, f"{source}: {key}")
+        elif key == "verify":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list):
+                raise bad(key, "a command string or a list of them")
+            settings.verify = [_argv(item, f"{source}: verify") for item in items]
+        elif key == "vars":
+            if not isinstance(value, dict):
+                raise bad(key, "a table")
+            settings.vars = dict(value)
+        elif key == "agents":
+            if not isinstance(value, dict):
+                raise bad(key, "a table of [agents.NAME] tables")
+            settings.agents = {name: _agent(name, spec, source) for name, spec in value.items()}
+    return settings
+
+
+def _agent(name: str, spec: Any, source: str) -> AgentSettings:
+    where = f"{source}: agents.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(spec) - _AGENT_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}",
+            hint="known keys: " + ", ".join(sorted(_AGENT_KEYS)),
+        )
+    mode = spec.get("prompt_mode")
+    if mode is not None and mode not in PROMPT_MODES:
+        raise ConfigError(
+            f"{where}.prompt_mode must be one of {', '.join(PROMPT_MODES)}, got {mode!r}"
+        )
+    env = spec.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ConfigError(f"{where}.env must be a table of strings")
+    model = spec.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(f"{where}.model must be a string")
+    return AgentSettings(
+        command=_argv(spec["command"], f"{where}.command") if "command" in spec else None,
+        args=_argv(spec["args"], f"{where}.args") if spec.get("args") else [],
+        model=model,
+        prompt_mode=mode,
+        env=dict(env),
+    )
+
+
+def _argv(value: Any, where: str) -> list[str]:
+    """A command as an argv list: a list of strings, or one string split like a shell would."""
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: cannot split {value!r}: {exc}") from exc
+    else:
+        argv = _string_list(value, where)
+    if not argv:
+        raise ConfigError(f"{where} must not be empty")
+    return argv
+
+
+def _string_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return list(value)

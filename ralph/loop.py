@@ -1,0 +1,655 @@
+"""One worker's RALPH loop: claim the next task, run a fresh agent on it, commit, mark it done.
+
+Workers share a `RunControl` (stop, pause, global caps), so N of them can run in one process;
+each works in a `Workspace` (for now the repository itself). The claim is held by a lease renewer
+for the whole task; losing it kills the agent and commits nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ralph.agents.base import Agent, AgentReport, AgentSignal
+from ralph.errors import (
+    AgentAuthError,
+    BreakerOpenError,
+    LeaseLostError,
+    RalphError,
+    RunInterruptedError,
+)
+from ralph.lease import LeaseRenewer
+from ralph.models import Claim, Task
+from ralph.process import AgentProcess, ProcessResult
+from ralph.prompts import Template, commit_context, prompt_context
+from ralph.store.base import SQLStore
+from ralph.vcs import Workspace
+
+NOTE_CHARS = 2000
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Seconds before retry number `attempt` (1-based): exponential, from tenacity's strategy."""
+    import tenacity
+
+    state = tenacity.RetryCallState(None, None, (), {})
+    state.attempt_number = max(1, attempt)
+    return float(tenacity.wait_exponential(multiplier=base, max=cap)(state))
+
+
+@dataclass
+class RunOptions:
+    """Everything one worker needs, resolved from config and flags."""
+
+    agent: Agent
+    agent_name: str
+    worker: str
+    prompt: Template
+    commit_message: Template
+    capabilities: list[str] = field(default_factory=list)
+    lease: float = 1800.0
+    max_attempts: int = 3
+    task_timeout: float | None = 3600.0
+    idle_timeout: float | None = 900.0
+    grace: float = 30.0
+    kill_grace: float = 5.0
+    backoff: float = 30.0
+    backoff_max: float = 1800.0
+    rate_limit_pause: float = 60.0
+    breaker: int = 5
+    no_changes: str = "done"
+    verify: list[list[str]] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+    once: bool = False
+    watch: bool = False
+    poll: float = 2.0
+    max_tasks: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None
+
+
+@dataclass
+class TaskOutcome:
+    task: str
+    outcome: str
+    commit: str | None = None
+    cost_usd: float | None = None
+    duration_s: float = 0.0
+    note: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a run did; `--json` prints it."""
+
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    commits: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    exit_code: int = 0
+    stop_reason: str | None = None
+    tasks: list[TaskOutcome] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cost_usd"] = round(self.cost_usd, 6)
+        data["wall_s"] = round(self.wall_s, 3)
+        return data
+
+
+class RunControl:
+    """Shared by every worker of a run: stop, pause, caps and the running agents."""
+
+    def __init__(
+        self,
+        *,
+        max_tasks: int | None = None,
+        max_cost: float | None = None,
+        max_time: float | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.max_tasks, self.max_cost = max_tasks, max_cost
+        self.deadline = time.time() + max_time if max_time else None
+        self.started_at = time.time()
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stopping = threading.Event()
+        self.reason: str | None = None
+        self.error: RalphError | None = None
+        self.cost = 0.0
+        self.taken = 0
+        self.summary = RunSummary()
+        self._paused_until = 0.0
+        self._cancel_at: float | None = None
+        self._lock = threading.Lock()
+        self._procs: set[AgentProcess] = set()
+
+    def stop_all(
+        self, reason: str, *, error: RalphError | None = None, grace: float | None = None
+    ) -> None:
+        """Take no new task anywhere; with `grace`, also end running agents after it (0: now)."""
+        with self._lock:
+            if self.reason is None:
+                self.reason, self.error = reason, error
+                self.log(f"stopping: {reason}")
+            procs = list(self._procs)
+            if grace is not None:
+                deadline = time.monotonic() + grace
+                self._cancel_at = min(deadline, self._cancel_at or deadline)
+        self.stopping.set()
+        if grace is not None:
+            for proc in procs:
+                proc.cancel("interrupted", grace)
+
+    def pause_until(self, ts: float, why: str) -> None:
+        with self._lock:
+            if ts > self._paused_until:
+                self._paused_until = ts
+                self.log(
+                    f"pausing every worker until {time.strftime('%H:%M:%S', time.localtime(ts))}"
+                    f": {why}"
+                )
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds` (never past --max-time); False if the run is stopping."""
+        if self.deadline is not None:
+            seconds = min(seconds, max(0.0, self.deadline - time.time()))
+        return not self.stopping.wait(max(0.0, seconds))
+
+    def wait_while_paused(self) -> bool:
+        while (left := self._paused_until - time.time()) > 0:
+            if not self.wait(left):
+                return False
+        return not self.stopping.is_set()
+
+    def take_task(self) -> bool:
+        """Reserve one task under the caps; stops the run cleanly once a cap is reached."""
+        with self._lock:
+            if self.max_tasks is not None and self.taken >= self.max_tasks:
+                cap = f"--max-tasks {self.max_tasks} reached"
+            elif self.max_cost is not None and self.cost >= self.max_cost:
+                cap = f"--max-cost ${self.max_cost:.2f} reached (spent ${self.cost:.4f})"
+            elif self.deadline is not None and time.time() >= self.deadline:
+                cap = "--max-time reached"
+            else:
+                self.taken += 1
+                return True
+        self.stop_all(cap)
+        return False
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.taken -= 1
+
+    def record(self, outcome: TaskOutcome, kind: str) -> None:
+        with self._lock:
+            self.cost += outcome.cost_usd or 0.0
+            s = self.summary
+            s.cost_usd = self.cost
+            s.tasks.append(outcome)
+            setattr(s, kind, getattr(s, kind) + 1)
+            s.commits += outcome.commit is not None
+
+    def track(self, proc: AgentProcess) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            cancel_at = self._cancel_at
+        if cancel_at is not None:  # the stop came between the claim and the launch
+            proc.cancel("interrupted", max(0.0, cancel_at - time.monotonic()))
+
+    def untrack(self, proc: AgentProcess) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+
+class WorkerLoop:
+    """Claims and runs tasks until the queue drains, a cap is reached or the run stops."""
+
+    def __init__(
+        self, store: SQLStore, workspace: Workspace, options: RunOptions, control: RunControl
+    ):
+        self.store, self.workspace, self.opt, self.control = store, workspace, options, control
+        self.ralph_dir = workspace.root / ".ralph"
+        self.failures_in_a_row = 0
+        self.rate_limits_in_a_row = 0
+        self.worker_id: str | None = None
+        self.current: str | None = None
+
+    def log(self, line: str) -> None:
+        self.control.log(f"[{self.opt.worker}] {line}")
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        heartbeat = self._start_heartbeat()
+        try:
+            while self.control.wait_while_paused() and self.control.take_task():
+                claim = self.store.claim_next(
+                    self.opt.worker, self.opt.capabilities, self.opt.lease
+                )
+                if claim is None:
+                    self.control.give_back()
+                    if self.opt.once or not self._wait_for_work():
+                        break
+                    continue
+                self.run_task(claim)
+                if self.opt.once:
+                    break
+        finally:
+            heartbeat.set()
+            if self.worker_id:
+                self.store.stop_worker(self.worker_id, stopped=True)
+
+    def _wait_for_work(self) -> bool:
+        """Sleep until a task may be ready; False when nothing is left (and not --watch)."""
+        at = self.store.next_ready_at(self.opt.capabilities)
+        if at is None and not self.opt.watch:
+            return False
+        delay = self.opt.poll if at is None else min(self.opt.poll, max(0.05, at - time.time()))
+        return self.control.wait(delay)
+
+    def _start_heartbeat(self) -> threading.Event:
+        done = threading.Event()
+        worker = self.store.register_worker(
+            self.opt.worker,
+            capabilities=self.opt.capabilities,
+            pid=os.getpid(),
+            host=os.uname().nodename,
+        )
+        self.worker_id = worker.id
+
+        def beat() -> None:
+            while not done.wait(worker.heartbeat_interval):
+                try:
+                    status = "busy" if self.current else "idle"
+                    if self.store.heartbeat(worker.id, status=status, current_task=self.current):
+                        self.control.stop_all(f"{self.opt.worker} was asked to stop")
+                except Exception as exc:  # a missed heartbeat is not worth stopping for
+                    self.log(f"heartbeat failed: {exc}")
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.opt.worker}", daemon=True).start()
+        return done
+
+    # -- one task ---------------------------------------------------------------------------
+    def run_task(self, claim: Claim) -> None:
+        task = self.store.get(claim.task_id)
+        self.current = task.id
+        started = time.monotonic()
+        run_no = len(self.store.attempts(task.id)) + 1
+        run_dir = self.ralph_dir / "runs" / task.id / str(run_no)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log(f"claimed {task.id}: {task.title}")
+        try:
+            cwd = self.workspace.prepare(task)
+            prompt = self.opt.prompt.render(self._context(task, cwd))
+        except RalphError as exc:
+            self._release(claim, count=False, note=None)
+            self.control.stop_all(exc.line(), error=exc)
+            self.current = None
+            return
+        (run_dir / "prompt.md").write_text(prompt)
+        attempt = self.store.start_attempt(
+            task.id,
+            attempt=task.attempts + 1,
+            worker=self.opt.worker,
+            agent=self.opt.agent_name,
+            run_dir=str(run_dir),
+        )
+        proc = AgentProcess(
+            self.opt.agent.argv(prompt, run_dir / "prompt.md"),
+            cwd=cwd,
+            out_dir=run_dir,
+            env=self._env(task, run_dir),
+            stdin=self.opt.agent.stdin(prompt),
+            parser=self.opt.agent.new_parser(),
+            timeout=self.opt.task_timeout,
+            idle_timeout=self.opt.idle_timeout,
+            kill_grace=self.opt.kill_grace,
+            on_signal=self._on_signal,
+        )
+        result: ProcessResult | None = None
+        outcome, note, sha = "internal_error", "ralph failed while running the task", None
+        self.control.track(proc)
+        try:
+            with LeaseRenewer(
+                self.store, claim, on_lost=lambda why: proc.cancel("lease_lost")
+            ) as lease:
+                result = proc.run()
+                self.control.untrack(proc)
+                outcome, note = self._classify(result, proc.parser.report)
+                if outcome == "success":
+                    outcome, note = self._verify(task, cwd, run_dir)
+                if outcome == "success":
+                    outcome, note, sha = self._commit(
+                        task, claim, lease, run_dir, proc.parser.report
+                    )
+        finally:
+            self.control.untrack(proc)
+            if outcome not in ("success", "no_changes"):
+                self._discard(task, run_dir)
+            report = proc.parser.report
+            self.store.finish_attempt(
+                attempt.id,
+                outcome=outcome,
+                exit_code=result.exit_code if result else None,
+                cost_usd=report.cost_usd,
+                input_tokens=report.input_tokens,
+                output_tokens=report.output_tokens,
+                session_id=report.session_id,
+                summary=note,
+                counted=outcome not in _UNCOUNTED,
+            )
+            duration = time.monotonic() - started
+            kind = self._settle(task, claim, outcome, note, sha)
+            record = TaskOutcome(task.id, outcome, sha, report.cost_usd, round(duration, 3), note)
+            self.control.record(record, kind)
+            self._write_result(run_dir, record, result, report)
+            self.current = None
+        cost = f", ${report.cost_usd:.4f}" if report.cost_usd is not None else ""
+        what = f"commit {sha[:10]}" if sha else outcome
+        self.log(
+            f"{kind} {task.id} ({what}{cost}, {duration:.1f}s)"
+            + (f": {note.splitlines()[0][:120]}" if note and kind != "done" else "")
+        )
+
+    def _context(self, task: Task, cwd: Path) -> dict[str, Any]:
+        parent = self.store.get(task.parent) if task.parent else None
+        blockers = [
+            {"id": b.id, "title": b.title, "status": b.status}
+            for b in (self.store.get(i) for i in task.blocked_by)
+        ]
+        previous = task.last_error if task.attempts else None
+        return prompt_context(
+            task,
+            attempt=task.attempts + 1,
+            previous_failure=previous,
+            worker=self.opt.worker,
+            repo=cwd,
+            agent=self.opt.agent_name,
+            parent=parent,
+            blockers=blockers,
+            variables=self.opt.variables,
+        )
+
+    def _env(self, task: Task, run_dir: Path) -> dict[str, str]:
+        env = {**os.environ, **self.opt.agent.env()}
+        env.update(
+            RALPH_TASK_ID=task.id,
+            RALPH_WORKER=self.opt.worker,
+            RALPH_DB=str(getattr(self.store, "url", "")),
+            RALPH_RUN_DIR=str(run_dir),
+        )
+        return env
+
+    def _on_signal(self, sig: AgentSignal) -> None:
+        """Runs on a reader thread the moment the parser sees an auth failure or a rate limit."""
+        if sig.kind == "auth_failed":
+            error = AgentAuthError(
+                f"agent {self.opt.agent_name!r} could not authenticate: {sig.message}",
+                hint="log the agent in (or fix its API key) and run again; no attempt was counted",
+            )
+            self.control.stop_all(error.message, error=error, grace=0)
+        else:
+            self.rate_limits_in_a_row += 1
+            until = sig.reset_at or time.time() + (
+                sig.retry_after
+                or backoff_delay(
+                    self.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
+                )
+            )
+            self.control.pause_until(until, f"rate limited: {sig.message}")
+
+    def _classify(self, result: ProcessResult, report: AgentReport) -> tuple[str, str | None]:
+        if result.signal is not None:
+            return (
+                "auth_failed" if result.signal.kind == "auth_failed" else "rate_limited",
+                result.signal.message,
+            )
+        if result.cancel_reason == "lease_lost":
+            return "lease_lost", "the lease was lost while the agent worked; agent killed"
+        if result.ending == "cancelled":  # an agent that finished within the grace period counts
+            return "interrupted", "the run was stopped while the agent worked"
+        if result.ending in ("timeout", "idle_timeout"):
+            limit = self.opt.task_timeout if result.ending == "timeout" else self.opt.idle_timeout
+            what = "ran longer than" if result.ending == "timeout" else "printed nothing for"
+            return result.ending, _note(f"the agent {what} {limit:g}s and was killed", result)
+        if result.exit_code != 0:
+            return "agent_error", _note(f"the agent exited with code {result.exit_code}", result)
+        if report.is_error:
+            return "agent_error", _note(
+                f"the agent reported an error: {(report.result_text or '').strip()[:500]}", result
+            )
+        self.rate_limits_in_a_row = 0
+        return "success", None
+
+    def _verify(self, task: Task, cwd: Path, run_dir: Path) -> tuple[str, str | None]:
+        for n, argv in enumerate(self.opt.verify, 1):
+            proc = AgentProcess(
+                argv,
+                cwd=cwd,
+                out_dir=run_dir,
+                stdin=None,
+                env=self._env(task, run_dir),
+                timeout=self.opt.task_timeout,
+                kill_grace=self.opt.kill_grace,
+                names=(f"verify-{n}.stdout", f"verify-{n}.stderr"),
+            )
+            self.control.track(proc)
+            try:
+                result = proc.run()
+            finally:
+                self.control.untrack(proc)
+            if result.cancel_reason is not None:
+                return "interrupted", "the run was stopped during verification"
+            if not result.ok:
+                shown = " ".join(argv)
+                return "verify_failed", _note(
+                    f"verify command `{shown}` failed (exit {result.exit_code})", result
+                )
+        return "success", None
+
+    def _commit(
+        self, task: Task, claim: Claim, lease: LeaseRenewer, run_dir: Path, report: AgentReport
+    ) -> tuple[str, str | None, str | None]:
+        import git
+
+        changes = self.workspace.changes()
+        try:
+            lease.check()  # the token must still be ours right before anything is committed
+        except LeaseLostError as exc:
+            return "lease_lost", exc.message, None
+        if not changes:
+            if self.opt.no_changes == "fail":
+                return "no_changes_failed", "the agent finished without changing any file", None
+            return "no_changes", "the agent finished without changing any file", None
+        message = self.opt.commit_message.render(
+            commit_context(
+                task,
+                agent=self.opt.agent_name,
+                worker=self.opt.worker,
+                cost=report.cost_usd,
+                variables=self.opt.variables,
+            )
+        )
+        try:
+            sha = self.workspace.commit(task, changes, message)
+            self.workspace.integrate(task, sha)
+        except git.GitCommandError as exc:
+            return "commit_failed", f"git commit failed: {str(exc)[-NOTE_CHARS:]}", None
+        return "success", None, sha
+
+    def _discard(self, task: Task, run_dir: Path) -> None:
+        try:
+            changes = self.workspace.changes()
+            if changes:
+                self.workspace.discard(task, changes, keep=run_dir / "changes.patch")
+        except Exception as exc:  # never let cleanup hide the real outcome
+            self.log(f"could not discard the changes of {task.id}: {exc}")
+
+    def _settle(
+        self, task: Task, claim: Claim, outcome: str, note: str | None, sha: str | None
+    ) -> str:
+        """Tell the store how the task ended; returns the summary bucket it belongs to."""
+        if outcome == "lease_lost":
+            return "skipped"  # someone else may hold the task now: leave it alone
+        if outcome in ("success", "no_changes"):
+            try:
+                self.store.done(task.id, token=claim.token, worker=claim.worker)
+            except LeaseLostError as exc:
+                self.log(f"{task.id}: {exc.message}; taking its commit back")
+                if sha:
+                    self.workspace.undo(task, sha)
+                self._discard(task, self.ralph_dir / "runs" / task.id)
+                return "skipped"
+            self.failures_in_a_row = 0
+            return "done"
+        if outcome in _UNCOUNTED:
+            self._release(claim, count=False, note=None)
+            return "skipped"
+        self.failures_in_a_row += 1
+        attempts = task.attempts + 1
+        try:
+            if attempts >= self.opt.max_attempts:
+                self.store.fail(
+                    task.id,
+                    claim.worker,
+                    claim.token,
+                    reason=f"failed {attempts} times; last: {note}",
+                )
+                kind = "failed"
+            else:
+                delay = backoff_delay(attempts, self.opt.backoff, self.opt.backoff_max)
+                self.store.release(
+                    task.id,
+                    claim.worker,
+                    claim.token,
+                    retry_in=delay,
+                    count_attempt=True,
+                    note=note,
+                )
+                kind = "retried"
+        except LeaseLostError:
+            return "skipped"
+        if self.failures_in_a_row >= self.opt.breaker:
+            error = BreakerOpenError(
+                f"{self.failures_in_a_row} attempts failed in a row; stopping",
+                hint=f"look at .ralph/runs/{task.id}/ and `ralph show {task.id}`",
+            )
+            self.control.stop_all(error.message, error=error)
+        return kind
+
+    def _release(self, claim: Claim, *, count: bool, note: str | None) -> None:
+        with contextlib.suppress(LeaseLostError):
+            self.store.release(
+                claim.task_id, claim.worker, claim.token, count_attempt=count, note=note
+            )
+
+    def _write_result(
+        self, run_dir: Path, record: TaskOutcome, result: ProcessResult | None, report: AgentReport
+    ) -> None:
+        data = {
+            **asdict(record),
+            "exit_code": result.exit_code if result else None,
+            "ending": result.ending if result else None,
+            "output_bytes": result.bytes_out if result else 0,
+            "input_tokens": report.input_tokens,
+            "output_tokens": report.output_tokens,
+            "session_id": report.session_id,
+            "num_turns": report.num_turns,
+        }
+        (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+_UNCOUNTED = {"auth_failed", "rate_limited", "lease_lost", "interrupted", "internal_error"}
+
+
+def _note(head: str, result: ProcessResult) -> str:
+    tail = result.tail()
+    text = f"{head}\n{tail}" if tail else head
+    return text[-NOTE_CHARS:]
+
+
+def run_workers(
+    workers: list[WorkerLoop], control: RunControl, *, handle_signals: bool = True
+) -> RunSummary:
+    """Run the workers in threads until they finish; SIGTERM/SIGINT stop them.
+
+    The signal handlers only record the signal; this thread does the work: the first signal
+    takes no new task and gives running agents `grace` seconds, a second one kills them now.
+    The previous handlers are restored afterwards.
+    """
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda n, _f: received.append(n))
+    errors: list[BaseException] = []
+
+    def target(worker: WorkerLoop) -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced in the main thread after the others stop
+            errors.append(exc)
+            control.stop_all(f"{worker.opt.worker} crashed: {exc}", grace=0)
+
+    threads = [threading.Thread(target=target, args=(w,), name=w.opt.worker) for w in workers]
+    grace = workers[0].opt.grace if workers else 0.0
+    interrupted = 0
+    try:
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.1)
+            while received:
+                name = signal.Signals(received.pop()).name
+                interrupted += 1
+                if interrupted == 1:
+                    control.stop_all(
+                        f"{name}: taking no new task; running agents get {grace:g}s to finish",
+                        grace=grace,
+                    )
+                else:
+                    control.stop_all(f"{name} again: killing running agents", grace=0)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if errors:
+        raise errors[0]
+    summary = control.summary
+    summary.wall_s = time.time() - control.started_at
+    summary.stop_reason = control.reason
+    error = control.error or (RunInterruptedError() if interrupted else None)
+    summary.exit_code = error.exit_code if error else 0
+    return summary
+
+
+def preview(store: SQLStore, workspace: Workspace, options: RunOptions) -> list[dict[str, Any]]:
+    """--dry-run: the prompt and argv each ready task would get; claims and launches nothing."""
+    limit = 1 if options.once else options.max_tasks
+    shown = []
+    for task in store.ready(limit=limit, capabilities=options.capabilities):
+        loop = WorkerLoop(store, workspace, options, RunControl())
+        task = store.get(task.id)
+        cwd = workspace.root
+        prompt = options.prompt.render(loop._context(task, cwd))
+        shown.append(
+            {
+                "task": task.id,
+                "title": task.title,
+                "argv": options.agent.argv(prompt, cwd / ".ralph" / "runs" / task.id / "prompt.md"),
+                "stdin": options.agent.stdin(prompt) is not None,
+                "prompt": prompt,
+            }
+        )
+    return shown

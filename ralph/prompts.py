@@ -1,0 +1,195 @@
+"""Prompt and commit-message templates: jinja2 with StrictUndefined, checked before any agent runs.
+
+Prompt lookup order: `--prompt FILE`, the config's `prompt`, the project's `prompts/task.md.j2`,
+then the copy shipped inside the package.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ralph.errors import ConfigError
+from ralph.models import Task
+
+TEMPLATE_NAME = "task.md.j2"
+BUILTIN_DIR = Path(__file__).parent / "templates"
+DEFAULT_COMMIT_MESSAGE = """\
+{{ task.title }}
+
+Task: {{ task.id }}
+Agent: {{ agent }}
+Worker: {{ worker }}
+Cost: {{ cost }}
+"""
+INSTRUCTION_FILES = ("CLAUDE.md", "AGENTS.md")
+
+
+def builtin_prompt_path() -> Path:
+    return BUILTIN_DIR / TEMPLATE_NAME
+
+
+def find_prompt(
+    root: Path, cli_path: str | Path | None = None, config_path: str | Path | None = None
+) -> Path:
+    """The prompt template file to use, following the lookup order above."""
+    for given in (cli_path, config_path):
+        if given:
+            path = Path(given)
+            path = path if path.is_absolute() else root / path
+            if not path.is_file():
+                raise ConfigError(f"prompt template {given} does not exist")
+            return path
+    project = root / "prompts" / TEMPLATE_NAME
+    return project if project.is_file() else builtin_prompt_path()
+
+
+@dataclass
+class Template:
+    """A compiled template that reports errors as ConfigError with the file and line."""
+
+    name: str
+    template: jinja2.Template
+
+    @classmethod
+    def from_source(cls, source: str, name: str, search: Path | None = None) -> Template:
+        env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+            loader=jinja2.FileSystemLoader(str(search)) if search else None,
+        )
+        try:
+            return cls(name, env.from_string(source))
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(f"{name}:{exc.lineno}: template error: {exc.message}") from exc
+
+    @classmethod
+    def from_file(cls, path: Path) -> Template:
+        try:
+            source = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read template {path}: {exc}") from exc
+        return cls.from_source(source, str(path), search=path.parent)
+
+    def render(self, context: dict[str, Any]) -> str:
+        try:
+            return self.template.render(context)
+        except jinja2.TemplateError as exc:
+            line = _template_line(exc)
+            where = f"{self.name}:{line}" if line else self.name
+            message = getattr(exc, "message", None) or str(exc)
+            raise ConfigError(f"{where}: template error: {message}") from exc
+        except Exception as exc:  # a filter or test raising on the sample context
+            raise ConfigError(f"{self.name}: template error: {exc}") from exc
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line jinja2 put into the traceback (it rewrites frames to template lines)."""
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__ or sys.exc_info()[2]
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def load_prompt(
+    root: Path, cli_path: str | Path | None = None, config_path: str | Path | None = None
+) -> Template:
+    return Template.from_file(find_prompt(root, cli_path, config_path))
+
+
+def load_commit_message(source: str | None) -> Template:
+    return Template.from_source(source or DEFAULT_COMMIT_MESSAGE, "commit_message")
+
+
+def task_dict(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "labels": list(task.labels),
+        "requires": list(task.requires),
+        "priority": task.priority,
+        "parent": task.parent,
+        "metadata": dict(task.metadata),
+        "attempts": task.attempts,
+    }
+
+
+def prompt_context(
+    task: Task,
+    *,
+    attempt: int,
+    previous_failure: str | None,
+    worker: str,
+    repo: Path,
+    agent: str,
+    parent: Task | None = None,
+    blockers: list[dict[str, Any]] | None = None,
+    variables: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a prompt template may use."""
+    instructions = next((n for n in INSTRUCTION_FILES if (repo / n).is_file()), None)
+    return {
+        "task": task_dict(task),
+        "attempt": attempt,
+        "previous_failure": previous_failure,
+        "worker": worker,
+        "repo": str(repo),
+        "agent": agent,
+        "instructions": instructions,
+        "parent": task_dict(parent) if parent else None,
+        "blockers": list(blockers or []),
+        "vars": dict(variables or {}),
+    }
+
+
+def sample_context(
+    repo: Path, worker: str, agent: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A context with every field filled, used to check templates before any agent starts."""
+    task = Task(
+        id="rl-sample00",
+        title="Sample task",
+        description="Sample description.",
+        labels=["sample"],
+        parent="rl-parent00",
+        metadata={"sample": True},
+    )
+    parent = Task(id="rl-parent00", title="Sample parent")
+    return prompt_context(
+        task,
+        attempt=2,
+        previous_failure="Sample failure.",
+        worker=worker,
+        repo=repo,
+        agent=agent,
+        parent=parent,
+        blockers=[{"id": "rl-blocker0", "title": "Sample blocker", "status": "done"}],
+        variables=variables,
+    )
+
+
+def commit_context(
+    task: Task,
+    *,
+    agent: str,
+    worker: str,
+    cost: float | None,
+    variables: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "task": task_dict(task),
+        "agent": agent,
+        "worker": worker,
+        "cost": "unknown" if cost is None else f"${cost:.4f}",
+        "cost_usd": cost,
+        "vars": dict(variables or {}),
+    }
