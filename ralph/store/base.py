@@ -605,6 +605,20 @@ class SQLStore:
                             reason="release_worker")
             return held
 
+    def expire_worker(self, worker: str, *, only_if_dead: bool = True) -> list[Claim]:
+        """Expire every live claim of a dead worker (no heartbeat for twice its interval, or
+        stopped), judged by this transaction's clock; expiries count toward `max_expiries`."""
+        with self.transaction() as tx:
+            row = tx.one("worker_by_name", name=worker)
+            if only_if_dead and (row is None or (
+                    row["status"] != "stopped"
+                    and tx.now - row["heartbeat_at"] <= 2 * row["heartbeat_interval"])):
+                return []
+            held = [Claim.from_row(r) for r in tx.all("claims_live_by_worker", worker=worker)]
+            for claim in held:
+                self._expire(tx, claim)
+            return held
+
     # -- workers ---------------------------------------------------------------------------
     def register_worker(self, name: str, *, capabilities: Iterable[str] = (),
                         pid: int | None = None, host: str | None = None,
