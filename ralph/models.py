@@ -39,6 +39,11 @@ def _load(value: Any, default: Any) -> Any:
     if value is None:
         return default
     if isinstance(value, str | bytes):
+        # Most rows hold empty labels/requires/metadata; skipping the decoder halves list().
+        if value == "[]":
+            return []
+        if value == "{}":
+            return {}
         return json.loads(value)
     return value
 

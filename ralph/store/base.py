@@ -38,8 +38,13 @@ def new_task_id() -> str:
     return "rl-" + "".join(secrets.choice(_ALPHABET) for _ in range(8))
 
 
+# One encoder for every dump: json.dumps with options builds a new encoder per call, which was
+# a third of the time of adding 100k tasks.
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _encode(value)
 
 
 def _strings(values: Iterable[Any] | None, what: str) -> list[str]:
