@@ -1,0 +1,366 @@
+"""`ralph run`, `ralph worker start` and `ralph demo`: the loop's command line.
+
+Everything is checked before anything runs (config, durations, the git tree, the template, the
+agent binary), so bad input costs one line on stderr and changes nothing. gitpython, jinja2 and
+the loop are imported inside the commands, keeping the hot store commands fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ralph.cli.common import emit_json, session
+from ralph.durations import parse_duration
+from ralph.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from ralph.agents.base import Agent
+    from ralph.config import Settings
+    from ralph.loop import RunSummary
+
+_DEMO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "demo_agent.py"
+
+
+@dataclass
+class Flags:
+    """The command-line values of `run` / `worker start`; None means "from config"."""
+
+    agent: str | None = None
+    agent_cmd: str | None = None
+    prompt_mode: str | None = None
+    prompt: str | None = None
+    config: Path | None = None
+    worker: str | None = None
+    capabilities: str | None = None
+    lease: str | None = None
+    max_tasks: int | None = None
+    max_cost: float | None = None
+    max_time: str | None = None
+    task_timeout: str | None = None
+    idle_timeout: str | None = None
+    grace: str | None = None
+    max_attempts: int | None = None
+    verify: list[str] = field(default_factory=list)
+    once: bool = False
+    watch: bool = False
+    dry_run: bool = False
+    allow_dirty: bool = False
+    as_json: bool = False
+    quiet: bool = False
+
+
+AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", metavar="NAME",
+                                               help="Agent from the registry or ralph.toml "
+                                               "(claude, codex, gemini, aider, opencode, amp, "
+                                               "cursor, command). [default: config, claude]")]
+AgentCmdOpt = Annotated[str | None, typer.Option(
+    "--agent-cmd", metavar="CMD",
+    help="Any agent command, split like a shell would (never run by one); gets the prompt on "
+    "stdin unless --prompt-mode says otherwise.")]
+PromptModeOpt = Annotated[str | None, typer.Option(
+    "--prompt-mode", metavar="stdin|arg|file", help="How --agent-cmd gets the prompt.")]
+PromptOpt = Annotated[str | None, typer.Option(
+    "--prompt", metavar="FILE", help="Prompt template (jinja2). [default: config, "
+    "prompts/task.md.j2, built-in]")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE", help="Config file. [default: ralph.toml or pyproject.toml "
+    "[tool.ralph]]")]
+CapsOpt = Annotated[str | None, typer.Option(
+    "--capabilities", "-c", metavar="A,B", help="Capabilities this worker offers.")]
+LeaseOpt = Annotated[str | None, typer.Option(
+    "--lease", metavar="DURATION", help="Claim lease, renewed every third of it. [default: 30m]")]
+MaxTasksOpt = Annotated[int | None, typer.Option("--max-tasks", min=1, help="Stop after N tasks.")]
+MaxCostOpt = Annotated[float | None, typer.Option(
+    "--max-cost", metavar="USD", min=0, help="Take no new task once the agents report this spend.")]
+MaxTimeOpt = Annotated[str | None, typer.Option(
+    "--max-time", metavar="DURATION", help="Take no new task after this long.")]
+TaskTimeoutOpt = Annotated[str | None, typer.Option(
+    "--task-timeout", metavar="DURATION", help="Kill an agent running longer. [default: 60m]")]
+IdleTimeoutOpt = Annotated[str | None, typer.Option(
+    "--idle-timeout", metavar="DURATION", help="Kill an agent silent this long. [default: 15m]")]
+GraceOpt = Annotated[str | None, typer.Option(
+    "--grace", metavar="DURATION", help="On SIGTERM/SIGINT, how long a running agent may "
+    "finish. [default: 30s]")]
+MaxAttemptsOpt = Annotated[int | None, typer.Option(
+    "--max-attempts", min=1, help="Attempts before a task is marked failed. [default: 3]")]
+VerifyOpt = Annotated[list[str] | None, typer.Option(
+    "--verify", metavar="CMD", help="Command that must pass after the agent (repeatable).")]
+OnceOpt = Annotated[bool, typer.Option("--once", help="Run one task, then exit.")]
+WatchOpt = Annotated[bool, typer.Option(
+    "--watch", help="Wait for new tasks instead of exiting when the queue is empty.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Print each ready task's argv and prompt; claim and launch nothing.")]
+AllowDirtyOpt = Annotated[bool, typer.Option(
+    "--allow-dirty", help="Start on a working tree with uncommitted changes (left untouched).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")]
+
+
+def run(agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None, prompt_mode: PromptModeOpt = None,
+        prompt: PromptOpt = None, config: ConfigOpt = None,
+        worker: Annotated[str | None, typer.Option("--worker", "-w", metavar="NAME",
+                                                   help="Worker name. [default: host-pid]")]
+        = None,
+        capabilities: CapsOpt = None, lease: LeaseOpt = None, max_tasks: MaxTasksOpt = None,
+        max_cost: MaxCostOpt = None, max_time: MaxTimeOpt = None,
+        task_timeout: TaskTimeoutOpt = None, idle_timeout: IdleTimeoutOpt = None,
+        grace: GraceOpt = None, max_attempts: MaxAttemptsOpt = None, verify: VerifyOpt = None,
+        once: OnceOpt = False, watch: WatchOpt = False, dry_run: DryRunOpt = False,
+        allow_dirty: AllowDirtyOpt = False, as_json: JsonOpt = False,
+        quiet: QuietOpt = False) -> None:
+    """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
+
+    \b
+    Example:
+      ralph run --agent claude --max-cost 5
+      ralph run --agent-cmd "python my_agent.py" --once
+    Exit codes: 0 drained or cap reached, 8 config, 9 git tree, 10 agent auth failed,
+    11 too many failures in a row, 12 stopped by SIGTERM/SIGINT.
+    """
+    flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
+    flags.verify = verify or []
+    _execute(flags)
+
+
+def worker_start(
+        name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME",
+                                                 help="Worker name. [default: host-pid]")]
+        = None,
+        capabilities: CapsOpt = None, agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None,
+        prompt_mode: PromptModeOpt = None, prompt: PromptOpt = None, config: ConfigOpt = None,
+        lease: LeaseOpt = None, max_tasks: MaxTasksOpt = None, max_cost: MaxCostOpt = None,
+        max_time: MaxTimeOpt = None, task_timeout: TaskTimeoutOpt = None,
+        idle_timeout: IdleTimeoutOpt = None, grace: GraceOpt = None,
+        max_attempts: MaxAttemptsOpt = None, verify: VerifyOpt = None,
+        allow_dirty: AllowDirtyOpt = False, as_json: JsonOpt = False,
+        quiet: QuietOpt = False) -> None:
+    """Start a persistent worker: `ralph run --watch` under a name, until SIGTERM or `worker stop`.
+
+    \b
+    Example:
+      ralph worker start --name implementer-1 --capabilities tx-implementer
+      kill -SIGTERM <worker-pid>   # or: ralph worker stop implementer-1
+    """
+    flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
+    flags.worker, flags.watch, flags.verify = name, True, verify or []
+    _execute(flags)
+
+
+def demo(path: Annotated[Path | None, typer.Argument(
+        metavar="[PATH]", help="Folder for the scratch repo (new or empty). [default: a temp dir]")]
+        = None,
+        as_json: JsonOpt = False) -> None:
+    """Show the whole loop offline: a scratch repo, five tasks, a demo agent, one commit each.
+
+    \b
+    Example:
+      ralph demo            # then: cd <the printed folder> && ralph list
+    """
+    import subprocess
+    import tempfile
+
+    from ralph.store import ensure_ralph_dir, open_store
+
+    if not _DEMO_AGENT.is_file():
+        raise ConfigError(f"the demo agent {_DEMO_AGENT} is missing",
+                          hint="run `ralph demo` from a source checkout (pip install -e .)")
+    if path is None:
+        root = Path(tempfile.mkdtemp(prefix="ralph-demo-"))
+    else:
+        root = path.resolve()
+        if root.exists() and any(root.iterdir()):
+            raise UsageError(f"{root} is not empty", hint="give a new or empty folder")
+        root.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(root)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    for key, value in (("user.name", "ralph demo"), ("user.email", "demo@ralph.invalid")):
+        subprocess.run([*git, "config", key, value], check=True)
+    (root / "README.md").write_text("# ralph demo\n\nEach task's agent writes work/<task>.md.\n")
+    subprocess.run([*git, "add", "README.md"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Start the demo project"], check=True)
+    ensure_ralph_dir(root)
+    db = root / ".ralph" / "ralph.db"
+    with open_store(db) as store:
+        store.add_many([
+            {"id": "T1", "title": "Write the task parser", "priority": 3},
+            {"id": "T2", "title": "Test the task parser", "blocked_by": ["T1"]},
+            {"id": "T3", "title": "Document the command line", "priority": 1},
+            {"id": "T4", "title": "Wire the parser into the command line",
+             "blocked_by": ["T1", "T3"]},
+            {"id": "T5", "title": "Write the release notes", "blocked_by": ["T2", "T4"]},
+        ])
+    sys.stderr.write(f"demo repository: {root}\n")
+    session.reset(str(db), session.debug)
+    os.chdir(root)
+    flags = Flags(agent_cmd=shlex.join([sys.executable, str(_DEMO_AGENT)]), worker="demo-worker",
+                  as_json=as_json, quiet=as_json)
+    summary = _execute(flags, exit_on_error=False)
+    if not as_json:
+        typer.echo(subprocess.run([*git, "log", "--oneline"], check=True, capture_output=True,
+                                  text=True).stdout.rstrip())
+    if summary is not None and summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+# -- building the run --------------------------------------------------------------------------
+def _duration(value: str | None, default: float | None, what: str) -> float | None:
+    if value is None:
+        return default
+    if value.strip().lower() in ("0", "none", "off") and what != "--lease":
+        return None
+    return parse_duration(value, what=what)
+
+
+def resolve_agent(settings: Settings, flags: Flags) -> tuple[Agent, str]:
+    """The agent adapter to launch, its binary checked; ConfigError names what is wrong."""
+    from ralph.config import PROMPT_MODES, AgentSettings
+
+    if flags.prompt_mode is not None and flags.prompt_mode not in PROMPT_MODES:
+        raise UsageError(f"invalid --prompt-mode {flags.prompt_mode!r}",
+                         hint="use stdin, arg or file")
+    if flags.agent_cmd is not None:
+        try:
+            argv = shlex.split(flags.agent_cmd)
+        except ValueError as exc:
+            raise UsageError(f"cannot split --agent-cmd {flags.agent_cmd!r}: {exc}") from exc
+        if not argv:
+            raise UsageError("--agent-cmd is empty")
+        name = "command"
+        spec = AgentSettings(command=argv, prompt_mode=flags.prompt_mode or "stdin")
+    else:
+        name = flags.agent or settings.agent
+        spec = settings.agent_settings(name)
+        if flags.prompt_mode:
+            spec.prompt_mode = flags.prompt_mode
+    agent = _make_agent(name, spec, settings)
+    agent.check_installed()
+    return agent, name
+
+
+def _make_agent(name: str, spec: Any, settings: Settings) -> Agent:
+    try:
+        from ralph.agents.registry import get_agent
+    except ImportError:
+        get_agent = None
+    if get_agent is not None and (name != "command" or spec.command):
+        try:
+            return get_agent(name, spec)
+        except ConfigError:
+            if name in settings.agents and spec.command:
+                pass  # a config-defined agent that is not built in: run it as a command
+            else:
+                raise
+    from ralph.agents.base import Agent
+
+    if spec.command:
+        agent = Agent(command=spec.command, args=spec.args, model=spec.model,
+                      prompt_mode=spec.prompt_mode, env=spec.env)
+        agent.name = name  # type: ignore[misc]
+        return agent
+    raise ConfigError(f"unknown agent {name!r}",
+                      hint="use one of claude, codex, gemini, aider, opencode, amp, cursor, or "
+                      "--agent-cmd CMD, or define [agents." + name + "] with a command")
+
+
+def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
+    """Check everything and build (store, workspace, options, control); raises before any change."""
+    from ralph.config import load_settings
+    from ralph.loop import RunControl, RunOptions
+    from ralph.prompts import load_commit_message, load_prompt, sample_context
+    from ralph.store import ensure_ralph_dir, project_root
+    from ralph.vcs import GitRepo, RepoWorkspace
+
+    lease = _duration(flags.lease, None, "--lease")
+    max_time = _duration(flags.max_time, None, "--max-time")
+    task_timeout = _duration(flags.task_timeout, -1.0, "--task-timeout")
+    idle_timeout = _duration(flags.idle_timeout, -1.0, "--idle-timeout")
+    grace = _duration(flags.grace, None, "--grace")
+    repo = GitRepo(Path.cwd())
+    settings = load_settings(project_root(repo.root), flags.config)
+    workspace = RepoWorkspace(repo, allow_dirty=flags.allow_dirty or flags.dry_run)
+    worker = flags.worker or settings.worker or f"{socket.gethostname()}-{os.getpid()}"
+    agent, agent_name = resolve_agent(settings, flags)
+    prompt = load_prompt(repo.root, flags.prompt, settings.prompt)
+    commit_message = load_commit_message(settings.commit_message)
+    sample = sample_context(repo.root, worker, agent_name, settings.vars)
+    prompt.render(sample)
+    commit_message.render({**sample, "cost": "$0.0000", "cost_usd": 0.0})
+    verify = settings.verify
+    if flags.verify:
+        from ralph.config import _argv
+
+        verify = [_argv(v, "--verify") for v in flags.verify]
+    caps = ([c.strip() for c in flags.capabilities.split(",") if c.strip()]
+            if flags.capabilities is not None else settings.capabilities)
+    options = RunOptions(
+        agent=agent, agent_name=agent_name, worker=worker, prompt=prompt,
+        commit_message=commit_message, capabilities=caps, lease=lease or settings.lease,
+        max_attempts=flags.max_attempts or settings.max_attempts,
+        task_timeout=settings.task_timeout if task_timeout == -1.0 else task_timeout,
+        idle_timeout=settings.idle_timeout if idle_timeout == -1.0 else idle_timeout,
+        grace=settings.grace if grace is None else grace, kill_grace=settings.kill_grace,
+        backoff=settings.backoff, backoff_max=settings.backoff_max,
+        rate_limit_pause=settings.rate_limit_pause, breaker=settings.breaker,
+        no_changes=settings.no_changes, verify=verify, variables=settings.vars,
+        once=flags.once, watch=flags.watch, poll=settings.poll, max_tasks=flags.max_tasks,
+        max_cost=flags.max_cost, max_time=max_time)
+    store = session.store()
+    ensure_ralph_dir(repo.root)
+    log = (lambda line: None) if flags.quiet else None
+    control = RunControl(max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time,
+                         log=log)
+    return store, workspace, options, control
+
+
+def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
+    from ralph.loop import WorkerLoop, preview, run_workers
+
+    store, workspace, options, control = build(flags)
+    if flags.dry_run:
+        shown = preview(store, workspace, options)
+        if flags.as_json:
+            emit_json(shown)
+        for item in [] if flags.as_json else shown:
+            typer.echo(f"== {item['task']}: {item['title']}\n$ {shlex.join(item['argv'])}"
+                       + (" < prompt" if item["stdin"] else "") + f"\n{item['prompt']}")
+        if not shown and not flags.as_json:
+            typer.echo("No ready tasks")
+        return None
+    summary = run_workers([WorkerLoop(store, workspace, options, control)], control)
+    if flags.as_json:
+        emit_json(summary.to_dict())
+    else:
+        typer.echo(_summary_line(summary), err=flags.quiet)
+    if summary.exit_code and exit_on_error:
+        raise control.error or _interrupted()
+    return summary
+
+
+def _interrupted() -> Exception:
+    from ralph.errors import RunInterruptedError
+
+    return RunInterruptedError()
+
+
+def _summary_line(s: RunSummary) -> str:
+    from ralph.durations import format_duration
+
+    parts = [f"{s.done} done", f"{s.failed} failed", f"{s.retried} to retry",
+             f"{s.skipped} skipped", f"{s.commits} commits", f"${s.cost_usd:.4f}",
+             format_duration(s.wall_s)]
+    why = f" ({s.stop_reason})" if s.stop_reason else ""
+    return "Run: " + ", ".join(parts) + why
+
+
+def register(app: typer.Typer, worker_app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("demo")(demo)
+    worker_app.command("start")(worker_start)

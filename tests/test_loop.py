@@ -1,0 +1,330 @@
+"""The worker loop end to end in-process: real git repos, real SQLite stores, real agent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.loop import RunControl, RunOptions, RunSummary, WorkerLoop, backoff_delay, run_workers
+from ralph.prompts import load_commit_message, load_prompt
+from ralph.store import ensure_ralph_dir, open_store
+from ralph.store.base import SQLStore
+from ralph.vcs import GitRepo, RepoWorkspace
+
+AGENTS = Path(__file__).parent / "agents"
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Test")
+    git(root, "config", "user.email", "test@example.invalid")
+    (root / "README.md").write_text("hello\n")
+    git(root, "add", "README.md")
+    git(root, "commit", "-q", "-m", "start")
+    ensure_ralph_dir(root)
+    return root
+
+
+@pytest.fixture
+def store(repo: Path) -> SQLStore:
+    with open_store(repo / ".ralph" / "ralph.db") as s:
+        yield s
+
+
+class ClaudeLinesParser(StreamParser):
+    """Reads the claude stream-json shapes the fake agent prints (api_retry, result)."""
+
+    def feed(self, line: str, stream: str) -> list[AgentSignal]:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return []
+        if event.get("subtype") == "api_retry":
+            if event.get("error_status") in (401, 403):
+                return [AgentSignal("auth_failed", "HTTP 401 authentication_failed")]
+            if event.get("error_status") == 429:
+                return [AgentSignal("rate_limited", "HTTP 429 rate_limit", retry_after=0.3)]
+        if event.get("type") == "result":
+            self.report.cost_usd = event.get("total_cost_usd")
+            self.report.is_error = bool(event.get("is_error"))
+            self.report.session_id = event.get("session_id")
+            usage = event.get("usage") or {}
+            self.report.input_tokens = usage.get("input_tokens")
+            self.report.output_tokens = usage.get("output_tokens")
+        return []
+
+
+class FakeClaude(Agent):
+    name = "fake-claude"
+
+    def new_parser(self) -> StreamParser:
+        return ClaudeLinesParser()
+
+
+def script(name: str, *args: str) -> Agent:
+    return Agent(command=[sys.executable, str(AGENTS / name), *args])
+
+
+def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSummary:
+    settings: dict[str, Any] = dict(lease=30.0, backoff=0.05, backoff_max=0.2, kill_grace=1.0,
+                                    breaker=10, poll=0.05, grace=1.0)
+    settings.update(options)
+    opts = RunOptions(agent=agent, agent_name=agent.name or "fake", worker="w1",
+                      prompt=load_prompt(repo), commit_message=load_commit_message(None),
+                      **settings)
+    control = RunControl(max_tasks=opts.max_tasks, max_cost=opts.max_cost,
+                         max_time=opts.max_time, log=lambda line: None)
+    workspace = RepoWorkspace(GitRepo(repo))
+    return run_workers([WorkerLoop(store, workspace, opts, control)], control,
+                       handle_signals=False)
+
+
+def commits(repo: Path) -> list[str]:
+    return git(repo, "log", "--format=%s").splitlines()
+
+
+def pids_dead(pid_file: Path) -> bool:
+    for pid in map(int, pid_file.read_text().split()):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # a zombie child of an exited parent is dead too
+        status = Path(f"/proc/{pid}/status")
+        if status.exists() and "State:\tZ" not in status.read_text():
+            return False
+    return True
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_each_task_gets_one_commit_with_trailers_and_is_done(repo: Path, store: SQLStore):
+    store.add("First task", id="A")
+    store.add("Second task", id="B", blocked_by=["A"])
+    store.add("Third task", id="C")
+
+    summary = run_loop(repo, store, FakeClaude(command=[sys.executable,
+                                                        str(AGENTS / "claude_stream.py"), "ok"]))
+
+    assert summary.exit_code == 0 and summary.done == 3 and summary.commits == 3
+    assert commits(repo) == ["Third task", "Second task", "First task", "start"]
+    body = git(repo, "log", "-1", "--format=%B", "HEAD~2")
+    assert "Task: A\nAgent: fake-claude\nWorker: w1\nCost: $0.0123" in body
+    assert git(repo, "show", "--format=", "--name-only", "HEAD~2").split() == ["A.txt"]
+    assert [t.status for t in store.list()] == ["done"] * 3
+    attempt = store.attempts("A")[0]
+    assert (attempt.outcome, attempt.cost_usd, attempt.session_id) == ("success", 0.0123,
+                                                                      "sess-A")
+    run_dir = Path(attempt.run_dir)
+    assert {"prompt.md", "stdout", "stderr", "result.json"} <= {p.name for p in run_dir.iterdir()}
+    assert "Task A: First task" in (run_dir / "prompt.md").read_text()
+    assert json.loads((run_dir / "result.json").read_text())["outcome"] == "success"
+    assert summary.cost_usd == pytest.approx(0.0369)
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_task_without_changes_is_done_without_a_commit(repo: Path, store: SQLStore):
+    store.add("Nothing to do", id="A")
+    summary = run_loop(repo, store, script("noop.py"))
+    assert summary.done == 1 and summary.commits == 0
+    assert commits(repo) == ["start"]
+    assert store.get("A").status == "done"
+    assert store.attempts("A")[0].outcome == "no_changes"
+
+
+def test_no_changes_can_count_as_a_failure(repo: Path, store: SQLStore):
+    store.add("Nothing to do", id="A")
+    summary = run_loop(repo, store, script("noop.py"), no_changes="fail", max_attempts=1)
+    assert summary.failed == 1
+    assert store.get("A").status == "failed"
+
+
+def test_failing_agent_is_retried_with_backoff_then_marked_failed(repo: Path, store: SQLStore):
+    store.add("Hard task", id="A")
+    summary = run_loop(repo, store, script("fail.py", "3"), max_attempts=3)
+
+    task = store.get("A")
+    assert (task.status, task.attempts) == ("failed", 3)
+    assert "exited with code 3" in task.last_error and "tests are red" in task.last_error
+    attempts = store.attempts("A")
+    assert [a.outcome for a in attempts] == ["agent_error"] * 3
+    assert all(a.counted for a in attempts)
+    assert (summary.retried, summary.failed, summary.commits) == (2, 1, 0)
+    released = [e for e in store.events(task_id="A", kind="released")]
+    assert [e.data["retry_in"] > 0 for e in released] == [True, True]
+    # The half-done file was not committed and not left behind; its patch was kept.
+    assert commits(repo) == ["start"]
+    assert git(repo, "status", "--porcelain") == ""
+    assert "half-done.txt" in (Path(attempts[0].run_dir) / "changes.patch").read_text()
+
+
+def test_backoff_grows_exponentially_up_to_its_cap():
+    assert [backoff_delay(n, 30, 300) for n in (1, 2, 3, 4, 5)] == [30, 60, 120, 240, 300]
+
+
+def test_consecutive_failures_open_the_breaker(repo: Path, store: SQLStore):
+    for n in range(4):
+        store.add(f"Task {n}", id=f"T{n}")
+    summary = run_loop(repo, store, script("fail.py"), breaker=2, max_attempts=1)
+    assert summary.exit_code == 11
+    assert "in a row" in summary.stop_reason
+    assert [t.status for t in store.list()] == ["failed", "failed", "open", "open"]
+
+
+def test_auth_failure_stops_the_run_without_counting_an_attempt(repo: Path, store: SQLStore,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    pid_file = tmp_path / "agent.pid"
+    monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
+    store.add("Needs the API", id="A")
+    store.add("Also needs it", id="B")
+    agent = FakeClaude(command=[sys.executable, str(AGENTS / "claude_stream.py"), "auth"])
+
+    summary = run_loop(repo, store, agent)
+
+    assert summary.exit_code == 10
+    assert "could not authenticate" in summary.stop_reason
+    assert [(t.status, t.attempts, t.claimed_by) for t in store.list()] == [
+        ("open", 0, None), ("open", 0, None)]
+    (attempt,) = store.attempts()
+    assert (attempt.outcome, attempt.counted) == ("auth_failed", False)
+    assert pids_dead(pid_file)
+    assert commits(repo) == ["start"]
+
+
+def test_rate_limit_pauses_and_retries_without_counting(repo: Path, store: SQLStore,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RATE_MARKER", str(tmp_path / "rate-marker"))
+    store.add("Busy API", id="A")
+    agent = FakeClaude(command=[sys.executable, str(AGENTS / "claude_stream.py"), "rate"])
+
+    summary = run_loop(repo, store, agent)
+
+    assert summary.exit_code == 0 and summary.done == 1
+    first, second = store.attempts("A")
+    assert (first.outcome, first.counted) == ("rate_limited", False)
+    assert second.outcome == "success"
+    assert store.get("A").attempts == 0
+    assert commits(repo) == ["Busy API", "start"]
+
+
+def test_lost_lease_kills_the_agent_and_commits_nothing(repo: Path, store: SQLStore,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    pid_file = tmp_path / "agent.pid"
+    monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
+    store.add("Long task", id="A")
+
+    def steal() -> None:
+        wait_for(pid_file.exists)
+        claim = store.active_claim("A")
+        store.expire(claim.token, force=True)
+        store.claim("A", "thief", lease=600)
+
+    thief = threading.Thread(target=steal)
+    thief.start()
+    summary = run_loop(repo, store, script("hang.py"), lease=0.6, once=True)
+    thief.join()
+
+    (attempt,) = store.attempts("A")
+    assert (attempt.outcome, attempt.counted) == ("lease_lost", False)
+    task = store.get("A")
+    assert (task.status, task.claimed_by, task.attempts) == ("open", "thief", 0)
+    assert summary.commits == 0 and commits(repo) == ["start"]
+    assert git(repo, "status", "--porcelain") == ""
+    assert pids_dead(pid_file)
+
+
+@pytest.mark.parametrize(("limits", "args", "outcome"), [
+    ({"task_timeout": 0.5}, (), "timeout"),
+    ({"idle_timeout": 0.5}, ("--silent",), "idle_timeout"),
+])
+def test_agents_over_their_time_are_killed_and_the_attempt_counts(
+        repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        limits: dict[str, float], args: tuple[str, ...], outcome: str):
+    pid_file = tmp_path / "agent.pid"
+    monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
+    store.add("Slow task", id="A")
+    summary = run_loop(repo, store, script("hang.py", *args), max_attempts=1, **limits)
+    (attempt,) = store.attempts("A")
+    assert (attempt.outcome, attempt.counted) == (outcome, True)
+    assert store.get("A").status == "failed" and summary.failed == 1
+    assert pids_dead(pid_file)
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_verify_failure_is_retried_with_its_output_in_the_next_prompt(
+        repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    prompts = tmp_path / "prompts.txt"
+    monkeypatch.setenv("RECORD_PROMPTS", str(prompts))
+    store.add("Parser", id="A")
+    verify = [[sys.executable, str(AGENTS / "verify_second_time.py"), str(tmp_path / "seen")]]
+
+    summary = run_loop(repo, store, script("edit.py"), verify=verify)
+
+    assert summary.done == 1 and commits(repo) == ["Parser", "start"]
+    first, second = store.attempts("A")
+    assert (first.outcome, second.outcome) == ("verify_failed", "success")
+    told = prompts.read_text().split("\n=====\n")
+    assert "VERIFY-SAYS-NO" not in told[0]
+    assert "Attempt 2" in told[1] and "VERIFY-SAYS-NO: test_parser failed" in told[1]
+
+
+def test_max_tasks_and_once_stop_cleanly(repo: Path, store: SQLStore):
+    for n in range(3):
+        store.add(f"Task {n}", id=f"T{n}")
+    summary = run_loop(repo, store, script("edit.py"), max_tasks=2)
+    assert (summary.exit_code, summary.done) == (0, 2)
+    assert "--max-tasks 2" in summary.stop_reason
+    summary = run_loop(repo, store, script("edit.py"), once=True)
+    assert summary.done == 1
+    assert [t.status for t in store.list()] == ["done"] * 3
+
+
+def test_max_cost_takes_no_new_task_once_spent(repo: Path, store: SQLStore):
+    for n in range(3):
+        store.add(f"Task {n}", id=f"T{n}")
+    agent = FakeClaude(command=[sys.executable, str(AGENTS / "claude_stream.py"), "ok"])
+    summary = run_loop(repo, store, agent, max_cost=0.02)
+    assert summary.done == 2 and "--max-cost" in summary.stop_reason
+
+
+def test_a_delayed_task_is_waited_for_not_abandoned(repo: Path, store: SQLStore):
+    store.add("Retry soon", id="A")
+    claim = store.claim("A", "other", lease=60)
+    store.release("A", "other", claim.token, retry_in=0.3)
+    summary = run_loop(repo, store, script("edit.py"))
+    assert summary.done == 1
+
+
+def test_tasks_blocked_by_a_failed_task_end_the_run(repo: Path, store: SQLStore):
+    store.add("Fails", id="A")
+    store.add("Waits on A", id="B", blocked_by=["A"])
+    summary = run_loop(repo, store, script("fail.py"), max_attempts=1)
+    assert summary.exit_code == 0 and summary.failed == 1
+    assert store.get("B").status == "open"
