@@ -1,0 +1,401 @@
+"""PostgreSQL backend: the same domain logic as SQLite over postgres.sql, for workers on many hosts.
+
+Clock: expiry is computed and compared with the database's clock. Each transaction reads
+`now()` once and every comparison in it uses that value, so workers on hosts with skewed clocks
+agree. A store opened with an explicit clock (tests) uses that instead; `time.time`, the
+default of `open_store`, counts as "no explicit clock".
+
+Failures: each public store method runs whole again (with jittered exponential backoff, for up
+to RETRY_SECONDS) when PostgreSQL reports something transient: a lost connection, a restart, a
+deadlock or serialization failure. A retried attempt never leaves anything half-applied: its
+transaction was rolled back, and a COMMIT whose answer was lost is looked up by transaction id
+before anything is retried. Other database errors become StoreError. Passwords never appear in
+`repr`, `url` or any message.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from ralph import errors
+from ralph.store import queries
+from ralph.store.base import Row, SQLStore
+
+RETRY_SECONDS = 30.0
+POOL_MAX = 4  # the loop thread, the lease renewer, and a little slack
+CONNECT_TIMEOUT = 10
+LOCK_NAMESPACE = 72616  # first key of ralph's advisory locks; (LOCK_NAMESPACE, 1) guards migration
+_LOCK_CLAUSE = re.compile(
+    r"\s+FOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)(?:\s+OF\s+\w+(?:\s*,\s*\w+)*)?"
+    r"(?:\s+SKIP\s+LOCKED|\s+NOWAIT)?",
+    re.IGNORECASE,
+)
+_STARTING = ("is starting up", "is shutting down", "in recovery mode", "not yet accepting")
+
+# The pool reports failed reconnects through logging; without a handler Python would print them
+# to stderr. Ralph's own retries and errors say what matters.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+
+
+def redact(url: str) -> str:
+    """The URL with its password (in the user part or a `password=` parameter) shown as ***."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        userinfo, at, hostport = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        query = urlencode(
+            [
+                (k, "***" if k.lower() == "password" else v)
+                for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            ],
+            safe="*",
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url.split("?", 1)[0])
+
+
+def _secrets(url: str) -> list[str]:
+    """Every spelling of the URL's password, to scrub from messages written by libpq."""
+    found = []
+    with suppress(ValueError):
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+    return sorted({s for raw in found for s in (raw, unquote(raw)) if s}, key=len, reverse=True)
+
+
+def _statements(text: str) -> list[str]:
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
+    return [s.strip() for s in re.split(r";\s*\n", "\n".join(lines)) if s.strip()]
+
+
+@functools.cache
+def _query_sets() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """postgres.sql as (write, read) maps of name -> statements; reads drop their FOR clauses."""
+    write = {name: _statements(sql) for name, sql in queries.load("postgres.sql").items()}
+    read = {name: [_LOCK_CLAUSE.sub("", s) for s in stmts] for name, stmts in write.items()}
+    return write, read
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth running the whole operation again: the database, not the request, was the problem."""
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | pgerrors.SerializationFailure
+        | pgerrors.DeadlockDetected
+        | pgerrors.UniqueViolation,
+    )
+
+
+def _give_up(state: Any) -> bool:
+    # base.py checks uniqueness before inserting, so a UniqueViolation means a concurrent
+    # transaction won a race; one or two re-runs give the proper error (holder, "exists").
+    exc = state.outcome.exception()
+    return isinstance(exc, pgerrors.UniqueViolation) and state.attempt_number >= 3
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _CallState(threading.local):
+    depth = 0  # public store calls in progress on this thread
+    committed = False  # a write transaction committed during the current retried attempt
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.Connection[Row], sql: Mapping[str, list[str]], now: float):
+        self.conn = conn
+        self.sql = sql
+        self.now = now
+
+    def _run(self, name: str, params: Mapping[str, Any]) -> psycopg.Cursor[Row]:
+        cur = self.conn.cursor()
+        for statement in self.sql[name]:
+            cur.execute(statement, params)
+        return cur
+
+    def one(self, name: str, /, **params: Any) -> Row | None:
+        return self._run(name, params).fetchone()
+
+    def all(self, name: str, /, **params: Any) -> list[Row]:
+        return self._run(name, params).fetchall()
+
+    def run(self, name: str, /, **params: Any) -> int:
+        return self._run(name, params).rowcount
+
+    def many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            (statement,) = self.sql[name]
+            self.conn.cursor().executemany(statement, rows)
+
+
+class PostgresStore(SQLStore):
+    """The store in a PostgreSQL database, shared by workers on any number of hosts."""
+
+    backend = "postgres"
+
+    def __init__(self, url: str, *, clock: Callable[[], float] | None = None):
+        self._url = redact(url)
+        self._secrets = _secrets(url)
+        self.clock = None if clock is time.time else clock
+        self._state = _CallState()
+        self._write_sql, self._read_sql = _query_sets()
+        try:
+            given = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise errors.StoreError(
+                f"malformed PostgreSQL URL {self._url}: {self._scrub(_first_line(exc))}",
+                hint="use postgresql://user:password@host:port/dbname",
+            ) from None
+        defaults = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "ralph"}
+        self._conninfo = make_conninfo(url, **{k: v for k, v in defaults.items() if k not in given})
+        self._migrate()
+        self._pool = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=POOL_MAX,
+            open=False,
+            name="ralph",
+            timeout=CONNECT_TIMEOUT,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+        )
+        self._pool.open(wait=False)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._url!r})"
+
+    @property
+    def url(self) -> str:
+        """The database URL, password shown as ***."""
+        return self._url
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # -- connections and schema --------------------------------------------------------------
+    def _connect(self, **kwargs: Any) -> psycopg.Connection[Row]:
+        """A direct connection; only a server still starting up is waited for."""
+        for attempt in Retrying(
+            retry=retry_if_exception(lambda e: any(s in str(e) for s in _STARTING)),
+            stop=stop_after_delay(RETRY_SECONDS),
+            reraise=True,
+            wait=wait_random_exponential(multiplier=0.1, max=2),
+        ):
+            with attempt:
+                try:
+                    return psycopg.connect(self._conninfo, row_factory=dict_row, **kwargs)
+                except psycopg.OperationalError as exc:
+                    if any(s in str(exc) for s in _STARTING):
+                        raise
+                    raise errors.StoreError(
+                        f"cannot connect to PostgreSQL at {self._url}: "
+                        f"{self._scrub(_first_line(exc))}",
+                        hint="check that the server is running and the URL is right",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _migrate(self) -> None:
+        """Create or upgrade the schema; an advisory lock lets many processes start at once."""
+        migrations = queries.schema("postgres")
+        latest = migrations[-1][0]
+        try:
+            with self._connect() as conn:
+                if self._version(conn) >= latest:
+                    return
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", (LOCK_NAMESPACE,))
+                    current = self._version(conn)
+                    if current == 0 and self._has_table(conn, "tasks"):
+                        raise errors.StoreError(
+                            f"{self._url} has a 'tasks' table that is not ralph's",
+                            hint="give ralph a database (or schema) of its own",
+                        )
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS meta "
+                        "(key text PRIMARY KEY, value text NOT NULL)"
+                    )
+                    for version, sql in migrations:
+                        if version > current:
+                            conn.execute(sql)
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (str(latest),),
+                    )
+        except psycopg.Error as exc:
+            raise errors.StoreError(
+                f"cannot set up the schema in {self._url}: {self._scrub(_first_line(exc))}"
+            ) from None
+
+    def _version(self, conn: psycopg.Connection[Row]) -> int:
+        if not self._has_table(conn, "meta"):
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row["value"]) if row else 0
+        latest = queries.schema("postgres")[-1][0]
+        if version > latest:
+            raise errors.StoreError(
+                f"{self._url} has schema version {version}, newer than this ralph ({latest})",
+                hint="upgrade ralph",
+            )
+        return version
+
+    @staticmethod
+    def _has_table(conn: psycopg.Connection[Row], name: str) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS found", (name,)).fetchone()
+        return bool(row and row["found"])
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[_PgTx]:
+        conn = self._pool.getconn()
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+            conn.read_only = not write
+            now, xid = self.clock() if self.clock else None, None
+            if write:
+                row = conn.execute(
+                    "SELECT extract(epoch FROM now())::float8 AS now, txid_current() AS xid"
+                ).fetchone()
+                xid = row["xid"]
+            elif now is None:
+                row = conn.execute("SELECT extract(epoch FROM now())::float8 AS now").fetchone()
+            if now is None:
+                now = row["now"]
+            try:
+                yield _PgTx(conn, self._write_sql if write else self._read_sql, now)
+            except BaseException:
+                with suppress(psycopg.Error):
+                    conn.rollback()
+                raise
+            self._commit(conn, xid)
+            if write:
+                self._state.committed = True
+        finally:
+            self._pool.putconn(conn)
+
+    def _commit(self, conn: psycopg.Connection[Row], xid: int | None) -> None:
+        """COMMIT; when its answer is lost, ask the server (once back) whether it happened."""
+        try:
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            if xid is None:
+                raise
+            try:
+                outcome = self._outcome(xid)
+            except psycopg.Error:
+                # Neither retrying (it may have committed) nor claiming success is safe.
+                raise errors.StoreError(
+                    f"lost PostgreSQL at {self._url} during COMMIT and cannot tell whether it "
+                    f"happened: {self._scrub(_first_line(exc))}",
+                    hint="check the result with `ralph list` or `ralph log`",
+                ) from None
+            if outcome != "committed":
+                raise
+
+    def _outcome(self, xid: int) -> str:
+        for attempt in Retrying(
+            stop=stop_after_delay(RETRY_SECONDS),
+            reraise=True,
+            retry=retry_if_exception(_transient),
+            wait=wait_random_exponential(multiplier=0.1, max=2),
+        ):
+            with attempt, psycopg.connect(self._conninfo, autocommit=True) as conn:
+                status = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()[0]
+                if status == "in progress":
+                    raise psycopg.OperationalError("transaction still in progress")
+                return str(status)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+    # -- retries -----------------------------------------------------------------------------
+    def _retrying(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a store method, whole again on transient failures (nested calls ride along)."""
+        state = self._state
+        if state.depth and not state.committed:  # the enclosing call retries everything
+            state.depth += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                state.depth -= 1
+        outer_committed = state.committed
+        state.depth += 1
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception(lambda e: _transient(e) and not state.committed),
+                stop=stop_after_delay(RETRY_SECONDS) | stop_after_attempt(1000) | _give_up,
+                wait=wait_random_exponential(multiplier=0.02, max=2),
+                reraise=True,
+            ):
+                with attempt:
+                    state.committed = False
+                    return method(self, *args, **kwargs)
+        except psycopg.Error as exc:
+            raise self._store_error(exc, state.committed) from None
+        finally:
+            state.depth -= 1
+            state.committed = outer_committed
+        raise AssertionError("unreachable")
+
+    def _store_error(self, exc: psycopg.Error, committed: bool) -> errors.StoreError:
+        detail = self._scrub(_first_line(exc))
+        if committed:
+            return errors.StoreError(
+                f"lost PostgreSQL at {self._url} after part of the change was committed: {detail}",
+                hint="check the result with `ralph list`",
+            )
+        if _transient(exc):
+            return errors.StoreError(
+                f"PostgreSQL at {self._url} kept failing for {RETRY_SECONDS:.0f}s: {detail}",
+                hint="check that the server is running and reachable",
+            )
+        return errors.StoreError(f"PostgreSQL error at {self._url}: {detail}")
+
+
+def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        return self._retrying(method, *args, **kwargs)
+
+    return call
+
+
+for _name, _method in inspect.getmembers(SQLStore, inspect.isfunction):
+    if not _name.startswith("_") and _name not in ("transaction", "close"):
+        setattr(PostgresStore, _name, _retried(_method))
