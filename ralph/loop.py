@@ -481,9 +481,13 @@ class WorkerLoop:
                 variables=self.opt.variables,
             )
         )
+        from ralph.worktrees import IntegrationError
+
         try:
             sha = self.workspace.commit(task, changes, message)
-            self.workspace.integrate(task, sha)
+            sha = self.workspace.integrate(task, sha) or sha  # a merge rebases: the new sha
+        except IntegrationError as exc:  # merge conflict (retried with a note), lease lost, stop
+            return exc.outcome, exc.note, None
         except git.GitCommandError as exc:
             return "commit_failed", f"git commit failed: {str(exc)[-NOTE_CHARS:]}", None
         return "success", None, sha

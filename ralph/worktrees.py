@@ -332,11 +332,20 @@ class Worktrees:
         branch = self.branch_for(task_id)
         with self.lock(worker):
             self._settle(g)
+            previous = self._head_ref(g)
             for other_path, entry in self._entries().items():
                 if entry.branch == f"refs/heads/{branch}" and other_path != _resolve(path):
                     self._detach(other_path)
             head = self._rev(f"refs/heads/{self.target}")
             g.checkout("-q", "-f", "-B", branch, head)
+            # The last task's branch goes once it holds nothing the target lacks (no changes).
+            if (
+                previous
+                and previous != f"refs/heads/{branch}"
+                and self._is_ancestor(previous, head)
+            ):
+                with contextlib.suppress(GitCommandError):
+                    g.branch("-q", "-D", previous.removeprefix("refs/heads/"))
         g.clean("-ffdq")
         return path
 
@@ -500,6 +509,11 @@ class Worktrees:
             return ", ".join(names[:3]) + more
         return ""
 
+    def contains(self, sha: str) -> bool:
+        """Whether the target branch already holds commit `sha`."""
+        target = self._rev(f"refs/heads/{self.target}")
+        return target is not None and self._is_ancestor(sha, target)
+
     def branches(self) -> list[str]:
         """The task branches that exist (kept conflicts and unfinished attempts)."""
         out = self.git.for_each_ref("--format=%(refname:short)", f"refs/heads/{BRANCH_PREFIX}")
@@ -532,3 +546,19 @@ def _first_line(exc: GitCommandError) -> str:
 def _tail(text: str, n: int) -> list[str]:
     lines = text.splitlines()
     return lines if len(lines) <= n else [*lines[: n - 1], "  ...", lines[-1]]
+
+
+# -- what a worktree workspace raises to the loop ----------------------------------------------
+
+
+class IntegrationError(errors.RalphError):
+    """The task's commit could not be merged into the target branch.
+
+    `outcome` tells the loop what to do: merge_conflict (back to the queue, the note goes to the
+    next attempt's prompt), lease_lost (someone else holds the task: leave it), interrupted.
+    """
+
+    def __init__(self, outcome: str, note: str):
+        super().__init__(note)
+        self.outcome = outcome
+        self.note = note

@@ -55,6 +55,10 @@ class Flags:
     allow_dirty: bool = False
     as_json: bool = False
     quiet: bool = False
+    workers: int = 1
+    names: str | None = None
+    no_live: bool = False
+    worktree: bool = False
 
 
 AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", metavar="NAME",
@@ -102,6 +106,13 @@ AllowDirtyOpt = Annotated[bool, typer.Option(
     "--allow-dirty", help="Start on a working tree with uncommitted changes (left untouched).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")]
+WorkersOpt = Annotated[int, typer.Option(
+    "--workers", "-j", min=1, help="Workers in parallel, each in its own git worktree "
+    "(.ralph/worktrees/<name>), merged into the current branch one at a time.")]
+NamesOpt = Annotated[str | None, typer.Option(
+    "--names", metavar="A,B,C", help="Names of the parallel workers. [default: worker-1..N]")]
+NoLiveOpt = Annotated[bool, typer.Option(
+    "--no-live", help="Plain progress lines instead of the live table (also when not a TTY).")]
 
 
 def run(agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None, prompt_mode: PromptModeOpt = None,
@@ -115,13 +126,15 @@ def run(agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None, prompt_mode: Prom
         grace: GraceOpt = None, max_attempts: MaxAttemptsOpt = None, verify: VerifyOpt = None,
         once: OnceOpt = False, watch: WatchOpt = False, dry_run: DryRunOpt = False,
         allow_dirty: AllowDirtyOpt = False, as_json: JsonOpt = False,
-        quiet: QuietOpt = False) -> None:
+        quiet: QuietOpt = False, workers: WorkersOpt = 1, names: NamesOpt = None,
+        no_live: NoLiveOpt = False) -> None:
     """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
 
     \b
     Example:
       ralph run --agent claude --max-cost 5
       ralph run --agent-cmd "python my_agent.py" --once
+      ralph run --workers 3 --agent claude
     Exit codes: 0 drained or cap reached, 8 config, 9 git tree, 10 agent auth failed,
     11 too many failures in a row, 12 stopped by SIGTERM/SIGINT.
     """
@@ -151,6 +164,7 @@ def worker_start(
     """
     flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
     flags.worker, flags.watch, flags.verify = name, True, verify or []
+    flags.worktree = True  # worker processes share the repo: each works in its own worktree
     _execute(flags)
 
 
@@ -226,6 +240,8 @@ def resolve_agent(settings: Settings, flags: Flags) -> tuple[Agent, str]:
     if flags.prompt_mode is not None and flags.prompt_mode not in PROMPT_MODES:
         raise UsageError(f"invalid --prompt-mode {flags.prompt_mode!r}",
                          hint="use stdin, arg or file")
+    if flags.agent_cmd is not None and flags.agent is not None:
+        raise UsageError("use either --agent or --agent-cmd, not both")
     if flags.agent_cmd is not None:
         try:
             argv = shlex.split(flags.agent_cmd)
@@ -323,6 +339,11 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     from ralph.loop import WorkerLoop, preview, run_workers
 
+    parallel = flags.workers > 1 or flags.names is not None or flags.worktree
+    if parallel and not flags.worktree:
+        from ralph.pool import worker_names
+
+        names = worker_names(flags.workers, flags.names)
     store, workspace, options, control = build(flags)
     if flags.dry_run:
         shown = preview(store, workspace, options)
@@ -334,7 +355,18 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         if not shown and not flags.as_json:
             typer.echo("No ready tasks")
         return None
-    summary = run_workers([WorkerLoop(store, workspace, options, control)], control)
+    if parallel:
+        from ralph.pool import run_pool
+
+        live = False if (flags.no_live or flags.quiet or flags.as_json or flags.worktree) else None
+        summary = run_pool(store, options, control, repo=workspace.root, live=live,
+                           names=[options.worker] if flags.worktree else names)
+    else:
+        from ralph.pool import sweep_interval
+        from ralph.sweeper import Sweeper
+
+        with Sweeper(store, interval=sweep_interval(options.lease)):
+            summary = run_workers([WorkerLoop(store, workspace, options, control)], control)
     if flags.as_json:
         emit_json(summary.to_dict())
     else:
