@@ -58,7 +58,8 @@ def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]
 #   clock      -- a settable Clock (storefactory.Clock) the stores read for `now`
 #   store_backend -- "sqlite" or "postgres" (parametrized; postgres skips until
 #                 ralph/store/postgres.py exists, and fails instead under CI=true)
-#   store_url  -- a fresh SQLite file, or a fresh PostgreSQL database (pg_url)
+#   store_url  -- a fresh SQLite file, or the session's PostgreSQL store database emptied
+#                 (every table but meta truncated, identities restarted) for this test
 #   make_store -- make_store(clock=...) opens another Store on the same database (another
 #                 "process"); every store it opened is closed after the test
 #   store      -- the first Store on it, reading time from `clock`
@@ -81,10 +82,20 @@ def store_backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def store_pg_database(pg_server: PgServer) -> Iterator[str]:
+    url = pg_server.fresh_database(f"t_store_{uuid.uuid4().hex[:10]}")
+    yield url
+    if not pg_server.owned or pg_server.is_running():
+        pg_server.drop_database(url)
+
+
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, store_backend: str, tmp_path) -> str:
-    if store_backend == "postgres":
-        return request.getfixturevalue("pg_url")
+    if store_backend == "postgres":  # one database per session, emptied for every test
+        url = request.getfixturevalue("store_pg_database")
+        storefactory.empty_postgres(url)
+        return url
     return str(tmp_path / "ralph.db")
 
 

@@ -8,9 +8,12 @@ are tested exactly and without sleeping.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from ralph.store import Store, open_store
 
@@ -62,3 +65,35 @@ def open_backend(backend: str, target: str | Path, clock: Clock | None = None) -
     if clock is None:
         return open_store(target)
     return open_store(target, clock=clock)
+
+
+_PG_TABLES = """
+SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'meta'
+"""
+_PG_FOREIGN_KEYS = """
+SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent
+FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+WHERE c.contype = 'f' AND n.nspname = current_schema()
+"""
+_PG_SEQUENCES = "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+
+
+def empty_postgres(url: str) -> None:
+    """Make a migrated PostgreSQL store database as good as new: rows of every table but `meta`
+    deleted, sequences restarted. ~10 ms, against ~0.2 s for TRUNCATE and ~0.7 s for CREATE
+    DATABASE, which is most of a contract test's time on PostgreSQL."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        remaining = {r[0] for r in conn.execute(_PG_TABLES)}
+        referenced_by = defaultdict(set)
+        for child, parent in conn.execute(_PG_FOREIGN_KEYS):
+            if child != parent:  # a self-reference empties in one statement
+                referenced_by[parent].add(child)
+        while remaining:  # children before the tables they reference
+            free = sorted(t for t in remaining if not referenced_by[t] & remaining)
+            if not free:
+                raise RuntimeError(f"foreign keys form a cycle among {sorted(remaining)}")
+            for table in free:
+                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            remaining -= set(free)
+        for (sequence,) in conn.execute(_PG_SEQUENCES).fetchall():
+            conn.execute("SELECT setval(%s, 1, false)", (sequence,))
