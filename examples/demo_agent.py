@@ -25,12 +25,20 @@ def main() -> int:
     out.write_text(f"# {title}\n\nDone by the demo agent for {task_id}.\n")
     words = len(prompt.split())
     print(json.dumps({"type": "system", "subtype": "init", "session_id": f"demo-{task_id}"}))
-    print(json.dumps({
-        "type": "result", "subtype": "success", "is_error": False,
-        "result": f"wrote {out}", "session_id": f"demo-{task_id}", "num_turns": 1,
-        "total_cost_usd": round(0.0001 * words, 6),
-        "usage": {"input_tokens": words, "output_tokens": 12},
-    }))
+    print(
+        json.dumps(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": False,
+                "result": f"wrote {out}",
+                "session_id": f"demo-{task_id}",
+                "num_turns": 1,
+                "total_cost_usd": round(0.0001 * words, 6),
+                "usage": {"input_tokens": words, "output_tokens": 12},
+            }
+        )
+    )
     return 0
 
 

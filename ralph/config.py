@@ -17,18 +17,6 @@ from ralph.errors import ConfigError, UsageError
 
 PROMPT_MODES = ("stdin", "arg", "file")
 NO_CHANGES = ("done", "fail")
-_AGENT_KEYS = {"command", "args", "model", "prompt_mode", "env"}
-
-
-@dataclass
-class AgentSettings:
-    """How to launch one agent: overrides for a built-in adapter, or a whole `command` agent."""
-
-    command: list[str] | None = None
-    args: list[str] = field(default_factory=list)
-    model: str | None = None
-    prompt_mode: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -36,7 +24,7 @@ class Settings:
     """Everything `ralph run` reads from the config file, with the defaults it uses otherwise."""
 
     agent: str = "claude"
-    agents: dict[str, AgentSettings] = field(default_factory=dict)
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     prompt: str | None = None
     commit_message: str | None = None
     verify: list[list[str]] = field(default_factory=list)
@@ -57,8 +45,9 @@ class Settings:
     vars: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
 
-    def agent_settings(self, name: str) -> AgentSettings:
-        return self.agents.get(name, AgentSettings())
+    def agent_settings(self, name: str) -> dict[str, Any]:
+        """The raw `[agents.NAME]` table; the agent registry validates it."""
+        return dict(self.agents.get(name, {}))
 
 
 _DURATIONS = {
@@ -157,38 +146,11 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
         elif key == "agents":
             if not isinstance(value, dict):
                 raise bad(key, "a table of [agents.NAME] tables")
-            settings.agents = {name: _agent(name, spec, source) for name, spec in value.items()}
+            for name, spec in value.items():
+                if not isinstance(spec, dict):
+                    raise ConfigError(f"{source}: agents.{name} must be a table")
+            settings.agents = {name: dict(spec) for name, spec in value.items()}
     return settings
-
-
-def _agent(name: str, spec: Any, source: str) -> AgentSettings:
-    where = f"{source}: agents.{name}"
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where} must be a table")
-    unknown = set(spec) - _AGENT_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {sorted(unknown)[0]!r}",
-            hint="known keys: " + ", ".join(sorted(_AGENT_KEYS)),
-        )
-    mode = spec.get("prompt_mode")
-    if mode is not None and mode not in PROMPT_MODES:
-        raise ConfigError(
-            f"{where}.prompt_mode must be one of {', '.join(PROMPT_MODES)}, got {mode!r}"
-        )
-    env = spec.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise ConfigError(f"{where}.env must be a table of strings")
-    model = spec.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ConfigError(f"{where}.model must be a string")
-    return AgentSettings(
-        command=_argv(spec["command"], f"{where}.command") if "command" in spec else None,
-        args=_argv(spec["args"], f"{where}.args") if spec.get("args") else [],
-        model=model,
-        prompt_mode=mode,
-        env=dict(env),
-    )
 
 
 def _argv(value: Any, where: str) -> list[str]:

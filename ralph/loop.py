@@ -10,40 +10,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ralph.agents.base import Agent, AgentReport, AgentSignal
-from ralph.errors import (
-    AgentAuthError,
-    BreakerOpenError,
-    LeaseLostError,
-    RalphError,
-    RunInterruptedError,
-)
+from ralph.errors import AgentAuthError, BreakerOpenError, LeaseLostError, RalphError
 from ralph.lease import LeaseRenewer
 from ralph.models import Claim, Task
+from ralph.pool import RunControl, TaskOutcome, backoff_delay
 from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, prompt_context
 from ralph.store.base import SQLStore
 from ralph.vcs import Workspace
 
 NOTE_CHARS = 2000
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Seconds before retry number `attempt` (1-based): exponential, from tenacity's strategy."""
-    import tenacity
-
-    state = tenacity.RetryCallState(None, None, (), {})
-    state.attempt_number = max(1, attempt)
-    return float(tenacity.wait_exponential(multiplier=base, max=cap)(state))
 
 
 @dataclass
@@ -75,142 +58,6 @@ class RunOptions:
     max_tasks: int | None = None
     max_cost: float | None = None
     max_time: float | None = None
-
-
-@dataclass
-class TaskOutcome:
-    task: str
-    outcome: str
-    commit: str | None = None
-    cost_usd: float | None = None
-    duration_s: float = 0.0
-    note: str | None = None
-
-
-@dataclass
-class RunSummary:
-    """What a run did; `--json` prints it."""
-
-    done: int = 0
-    failed: int = 0
-    retried: int = 0
-    skipped: int = 0
-    commits: int = 0
-    cost_usd: float = 0.0
-    wall_s: float = 0.0
-    exit_code: int = 0
-    stop_reason: str | None = None
-    tasks: list[TaskOutcome] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["cost_usd"] = round(self.cost_usd, 6)
-        data["wall_s"] = round(self.wall_s, 3)
-        return data
-
-
-class RunControl:
-    """Shared by every worker of a run: stop, pause, caps and the running agents."""
-
-    def __init__(
-        self,
-        *,
-        max_tasks: int | None = None,
-        max_cost: float | None = None,
-        max_time: float | None = None,
-        log: Callable[[str], None] | None = None,
-    ):
-        self.max_tasks, self.max_cost = max_tasks, max_cost
-        self.deadline = time.time() + max_time if max_time else None
-        self.started_at = time.time()
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.stopping = threading.Event()
-        self.reason: str | None = None
-        self.error: RalphError | None = None
-        self.cost = 0.0
-        self.taken = 0
-        self.summary = RunSummary()
-        self._paused_until = 0.0
-        self._cancel_at: float | None = None
-        self._lock = threading.Lock()
-        self._procs: set[AgentProcess] = set()
-
-    def stop_all(
-        self, reason: str, *, error: RalphError | None = None, grace: float | None = None
-    ) -> None:
-        """Take no new task anywhere; with `grace`, also end running agents after it (0: now)."""
-        with self._lock:
-            if self.reason is None:
-                self.reason, self.error = reason, error
-                self.log(f"stopping: {reason}")
-            procs = list(self._procs)
-            if grace is not None:
-                deadline = time.monotonic() + grace
-                self._cancel_at = min(deadline, self._cancel_at or deadline)
-        self.stopping.set()
-        if grace is not None:
-            for proc in procs:
-                proc.cancel("interrupted", grace)
-
-    def pause_until(self, ts: float, why: str) -> None:
-        with self._lock:
-            if ts > self._paused_until:
-                self._paused_until = ts
-                self.log(
-                    f"pausing every worker until {time.strftime('%H:%M:%S', time.localtime(ts))}"
-                    f": {why}"
-                )
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds` (never past --max-time); False if the run is stopping."""
-        if self.deadline is not None:
-            seconds = min(seconds, max(0.0, self.deadline - time.time()))
-        return not self.stopping.wait(max(0.0, seconds))
-
-    def wait_while_paused(self) -> bool:
-        while (left := self._paused_until - time.time()) > 0:
-            if not self.wait(left):
-                return False
-        return not self.stopping.is_set()
-
-    def take_task(self) -> bool:
-        """Reserve one task under the caps; stops the run cleanly once a cap is reached."""
-        with self._lock:
-            if self.max_tasks is not None and self.taken >= self.max_tasks:
-                cap = f"--max-tasks {self.max_tasks} reached"
-            elif self.max_cost is not None and self.cost >= self.max_cost:
-                cap = f"--max-cost ${self.max_cost:.2f} reached (spent ${self.cost:.4f})"
-            elif self.deadline is not None and time.time() >= self.deadline:
-                cap = "--max-time reached"
-            else:
-                self.taken += 1
-                return True
-        self.stop_all(cap)
-        return False
-
-    def give_back(self) -> None:
-        with self._lock:
-            self.taken -= 1
-
-    def record(self, outcome: TaskOutcome, kind: str) -> None:
-        with self._lock:
-            self.cost += outcome.cost_usd or 0.0
-            s = self.summary
-            s.cost_usd = self.cost
-            s.tasks.append(outcome)
-            setattr(s, kind, getattr(s, kind) + 1)
-            s.commits += outcome.commit is not None
-
-    def track(self, proc: AgentProcess) -> None:
-        with self._lock:
-            self._procs.add(proc)
-            cancel_at = self._cancel_at
-        if cancel_at is not None:  # the stop came between the claim and the launch
-            proc.cancel("interrupted", max(0.0, cancel_at - time.monotonic()))
-
-    def untrack(self, proc: AgentProcess) -> None:
-        with self._lock:
-            self._procs.discard(proc)
 
 
 class WorkerLoop:
@@ -581,61 +428,6 @@ def _note(head: str, result: ProcessResult) -> str:
     tail = result.tail()
     text = f"{head}\n{tail}" if tail else head
     return text[-NOTE_CHARS:]
-
-
-def run_workers(
-    workers: list[WorkerLoop], control: RunControl, *, handle_signals: bool = True
-) -> RunSummary:
-    """Run the workers in threads until they finish; SIGTERM/SIGINT stop them.
-
-    The signal handlers only record the signal; this thread does the work: the first signal
-    takes no new task and gives running agents `grace` seconds, a second one kills them now.
-    The previous handlers are restored afterwards.
-    """
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda n, _f: received.append(n))
-    errors: list[BaseException] = []
-
-    def target(worker: WorkerLoop) -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced in the main thread after the others stop
-            errors.append(exc)
-            control.stop_all(f"{worker.opt.worker} crashed: {exc}", grace=0)
-
-    threads = [threading.Thread(target=target, args=(w,), name=w.opt.worker) for w in workers]
-    grace = workers[0].opt.grace if workers else 0.0
-    interrupted = 0
-    try:
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(0.1)
-            while received:
-                name = signal.Signals(received.pop()).name
-                interrupted += 1
-                if interrupted == 1:
-                    control.stop_all(
-                        f"{name}: taking no new task; running agents get {grace:g}s to finish",
-                        grace=grace,
-                    )
-                else:
-                    control.stop_all(f"{name} again: killing running agents", grace=0)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if errors:
-        raise errors[0]
-    summary = control.summary
-    summary.wall_s = time.time() - control.started_at
-    summary.stop_reason = control.reason
-    error = control.error or (RunInterruptedError() if interrupted else None)
-    summary.exit_code = error.exit_code if error else 0
-    return summary
 
 
 def preview(store: SQLStore, workspace: Workspace, options: RunOptions) -> list[dict[str, Any]]:

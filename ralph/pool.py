@@ -1,331 +1,219 @@
-"""N workers in one process, each with its own git worktree, a sweeper, and a live view.
-
-`run_pool` gives every worker a `WorktreeWorkspace` (a branch per task in
-`.ralph/worktrees/<worker>`, merged into the target under one lock), runs their loops as threads
-with `loop.run_workers` (signals, grace period, release), keeps a `Sweeper` going for crash
-recovery, and shows one row per worker (rich) or plain lines when stdout is not a terminal.
+"""What the workers of one run share: stop and pause, global caps, the summary, and the
+threads they run in, with SIGTERM/SIGINT turned into a warm then a cold stop.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ralph import errors
-from ralph.loop import RunControl, RunOptions, RunSummary, WorkerLoop, run_workers
-from ralph.models import Task
-from ralph.store.base import SQLStore
-from ralph.sweeper import Sweeper
-from ralph.vcs import Change, GitRepo
-from ralph.worktrees import IntegrationError, Worktrees
+from ralph.errors import RalphError, RunInterruptedError
+from ralph.process import AgentProcess
 
-SWEEP_INTERVAL = 10.0
+if TYPE_CHECKING:
+    from ralph.loop import WorkerLoop
 
 
-def sweep_interval(lease: float) -> float:
-    """How often a run's sweeper looks for dead workers: every 10 s, or lease/3 if shorter."""
-    return min(SWEEP_INTERVAL, max(0.2, lease / 3))
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Seconds before retry number `attempt` (1-based): exponential, from tenacity's strategy."""
+    import tenacity
+
+    state = tenacity.RetryCallState(None, None, (), {})
+    state.attempt_number = max(1, attempt)
+    return float(tenacity.wait_exponential(multiplier=base, max=cap)(state))
 
 
-def worker_names(count: int = 1, names: str | Iterable[str] | None = None) -> list[str]:
-    """`worker-1..N`, or the given names (comma-separated or a list), which must be distinct."""
-    if names:
-        found = [n.strip() for n in (names.split(",") if isinstance(names, str) else names)]
-        found = [n for n in found if n]
-        if not found:
-            raise errors.UsageError("--names is empty", hint="e.g. --names Alpha,Beta,Gamma")
-        dup = sorted({n for n in found if found.count(n) > 1})
-        if dup:
-            raise errors.UsageError(f"worker name {dup[0]!r} appears twice in --names")
-        return found
-    if count < 1:
-        raise errors.UsageError(f"invalid --workers {count}: at least 1")
-    return [f"worker-{n}" for n in range(1, count + 1)]
+@dataclass
+class TaskOutcome:
+    task: str
+    outcome: str
+    commit: str | None = None
+    cost_usd: float | None = None
+    duration_s: float = 0.0
+    note: str | None = None
 
 
-def check_names_free(store: SQLStore, names: Iterable[str]) -> None:
-    """Refuse names a live worker elsewhere is using: two loops would share one worktree."""
-    now = time.time()
-    wanted = set(names)
-    for w in store.workers():
-        if w.name in wanted and w.state(now) in ("idle", "busy"):
-            raise errors.UsageError(
-                f"worker {w.name} is already running (pid {w.pid} on {w.host})",
-                hint="pick other names with --names, or stop it with `ralph worker stop`",
-            )
+@dataclass
+class RunSummary:
+    """What a run did; `--json` prints it."""
+
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    commits: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    exit_code: int = 0
+    stop_reason: str | None = None
+    tasks: list[TaskOutcome] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cost_usd"] = round(self.cost_usd, 6)
+        data["wall_s"] = round(self.wall_s, 3)
+        return data
 
 
-class WorktreeWorkspace:
-    """One worker's workspace for the loop: its own worktree, a branch per task, a fenced merge.
-
-    The fence: the token of the claim this worker holds is read when the task is prepared, and
-    the merge moves the target only while that claim is still live with that token.
-    """
+class RunControl:
+    """Shared by every worker of a run: stop, pause, caps and the running agents."""
 
     def __init__(
         self,
-        worktrees: Worktrees,
-        store: SQLStore,
-        worker: str,
         *,
-        wait: Callable[[float], bool] | None = None,
-        log: Callable[[str], None] = lambda line: None,
-        blocked_poll: float = 2.0,
+        max_tasks: int | None = None,
+        max_cost: float | None = None,
+        max_time: float | None = None,
+        log: Callable[[str], None] | None = None,
     ):
-        self.worktrees = worktrees
-        self.root = worktrees.root
-        self.store = store
-        self.worker = worker
-        self.wait = wait or (lambda s: not threading.Event().wait(s))
-        self.log = log
-        self.blocked_poll = blocked_poll
-        self.path = worktrees.path_for(worker)
-        self._repo: GitRepo | None = None
-        self._token: int | None = None
+        self.max_tasks, self.max_cost = max_tasks, max_cost
+        self.deadline = time.time() + max_time if max_time else None
+        self.started_at = time.time()
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stopping = threading.Event()
+        self.reason: str | None = None
+        self.error: RalphError | None = None
+        self.cost = 0.0
+        self.taken = 0
+        self.summary = RunSummary()
+        self._paused_until = 0.0
+        self._cancel_at: float | None = None
+        self._lock = threading.Lock()
+        self._procs: set[AgentProcess] = set()
 
-    @property
-    def repo(self) -> GitRepo:
-        if self._repo is None:
-            self._repo = GitRepo(self.path)
-        return self._repo
+    def stop_all(
+        self, reason: str, *, error: RalphError | None = None, grace: float | None = None
+    ) -> None:
+        """Take no new task anywhere; with `grace`, also end running agents after it (0: now)."""
+        with self._lock:
+            if self.reason is None:
+                self.reason, self.error = reason, error
+                self.log(f"stopping: {reason}")
+            procs = list(self._procs)
+            if grace is not None:
+                deadline = time.monotonic() + grace
+                self._cancel_at = min(deadline, self._cancel_at or deadline)
+        self.stopping.set()
+        if grace is not None:
+            for proc in procs:
+                proc.cancel("interrupted", grace)
 
-    def prepare(self, task: Task) -> Path:
-        claim = self.store.active_claim(task.id)
-        self._token = claim.token if claim and claim.worker == self.worker else None
-        self.path = self.worktrees.prepare(self.worker, task.id)
-        return self.path
-
-    def changes(self) -> list[Change]:
-        return self.repo.changes()
-
-    def commit(self, task: Task, changes: list[Change], message: str) -> str | None:
-        return self.repo.commit([c.path for c in changes], message)
-
-    def _lease_is_ours(self, task: Task) -> Callable[[], bool]:
-        def check() -> bool:
-            claim = self.store.active_claim(task.id)
-            return claim is not None and claim.worker == self.worker and claim.token == self._token
-
-        return check
-
-    def integrate(self, task: Task, sha: str | None) -> str | None:
-        """Merge the task branch; returns the commit now on the target (after the rebase)."""
-        if sha is None:
-            return None
-        waited = False
-        while True:
-            result = self.worktrees.integrate(self.worker, task.id, self._lease_is_ours(task))
-            if result.status == "merged":
-                return result.commit
-            if result.status == "empty":
-                return None
-            if result.status == "conflict":
-                raise IntegrationError("merge_conflict", result.note())
-            if result.status == "lease_lost":
-                raise IntegrationError("lease_lost", result.message)
-            if not waited:  # blocked: the user is editing the checked-out target branch
-                self.log(f"{task.id}: waiting to merge: {result.message}")
-                waited = True
-            if not self.wait(self.blocked_poll):
-                raise IntegrationError(
-                    "interrupted",
-                    f"the run stopped while waiting to merge ({result.message}); "
-                    f"the commit stays on {result.branch}",
+    def pause_until(self, ts: float, why: str) -> None:
+        with self._lock:
+            if ts > self._paused_until:
+                self._paused_until = ts
+                self.log(
+                    f"pausing every worker until {time.strftime('%H:%M:%S', time.localtime(ts))}"
+                    f": {why}"
                 )
 
-    def discard(self, task: Task, changes: list[Change], keep: Path | None = None) -> None:
-        if keep is not None:
-            self.repo.save_patch(changes, keep)
-        self.repo.discard(changes)
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds` (never past --max-time); False if the run is stopping."""
+        if self.deadline is not None:
+            seconds = min(seconds, max(0.0, self.deadline - time.time()))
+        return not self.stopping.wait(max(0.0, seconds))
 
-    def undo(self, task: Task, sha: str) -> None:
-        """After a refused `done`: drop the commit unless it already reached the target."""
-        if self.worktrees.contains(sha):
-            self.log(
-                f"{task.id}: its commit {sha[:10]} already reached "
-                f"{self.worktrees.target}; the task stays open for its new holder"
-            )
-        else:
-            self.repo.undo_commit(sha)
+    def wait_while_paused(self) -> bool:
+        while (left := self._paused_until - time.time()) > 0:
+            if not self.wait(left):
+                return False
+        return not self.stopping.is_set()
 
+    def take_task(self) -> bool:
+        """Reserve one task under the caps; stops the run cleanly once a cap is reached."""
+        with self._lock:
+            if self.max_tasks is not None and self.taken >= self.max_tasks:
+                cap = f"--max-tasks {self.max_tasks} reached"
+            elif self.max_cost is not None and self.cost >= self.max_cost:
+                cap = f"--max-cost ${self.max_cost:.2f} reached (spent ${self.cost:.4f})"
+            elif self.deadline is not None and time.time() >= self.deadline:
+                cap = "--max-time reached"
+            else:
+                self.taken += 1
+                return True
+        self.stop_all(cap)
+        return False
 
-# -- the live view ---------------------------------------------------------------------------
+    def give_back(self) -> None:
+        with self._lock:
+            self.taken -= 1
 
+    def record(self, outcome: TaskOutcome, kind: str) -> None:
+        with self._lock:
+            self.cost += outcome.cost_usd or 0.0
+            s = self.summary
+            s.cost_usd = self.cost
+            s.tasks.append(outcome)
+            setattr(s, kind, getattr(s, kind) + 1)
+            s.commits += outcome.commit is not None
 
-@dataclasses.dataclass
-class _Row:
-    name: str
-    task: str | None = None
-    title: str = ""
-    attempt: int = 0
-    since: float = 0.0
-    cost: float = 0.0
-    done: int = 0
+    def track(self, proc: AgentProcess) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            cancel_at = self._cancel_at
+        if cancel_at is not None:  # the stop came between the claim and the launch
+            proc.cancel("interrupted", max(0.0, cancel_at - time.monotonic()))
 
-
-class LiveView:
-    """One row per worker (idle/busy, task, elapsed, attempt, cost) and a progress bar.
-
-    It polls the workers' loops from its own thread; nothing in the loop waits on it. Log lines
-    print above the table while it is shown.
-    """
-
-    def __init__(
-        self, store: SQLStore, loops: list[WorkerLoop], control: RunControl, *, refresh: float = 0.5
-    ):
-        from rich.console import Console
-
-        self.store, self.loops, self.control = store, loops, control
-        self.refresh = refresh
-        self.console = Console(file=sys.stdout)
-        self.rows = {w.opt.worker: _Row(w.opt.worker) for w in loops}
-        self.start_done = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._live: Any = None
-
-    def __enter__(self) -> LiveView:
-        from rich.live import Live
-
-        self._live = Live(
-            self.render(), console=self.console, refresh_per_second=4, transient=False
-        )
-        self._live.__enter__()
-        previous_log = self.control.log
-        self.control.log = lambda line: self.console.print(line, markup=False, highlight=False)
-        self._previous_log = previous_log
-        self._thread = threading.Thread(target=self._run, name="ralph-live", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        self.poll()
-        self._live.update(self.render())
-        self._live.__exit__(None, None, None)
-        self.control.log = self._previous_log
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh):
-            try:
-                self.poll()
-                self._live.update(self.render())
-            except Exception as exc:  # the view must never take the run down
-                self.control.log(f"live view: {exc}")
-
-    def poll(self) -> None:
-        now = time.monotonic()
-        for loop in self.loops:
-            row = self.rows[loop.opt.worker]
-            current = loop.current
-            if current != row.task:
-                if row.task is not None:
-                    self._finished(row)
-                row.task, row.since = current, now
-                if current is not None:
-                    task = self.store.get(current)
-                    row.title, row.attempt = task.title, task.attempts + 1
-
-    def _finished(self, row: _Row) -> None:
-        mine = [a for a in self.store.attempts(row.task) if a.worker == row.name]
-        if mine:
-            row.cost += mine[-1].cost_usd or 0.0
-            row.done += mine[-1].outcome in ("success", "no_changes")
-
-    def render(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-
-        table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
-        for col in ("worker", "state", "task", "elapsed", "attempt", "cost", "done"):
-            table.add_column(col, justify="right" if col in ("elapsed", "cost", "done") else "left")
-        now = time.monotonic()
-        for row in self.rows.values():
-            busy = row.task is not None
-            table.add_row(
-                row.name,
-                "[yellow]busy[/]" if busy else "[dim]idle[/]",
-                f"{row.task} {row.title[:40]}" if busy else "",
-                f"{now - row.since:.0f}s" if busy else "",
-                str(row.attempt) if busy else "",
-                f"${row.cost:.4f}",
-                str(row.done),
-            )
-        s = self.control.summary
-        finished = s.done + s.failed
-        left = self.store.status_counts().get("open", 0)
-        total = max(1, finished + left)
-        bar = ProgressBar(total=total, completed=finished, width=40)
-        line = Table.grid(padding=(0, 1))
-        line.add_row(
-            bar, f"{finished}/{finished + left} tasks", f"{s.commits} commits", f"${s.cost_usd:.4f}"
-        )
-        return Group(table, line)
+    def untrack(self, proc: AgentProcess) -> None:
+        with self._lock:
+            self._procs.discard(proc)
 
 
-# -- running a pool ----------------------------------------------------------------------------
-
-
-def run_pool(
-    store: SQLStore,
-    options: RunOptions,
-    control: RunControl,
-    *,
-    names: list[str],
-    repo: Path | str = ".",
-    target: str | None = None,
-    live: bool | None = None,
-    sweep_every: float | None = None,
-    handle_signals: bool = True,
+def run_workers(
+    workers: list[WorkerLoop], control: RunControl, *, handle_signals: bool = True
 ) -> RunSummary:
-    """Run one worker loop per name, each in its own worktree; returns the run's summary.
+    """Run the workers in threads until they finish; SIGTERM/SIGINT stop them.
 
-    `live=None` shows the live view only when stdout is a terminal.
+    The signal handlers only record the signal; this thread does the work: the first signal
+    takes no new task and gives running agents `grace` seconds, a second one kills them now.
+    The previous handlers are restored afterwards.
     """
-    check_names_free(store, names)
-    lock, plain = threading.Lock(), control.log
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda n, _f: received.append(n))
+    errors: list[BaseException] = []
 
-    def log(line: str) -> None:  # one whole line at a time from N threads
-        with lock:
-            plain(line)
+    def target(worker: WorkerLoop) -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced in the main thread after the others stop
+            errors.append(exc)
+            control.stop_all(f"{worker.opt.worker} crashed: {exc}", grace=0)
 
-    control.log = log
-    worktrees = Worktrees(repo, target=target)
-    worktrees.start(names)
-    loops = []
-    for name in names:
-        workspace = WorktreeWorkspace(
-            worktrees,
-            store,
-            name,
-            wait=control.wait,
-            log=lambda line, n=name: control.log(f"[{n}] {line}"),
-        )
-        loops.append(
-            WorkerLoop(store, workspace, dataclasses.replace(options, worker=name), control)
-        )
-    if live is None:
-        live = sys.stdout.isatty()
-    interval = sweep_every or sweep_interval(options.lease)
-    view = LiveView(store, loops, control) if live else None
+    threads = [threading.Thread(target=target, args=(w,), name=w.opt.worker) for w in workers]
+    grace = workers[0].opt.grace if workers else 0.0
+    interrupted = 0
     try:
-        with Sweeper(store, interval=interval):
-            if view is None:
-                return run_workers(loops, control, handle_signals=handle_signals)
-            with view:
-                return run_workers(loops, control, handle_signals=handle_signals)
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.1)
+            while received:
+                name = signal.Signals(received.pop()).name
+                interrupted += 1
+                if interrupted == 1:
+                    control.stop_all(
+                        f"{name}: taking no new task; running agents get {grace:g}s to finish",
+                        grace=grace,
+                    )
+                else:
+                    control.stop_all(f"{name} again: killing running agents", grace=0)
     finally:
-        for name in names:
-            try:
-                worktrees.finish(name)
-            except Exception as exc:  # leave it for the next start's repair
-                control.log(f"[{name}] could not tidy its worktree: {exc}")
-        worktrees.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if errors:
+        raise errors[0]
+    summary = control.summary
+    summary.wall_s = time.time() - control.started_at
+    summary.stop_reason = control.reason
+    error = control.error or (RunInterruptedError() if interrupted else None)
+    summary.exit_code = error.exit_code if error else 0
+    return summary

@@ -1,4 +1,4 @@
-"""The worker loop end to end in-process: real git repos, real SQLite stores, real agent processes."""
+"""The worker loop in-process: real git repos, real SQLite stores, real agent processes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from ralph.agents.base import Agent, AgentSignal, StreamParser
-from ralph.loop import RunControl, RunOptions, RunSummary, WorkerLoop, backoff_delay, run_workers
+from ralph.loop import RunOptions, WorkerLoop
+from ralph.pool import RunControl, RunSummary, backoff_delay, run_workers
 from ralph.prompts import load_commit_message, load_prompt
 from ralph.store import ensure_ralph_dir, open_store
 from ralph.store.base import SQLStore
@@ -24,8 +25,9 @@ AGENTS = Path(__file__).parent / "agents"
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
@@ -84,17 +86,26 @@ def script(name: str, *args: str) -> Agent:
 
 
 def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSummary:
-    settings: dict[str, Any] = dict(lease=30.0, backoff=0.05, backoff_max=0.2, kill_grace=1.0,
-                                    breaker=10, poll=0.05, grace=1.0)
+    settings: dict[str, Any] = dict(
+        lease=30.0, backoff=0.05, backoff_max=0.2, kill_grace=1.0, breaker=10, poll=0.05, grace=1.0
+    )
     settings.update(options)
-    opts = RunOptions(agent=agent, agent_name=agent.name or "fake", worker="w1",
-                      prompt=load_prompt(repo), commit_message=load_commit_message(None),
-                      **settings)
-    control = RunControl(max_tasks=opts.max_tasks, max_cost=opts.max_cost,
-                         max_time=opts.max_time, log=lambda line: None)
+    opts = RunOptions(
+        agent=agent,
+        agent_name=agent.name or "fake",
+        worker="w1",
+        prompt=load_prompt(repo),
+        commit_message=load_commit_message(None),
+        **settings,
+    )
+    control = RunControl(
+        max_tasks=opts.max_tasks,
+        max_cost=opts.max_cost,
+        max_time=opts.max_time,
+        log=lambda line: None,
+    )
     workspace = RepoWorkspace(GitRepo(repo))
-    return run_workers([WorkerLoop(store, workspace, opts, control)], control,
-                       handle_signals=False)
+    return run_workers([WorkerLoop(store, workspace, opts, control)], control, handle_signals=False)
 
 
 def commits(repo: Path) -> list[str]:
@@ -127,8 +138,9 @@ def test_each_task_gets_one_commit_with_trailers_and_is_done(repo: Path, store: 
     store.add("Second task", id="B", blocked_by=["A"])
     store.add("Third task", id="C")
 
-    summary = run_loop(repo, store, FakeClaude(command=[sys.executable,
-                                                        str(AGENTS / "claude_stream.py"), "ok"]))
+    summary = run_loop(
+        repo, store, FakeClaude(command=[sys.executable, str(AGENTS / "claude_stream.py"), "ok"])
+    )
 
     assert summary.exit_code == 0 and summary.done == 3 and summary.commits == 3
     assert commits(repo) == ["Third task", "Second task", "First task", "start"]
@@ -137,8 +149,7 @@ def test_each_task_gets_one_commit_with_trailers_and_is_done(repo: Path, store: 
     assert git(repo, "show", "--format=", "--name-only", "HEAD~2").split() == ["A.txt"]
     assert [t.status for t in store.list()] == ["done"] * 3
     attempt = store.attempts("A")[0]
-    assert (attempt.outcome, attempt.cost_usd, attempt.session_id) == ("success", 0.0123,
-                                                                      "sess-A")
+    assert (attempt.outcome, attempt.cost_usd, attempt.session_id) == ("success", 0.0123, "sess-A")
     run_dir = Path(attempt.run_dir)
     assert {"prompt.md", "stdout", "stderr", "result.json"} <= {p.name for p in run_dir.iterdir()}
     assert "Task A: First task" in (run_dir / "prompt.md").read_text()
@@ -195,9 +206,9 @@ def test_consecutive_failures_open_the_breaker(repo: Path, store: SQLStore):
     assert [t.status for t in store.list()] == ["failed", "failed", "open", "open"]
 
 
-def test_auth_failure_stops_the_run_without_counting_an_attempt(repo: Path, store: SQLStore,
-                                                                 tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch):
+def test_auth_failure_stops_the_run_without_counting_an_attempt(
+    repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     pid_file = tmp_path / "agent.pid"
     monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
     store.add("Needs the API", id="A")
@@ -209,16 +220,18 @@ def test_auth_failure_stops_the_run_without_counting_an_attempt(repo: Path, stor
     assert summary.exit_code == 10
     assert "could not authenticate" in summary.stop_reason
     assert [(t.status, t.attempts, t.claimed_by) for t in store.list()] == [
-        ("open", 0, None), ("open", 0, None)]
+        ("open", 0, None),
+        ("open", 0, None),
+    ]
     (attempt,) = store.attempts()
     assert (attempt.outcome, attempt.counted) == ("auth_failed", False)
     assert pids_dead(pid_file)
     assert commits(repo) == ["start"]
 
 
-def test_rate_limit_pauses_and_retries_without_counting(repo: Path, store: SQLStore,
-                                                        tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch):
+def test_rate_limit_pauses_and_retries_without_counting(
+    repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("RATE_MARKER", str(tmp_path / "rate-marker"))
     store.add("Busy API", id="A")
     agent = FakeClaude(command=[sys.executable, str(AGENTS / "claude_stream.py"), "rate"])
@@ -233,9 +246,9 @@ def test_rate_limit_pauses_and_retries_without_counting(repo: Path, store: SQLSt
     assert commits(repo) == ["Busy API", "start"]
 
 
-def test_lost_lease_kills_the_agent_and_commits_nothing(repo: Path, store: SQLStore,
-                                                        tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch):
+def test_lost_lease_kills_the_agent_and_commits_nothing(
+    repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     pid_file = tmp_path / "agent.pid"
     monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
     store.add("Long task", id="A")
@@ -260,13 +273,22 @@ def test_lost_lease_kills_the_agent_and_commits_nothing(repo: Path, store: SQLSt
     assert pids_dead(pid_file)
 
 
-@pytest.mark.parametrize(("limits", "args", "outcome"), [
-    ({"task_timeout": 0.5}, (), "timeout"),
-    ({"idle_timeout": 0.5}, ("--silent",), "idle_timeout"),
-])
+@pytest.mark.parametrize(
+    ("limits", "args", "outcome"),
+    [
+        ({"task_timeout": 0.5}, (), "timeout"),
+        ({"idle_timeout": 0.5}, ("--silent",), "idle_timeout"),
+    ],
+)
 def test_agents_over_their_time_are_killed_and_the_attempt_counts(
-        repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        limits: dict[str, float], args: tuple[str, ...], outcome: str):
+    repo: Path,
+    store: SQLStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: dict[str, float],
+    args: tuple[str, ...],
+    outcome: str,
+):
     pid_file = tmp_path / "agent.pid"
     monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
     store.add("Slow task", id="A")
@@ -279,7 +301,8 @@ def test_agents_over_their_time_are_killed_and_the_attempt_counts(
 
 
 def test_verify_failure_is_retried_with_its_output_in_the_next_prompt(
-        repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     prompts = tmp_path / "prompts.txt"
     monkeypatch.setenv("RECORD_PROMPTS", str(prompts))
     store.add("Parser", id="A")

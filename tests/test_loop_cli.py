@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shlex
 import signal
 import subprocess
@@ -22,8 +21,9 @@ RALPH = [sys.executable, "-m", "ralph"]
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
@@ -43,8 +43,13 @@ def repo(tmp_path: Path, env: dict[str, str]) -> Path:
     (root / "README.md").write_text("hello\n")
     git(root, "add", "README.md")
     git(root, "commit", "-q", "-m", "start")
-    subprocess.run([*RALPH, "add", "First task", "--id", "A"], cwd=root, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*RALPH, "add", "First task", "--id", "A"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return root
 
 
@@ -53,8 +58,9 @@ def agent_cmd(name: str, *args: str) -> str:
 
 
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RALPH, *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_run_commits_each_task_and_prints_a_json_summary(repo: Path, env: dict[str, str]):
@@ -67,12 +73,18 @@ def test_run_commits_each_task_and_prints_a_json_summary(repo: Path, env: dict[s
 
 
 def test_sigterm_during_an_agent_releases_the_claim_and_commits_nothing(
-        repo: Path, env: dict[str, str], tmp_path: Path):
+    repo: Path, env: dict[str, str], tmp_path: Path
+):
     pid_file = tmp_path / "agent.pid"
     env["AGENT_PID_FILE"] = str(pid_file)
-    proc = subprocess.Popen([*RALPH, "run", "--agent-cmd", agent_cmd("hang.py"), "--grace", "1s"],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [*RALPH, "run", "--agent-cmd", agent_cmd("hang.py"), "--grace", "1s"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not pid_file.exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -95,19 +107,23 @@ def test_sigterm_during_an_agent_releases_the_claim_and_commits_nothing(
         assert not status.exists() or "State:\tZ" in status.read_text()
 
 
-@pytest.mark.parametrize(("args", "setup", "code", "words"), [
-    (["--agent", "no-such-agent"], None, 8, "unknown agent 'no-such-agent'"),
-    (["--agent-cmd", "definitely-not-installed-xyz --go"], None, 8, "not on PATH"),
-    (["--agent", "claude", "--agent-cmd", "x"], None, 2, "either --agent or --agent-cmd"),
-    (["--prompt", "broken.j2"], "broken", 8, "broken.j2:2"),
-    (["--prompt", "missing-var.j2"], "missing-var", 8, "'nope' is undefined"),
-    ([], "dirty", 9, "uncommitted changes"),
-    (["--lease", "soon"], None, 2, "invalid --lease 'soon'"),
-    (["--task-timeout", "-3m"], None, 2, "invalid --task-timeout"),
-    ([], "bad-config", 8, "unknown key 'agnet'"),
-])
-def test_bad_input_is_one_line_before_anything_runs(repo: Path, env: dict[str, str], args,
-                                                    setup, code, words):
+@pytest.mark.parametrize(
+    ("args", "setup", "code", "words"),
+    [
+        (["--agent", "no-such-agent"], None, 8, "unknown agent 'no-such-agent'"),
+        (["--agent-cmd", "definitely-not-installed-xyz --go"], None, 8, "not on PATH"),
+        (["--agent", "claude", "--agent-cmd", "x"], None, 2, "either --agent or --agent-cmd"),
+        (["--prompt", "broken.j2"], "broken", 8, "broken.j2:2"),
+        (["--prompt", "missing-var.j2"], "missing-var", 8, "'nope' is undefined"),
+        ([], "dirty", 9, "uncommitted changes"),
+        (["--lease", "soon"], None, 2, "invalid --lease 'soon'"),
+        (["--task-timeout", "-3m"], None, 2, "invalid --task-timeout"),
+        ([], "bad-config", 8, "unknown key 'agnet'"),
+    ],
+)
+def test_bad_input_is_one_line_before_anything_runs(
+    repo: Path, env: dict[str, str], args, setup, code, words
+):
     if setup == "broken":
         (repo / "broken.j2").write_text("Task {{ task.id }}\n{% if %}\n")
     elif setup == "missing-var":
@@ -133,8 +149,9 @@ def test_bad_input_is_one_line_before_anything_runs(repo: Path, env: dict[str, s
         assert [e.kind for e in store.events()] == ["created"]
 
 
-def test_not_a_git_repository_is_refused_and_nothing_is_created(tmp_path: Path,
-                                                                env: dict[str, str]):
+def test_not_a_git_repository_is_refused_and_nothing_is_created(
+    tmp_path: Path, env: dict[str, str]
+):
     folder = tmp_path / "plain"
     folder.mkdir()
     result = ralph(folder, env, "run", "--agent-cmd", agent_cmd("edit.py"))
@@ -148,11 +165,25 @@ def test_output_of_100_mb_does_not_grow_memory(repo: Path, env: dict[str, str]):
         "import resource, subprocess, sys\n"
         "r = subprocess.run(sys.argv[1:])\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-        "sys.exit(r.returncode)\n")
+        "sys.exit(r.returncode)\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", code, *RALPH, "run", "-q", "--agent-cmd",
-         agent_cmd("flood.py", "100")],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            code,
+            *RALPH,
+            "run",
+            "-q",
+            "--agent-cmd",
+            agent_cmd("flood.py", "100"),
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     peak_kb = int(result.stdout.strip().splitlines()[-1])
     assert peak_kb < 150 * 1024, f"peak RSS {peak_kb} kB"
@@ -170,8 +201,14 @@ def test_dry_run_prints_argv_and_prompt_and_claims_nothing(repo: Path, env: dict
 
 def test_demo_makes_one_commit_per_task(tmp_path: Path, env: dict[str, str]):
     target = tmp_path / "demo"
-    result = subprocess.run([*RALPH, "demo", str(target)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*RALPH, "demo", str(target)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     subjects = git(target, "log", "--format=%s").splitlines()
     assert len(subjects) == 6 and subjects[-1] == "Start the demo project"
@@ -182,10 +219,14 @@ def test_demo_makes_one_commit_per_task(tmp_path: Path, env: dict[str, str]):
 
 
 def test_worker_start_runs_under_its_name_until_stopped(repo: Path, env: dict[str, str]):
-    proc = subprocess.Popen([*RALPH, "worker", "start", "--name", "implementer-1",
-                             "--agent-cmd", agent_cmd("edit.py")],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [*RALPH, "worker", "start", "--name", "implementer-1", "--agent-cmd", agent_cmd("edit.py")],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while "done A" not in git(repo, "log", "-1", "--format=%b").replace("Task: A", "done A"):
         assert time.monotonic() < deadline and proc.poll() is None

@@ -24,7 +24,7 @@ from ralph.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     from ralph.agents.base import Agent
     from ralph.config import Settings
-    from ralph.loop import RunSummary
+    from ralph.pool import RunSummary
 
 _DEMO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "demo_agent.py"
 
@@ -61,73 +61,177 @@ class Flags:
     worktree: bool = False
 
 
-AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", metavar="NAME",
-                                               help="Agent from the registry or ralph.toml "
-                                               "(claude, codex, gemini, aider, opencode, amp, "
-                                               "cursor, command). [default: config, claude]")]
-AgentCmdOpt = Annotated[str | None, typer.Option(
-    "--agent-cmd", metavar="CMD",
-    help="Any agent command, split like a shell would (never run by one); gets the prompt on "
-    "stdin unless --prompt-mode says otherwise.")]
-PromptModeOpt = Annotated[str | None, typer.Option(
-    "--prompt-mode", metavar="stdin|arg|file", help="How --agent-cmd gets the prompt.")]
-PromptOpt = Annotated[str | None, typer.Option(
-    "--prompt", metavar="FILE", help="Prompt template (jinja2). [default: config, "
-    "prompts/task.md.j2, built-in]")]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", metavar="FILE", help="Config file. [default: ralph.toml or pyproject.toml "
-    "[tool.ralph]]")]
-CapsOpt = Annotated[str | None, typer.Option(
-    "--capabilities", "-c", metavar="A,B", help="Capabilities this worker offers.")]
-LeaseOpt = Annotated[str | None, typer.Option(
-    "--lease", metavar="DURATION", help="Claim lease, renewed every third of it. [default: 30m]")]
+AgentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agent",
+        "-a",
+        metavar="NAME",
+        help="Agent from the registry or ralph.toml "
+        "(claude, codex, gemini, aider, opencode, amp, "
+        "cursor, command). [default: config, claude]",
+    ),
+]
+AgentCmdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agent-cmd",
+        metavar="CMD",
+        help="Any agent command, split like a shell would (never run by one); gets the prompt on "
+        "stdin unless --prompt-mode says otherwise.",
+    ),
+]
+PromptModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt-mode", metavar="stdin|arg|file", help="How --agent-cmd gets the prompt."
+    ),
+]
+PromptOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt",
+        metavar="FILE",
+        help="Prompt template (jinja2). [default: config, prompts/task.md.j2, built-in]",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Config file. [default: ralph.toml or pyproject.toml [tool.ralph]]",
+    ),
+]
+CapsOpt = Annotated[
+    str | None,
+    typer.Option("--capabilities", "-c", metavar="A,B", help="Capabilities this worker offers."),
+]
+LeaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lease", metavar="DURATION", help="Claim lease, renewed every third of it. [default: 30m]"
+    ),
+]
 MaxTasksOpt = Annotated[int | None, typer.Option("--max-tasks", min=1, help="Stop after N tasks.")]
-MaxCostOpt = Annotated[float | None, typer.Option(
-    "--max-cost", metavar="USD", min=0, help="Take no new task once the agents report this spend.")]
-MaxTimeOpt = Annotated[str | None, typer.Option(
-    "--max-time", metavar="DURATION", help="Take no new task after this long.")]
-TaskTimeoutOpt = Annotated[str | None, typer.Option(
-    "--task-timeout", metavar="DURATION", help="Kill an agent running longer. [default: 60m]")]
-IdleTimeoutOpt = Annotated[str | None, typer.Option(
-    "--idle-timeout", metavar="DURATION", help="Kill an agent silent this long. [default: 15m]")]
-GraceOpt = Annotated[str | None, typer.Option(
-    "--grace", metavar="DURATION", help="On SIGTERM/SIGINT, how long a running agent may "
-    "finish. [default: 30s]")]
-MaxAttemptsOpt = Annotated[int | None, typer.Option(
-    "--max-attempts", min=1, help="Attempts before a task is marked failed. [default: 3]")]
-VerifyOpt = Annotated[list[str] | None, typer.Option(
-    "--verify", metavar="CMD", help="Command that must pass after the agent (repeatable).")]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        metavar="USD",
+        min=0,
+        help="Take no new task once the agents report this spend.",
+    ),
+]
+MaxTimeOpt = Annotated[
+    str | None,
+    typer.Option("--max-time", metavar="DURATION", help="Take no new task after this long."),
+]
+TaskTimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--task-timeout", metavar="DURATION", help="Kill an agent running longer. [default: 60m]"
+    ),
+]
+IdleTimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idle-timeout", metavar="DURATION", help="Kill an agent silent this long. [default: 15m]"
+    ),
+]
+GraceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--grace",
+        metavar="DURATION",
+        help="On SIGTERM/SIGINT, how long a running agent may finish. [default: 30s]",
+    ),
+]
+MaxAttemptsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-attempts", min=1, help="Attempts before a task is marked failed. [default: 3]"
+    ),
+]
+VerifyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--verify", metavar="CMD", help="Command that must pass after the agent (repeatable)."
+    ),
+]
 OnceOpt = Annotated[bool, typer.Option("--once", help="Run one task, then exit.")]
-WatchOpt = Annotated[bool, typer.Option(
-    "--watch", help="Wait for new tasks instead of exiting when the queue is empty.")]
-DryRunOpt = Annotated[bool, typer.Option(
-    "--dry-run", help="Print each ready task's argv and prompt; claim and launch nothing.")]
-AllowDirtyOpt = Annotated[bool, typer.Option(
-    "--allow-dirty", help="Start on a working tree with uncommitted changes (left untouched).")]
+WatchOpt = Annotated[
+    bool,
+    typer.Option("--watch", help="Wait for new tasks instead of exiting when the queue is empty."),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Print each ready task's argv and prompt; claim and launch nothing."
+    ),
+]
+AllowDirtyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-dirty", help="Start on a working tree with uncommitted changes (left untouched)."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")]
-WorkersOpt = Annotated[int, typer.Option(
-    "--workers", "-j", min=1, help="Workers in parallel, each in its own git worktree "
-    "(.ralph/worktrees/<name>), merged into the current branch one at a time.")]
-NamesOpt = Annotated[str | None, typer.Option(
-    "--names", metavar="A,B,C", help="Names of the parallel workers. [default: worker-1..N]")]
-NoLiveOpt = Annotated[bool, typer.Option(
-    "--no-live", help="Plain progress lines instead of the live table (also when not a TTY).")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-j",
+        min=1,
+        help="Workers in parallel, each in its own git worktree "
+        "(.ralph/worktrees/<name>), merged into the current branch one at a time.",
+    ),
+]
+NamesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--names", metavar="A,B,C", help="Names of the parallel workers. [default: worker-1..N]"
+    ),
+]
+NoLiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-live", help="Plain progress lines instead of the live table (also when not a TTY)."
+    ),
+]
 
 
-def run(agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None, prompt_mode: PromptModeOpt = None,
-        prompt: PromptOpt = None, config: ConfigOpt = None,
-        worker: Annotated[str | None, typer.Option("--worker", "-w", metavar="NAME",
-                                                   help="Worker name. [default: host-pid]")]
-        = None,
-        capabilities: CapsOpt = None, lease: LeaseOpt = None, max_tasks: MaxTasksOpt = None,
-        max_cost: MaxCostOpt = None, max_time: MaxTimeOpt = None,
-        task_timeout: TaskTimeoutOpt = None, idle_timeout: IdleTimeoutOpt = None,
-        grace: GraceOpt = None, max_attempts: MaxAttemptsOpt = None, verify: VerifyOpt = None,
-        once: OnceOpt = False, watch: WatchOpt = False, dry_run: DryRunOpt = False,
-        allow_dirty: AllowDirtyOpt = False, as_json: JsonOpt = False,
-        quiet: QuietOpt = False, workers: WorkersOpt = 1, names: NamesOpt = None,
-        no_live: NoLiveOpt = False) -> None:
+def run(
+    agent: AgentOpt = None,
+    agent_cmd: AgentCmdOpt = None,
+    prompt_mode: PromptModeOpt = None,
+    prompt: PromptOpt = None,
+    config: ConfigOpt = None,
+    worker: Annotated[
+        str | None,
+        typer.Option("--worker", "-w", metavar="NAME", help="Worker name. [default: host-pid]"),
+    ] = None,
+    capabilities: CapsOpt = None,
+    lease: LeaseOpt = None,
+    max_tasks: MaxTasksOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_time: MaxTimeOpt = None,
+    task_timeout: TaskTimeoutOpt = None,
+    idle_timeout: IdleTimeoutOpt = None,
+    grace: GraceOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+    verify: VerifyOpt = None,
+    once: OnceOpt = False,
+    watch: WatchOpt = False,
+    dry_run: DryRunOpt = False,
+    allow_dirty: AllowDirtyOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    workers: WorkersOpt = 1,
+    names: NamesOpt = None,
+    no_live: NoLiveOpt = False,
+) -> None:
     """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
 
     \b
@@ -144,17 +248,29 @@ def run(agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None, prompt_mode: Prom
 
 
 def worker_start(
-        name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME",
-                                                 help="Worker name. [default: host-pid]")]
-        = None,
-        capabilities: CapsOpt = None, agent: AgentOpt = None, agent_cmd: AgentCmdOpt = None,
-        prompt_mode: PromptModeOpt = None, prompt: PromptOpt = None, config: ConfigOpt = None,
-        lease: LeaseOpt = None, max_tasks: MaxTasksOpt = None, max_cost: MaxCostOpt = None,
-        max_time: MaxTimeOpt = None, task_timeout: TaskTimeoutOpt = None,
-        idle_timeout: IdleTimeoutOpt = None, grace: GraceOpt = None,
-        max_attempts: MaxAttemptsOpt = None, verify: VerifyOpt = None,
-        allow_dirty: AllowDirtyOpt = False, as_json: JsonOpt = False,
-        quiet: QuietOpt = False) -> None:
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", metavar="NAME", help="Worker name. [default: host-pid]"),
+    ] = None,
+    capabilities: CapsOpt = None,
+    agent: AgentOpt = None,
+    agent_cmd: AgentCmdOpt = None,
+    prompt_mode: PromptModeOpt = None,
+    prompt: PromptOpt = None,
+    config: ConfigOpt = None,
+    lease: LeaseOpt = None,
+    max_tasks: MaxTasksOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_time: MaxTimeOpt = None,
+    task_timeout: TaskTimeoutOpt = None,
+    idle_timeout: IdleTimeoutOpt = None,
+    grace: GraceOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+    verify: VerifyOpt = None,
+    allow_dirty: AllowDirtyOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
     """Start a persistent worker: `ralph run --watch` under a name, until SIGTERM or `worker stop`.
 
     \b
@@ -168,10 +284,16 @@ def worker_start(
     _execute(flags)
 
 
-def demo(path: Annotated[Path | None, typer.Argument(
-        metavar="[PATH]", help="Folder for the scratch repo (new or empty). [default: a temp dir]")]
-        = None,
-        as_json: JsonOpt = False) -> None:
+def demo(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[PATH]",
+            help="Folder for the scratch repo (new or empty). [default: a temp dir]",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Show the whole loop offline: a scratch repo, five tasks, a demo agent, one commit each.
 
     \b
@@ -184,8 +306,10 @@ def demo(path: Annotated[Path | None, typer.Argument(
     from ralph.store import ensure_ralph_dir, open_store
 
     if not _DEMO_AGENT.is_file():
-        raise ConfigError(f"the demo agent {_DEMO_AGENT} is missing",
-                          hint="run `ralph demo` from a source checkout (pip install -e .)")
+        raise ConfigError(
+            f"the demo agent {_DEMO_AGENT} is missing",
+            hint="run `ralph demo` from a source checkout (pip install -e .)",
+        )
     if path is None:
         root = Path(tempfile.mkdtemp(prefix="ralph-demo-"))
     else:
@@ -203,23 +327,35 @@ def demo(path: Annotated[Path | None, typer.Argument(
     ensure_ralph_dir(root)
     db = root / ".ralph" / "ralph.db"
     with open_store(db) as store:
-        store.add_many([
-            {"id": "T1", "title": "Write the task parser", "priority": 3},
-            {"id": "T2", "title": "Test the task parser", "blocked_by": ["T1"]},
-            {"id": "T3", "title": "Document the command line", "priority": 1},
-            {"id": "T4", "title": "Wire the parser into the command line",
-             "blocked_by": ["T1", "T3"]},
-            {"id": "T5", "title": "Write the release notes", "blocked_by": ["T2", "T4"]},
-        ])
+        store.add_many(
+            [
+                {"id": "T1", "title": "Write the task parser", "priority": 3},
+                {"id": "T2", "title": "Test the task parser", "blocked_by": ["T1"]},
+                {"id": "T3", "title": "Document the command line", "priority": 1},
+                {
+                    "id": "T4",
+                    "title": "Wire the parser into the command line",
+                    "blocked_by": ["T1", "T3"],
+                },
+                {"id": "T5", "title": "Write the release notes", "blocked_by": ["T2", "T4"]},
+            ]
+        )
     sys.stderr.write(f"demo repository: {root}\n")
     session.reset(str(db), session.debug)
     os.chdir(root)
-    flags = Flags(agent_cmd=shlex.join([sys.executable, str(_DEMO_AGENT)]), worker="demo-worker",
-                  as_json=as_json, quiet=as_json)
+    flags = Flags(
+        agent_cmd=shlex.join([sys.executable, str(_DEMO_AGENT)]),
+        worker="demo-worker",
+        as_json=as_json,
+        quiet=as_json,
+    )
     summary = _execute(flags, exit_on_error=False)
     if not as_json:
-        typer.echo(subprocess.run([*git, "log", "--oneline"], check=True, capture_output=True,
-                                  text=True).stdout.rstrip())
+        typer.echo(
+            subprocess.run(
+                [*git, "log", "--oneline"], check=True, capture_output=True, text=True
+            ).stdout.rstrip()
+        )
     if summary is not None and summary.exit_code:
         raise typer.Exit(summary.exit_code)
 
@@ -235,11 +371,12 @@ def _duration(value: str | None, default: float | None, what: str) -> float | No
 
 def resolve_agent(settings: Settings, flags: Flags) -> tuple[Agent, str]:
     """The agent adapter to launch, its binary checked; ConfigError names what is wrong."""
-    from ralph.config import PROMPT_MODES, AgentSettings
+    from ralph.config import PROMPT_MODES
 
     if flags.prompt_mode is not None and flags.prompt_mode not in PROMPT_MODES:
-        raise UsageError(f"invalid --prompt-mode {flags.prompt_mode!r}",
-                         hint="use stdin, arg or file")
+        raise UsageError(
+            f"invalid --prompt-mode {flags.prompt_mode!r}", hint="use stdin, arg or file"
+        )
     if flags.agent_cmd is not None and flags.agent is not None:
         raise UsageError("use either --agent or --agent-cmd, not both")
     if flags.agent_cmd is not None:
@@ -249,47 +386,40 @@ def resolve_agent(settings: Settings, flags: Flags) -> tuple[Agent, str]:
             raise UsageError(f"cannot split --agent-cmd {flags.agent_cmd!r}: {exc}") from exc
         if not argv:
             raise UsageError("--agent-cmd is empty")
-        name = "command"
-        spec = AgentSettings(command=argv, prompt_mode=flags.prompt_mode or "stdin")
+        name, spec = "command", {"command": argv, "prompt_mode": flags.prompt_mode or "stdin"}
     else:
         name = flags.agent or settings.agent
         spec = settings.agent_settings(name)
         if flags.prompt_mode:
-            spec.prompt_mode = flags.prompt_mode
-    agent = _make_agent(name, spec, settings)
+            spec["prompt_mode"] = flags.prompt_mode
+    agent = _make_agent(name, spec)
     agent.check_installed()
     return agent, name
 
 
-def _make_agent(name: str, spec: Any, settings: Settings) -> Agent:
+def _make_agent(name: str, spec: dict[str, Any]) -> Agent:
+    """From the registry; a name it does not know but the config gives a command runs as that
+    command (with the `command` adapter)."""
     try:
-        from ralph.agents.registry import get_agent
-    except ImportError:
-        get_agent = None
-    if get_agent is not None and (name != "command" or spec.command):
-        try:
-            return get_agent(name, spec)
-        except ConfigError:
-            if name in settings.agents and spec.command:
-                pass  # a config-defined agent that is not built in: run it as a command
-            else:
-                raise
-    from ralph.agents.base import Agent
+        from ralph.agents.registry import get_agent, known_agents
+    except ModuleNotFoundError as exc:  # a trimmed install without the adapters
+        if exc.name != "ralph.agents.registry" or not spec.get("command"):
+            raise
+        from ralph.agents.base import Agent
 
-    if spec.command:
-        agent = Agent(command=spec.command, args=spec.args, model=spec.model,
-                      prompt_mode=spec.prompt_mode, env=spec.env)
+        return Agent(command=spec["command"], prompt_mode=spec.get("prompt_mode"))
+    if name not in known_agents() and spec.get("command"):
+        agent = get_agent("command", spec)
         agent.name = name  # type: ignore[misc]
         return agent
-    raise ConfigError(f"unknown agent {name!r}",
-                      hint="use one of claude, codex, gemini, aider, opencode, amp, cursor, or "
-                      "--agent-cmd CMD, or define [agents." + name + "] with a command")
+    return get_agent(name, spec)
 
 
 def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     """Check everything and build (store, workspace, options, control); raises before any change."""
     from ralph.config import load_settings
-    from ralph.loop import RunControl, RunOptions
+    from ralph.loop import RunOptions
+    from ralph.pool import RunControl
     from ralph.prompts import load_commit_message, load_prompt, sample_context
     from ralph.store import ensure_ralph_dir, project_root
     from ralph.vcs import GitRepo, RepoWorkspace
@@ -314,34 +444,54 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         from ralph.config import _argv
 
         verify = [_argv(v, "--verify") for v in flags.verify]
-    caps = ([c.strip() for c in flags.capabilities.split(",") if c.strip()]
-            if flags.capabilities is not None else settings.capabilities)
+    caps = (
+        [c.strip() for c in flags.capabilities.split(",") if c.strip()]
+        if flags.capabilities is not None
+        else settings.capabilities
+    )
     options = RunOptions(
-        agent=agent, agent_name=agent_name, worker=worker, prompt=prompt,
-        commit_message=commit_message, capabilities=caps, lease=lease or settings.lease,
+        agent=agent,
+        agent_name=agent_name,
+        worker=worker,
+        prompt=prompt,
+        commit_message=commit_message,
+        capabilities=caps,
+        lease=lease or settings.lease,
         max_attempts=flags.max_attempts or settings.max_attempts,
         task_timeout=settings.task_timeout if task_timeout == -1.0 else task_timeout,
         idle_timeout=settings.idle_timeout if idle_timeout == -1.0 else idle_timeout,
-        grace=settings.grace if grace is None else grace, kill_grace=settings.kill_grace,
-        backoff=settings.backoff, backoff_max=settings.backoff_max,
-        rate_limit_pause=settings.rate_limit_pause, breaker=settings.breaker,
-        no_changes=settings.no_changes, verify=verify, variables=settings.vars,
-        once=flags.once, watch=flags.watch, poll=settings.poll, max_tasks=flags.max_tasks,
-        max_cost=flags.max_cost, max_time=max_time)
+        grace=settings.grace if grace is None else grace,
+        kill_grace=settings.kill_grace,
+        backoff=settings.backoff,
+        backoff_max=settings.backoff_max,
+        rate_limit_pause=settings.rate_limit_pause,
+        breaker=settings.breaker,
+        no_changes=settings.no_changes,
+        verify=verify,
+        variables=settings.vars,
+        once=flags.once,
+        watch=flags.watch,
+        poll=settings.poll,
+        max_tasks=flags.max_tasks,
+        max_cost=flags.max_cost,
+        max_time=max_time,
+    )
     store = session.store()
     ensure_ralph_dir(repo.root)
     log = (lambda line: None) if flags.quiet else None
-    control = RunControl(max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time,
-                         log=log)
+    control = RunControl(
+        max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time, log=log
+    )
     return store, workspace, options, control
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
-    from ralph.loop import WorkerLoop, preview, run_workers
+    from ralph.loop import WorkerLoop, preview
+    from ralph.pool import run_workers
 
     parallel = flags.workers > 1 or flags.names is not None or flags.worktree
     if parallel and not flags.worktree:
-        from ralph.pool import worker_names
+        from ralph.parallel import worker_names
 
         names = worker_names(flags.workers, flags.names)
     store, workspace, options, control = build(flags)
@@ -350,19 +500,28 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         if flags.as_json:
             emit_json(shown)
         for item in [] if flags.as_json else shown:
-            typer.echo(f"== {item['task']}: {item['title']}\n$ {shlex.join(item['argv'])}"
-                       + (" < prompt" if item["stdin"] else "") + f"\n{item['prompt']}")
+            typer.echo(
+                f"== {item['task']}: {item['title']}\n$ {shlex.join(item['argv'])}"
+                + (" < prompt" if item["stdin"] else "")
+                + f"\n{item['prompt']}"
+            )
         if not shown and not flags.as_json:
             typer.echo("No ready tasks")
         return None
     if parallel:
-        from ralph.pool import run_pool
+        from ralph.parallel import run_pool
 
         live = False if (flags.no_live or flags.quiet or flags.as_json or flags.worktree) else None
-        summary = run_pool(store, options, control, repo=workspace.root, live=live,
-                           names=[options.worker] if flags.worktree else names)
+        summary = run_pool(
+            store,
+            options,
+            control,
+            repo=workspace.root,
+            live=live,
+            names=[options.worker] if flags.worktree else names,
+        )
     else:
-        from ralph.pool import sweep_interval
+        from ralph.parallel import sweep_interval
         from ralph.sweeper import Sweeper
 
         with Sweeper(store, interval=sweep_interval(options.lease)):
@@ -385,9 +544,15 @@ def _interrupted() -> Exception:
 def _summary_line(s: RunSummary) -> str:
     from ralph.durations import format_duration
 
-    parts = [f"{s.done} done", f"{s.failed} failed", f"{s.retried} to retry",
-             f"{s.skipped} skipped", f"{s.commits} commits", f"${s.cost_usd:.4f}",
-             format_duration(s.wall_s)]
+    parts = [
+        f"{s.done} done",
+        f"{s.failed} failed",
+        f"{s.retried} to retry",
+        f"{s.skipped} skipped",
+        f"{s.commits} commits",
+        f"${s.cost_usd:.4f}",
+        format_duration(s.wall_s),
+    ]
     why = f" ({s.stop_reason})" if s.stop_reason else ""
     return "Run: " + ", ".join(parts) + why
 

@@ -31,15 +31,38 @@ if mode == "auth" or (mode == "rate" and not marker.exists()):
         marker.write_text("x")
     status, error = (401, "authentication_failed") if mode == "auth" else (429, "rate_limit")
     for attempt in range(1, 11):
-        emit({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 10,
-              "retry_delay_ms": 600 * attempt, "error_status": status, "error": error,
-              "session_id": session})
+        emit(
+            {
+                "type": "system",
+                "subtype": "api_retry",
+                "attempt": attempt,
+                "max_retries": 10,
+                "retry_delay_ms": 600 * attempt,
+                "error_status": status,
+                "error": error,
+                "session_id": session,
+            }
+        )
         time.sleep(30)
     emit({"type": "result", "subtype": "error", "is_error": True, "session_id": session})
     sys.exit(1)
 Path(f"{task}.txt").write_text("done by claude\n")
-emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "Done."}]},
-      "session_id": session})
-emit({"type": "result", "subtype": "success", "is_error": False, "result": "Done.",
-      "session_id": session, "num_turns": 2, "total_cost_usd": 0.0123,
-      "usage": {"input_tokens": 120, "output_tokens": 45}})
+emit(
+    {
+        "type": "assistant",
+        "message": {"content": [{"type": "text", "text": "Done."}]},
+        "session_id": session,
+    }
+)
+emit(
+    {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "result": "Done.",
+        "session_id": session,
+        "num_turns": 2,
+        "total_cost_usd": 0.0123,
+        "usage": {"input_tokens": 120, "output_tokens": 45},
+    }
+)
