@@ -70,9 +70,15 @@ class Agent:
     prompt_mode: ClassVar[PromptMode] = "stdin"
     install_hint: ClassVar[str] = ""
 
-    def __init__(self, *, command: Sequence[str] | None = None, args: Sequence[str] = (),
-                 model: str | None = None, prompt_mode: PromptMode | None = None,
-                 env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        command: Sequence[str] | None = None,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        prompt_mode: PromptMode | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
         self.command = list(command) if command else [self.executable]
         self.args = list(args)
         self.model = model
@@ -102,7 +108,9 @@ class Agent:
     def check_installed(self) -> str:
         """The resolved executable path, or ConfigError naming what to install."""
         exe = self.command[0]
-        found = shutil.which(exe) if os.sep not in exe else (exe if os.access(exe, os.X_OK) else None)
+        found = (
+            shutil.which(exe) if os.sep not in exe else (exe if os.access(exe, os.X_OK) else None)
+        )
         if not found:
             hint = self.install_hint or "install it or set its command in ralph.toml"
             raise ConfigError(f"agent {self.name!r}: {exe!r} is not on PATH", hint=hint)

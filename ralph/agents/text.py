@@ -1,0 +1,167 @@
+"""Recognise auth failures and rate/usage limits in free text, and read the reset time they name.
+
+Every adapter runs its stderr (and any output that is not its own JSON events) through
+`classify_text`; the patterns are deliberately specific ("429 Too Many Requests", not "rate"),
+because agents print model prose too and a task about "rate limiting" must not pause every worker.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ralph.agents.base import AgentSignal, StreamParser
+
+AUTH_RE = re.compile(
+    r"not logged in|please run /login|invalid api key|invalid x-api-key|incorrect api key"
+    r"|api key not valid|authentication_error|authentication_failed|AuthenticationError"
+    r"|\b401 unauthorized|\b403 forbidden|status(?: code)?[:= ]+40[13]\b|oauth token has expired"
+    r"|permission_error",
+    re.IGNORECASE,
+)
+LIMIT_RE = re.compile(
+    r"status(?: code)?[:= ]+429\b|\b429 too many requests|too many requests"
+    r"|rate[ _-]?limit(?:ed|_error| exceeded| reached)|RateLimitError|usage limit"
+    r"|hit your (?:usage |session |weekly )?limit|(?:hour|daily|weekly|session|usage) limit reached"
+    r"|out of (?:extra )?usage|quota exceeded|exceeded your (?:current )?quota|RESOURCE_EXHAUSTED",
+    re.IGNORECASE,
+)
+
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_SPAN_RE = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(days?|d|hours?|hrs?|h|minutes?|mins?|m(?!s)|seconds?|secs?|s)\b",
+    re.IGNORECASE,
+)
+_IN_RE = re.compile(
+    r"(?:try again|retry|retrying|resets?|reset|available again|wait)\s*(?:in|after)\s+"
+    r"((?:\d+(?:\.\d+)?\s*[a-z]+[\s,]*(?:and\s+)?)+)",
+    re.IGNORECASE,
+)
+_RETRY_AFTER_RE = re.compile(r"retry[-_ ]after[\"']?\s*[:=]\s*[\"']?(\d+(?:\.\d+)?)", re.IGNORECASE)
+_EPOCH_RE = re.compile(r"(?:\||resets?_?at[\"']?\s*[:=]\s*)(\d{10})(?:\.\d+)?\b", re.IGNORECASE)
+_ISO_RE = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)"
+)
+_CLOCK_RE = re.compile(
+    r"(?:resets?|try again|available again)\s*(?:at|on)?\s+"
+    r"(?:(?P<date>[A-Z][a-z]{2,8}\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}),? )?"
+    r"(?P<hour>\d{1,2})(?::(?P<min>\d{2}))?\s*(?P<ampm>[ap]\.?m\.?)?"
+    r"(?:\s*\((?P<tz>[A-Za-z_]+(?:/[A-Za-z_]+)*)\)|\s+(?P<utc>UTC|GMT))?",
+    re.IGNORECASE,
+)
+
+
+def span_seconds(text: str) -> float | None:
+    """Seconds in a span like `1h20m`, `1 hour 20 minutes`, `41.2s`; None when there is none."""
+    total, found = 0.0, False
+    for value, unit in _SPAN_RE.findall(text):
+        total += float(value) * _UNIT_SECONDS[unit[0].lower()]
+        found = True
+    return total if found else None
+
+
+def parse_reset(text: str, now: float | None = None) -> tuple[float | None, float | None]:
+    """(retry_after seconds, reset_at epoch) named in a limit message; (None, None) if neither."""
+    now = time.time() if now is None else now
+    if m := _EPOCH_RE.search(text):
+        return None, float(m.group(1))
+    if m := _RETRY_AFTER_RE.search(text):
+        return float(m.group(1)), None
+    if m := _IN_RE.search(text):
+        seconds = span_seconds(m.group(1))
+        if seconds is not None:
+            return seconds, None
+    if m := _ISO_RE.search(text):
+        try:
+            stamp = datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+        except ValueError:
+            stamp = None
+        if stamp is not None:
+            return None, (stamp if stamp.tzinfo else stamp.astimezone()).timestamp()
+    if m := _CLOCK_RE.search(text):
+        return None, _clock_time(m, now)
+    return None, None
+
+
+def _clock_time(m: re.Match[str], now: float) -> float | None:
+    """The next moment after `now` showing the matched wall-clock time (in its zone, else local)."""
+    hour, minute = int(m["hour"]), int(m["min"] or 0)
+    ampm = (m["ampm"] or "").lower().replace(".", "")
+    if not ampm and m["min"] is None:
+        return None  # a bare number ("resets 3") is too vague to wait for
+    if ampm:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if ampm == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    tz: timezone | ZoneInfo | None = UTC if m["utc"] else None
+    if m["tz"]:
+        try:
+            tz = ZoneInfo(m["tz"])
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = None
+    current = datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now).astimezone()
+    if m["date"]:
+        raw = re.sub(r"(\d)(st|nd|rd|th)", r"\1", m["date"]).replace(",", "").replace(".", "")
+        for fmt in ("%b %d %Y", "%B %d %Y"):
+            try:
+                day = datetime.strptime(raw, fmt)
+            except ValueError:
+                continue
+            return current.replace(
+                year=day.year,
+                month=day.month,
+                day=day.day,
+                hour=hour,
+                minute=minute,
+                second=0,
+                microsecond=0,
+            ).timestamp()
+        return None
+    target = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= current:
+        target += timedelta(days=1)
+    return target.timestamp()
+
+
+def classify_text(text: str, now: float | None = None) -> AgentSignal | None:
+    """An auth_failed or rate_limited signal if `text` says so (auth wins), else None."""
+    if AUTH_RE.search(text):
+        return AgentSignal("auth_failed", _clip(text))
+    if LIMIT_RE.search(text):
+        retry_after, reset_at = parse_reset(text, now)
+        return AgentSignal("rate_limited", _clip(text), retry_after=retry_after, reset_at=reset_at)
+    return None
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SignalOnce:
+    """Lets each kind of signal through once per run: the loop acts on the first, not retries."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, signal: AgentSignal | None) -> list[AgentSignal]:
+        if signal is None or signal.kind in self.seen:
+            return []
+        self.seen.add(signal.kind)
+        return [signal]
+
+
+class TextParser(StreamParser):
+    """For agents that print plain text: every line goes through `classify_text`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.once = SignalOnce()
+
+    def feed(self, line: str, stream: Literal["stdout", "stderr"]) -> list[AgentSignal]:
+        return self.once(classify_text(line))
