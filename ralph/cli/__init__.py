@@ -7,10 +7,12 @@ by adding its module.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -28,12 +30,31 @@ CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-w
 
 
 class RalphGroup(TyperGroup):
-    """The top-level group: maps spaced claim spellings and is the CLI's one error boundary."""
+    """The top-level group: maps spaced claim spellings, builds commands on first use, and is
+    the CLI's one error boundary."""
+
+    def defer(self, name: str, build: Callable[[], Any]) -> None:
+        """Register a command that typer turns into a click command only when it is used."""
+        if not hasattr(self, "_deferred"):
+            self._deferred: dict[str, Callable[[], Any]] = {}
+        self._deferred[name] = build
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        deferred = getattr(self, "_deferred", {})
+        if cmd_name not in self.commands and cmd_name in deferred:
+            self.commands[cmd_name] = deferred.pop(cmd_name)()
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *getattr(self, "_deferred", {})]
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
         if len(args) >= 2 and args[0] == "claim" and args[1] in CLAIM_SUBCOMMANDS:
             name = f"claim:{args[1]}"
             return name, self.get_command(ctx, name), args[2:]
+        if args and self.get_command(ctx, args[0]) is None:
+            for name in self.list_commands(ctx):  # complete the "did you mean" suggestions
+                self.get_command(ctx, name)
         return super().resolve_command(ctx, args)
 
     def main(
@@ -154,6 +175,35 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def build_command() -> RalphGroup:
+    """The click group for `app`, with every command built lazily.
+
+    typer turns each command's signature into click parameters when the group is built; for
+    twenty-odd commands that was a third of ralph's own start-up, paid by `ralph ready` and
+    `ralph claim` in every loop iteration. Here only the invoked command is built.
+    """
+    shell = copy.copy(app)
+    shell.registered_commands, shell.registered_groups = [], []
+    group = get_command(shell)
+    assert isinstance(group, RalphGroup)
+    opts: dict[str, Any] = {
+        "pretty_exceptions_short": app.pretty_exceptions_short,
+        "rich_markup_mode": app.rich_markup_mode,
+    }
+    for info in app.registered_commands:
+        name = info.name or typer.main.get_command_name(info.callback.__name__)
+        group.defer(name, partial(typer.main.get_command_from_info, info, **opts))
+    for info in app.registered_groups:
+        name = typer.main.solve_typer_info_defaults(info).name
+        group.defer(
+            name,
+            partial(
+                typer.main.get_group_from_info, info, suggest_commands=app.suggest_commands, **opts
+            ),
+        )
+    return group
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `ralph` console script and `python -m ralph`."""
-    get_command(app).main(args=argv, prog_name="ralph")
+    build_command().main(args=argv, prog_name="ralph")
