@@ -115,6 +115,10 @@ class WorktreeWorkspace:
     def prepare(self, task: Task) -> Path:
         claim = self.store.active_claim(task.id)
         self._token = claim.token if claim and claim.worker == self.worker else None
+        # `worker list` shows the task now, not at the next heartbeat (up to 10 s later).
+        for w in self.store.workers():
+            if w.name == self.worker:
+                self.store.heartbeat(w.id, status="busy", current_task=task.id)
         self.path = self.worktrees.prepare(self.worker, task.id)
         return self.path
 

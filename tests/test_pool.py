@@ -1,0 +1,193 @@
+"""`ralph run --workers N`: real `ralph` processes, real git worktrees, a scripted agent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ralph import errors
+from ralph.parallel import check_names_free, worker_names
+from ralph.store import open_store
+
+AGENT = Path(__file__).parent / "scripts" / "parallel_agent.py"
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Test")
+    git(root, "config", "user.email", "test@example.invalid")
+    (root / "shared.txt").write_text("base\n")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "start")
+    (tmp_path / "ralph.toml").write_text('backoff = "0.1s"\npoll = "0.1s"\n')
+    return root
+
+
+def ralph_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PA_STARTED": str(tmp_path / "started")}
+    env.pop("RALPH_DB", None)
+    env.update(extra)
+    return env
+
+
+def ralph(repo: Path, *args: str) -> list[str]:
+    agent = f"{sys.executable} {AGENT}"
+    return [
+        sys.executable,
+        "-m",
+        "ralph",
+        *args,
+        "--agent-cmd",
+        agent,
+        "--config",
+        str(repo.parent / "ralph.toml"),
+    ]
+
+
+def add_tasks(repo: Path, n: int) -> list[str]:
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        return [
+            t.id
+            for t in store.add_many(
+                [{"id": f"t{i:02d}", "title": f"task {i}"} for i in range(1, n + 1)]
+            )
+        ]
+
+
+def commits(repo: Path) -> list[dict[str, str]]:
+    """Task commits on main, oldest first: subject, trailers and the files each touched."""
+    out = []
+    for sha in git(repo, "rev-list", "--reverse", "main").split()[1:]:
+        body = git(repo, "show", "-s", "--format=%B", sha)
+        trailers = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+        files = git(repo, "show", "--format=", "--name-only", sha).split()
+        out.append({"sha": sha, "files": files, **trailers})
+    return out
+
+
+def test_three_workers_twelve_tasks_make_twelve_linear_commits_each_only_its_files(
+    repo: Path, tmp_path: Path
+) -> None:
+    tasks = add_tasks(repo, 12)
+    # PA_BARRIER=3: no agent finishes before three have started, so three really ran at once.
+    done = subprocess.run(
+        ralph(repo, "run", "--workers", "3", "--no-live"),
+        cwd=repo,
+        env=ralph_env(tmp_path, PA_BARRIER="3"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert done.returncode == 0, done.stderr
+    made = commits(repo)
+    assert sorted(c["Task"] for c in made) == tasks
+    assert all(c["files"] == [f"work/{c['Task']}.txt"] for c in made)
+    assert git(repo, "rev-list", "--merges", "main") == ""
+    assert len({c["Worker"] for c in made}) == 3
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert store.status_counts()["done"] == 12 and store.claims() == []
+    assert git(repo, "status", "--porcelain") == ""  # the clean checkout followed main
+    assert sorted(p.name for p in (repo / ".ralph" / "worktrees").iterdir()) == [
+        "worker-1",
+        "worker-2",
+        "worker-3",
+    ]
+    assert subprocess.run(["git", "fsck", "--no-progress"], cwd=repo).returncode == 0
+
+
+def test_same_line_conflict_goes_back_with_the_note_and_succeeds_on_retry(
+    repo: Path, tmp_path: Path
+) -> None:
+    add_tasks(repo, 2)
+    prompts = tmp_path / "prompts.txt"
+    env = ralph_env(tmp_path, PA_BARRIER="2", PA_FILE="shared.txt", RECORD_PROMPTS=str(prompts))
+    done = subprocess.run(
+        ralph(repo, "run", "--names", "Alpha,Beta", "--no-live"),
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert done.returncode == 0, done.stderr
+    made = commits(repo)
+    assert sorted(c["Task"] for c in made) == ["t01", "t02"]
+    assert all(c["files"] == ["shared.txt"] for c in made)
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert store.status_counts()["done"] == 2
+        attempts = store.attempts()
+    conflicted = [a for a in attempts if a.outcome == "merge_conflict"]
+    assert len(conflicted) == 1 and "shared.txt" in conflicted[0].summary
+    retry = prompts.read_text().split(f"== {conflicted[0].task_id}\n")[-1]
+    assert "Merge conflict" in retry and "shared.txt" in retry
+    assert git(repo, "show", "main:shared.txt") == f"{made[-1]['Task']} by {made[-1]['Worker']}"
+    assert not (repo / ".git" / "rebase-merge").exists()
+
+
+def test_sigterm_on_run_with_three_workers_releases_every_claim(repo: Path, tmp_path: Path) -> None:
+    add_tasks(repo, 5)
+    started = tmp_path / "started"
+    proc = subprocess.Popen(
+        ralph(repo, "run", "--workers", "3", "--no-live", "--grace", "1s"),
+        cwd=repo,
+        env=ralph_env(tmp_path, PA_SLEEP="120"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not started.exists() or len(list(started.iterdir())) < 3:
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == errors.RunInterruptedError.exit_code, err
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert store.claims() == []
+        assert store.status_counts()["open"] == 5
+        assert {w.state() for w in store.workers()} == {"stopped"}
+    assert commits(repo) == []
+    for wt in (repo / ".ralph" / "worktrees").iterdir():
+        assert git(wt, "status", "--porcelain") == ""
+
+
+def test_worker_names_default_to_numbered_and_names_must_be_distinct() -> None:
+    assert worker_names(3) == ["worker-1", "worker-2", "worker-3"]
+    assert worker_names(1, "Alpha, Beta,Gamma") == ["Alpha", "Beta", "Gamma"]
+    with pytest.raises(errors.UsageError, match="appears twice"):
+        worker_names(2, "Alpha,Alpha")
+
+
+def test_name_of_a_live_worker_elsewhere_is_refused_but_a_crashed_ones_is_reused(
+    tmp_path: Path,
+) -> None:
+    with open_store(tmp_path / "ralph.db") as store:
+        store.register_worker("Alpha", pid=os.getpid(), host=os.uname().nodename)
+        with pytest.raises(errors.UsageError, match="Alpha is already running"):
+            check_names_free(store, ["Alpha", "Beta"])
+        gone = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
+        store.register_worker("Alpha", pid=int(gone), host=os.uname().nodename)
+        check_names_free(store, ["Alpha"])
