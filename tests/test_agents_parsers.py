@@ -1,0 +1,367 @@
+"""Stream parsers fed output lines.
+
+"recorded" lines come from the real CLIs (claude 2.1.197, codex-cli 0.171.0, gemini 0.61.0,
+opencode 1.18.33) pointed at tests/support/model_server.py, trimmed of fields the parsers ignore;
+"documented" lines follow the shapes the CLIs' documentation and issue trackers show.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ralph.agents import get_agent
+from ralph.agents.base import AgentSignal, StreamParser
+
+SID = "361b462d-efd0-4373-aee3-17652c26220d"
+
+
+def feed(parser: StreamParser, lines: list[str | dict], stream="stdout") -> list[AgentSignal]:
+    signals: list[AgentSignal] = []
+    for line in lines:
+        text = line if isinstance(line, str) else json.dumps(line)
+        signals += parser.feed(text, stream)
+    return signals
+
+
+# recorded: claude -p --output-format stream-json --verbose, model server in "write" mode
+CLAUDE_WRITE = [
+    {"type": "system", "subtype": "init", "cwd": "/tmp/w", "session_id": SID,
+     "permissionMode": "bypassPermissions"},
+    {"type": "assistant", "session_id": SID, "message": {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_68a9", "name": "Write",
+         "input": {"file_path": "/tmp/w/hello.txt", "content": "hi there"}}]}},
+    {"type": "user", "session_id": SID, "message": {"role": "user", "content": [
+        {"tool_use_id": "toolu_68a9", "type": "tool_result",
+         "content": "File created successfully at: /tmp/w/hello.txt"}]}},
+    {"type": "assistant", "session_id": SID, "message": {"role": "assistant", "content": [
+        {"type": "text", "text": "done"}]}},
+    {"type": "result", "subtype": "success", "is_error": False, "api_error_status": None,
+     "duration_ms": 397, "num_turns": 2, "result": "done", "stop_reason": "end_turn",
+     "session_id": SID, "total_cost_usd": 0.015,
+     "usage": {"input_tokens": 2400, "cache_creation_input_tokens": 0,
+               "cache_read_input_tokens": 0, "output_tokens": 120}},
+]  # fmt: skip
+# recorded: model server answering 401 / 429 (claude retries 10 times; these are the first two)
+CLAUDE_401 = [
+    '{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":607.58,'
+    '"error_status":401,"error":"authentication_failed","session_id":"07abfc3d"}',
+    '{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":1132.6,'
+    '"error_status":401,"error":"authentication_failed","session_id":"07abfc3d"}',
+]
+CLAUDE_429 = [
+    '{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":1000,'
+    '"error_status":429,"error":"rate_limit","session_id":"414db3f0"}',
+    '{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":1204.6,'
+    '"error_status":429,"error":"rate_limit","session_id":"414db3f0"}',
+]
+
+
+def test_claude_result_fills_cost_tokens_session_turns_and_written_paths():
+    parser = get_agent("claude").new_parser()
+    assert feed(parser, CLAUDE_WRITE) == []
+    report = parser.report
+    assert report.cost_usd == 0.015
+    assert (report.input_tokens, report.output_tokens) == (2400, 120)
+    assert (report.session_id, report.num_turns) == (SID, 2)
+    assert report.is_error is False and report.result_text == "done"
+    assert report.changed_paths == ["/tmp/w/hello.txt"]
+
+
+def test_claude_input_tokens_include_cache_reads_and_writes():
+    parser = get_agent("claude").new_parser()
+    feed(parser, [{"type": "result", "subtype": "success", "is_error": False, "usage": {
+        "input_tokens": 10, "cache_creation_input_tokens": 200, "cache_read_input_tokens": 3000,
+        "output_tokens": 7}}])  # fmt: skip
+    assert (parser.report.input_tokens, parser.report.output_tokens) == (3210, 7)
+
+
+def test_claude_first_401_retry_is_an_auth_failure_signalled_once():
+    signals = feed(get_agent("claude").new_parser(), CLAUDE_401)
+    assert [s.kind for s in signals] == ["auth_failed"]
+    assert "401" in signals[0].message
+
+
+def test_claude_first_429_retry_is_a_rate_limit_with_its_retry_delay():
+    (signal,) = feed(get_agent("claude").new_parser(), CLAUDE_429)
+    assert signal.kind == "rate_limited" and signal.retry_after == 1.0
+
+
+def test_claude_overloaded_retries_are_left_to_claude():
+    line = {"type": "system", "subtype": "api_retry", "attempt": 1, "error_status": 529,
+            "error": "overloaded"}  # fmt: skip
+    assert feed(get_agent("claude").new_parser(), [line]) == []
+
+
+def test_claude_not_logged_in_result_is_an_auth_failure():
+    # recorded: claude without credentials (HOME empty, no ANTHROPIC_API_KEY)
+    line = ('{"type":"result","subtype":"success","is_error":true,"api_error_status":null,'
+            '"num_turns":1,"result":"Not logged in · Please run /login","session_id":"5d47b881",'
+            '"total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}')  # fmt: skip
+    parser = get_agent("claude").new_parser()
+    (signal,) = feed(parser, [line])
+    assert signal.kind == "auth_failed" and "Not logged in" in signal.message
+    assert parser.report.is_error and parser.report.cost_usd == 0
+
+
+def test_claude_usage_limit_event_carries_the_reset_time():
+    # documented: claude >= 2.1.45 emits rate_limit_event; "rejected" means the window is spent
+    allowed = {"type": "rate_limit_event", "rate_limit_info": {"status": "allowed_warning"}}
+    rejected = {"type": "rate_limit_event", "rate_limit_info": {
+        "status": "rejected", "resetsAt": 1778565600, "rateLimitType": "five_hour"}}  # fmt: skip
+    (signal,) = feed(get_agent("claude").new_parser(), [allowed, rejected])
+    assert signal.kind == "rate_limited" and signal.reset_at == 1778565600
+
+
+def test_claude_legacy_usage_limit_result_carries_the_epoch_reset():
+    # documented: older claude printed "Claude AI usage limit reached|<epoch>"
+    line = {"type": "result", "subtype": "success", "is_error": True,
+            "result": "Claude AI usage limit reached|1762952400"}  # fmt: skip
+    (signal,) = feed(get_agent("claude").new_parser(), [line])
+    assert signal.kind == "rate_limited" and signal.reset_at == 1762952400
+
+
+def test_claude_records_edit_and_notebook_paths_once_each():
+    def use(name, **tool_input):
+        return {"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "name": name, "input": tool_input}]}}  # fmt: skip
+
+    parser = get_agent("claude").new_parser()
+    feed(
+        parser,
+        [
+            use("Edit", file_path="a.py"),
+            use("Read", file_path="b.py"),
+            use("NotebookEdit", notebook_path="n.ipynb"),
+            use("Write", file_path="a.py"),
+        ],
+    )
+    assert parser.report.changed_paths == ["a.py", "n.ipynb"]
+
+
+def test_claude_stderr_and_garbage_lines_go_through_the_text_matcher():
+    parser = get_agent("claude").new_parser()
+    assert parser.feed("{not json", "stdout") == []
+    (signal,) = parser.feed("Error: Invalid API key · Fix external API key", "stderr")
+    assert signal.kind == "auth_failed"
+
+
+# recorded: codex exec --json with openai_base_url at the model server
+CODEX_401 = [
+    '{"type":"thread.started","thread_id":"01a21e39-6d74-7130-8613-db928ae83a21"}',
+    '{"type":"turn.started"}',
+    '{"type":"error","message":"Reconnecting... 2/5 (unexpected status 200 OK: {}, '
+    'url: ws://127.0.0.1:45799/v1/responses)"}',
+    '{"type":"item.completed","item":{"id":"item_0","type":"error","message":"Falling back from '
+    'WebSockets to HTTPS transport. unexpected status 200 OK: Unknown error"}}',
+    '{"type":"error","message":"Reconnecting... 1/5 (unexpected status 401 Unauthorized: invalid '
+    'x-api-key, url: http://127.0.0.1:45799/v1/responses)"}',
+    '{"type":"error","message":"Reconnecting... 2/5 (unexpected status 401 Unauthorized: invalid '
+    'x-api-key, url: http://127.0.0.1:45799/v1/responses)"}',
+]
+CODEX_429 = [
+    '{"type":"error","message":"Reconnecting... 1/5 (exceeded retry limit, last status: 429 Too '
+    'Many Requests)"}',
+    '{"type":"turn.failed","error":{"message":"exceeded retry limit, last status: 429 Too Many '
+    'Requests"}}',
+]
+
+
+def test_codex_first_401_reconnect_is_an_auth_failure():
+    parser = get_agent("codex").new_parser()
+    signals = feed(parser, CODEX_401)
+    assert [s.kind for s in signals] == ["auth_failed"]
+    assert parser.report.session_id == "01a21e39-6d74-7130-8613-db928ae83a21"
+
+
+def test_codex_network_reconnects_signal_nothing():
+    line = ('{"type":"error","message":"Reconnecting... waiting for network (Connection failed: '
+            'error sending request)"}')  # fmt: skip
+    assert feed(get_agent("codex").new_parser(), [line]) == []
+
+
+def test_codex_429_is_a_rate_limit_and_the_failed_turn_an_error():
+    parser = get_agent("codex").new_parser()
+    assert [s.kind for s in feed(parser, CODEX_429)] == ["rate_limited"]
+    assert parser.report.is_error and "429" in (parser.report.result_text or "")
+
+
+def test_codex_usage_limit_message_carries_the_wait():
+    # documented: ChatGPT-plan usage limit text
+    line = {"type": "error", "message": "You've hit your usage limit. Upgrade to Pro or try again "
+            "in 1 hour 20 minutes."}  # fmt: skip
+    (signal,) = feed(get_agent("codex").new_parser(), [line])
+    assert signal.kind == "rate_limited" and signal.retry_after == 4800
+
+
+def test_codex_turn_usage_messages_and_file_changes():
+    # documented: codex exec --json item and turn events
+    lines = [
+        {"type": "item.completed", "item": {"id": "item_1", "type": "file_change", "changes": [
+            {"path": "src/a.py", "kind": "update"}, {"path": "old.py", "kind": "delete"}],
+            "status": "completed"}},
+        {"type": "item.completed", "item": {"id": "item_2", "type": "agent_message",
+                                            "text": "Done."}},
+        {"type": "turn.completed", "usage": {"input_tokens": 24763, "cached_input_tokens": 24448,
+                                             "output_tokens": 122}},
+    ]  # fmt: skip
+    parser = get_agent("codex").new_parser()
+    assert feed(parser, lines) == []
+    report = parser.report
+    assert (report.input_tokens, report.output_tokens, report.num_turns) == (24763, 122, 1)
+    assert report.result_text == "Done." and report.changed_paths == ["src/a.py"]
+    assert report.cost_usd is None and not report.is_error
+
+
+# recorded: gemini --output-format stream-json with GOOGLE_GEMINI_BASE_URL at the model server
+GEMINI_INIT = ('{"type":"init","timestamp":"2026-11-27T18:19:10.998Z",'
+               '"session_id":"5567b797-2080-4948-b123-d949b8a329d5","model":"auto"}')  # fmt: skip
+GEMINI_401_RESULT = (
+    '{"type":"result","timestamp":"2026-11-27T18:19:11.492Z","status":"error","error":{"type":'
+    '"unknown","message":"[API Error: {\\"type\\":\\"error\\",\\"error\\":{\\"type\\":'
+    '\\"authentication_error\\",\\"message\\":\\"invalid x-api-key\\"}}]"},"stats":{'
+    '"total_tokens":0,"input_tokens":0,"output_tokens":0,"cached":0,"input":0,"duration_ms":0,'
+    '"tool_calls":0}}'
+)
+
+
+def test_gemini_429_attempt_on_stderr_is_a_rate_limit_at_once():
+    parser = get_agent("gemini").new_parser()
+    signals = feed(parser, [GEMINI_INIT]) + feed(parser, [
+        "Attempt 1 failed with status 429. Retrying with backoff... _ApiError: {\"type\":\"error\","
+        "\"error\":{\"type\":\"rate_limit_error\",\"message\":\"Number of request tokens has "
+        "exceeded your per-minute rate limit\"}}", "  status: 429",
+        "Attempt 2 failed with status 429. Retrying with backoff...",
+    ], stream="stderr")  # fmt: skip
+    assert [s.kind for s in signals] == ["rate_limited"]
+    assert parser.report.session_id == "5567b797-2080-4948-b123-d949b8a329d5"
+
+
+def test_gemini_401_on_stderr_and_in_the_result_is_one_auth_failure():
+    parser = get_agent("gemini").new_parser()
+    signals = feed(parser, ["  status: 401"], stream="stderr") + feed(parser, [GEMINI_401_RESULT])
+    assert [s.kind for s in signals] == ["auth_failed"]
+    assert parser.report.is_error and "authentication_error" in parser.report.result_text
+
+
+def test_gemini_quota_error_carries_the_retry_delay():
+    # documented: Gemini API RESOURCE_EXHAUSTED text
+    line = {"type": "error", "severity": "error", "message": "[API Error: You exceeded your "
+            "current quota ... Please retry in 41.2s.] RESOURCE_EXHAUSTED"}  # fmt: skip
+    (signal,) = feed(get_agent("gemini").new_parser(), [line])
+    assert signal.kind == "rate_limited" and signal.retry_after == 41.2
+
+
+def test_gemini_messages_writes_and_stats():
+    # documented: gemini stream-json message/tool_use/result events
+    lines = [
+        GEMINI_INIT,
+        {"type": "message", "role": "assistant", "content": "Writing ", "delta": True},
+        {"type": "tool_use", "tool_name": "write_file", "tool_id": "t1",
+         "parameters": {"file_path": "/r/a.txt", "content": "x"}},
+        {"type": "message", "role": "assistant", "content": "done", "delta": True},
+        {"type": "result", "status": "success", "stats": {"total_tokens": 350,
+         "input_tokens": 300, "output_tokens": 50, "cached": 0, "tool_calls": 1}},
+    ]  # fmt: skip
+    parser = get_agent("gemini").new_parser()
+    assert feed(parser, lines) == []
+    report = parser.report
+    assert (report.input_tokens, report.output_tokens) == (300, 50)
+    assert report.result_text == "Writing done" and report.changed_paths == ["/r/a.txt"]
+    assert not report.is_error
+
+
+# recorded: opencode run --format json with its anthropic provider at the model server
+OPENCODE_OK = [
+    '{"type":"step_start","timestamp":1795803806952,"sessionID":"ses_de1c0b29cffeyDrDeC55VEez7L",'
+    '"part":{"type":"step-start"}}',
+    '{"type":"text","timestamp":1795803806952,"sessionID":"ses_de1c0b29cffeyDrDeC55VEez7L",'
+    '"part":{"type":"text","text":"done"}}',
+    '{"type":"step_finish","timestamp":1795803806952,"sessionID":"ses_de1c0b29cffeyDrDeC55VEez7L",'
+    '"part":{"reason":"stop","type":"step-finish","tokens":{"total":1260,"input":1200,'
+    '"output":60,"reasoning":0,"cache":{"write":0,"read":0}},"cost":0.0045}}',
+]
+
+
+def opencode_error(status: int, message: str, **headers: str) -> str:
+    data = {"message": message, "statusCode": status, "isRetryable": status == 429,
+            "responseHeaders": headers}  # fmt: skip
+    return json.dumps({"type": "error", "sessionID": "ses_de1bfe0c",
+                       "error": {"name": "APIError", "data": data}})  # fmt: skip
+
+
+def test_opencode_step_finish_gives_cost_tokens_and_session():
+    parser = get_agent("opencode").new_parser()
+    assert feed(parser, OPENCODE_OK) == []
+    report = parser.report
+    assert report.cost_usd == 0.0045 and (report.input_tokens, report.output_tokens) == (1200, 60)
+    assert report.session_id == "ses_de1c0b29cffeyDrDeC55VEez7L" and report.result_text == "done"
+
+
+def test_opencode_api_errors_are_auth_failures_or_rate_limits():
+    (auth,) = feed(get_agent("opencode").new_parser(), [opencode_error(401, "invalid x-api-key")])
+    assert auth.kind == "auth_failed"
+    parser = get_agent("opencode").new_parser()
+    (limit,) = feed(parser, [opencode_error(429, "rate limit", **{"retry-after": "30"})])
+    assert limit.kind == "rate_limited" and limit.retry_after == 30
+    assert parser.report.is_error
+
+
+def test_opencode_write_tool_paths():
+    # documented: tool_use parts carry the tool's input in state.input
+    line = {"type": "tool_use", "part": {"type": "tool", "tool": "write", "state": {
+        "status": "completed", "input": {"filePath": "/r/new.py", "content": "x"}}}}  # fmt: skip
+    parser = get_agent("opencode").new_parser()
+    feed(parser, [line])
+    assert parser.report.changed_paths == ["/r/new.py"]
+
+
+def test_amp_stream_json_is_read_like_claude():
+    parser = get_agent("amp").new_parser()
+    assert feed(parser, CLAUDE_WRITE) == []
+    assert parser.report.cost_usd == 0.015 and parser.report.changed_paths == ["/tmp/w/hello.txt"]
+
+
+def test_cursor_tool_calls_and_result():
+    # documented: cursor-agent stream-json (Claude-like, plus tool_call events)
+    lines = [
+        {"type": "system", "subtype": "init", "session_id": "c-1", "model": "auto"},
+        {"type": "tool_call", "subtype": "completed", "call_id": "x", "session_id": "c-1",
+         "tool_call": {"writeToolCall": {"args": {"path": "/r/f.txt", "fileText": "x"},
+                                         "result": {"success": {"path": "/r/f.txt"}}}}},
+        {"type": "result", "subtype": "success", "is_error": False, "duration_ms": 5000,
+         "result": "ok", "session_id": "c-1"},
+    ]  # fmt: skip
+    parser = get_agent("cursor").new_parser()
+    assert feed(parser, lines) == []
+    assert parser.report.changed_paths == ["/r/f.txt"] and parser.report.session_id == "c-1"
+    assert parser.report.cost_usd is None and parser.report.result_text == "ok"
+
+
+def test_aider_litellm_errors_are_recognised_in_plain_text():
+    # documented: aider prints litellm exceptions
+    parser = get_agent("aider").new_parser()
+    (auth,) = parser.feed("litellm.AuthenticationError: AnthropicException - invalid x-api-key",
+                          "stdout")  # fmt: skip
+    assert auth.kind == "auth_failed"
+    (limit,) = parser.feed("litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit "
+                           "reached for gpt-4o. Please try again in 20s.", "stderr")  # fmt: skip
+    assert limit.kind == "rate_limited" and limit.retry_after == 20
+
+
+def test_aider_model_prose_about_rate_limiting_is_not_a_signal():
+    parser = get_agent("aider").new_parser()
+    assert parser.feed("I added a rate limiter and a 429 handler to api.py.", "stdout") == []
+
+
+def test_command_agent_reads_cost_from_a_claude_result_line_and_limits_from_text():
+    parser = get_agent("command", {"command": ["wrapper"]}).new_parser()
+    assert feed(parser, [CLAUDE_WRITE[-1]]) == []
+    assert parser.report.cost_usd == 0.015 and parser.report.session_id == SID
+    (signal,) = parser.feed("Error: 429 Too Many Requests; retry-after: 12", "stdout")
+    assert signal.kind == "rate_limited" and signal.retry_after == 12
+
+
+def test_command_agent_plain_json_output_is_not_mistaken_for_events():
+    parser = get_agent("command", {"command": ["wrapper"]}).new_parser()
+    assert parser.feed('{"files": 3, "status": "ok"}', "stdout") == []
+    assert parser.report.cost_usd is None
