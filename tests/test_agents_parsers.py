@@ -365,3 +365,27 @@ def test_command_agent_plain_json_output_is_not_mistaken_for_events():
     parser = get_agent("command", {"command": ["wrapper"]}).new_parser()
     assert parser.feed('{"files": 3, "status": "ok"}', "stdout") == []
     assert parser.report.cost_usd is None
+
+
+def test_aider_token_and_cost_lines_fill_the_report():
+    # documented: aider's report after each message
+    parser = get_agent("aider").new_parser()
+    parser.feed("Tokens: 12k sent, 345 received. Cost: $0.04 message, $0.04 session.", "stdout")
+    parser.feed("Tokens: 2.5k sent, 55 received. Cost: $0.01 message, $0.05 session.", "stdout")
+    report = parser.report
+    assert (report.input_tokens, report.output_tokens) == (14500, 400)
+    assert report.cost_usd == 0.05 and report.num_turns == 2
+
+
+def test_amp_bad_key_on_stderr_is_an_auth_failure():
+    # recorded (by the CLI facts survey): amp with a rejected AMP_API_KEY
+    line = "Error: Invalid or missing API key. Run 'amp login' to authenticate."
+    (signal,) = get_agent("amp").new_parser().feed(line, "stderr")
+    assert signal.kind == "auth_failed"
+
+
+def test_codex_usage_limit_with_a_clock_time_resets_then():
+    line = {"type": "error", "message": "You\u2019ve hit your usage limit. Upgrade to Pro "
+            "(https://chatgpt.com/explore/pro) or try again at 10:16 PM."}  # fmt: skip
+    (signal,) = feed(get_agent("codex").new_parser(), [line])
+    assert signal.kind == "rate_limited" and signal.reset_at is not None

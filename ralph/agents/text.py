@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ralph.agents.base import AgentSignal, StreamParser
 
 AUTH_RE = re.compile(
-    r"not logged in|please run /login|invalid api key|invalid x-api-key|incorrect api key"
+    r"not logged in|please run /login|invalid (?:or missing )?api key|invalid x-api-key"
+    r"|incorrect api key|not able to authenticate you"
     r"|api key not valid|authentication_error|authentication_failed|AuthenticationError"
     r"|\b401 unauthorized|\b403 forbidden|status(?: code)?[:= ]+40[13]\b|oauth token has expired"
     r"|permission_error",
@@ -26,7 +27,8 @@ LIMIT_RE = re.compile(
     r"status(?: code)?[:= ]+429\b|\b429 too many requests|too many requests"
     r"|rate[ _-]?limit(?:ed|_error| exceeded| reached)|RateLimitError|usage limit"
     r"|hit your (?:usage |session |weekly )?limit|(?:hour|daily|weekly|session|usage) limit reached"
-    r"|out of (?:extra )?usage|quota exceeded|exceeded your (?:current )?quota|RESOURCE_EXHAUSTED",
+    r"|out of (?:extra )?usage|has rate limited you|quota exceeded"
+    r"|exceeded your (?:current )?quota|RESOURCE_EXHAUSTED",
     re.IGNORECASE,
 )
 
