@@ -159,12 +159,12 @@ def test_configured_env_is_added_to_the_agent_environment():
     }  # fmt: skip
 
 
-def test_claude_env_asks_for_sandbox_mode_only_as_root_and_never_overrides_the_user(monkeypatch):
-    monkeypatch.delenv("IS_SANDBOX", raising=False)
+def test_claude_env_asks_for_sandbox_mode_only_as_root(monkeypatch):
+    monkeypatch.setenv("IS_SANDBOX", "yes")  # claude only accepts "1"
     monkeypatch.delenv("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", raising=False)
     env = get_agent("claude").env()
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
-    assert ("IS_SANDBOX" in env) == (os.geteuid() == 0)
+    assert env.get("IS_SANDBOX") == ("1" if os.geteuid() == 0 else None)
     monkeypatch.setenv("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "0")
     assert "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" not in get_agent("claude").env()
     assert get_agent("claude", {"env": {"IS_SANDBOX": "0"}}).env()["IS_SANDBOX"] == "0"

@@ -140,14 +140,15 @@ class Claude(Agent):
 
     def env(self) -> dict[str, str]:
         env: dict[str, str] = {}
-        # No auto-update, telemetry or error reporting from inside an unattended loop: several
-        # workers must not race to update the binary mid-run. It leaves the agent's work unchanged.
-        env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+        if "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" not in os.environ:
+            # No auto-update, telemetry or error reporting from an unattended loop: workers must
+            # not race to update the binary mid-run. What the agent does is unchanged.
+            env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            # As root, claude refuses --dangerously-skip-permissions unless told it is in a sandbox;
-            # ralph runs as root mostly in containers, where that is the case.
+            # As root, claude refuses --dangerously-skip-permissions unless IS_SANDBOX is exactly
+            # "1" (a container's IS_SANDBOX=yes is refused too), and without the flag nothing can
+            # be approved in -p mode. [agents.claude] env can still override it.
             env["IS_SANDBOX"] = "1"
-        env = {k: v for k, v in env.items() if k not in os.environ}
         env.update(self.extra_env)
         return env
 
