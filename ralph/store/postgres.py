@@ -52,6 +52,11 @@ _LOCK_CLAUSE = re.compile(
     r"(?:\s+SKIP\s+LOCKED|\s+NOWAIT)?",
     re.IGNORECASE,
 )
+_BEGIN = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; "
+    "SELECT extract(epoch FROM now())::float8 AS now, txid_current() AS xid"
+)
+_NOW = "SELECT extract(epoch FROM now())::float8 AS now"
 _STARTING = ("is starting up", "is shutting down", "in recovery mode", "not yet accepting")
 
 # The pool reports failed reconnects through logging; without a handler Python would print them
@@ -76,18 +81,19 @@ def redact(url: str) -> str:
         )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
-        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url.split("?", 1)[0])
+        return re.sub(r"(://[^:/?#@]*):[^/?#]*@", r"\1:***@", url.split("?", 1)[0])
 
 
 def _secrets(url: str) -> list[str]:
-    """Every spelling of the URL's password, to scrub from messages written by libpq."""
-    found = []
-    with suppress(ValueError):
-        parts = urlsplit(url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        if ":" in userinfo:
-            found.append(userinfo.split(":", 1)[1])
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+    """Every spelling of the URL's password, to scrub from messages written by libpq.
+
+    Found with patterns rather than a URL parser, so a malformed URL (which libpq may quote
+    whole in its message) is scrubbed too.
+    """
+    found = re.findall(r"[?&]password=([^&#]*)", url, re.IGNORECASE)
+    userinfo = re.match(r"[A-Za-z][\w+.-]*://([^/?#]*)@", url)
+    if userinfo and ":" in userinfo.group(1):
+        found.append(userinfo.group(1).split(":", 1)[1])
     return sorted({s for raw in found for s in (raw, unquote(raw)) if s}, key=len, reverse=True)
 
 
@@ -187,7 +193,7 @@ class PostgresStore(SQLStore):
             open=False,
             name="ralph",
             timeout=CONNECT_TIMEOUT,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            kwargs={"row_factory": dict_row, "autocommit": True},
         )
         self._pool.open(wait=False)
 
@@ -231,33 +237,38 @@ class PostgresStore(SQLStore):
         migrations = queries.schema("postgres")
         latest = migrations[-1][0]
         try:
-            with self._connect() as conn:
+            with self._connect(autocommit=True) as conn:
                 if self._version(conn) >= latest:
                     return
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", (LOCK_NAMESPACE,))
-                    current = self._version(conn)
-                    if current == 0 and self._has_table(conn, "tasks"):
-                        raise errors.StoreError(
-                            f"{self._url} has a 'tasks' table that is not ralph's",
-                            hint="give ralph a database (or schema) of its own",
-                        )
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS meta "
-                        "(key text PRIMARY KEY, value text NOT NULL)"
-                    )
-                    for version, sql in migrations:
-                        if version > current:
-                            conn.execute(sql)
-                    conn.execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (str(latest),),
-                    )
+                # A session lock taken before BEGIN: the transaction then starts after the
+                # previous holder committed, so it sees that holder's tables in the catalog.
+                conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
+                try:
+                    with conn.transaction():
+                        self._apply(conn, migrations)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
         except psycopg.Error as exc:
             raise errors.StoreError(
                 f"cannot set up the schema in {self._url}: {self._scrub(_first_line(exc))}"
             ) from None
+
+    def _apply(self, conn: psycopg.Connection[Row], migrations: list[tuple[int, str]]) -> None:
+        current = self._version(conn)
+        if current == 0 and self._has_table(conn, "tasks"):
+            raise errors.StoreError(
+                f"{self._url} has a 'tasks' table that is not ralph's",
+                hint="give ralph a database (or schema) of its own",
+            )
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)")
+        for version, sql in migrations:
+            if version > current:
+                conn.execute(sql)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(migrations[-1][0]),),
+        )
 
     def _version(self, conn: psycopg.Connection[Row]) -> int:
         if not self._has_table(conn, "meta"):
@@ -280,39 +291,40 @@ class PostgresStore(SQLStore):
     # -- transactions ------------------------------------------------------------------------
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[_PgTx]:
+        """Connections run in autocommit mode and this sends BEGIN itself, together with the
+        clock query, saving a round trip. A read "transaction" sends no BEGIN at all: under READ
+        COMMITTED each statement has its own snapshot anyway, so it would add nothing."""
         conn = self._pool.getconn()
         try:
-            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-            conn.read_only = not write
-            now, xid = self.clock() if self.clock else None, None
+            now = self.clock() if self.clock else None
+            xid = None
             if write:
-                row = conn.execute(
-                    "SELECT extract(epoch FROM now())::float8 AS now, txid_current() AS xid"
-                ).fetchone()
+                cur = conn.execute(_BEGIN)
+                cur.nextset()
+                row = cur.fetchone()
                 xid = row["xid"]
             elif now is None:
-                row = conn.execute("SELECT extract(epoch FROM now())::float8 AS now").fetchone()
+                row = conn.execute(_NOW).fetchone()
             if now is None:
                 now = row["now"]
             try:
                 yield _PgTx(conn, self._write_sql if write else self._read_sql, now)
             except BaseException:
-                with suppress(psycopg.Error):
-                    conn.rollback()
+                if write:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            self._commit(conn, xid)
             if write:
+                self._commit(conn, xid)
                 self._state.committed = True
         finally:
             self._pool.putconn(conn)
 
-    def _commit(self, conn: psycopg.Connection[Row], xid: int | None) -> None:
+    def _commit(self, conn: psycopg.Connection[Row], xid: int) -> None:
         """COMMIT; when its answer is lost, ask the server (once back) whether it happened."""
         try:
-            conn.commit()
+            conn.execute("COMMIT")
         except psycopg.OperationalError as exc:
-            if xid is None:
-                raise
             try:
                 outcome = self._outcome(xid)
             except psycopg.Error:
