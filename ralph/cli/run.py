@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,7 +431,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     repo = GitRepo(Path.cwd())
     settings = load_settings(project_root(repo.root), flags.config)
     workspace = RepoWorkspace(repo, allow_dirty=flags.allow_dirty or flags.dry_run)
-    worker = flags.worker or settings.worker or f"{socket.gethostname()}-{os.getpid()}"
+    worker = flags.worker or settings.worker or f"{os.uname().nodename}-{os.getpid()}"
     agent, agent_name = resolve_agent(settings, flags)
     prompt = load_prompt(repo.root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
