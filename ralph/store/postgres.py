@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import re
 import threading
 import time
@@ -28,13 +27,12 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 from tenacity import (
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
@@ -44,7 +42,7 @@ from ralph.store import queries
 from ralph.store.base import Row, SQLStore
 
 RETRY_SECONDS = 30.0
-POOL_MAX = 4  # the loop thread, the lease renewer, and a little slack
+IDLE_MAX = 4  # connections kept for reuse: the loop thread, the lease renewer, some slack
 CONNECT_TIMEOUT = 10
 LOCK_NAMESPACE = 72616  # first key of ralph's advisory locks; (LOCK_NAMESPACE, 1) guards migration
 _LOCK_CLAUSE = re.compile(
@@ -58,10 +56,6 @@ _BEGIN = (
 )
 _NOW = "SELECT extract(epoch FROM now())::float8 AS now"
 _STARTING = ("is starting up", "is shutting down", "in recovery mode", "not yet accepting")
-
-# The pool reports failed reconnects through logging; without a handler Python would print them
-# to stderr. Ralph's own retries and errors say what matters.
-logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 
 def redact(url: str) -> str:
@@ -185,17 +179,10 @@ class PostgresStore(SQLStore):
             ) from None
         defaults = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "ralph"}
         self._conninfo = make_conninfo(url, **{k: v for k, v in defaults.items() if k not in given})
+        self._idle: list[psycopg.Connection[Row]] = []
+        self._lock = threading.Lock()
+        self._closed = False
         self._migrate()
-        self._pool = ConnectionPool(
-            self._conninfo,
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            name="ralph",
-            timeout=CONNECT_TIMEOUT,
-            kwargs={"row_factory": dict_row, "autocommit": True},
-        )
-        self._pool.open(wait=False)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._url!r})"
@@ -211,6 +198,27 @@ class PostgresStore(SQLStore):
         return text
 
     # -- connections and schema --------------------------------------------------------------
+    # Not psycopg_pool: its background reconnects back off on their own (1, 2, 4, 8 s ...) on
+    # top of the store's retries, so after a restart a worker could idle long after the server
+    # is back. Here a retried operation connects at once, in its own thread, and one retry
+    # policy governs everything. Threads take a connection per transaction; at most IDLE_MAX
+    # are kept for reuse, and a broken or closed one is dropped when handed back.
+    def _checkout(self) -> psycopg.Connection[Row]:
+        with self._lock:
+            if self._closed:
+                raise errors.StoreError(f"the store at {self._url} is closed")
+            if self._idle:
+                return self._idle.pop()
+        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+
+    def _checkin(self, conn: psycopg.Connection[Row]) -> None:
+        idle = not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE
+        with self._lock:
+            if idle and not self._closed and len(self._idle) < IDLE_MAX:
+                self._idle.append(conn)
+                return
+        conn.close()
+
     def _connect(self, **kwargs: Any) -> psycopg.Connection[Row]:
         """A direct connection; only a server still starting up is waited for."""
         for attempt in Retrying(
@@ -237,17 +245,21 @@ class PostgresStore(SQLStore):
         migrations = queries.schema("postgres")
         latest = migrations[-1][0]
         try:
-            with self._connect(autocommit=True) as conn:
-                if self._version(conn) >= latest:
-                    return
-                # A session lock taken before BEGIN: the transaction then starts after the
-                # previous holder committed, so it sees that holder's tables in the catalog.
-                conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
-                try:
-                    with conn.transaction():
-                        self._apply(conn, migrations)
-                finally:
-                    conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+            conn = self._connect(autocommit=True)
+            try:
+                if self._version(conn) < latest:
+                    # A session lock taken before BEGIN: the transaction then starts after the
+                    # previous holder committed, so it sees that holder's tables in the catalog.
+                    conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
+                    try:
+                        with conn.transaction():
+                            self._apply(conn, migrations)
+                    finally:
+                        conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+            except BaseException:
+                conn.close()
+                raise
+            self._checkin(conn)  # the first connection of the store
         except psycopg.Error as exc:
             raise errors.StoreError(
                 f"cannot set up the schema in {self._url}: {self._scrub(_first_line(exc))}"
@@ -294,7 +306,7 @@ class PostgresStore(SQLStore):
         """Connections run in autocommit mode and this sends BEGIN itself, together with the
         clock query, saving a round trip. A read "transaction" sends no BEGIN at all: under READ
         COMMITTED each statement has its own snapshot anyway, so it would add nothing."""
-        conn = self._pool.getconn()
+        conn = self._checkout()
         try:
             now = self.clock() if self.clock else None
             xid = None
@@ -318,7 +330,7 @@ class PostgresStore(SQLStore):
                 self._commit(conn, xid)
                 self._state.committed = True
         finally:
-            self._pool.putconn(conn)
+            self._checkin(conn)
 
     def _commit(self, conn: psycopg.Connection[Row], xid: int) -> None:
         """COMMIT; when its answer is lost, ask the server (once back) whether it happened."""
@@ -352,9 +364,10 @@ class PostgresStore(SQLStore):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.close()
+        with self._lock:
+            self._closed, idle, self._idle = True, self._idle, []
+        for conn in idle:
+            conn.close()
 
     # -- retries -----------------------------------------------------------------------------
     def _retrying(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -371,8 +384,8 @@ class PostgresStore(SQLStore):
         try:
             for attempt in Retrying(
                 retry=retry_if_exception(lambda e: _transient(e) and not state.committed),
-                stop=stop_after_delay(RETRY_SECONDS) | stop_after_attempt(1000) | _give_up,
-                wait=wait_random_exponential(multiplier=0.02, max=2),
+                stop=stop_after_delay(RETRY_SECONDS) | _give_up,
+                wait=wait_random_exponential(multiplier=0.02, max=1),
                 reraise=True,
             ):
                 with attempt:
@@ -392,7 +405,7 @@ class PostgresStore(SQLStore):
                 f"lost PostgreSQL at {self._url} after part of the change was committed: {detail}",
                 hint="check the result with `ralph list`",
             )
-        if _transient(exc):
+        if isinstance(exc, psycopg.OperationalError):
             return errors.StoreError(
                 f"PostgreSQL at {self._url} kept failing for {RETRY_SECONDS:.0f}s: {detail}",
                 hint="check that the server is running and reachable",
