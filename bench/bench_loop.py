@@ -1,0 +1,242 @@
+"""Loop overhead per task: `ralph run` against the seed's bash loop and the bare-git floor.
+
+The same no-op agent (a shell that reads the prompt and writes one file) does every task. On a
+repo of 10 files and one of 10,000, in the same run, in interleaved chunks:
+- `ralph run` drains the chunk's tasks (minus one empty `ralph run`: its start-up, paid once);
+- examples/ralph.sh (the CLI, `git add -A && git commit`) drains the same number of tasks;
+- the bare-git floor writes one file and runs `git add <path> && git commit` per task;
+- the agent alone is started per task, to subtract what the agent itself costs.
+Targets: >= 5x faster than the bash loop; <= 50 ms of loop overhead per task on 10,000 files.
+`--profile` runs `ralph run` under cProfile on the big repo and shows where each task's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from common import ROOT, bench_env, build_repo, git, ms, ralph_argv, run_quiet, table, verdict
+
+from ralph.store import open_store
+
+AGENT = 'cat > /dev/null; echo done > "work/$RALPH_TASK_ID.txt"'
+TARGET_SPEEDUP = 5.0
+TARGET_MS = 50.0
+
+
+def _clone(base: Path, dest: Path) -> Path:
+    run_quiet(["git", "clone", "-q", str(base), str(dest)])
+    for key, value in (("user.email", "bench@example.com"), ("user.name", "bench")):
+        git(dest, "config", key, value)
+    return dest
+
+
+def _add_tasks(repo: Path, first: int, count: int) -> list[str]:
+    store = open_store(repo / ".ralph" / "ralph.db")
+    ids = [f"t{n:05d}" for n in range(first, first + count)]
+    store.add_many([{"id": i, "title": f"write {i}"} for i in ids])
+    store.close()
+    return ids
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    run_quiet(argv, cwd=cwd, env=env)
+    return time.perf_counter() - start
+
+
+def _git_floor(repo: Path, ids: list[str]) -> float:
+    start = time.perf_counter()
+    for task in ids:
+        path = f"work/{task}.txt"
+        (repo / path).write_text("done\n")
+        run_quiet(["git", "add", path], cwd=repo)
+        run_quiet(["git", "commit", "-q", "-m", f"Complete {task}"], cwd=repo)
+    return time.perf_counter() - start
+
+
+def _agent_alone(scratch: Path, ids: list[str], env: dict[str, str]) -> float:
+    (scratch / "work").mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for task in ids:
+        subprocess.run(
+            ["sh", "-c", AGENT],
+            input=b"the prompt\n" * 20,
+            cwd=scratch,
+            env={**env, "RALPH_TASK_ID": task},
+            check=True,
+        )
+    return time.perf_counter() - start
+
+
+def _ralph_run() -> list[str]:
+    return [*ralph_argv(), "run", "--agent-cmd", f"sh -c '{AGENT}'", "--quiet", "--lease", "5m"]
+
+
+def measure(base: Path, tmp: Path, tasks: int, chunks: int, env: dict[str, str]) -> dict:
+    """Seconds spent by each contender on `tasks` tasks, run in `chunks` interleaved chunks."""
+    repos = {name: _clone(base, tmp / name) for name in ("ralph", "bash", "floor")}
+    scratch = tmp / "agent"
+    spent: dict[str, float] = defaultdict(float)
+    per_chunk = tasks // chunks
+    bash = ["bash", str(ROOT / "examples" / "ralph.sh")]
+    bash_env = {**env, "AGENT_CMD": f"sh -c '{AGENT}'"}
+    for chunk in range(chunks):
+        first = chunk * per_chunk
+        for name in ("ralph", "bash"):
+            _add_tasks(repos[name], first, per_chunk)
+        spent["ralph"] += _timed(_ralph_run(), repos["ralph"], env)
+        spent["ralph_start"] += _timed(_ralph_run(), repos["ralph"], env)  # empty queue
+        spent["bash"] += _timed(bash, repos["bash"], bash_env)
+        ids = [f"t{n:05d}" for n in range(first, first + per_chunk)]
+        spent["floor"] += _git_floor(repos["floor"], ids)
+        spent["agent"] += _agent_alone(scratch, ids, env)
+    for name in ("ralph", "bash"):
+        commits = int(git(repos[name], "rev-list", "--count", "HEAD")) - 1
+        if commits != per_chunk * chunks:
+            raise RuntimeError(f"{name} made {commits} commits for {per_chunk * chunks} tasks")
+        store = open_store(repos[name] / ".ralph" / "ralph.db")
+        left = store.status_counts()["open"]
+        store.close()
+        if left:
+            raise RuntimeError(f"{name} left {left} tasks open")
+    for repo in repos.values():
+        shutil.rmtree(repo)
+    spent["tasks"] = per_chunk * chunks
+    return spent
+
+
+# Workers run in threads, which cProfile does not follow: profile WorkerLoop.run from inside.
+_PROFILED_RUN = """
+import cProfile, sys
+from ralph import loop
+from ralph.cli import main
+out, argv = sys.argv[1], sys.argv[2:]
+plain = loop.WorkerLoop.run
+def profiled(self):
+    prof = cProfile.Profile()
+    try:
+        prof.runcall(plain, self)
+    finally:
+        prof.dump_stats(out)
+loop.WorkerLoop.run = profiled
+main(argv)
+"""
+
+
+def profile(base: Path, tmp: Path, tasks: int, env: dict[str, str], top: int = 16) -> str:
+    """cProfile of one worker's loop over `tasks` tasks: where each task's time goes."""
+    repo = _clone(base, tmp / "profile")
+    _add_tasks(repo, 0, tasks)
+    out = tmp / "loop.prof"
+    argv = [sys.executable, "-c", _PROFILED_RUN, str(out), *_ralph_run()[len(ralph_argv()) :]]
+    run_quiet(argv, cwd=repo, env=env)
+    stats = pstats.Stats(str(out))
+    total = max(st[3] for st in stats.stats.values())
+    rows = [["the whole loop (`WorkerLoop.run`)", 1, f"{total / tasks * 1000:.1f} ms"]]
+    # ralph's own functions, GitPython and the child processes they wait on, called at least
+    # once per task (what runs once is the start-up, measured in the table above)
+    wanted = [
+        (f, st)
+        for f, st in stats.stats.items()
+        if any(k in f[0] for k in ("/ralph/", "subprocess", "/git/", "threading", "sqlite"))
+        and st[1] >= tasks
+        and st[3] < total
+    ]
+    for (path, line, name), (_cc, calls, _tt, cum, _callers) in sorted(
+        wanted, key=lambda kv: -kv[1][3]
+    )[:top]:
+        where = path.split("/ralph/")[-1] if "/ralph/" in path else "/".join(path.split("/")[-2:])
+        rows.append([f"`{where}:{line} {name}`", calls, f"{cum / tasks * 1000:.1f} ms"])
+    shutil.rmtree(repo)
+    return table(
+        f"Where a `ralph run` task's time goes (cProfile of the worker, {tasks} tasks, "
+        f"{len(list(base.glob('src/*/*'))):,}-file repo)",
+        ["function (cumulative)", "calls", "per task"],
+        rows,
+    )
+
+
+def run(sizes: tuple[int, ...], tasks: int, chunks: int, profile_tasks: int) -> str:
+    rows = []
+    prof = ""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        env = bench_env(tmp)
+        bin_dir = tmp / "bin"  # `ralph` for the bash loop: the console script, no shim
+        bin_dir.mkdir()
+        script = Path(sys.executable).parent / "ralph"
+        if script.exists():
+            (bin_dir / "ralph").symlink_to(script)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+        for files in sizes:
+            base = build_repo(tmp / f"base-{files}", files)
+            s = measure(base, tmp / f"runs-{files}", tasks, chunks, env)
+            n = s["tasks"]
+            ralph_task = (s["ralph"] - s["ralph_start"]) / n
+            overhead = ralph_task - s["agent"] / n
+            floor = s["floor"] / n
+            bash_task = s["bash"] / n
+            speedup = bash_task / ralph_task
+            rows.append(
+                [
+                    f"{files:,}",
+                    n,
+                    ms(ralph_task),
+                    ms(s["ralph_start"] / chunks),
+                    ms(s["agent"] / n),
+                    ms(overhead),
+                    ms(floor),
+                    f"{overhead / floor:.2f}x",
+                    ms(bash_task),
+                    f"{speedup:.1f}x",
+                    verdict(speedup >= TARGET_SPEEDUP),
+                    verdict(overhead * 1000 <= TARGET_MS) if files >= 10_000 else "",
+                ]
+            )
+            if files == max(sizes) and profile_tasks:
+                prof = profile(base, tmp, profile_tasks, env)
+            shutil.rmtree(base)
+    out = table(
+        f"Loop overhead per task (no-op agent writing one file; {chunks} interleaved chunks)",
+        [
+            "repo files",
+            "tasks",
+            "`ralph run` per task",
+            "`ralph run` start (once)",
+            "agent alone",
+            "loop overhead",
+            "bare git add+commit",
+            "overhead / bare git",
+            "bash loop per task",
+            "ralph vs bash",
+            f"target >= {TARGET_SPEEDUP:.0f}x",
+            f"target <= {TARGET_MS:.0f} ms",
+        ],
+        rows,
+    )
+    return out + ("\n" + prof if prof else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tiny", action="store_true", help="small repos, few tasks")
+    parser.add_argument("--tasks", type=int, help="tasks per contender (default 200)")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile N tasks (default 50)")
+    args = parser.parse_args()
+    if args.tiny:
+        print(run((10, 100), args.tasks or 2, 1, args.profile or 0))
+    else:
+        print(run((10, 10_000), args.tasks or 200, 4, 50 if args.profile is None else args.profile))
+
+
+if __name__ == "__main__":
+    main()
