@@ -71,7 +71,8 @@ class RalphGroup(TyperGroup):
             code = _fail(exc.line(), exc.exit_code, argv)
         except typer.TyperException as exc:  # click's usage errors: bad option, missing argument
             where = getattr(getattr(exc, "ctx", None), "command_path", None) or "ralph"
-            code = _fail(f"{exc.format_message()} (see `{where} --help`)", exc.exit_code, argv)
+            message = " ".join(exc.format_message().split())
+            code = _fail(f"{message} (see `{where} --help`)", exc.exit_code, argv)
         except (KeyboardInterrupt, typer.Abort):
             code = _fail("interrupted", 130, argv)
         except BrokenPipeError:
@@ -107,12 +108,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-worker_app = typer.Typer(
-    name="worker",
-    help="Registered worker processes.",
-    rich_markup_mode=None,
-    no_args_is_help=True,
-)
+worker_app = typer.Typer(name="worker", rich_markup_mode=None, add_completion=False)
 app.add_typer(worker_app)
 
 
@@ -156,6 +152,19 @@ def _global(
     """
     session.reset(db, debug)
     ctx.call_on_close(session.close)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+@worker_app.callback(invoke_without_command=True)
+def _worker(ctx: typer.Context) -> None:
+    """Registered worker processes: list them, ask one to stop, start one.
+
+    \b
+    Example:
+      ralph worker list --all
+    """
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
