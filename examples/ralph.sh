@@ -10,7 +10,7 @@
 set -u
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-AGENT_CMD="${AGENT_CMD:-python3 $HERE/demo_agent.py}"
+AGENT_CMD="${AGENT_CMD:-python3 \"$HERE/demo_agent.py\"}"  # a shell command line
 
 while true; do
   TASK=$(ralph ready --json --limit 1 | jq -r '.[0].id')
@@ -19,7 +19,7 @@ while true; do
   # Fresh agent instance for each task
   export RALPH_TASK_ID="$TASK"
   echo "Read CLAUDE.md. Your task: $TASK. Run ralph show $TASK, implement it, then ralph done $TASK" \
-    | $AGENT_CMD
+    | eval "$AGENT_CMD"
 
   git add -A && git commit -q -m "Complete $TASK"
   ralph done "$TASK" > /dev/null

@@ -226,7 +226,7 @@ class AgentProcess:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 tail.append(line[:TAIL_WIDTH])
                 with self._lock:
-                    signals = self.parser.feed(line, name)
+                    signals = [s for s in self.parser.feed(line, name) or () if s is not None]
                 if signals:
                     self._raise(signals[0])
         stream.close()

@@ -72,13 +72,15 @@ def test_run_commits_each_task_and_prints_a_json_summary(repo: Path, env: dict[s
     assert "Task: A" in git(repo, "log", "-1", "--format=%b")
 
 
+@pytest.mark.parametrize(("grace", "signals"), [("1s", 1), ("10m", 2)])
 def test_sigterm_during_an_agent_releases_the_claim_and_commits_nothing(
-    repo: Path, env: dict[str, str], tmp_path: Path
+    repo: Path, env: dict[str, str], tmp_path: Path, grace: str, signals: int
 ):
+    """One SIGTERM gives the agent its grace period; a second one kills it at once."""
     pid_file = tmp_path / "agent.pid"
     env["AGENT_PID_FILE"] = str(pid_file)
     proc = subprocess.Popen(
-        [*RALPH, "run", "--agent-cmd", agent_cmd("hang.py"), "--grace", "1s"],
+        [*RALPH, "run", "--agent-cmd", agent_cmd("hang.py"), "--grace", grace],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -90,6 +92,10 @@ def test_sigterm_during_an_agent_releases_the_claim_and_commits_nothing(
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
+    if signals == 2:
+        time.sleep(0.5)
+        assert proc.poll() is None  # still inside the agent's ten minutes of grace
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
 
     assert proc.returncode == 12, err
