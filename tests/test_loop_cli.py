@@ -243,3 +243,23 @@ def test_worker_start_runs_under_its_name_until_stopped(repo: Path, env: dict[st
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 12
     assert "Worker: implementer-1" in git(repo, "log", "-1", "--format=%b")
+
+
+def test_auth_failure_through_the_command_adapter_stops_with_exit_10(
+    repo: Path, env: dict[str, str], tmp_path: Path
+):
+    subprocess.run(
+        [*RALPH, "add", "Second task", "--id", "B"],
+        cwd=repo,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    result = ralph(repo, env, "run", "--agent-cmd", agent_cmd("claude_stream.py", "auth"))
+    assert result.returncode == 10, result.stderr
+    assert "could not authenticate" in result.stderr.splitlines()[-1]
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert [(t.status, t.attempts) for t in store.list()] == [("open", 0), ("open", 0)]
+        (attempt,) = store.attempts()
+        assert (attempt.outcome, attempt.counted) == ("auth_failed", False)
+    assert git(repo, "log", "--format=%s") == "start\n"
