@@ -120,14 +120,18 @@ class SQLStore:
         if task.parent:
             tx.run("task_adjust_children", id=task.parent, delta=delta)
 
-    def _end_live_claim(self, tx: Tx, task_id: str, state: str, reason: str | None = None) -> None:
-        row = tx.one("claim_live_for_task", task_id=task_id)
-        if row is not None:
-            tx.run("claim_end", id=row["id"], state=state, now=tx.now)
+    def _end_live_claim(self, tx: Tx, task_id: str, state: str, reason: str | None = None,
+                        live: Claim | None = None) -> None:
+        """End the task's live claim, if any (`live`: the caller just read it in this tx)."""
+        if live is None:
+            row = tx.one("claim_live_for_task", task_id=task_id)
+            live = Claim.from_row(row) if row is not None else None
+        if live is not None:
+            tx.run("claim_end", id=live.token, state=state, now=tx.now)
             tx.run("task_set_lease", id=task_id, lease_expires=0)
             kind = {"done": "released", "released": "released", "expired": "expired"}[state]
             extra = {"reason": reason} if reason else {}
-            self._event(tx, kind, task_id, row["worker"], row["id"], **extra)
+            self._event(tx, kind, task_id, live.worker, live.token, **extra)
 
     def _live_claim(self, tx: Tx, task_id: str, worker: str | None, token: int | None,
                     action: str) -> Claim:
@@ -358,7 +362,7 @@ class SQLStore:
                 tx.run("task_adjust_children", id=parent, delta=1)
         tx.run("task_set_parent", id=task.id, parent=parent, now=tx.now)
 
-    def _transition(self, tx: Tx, task: Task, status: str) -> list[str]:
+    def _transition(self, tx: Tx, task: Task, status: str, live: Claim | None = None) -> list[str]:
         """Move `task` to `status`, keeping counters, claims and events right."""
         if status == task.status:
             raise errors.InvalidTransitionError(f"{task.id} is already {status}")
@@ -377,7 +381,7 @@ class SQLStore:
                done_at=tx.now if status == "done" else None)
         if status != "open":
             self._end_live_claim(tx, task.id, "done" if status == "done" else "released",
-                                 reason=status)
+                                 reason=status, live=live)
         if status == "done" or task.status == "done":
             self._set_done_ness(tx, task, status == "done")
         if status == "done":
@@ -400,16 +404,20 @@ class SQLStore:
         """
         with self.transaction() as tx:
             task = self._task(tx, task_id)
+            live = None
             if token is not None or worker is not None:
-                self._live_claim(tx, task_id, worker, token, "complete")
+                live = self._live_claim(tx, task_id, worker, token, "complete")
             if task.status != "open":
                 raise errors.InvalidTransitionError(f"{task_id} is {task.status}, not open")
             if task.open_blockers:
                 raise errors.BlockedError(
                     f"{task_id} is blocked by {', '.join(task.blocked_by)}",
                     hint="finish those first or `ralph unblock`")
-            unblocked = self._transition(tx, task, "done")
-            return self._task(tx, task_id), unblocked
+            unblocked = self._transition(tx, task, "done", live)
+        # What task_set_status and the claim's end just stored, without reading the row again.
+        task.status, task.done_at, task.updated_at = "done", tx.now, tx.now
+        task.lease_expires, task.claimed_by = 0.0, None
+        return task, unblocked
 
     # -- dependencies ----------------------------------------------------------------------
     def block(self, task_id: str, blocker_id: str) -> Task:
@@ -480,13 +488,17 @@ class SQLStore:
                 row = tx.one("task_ready_for_claim", now=tx.now, caps=caps)
                 if row is None:
                     return None
-                claim = self._claim(tx, row["id"], worker, lease)
+                # A task row's lease_expires is 0 exactly when it has no live claim (every path
+                # that ends a claim zeroes it), so most picks skip looking for a lapsed one; the
+                # one-live-claim index would refuse a second claim if that ever went wrong.
+                claim = self._claim(tx, row["id"], worker, lease, row["lease_expires"] != 0)
                 if claim is not None:
                     return claim
 
-    def _claim(self, tx: Tx, task_id: str, worker: str, lease: float) -> Claim | None:
+    def _claim(self, tx: Tx, task_id: str, worker: str, lease: float,
+               may_be_held: bool = True) -> Claim | None:
         """Claim, expiring a lapsed claim first; None when that expiry failed the task."""
-        live = tx.one("claim_live_for_task", task_id=task_id)
+        live = tx.one("claim_live_for_task", task_id=task_id) if may_be_held else None
         if live is not None:
             if live["expires_at"] > tx.now:
                 raise errors.AlreadyClaimedError(task_id, live["worker"], live["expires_at"])

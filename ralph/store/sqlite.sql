@@ -103,7 +103,8 @@ WHERE id IN (SELECT blocked FROM deps WHERE blocker = :id);
 UPDATE tasks SET open_children = open_children + :delta WHERE id = :id;
 
 -- name: dependents_now_ready
-SELECT t.id FROM deps d JOIN tasks t ON t.id = d.blocked
+-- CROSS JOIN keeps the planner on deps first: left free, it walked every open task by status.
+SELECT t.id FROM deps d CROSS JOIN tasks t ON t.id = d.blocked
 WHERE d.blocker = :id AND t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
 ORDER BY t.seq;
 
