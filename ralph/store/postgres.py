@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import pq
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from tenacity import (
@@ -50,10 +51,19 @@ _LOCK_CLAUSE = re.compile(
     r"(?:\s+SKIP\s+LOCKED|\s+NOWAIT)?",
     re.IGNORECASE,
 )
-_BEGIN = (
+# Backend plumbing, not domain queries (those live in postgres.sql). Every write transaction
+# stamps its connection's row in commit_marks; when the answer to a COMMIT is lost, the row
+# says whether it happened. (A transaction id cannot: after a crash the server may hand the
+# same id to a new transaction.)
+_BEGIN = sql.SQL(
     "BEGIN ISOLATION LEVEL READ COMMITTED; "
-    "SELECT extract(epoch FROM now())::float8 AS now, txid_current() AS xid"
-)
+    "INSERT INTO commit_marks (conn_id, mark, at) VALUES ({}, {}, extract(epoch FROM now())) "
+    "ON CONFLICT (conn_id) DO UPDATE SET mark = excluded.mark, at = excluded.at; "
+    "SELECT extract(epoch FROM now())::float8 AS now"
+)  # several statements, so no bound parameters: the values are quoted as literals
+_MARK_READ = "SELECT mark FROM commit_marks WHERE conn_id = %s FOR UPDATE"  # waits out a
+_MARK_DROP = "DELETE FROM commit_marks WHERE conn_id = %s"  # COMMIT the server still runs
+_MARKS_PRUNE = "DELETE FROM commit_marks WHERE at < extract(epoch FROM now()) - 86400"
 _NOW = "SELECT extract(epoch FROM now())::float8 AS now"
 _STARTING = ("is starting up", "is shutting down", "in recovery mode", "not yet accepting")
 
@@ -209,7 +219,14 @@ class PostgresStore(SQLStore):
                 raise errors.StoreError(f"the store at {self._url} is closed")
             if self._idle:
                 return self._idle.pop()
-        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+        return self._new_connection(
+            psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+        )
+
+    @staticmethod
+    def _new_connection(conn: psycopg.Connection[Row]) -> psycopg.Connection[Row]:
+        conn.ralph_id = secrets.token_hex(12)  # its row in commit_marks
+        return conn
 
     def _checkin(self, conn: psycopg.Connection[Row]) -> None:
         idle = not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE
@@ -217,6 +234,13 @@ class PostgresStore(SQLStore):
             if idle and not self._closed and len(self._idle) < IDLE_MAX:
                 self._idle.append(conn)
                 return
+        self._discard(conn)
+
+    @staticmethod
+    def _discard(conn: psycopg.Connection[Row]) -> None:
+        with suppress(psycopg.Error):
+            if not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+                conn.execute(_MARK_DROP, (conn.ralph_id,))
         conn.close()
 
     def _connect(self, **kwargs: Any) -> psycopg.Connection[Row]:
@@ -245,7 +269,7 @@ class PostgresStore(SQLStore):
         migrations = queries.schema("postgres")
         latest = migrations[-1][0]
         try:
-            conn = self._connect(autocommit=True)
+            conn = self._new_connection(self._connect(autocommit=True))
             try:
                 if self._version(conn) < latest:
                     # A session lock taken before BEGIN: the transaction then starts after the
@@ -256,6 +280,7 @@ class PostgresStore(SQLStore):
                             self._apply(conn, migrations)
                     finally:
                         conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+                conn.execute(_MARKS_PRUNE)  # marks of connections that died without a goodbye
             except BaseException:
                 conn.close()
                 raise
@@ -273,9 +298,9 @@ class PostgresStore(SQLStore):
                 hint="give ralph a database (or schema) of its own",
             )
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)")
-        for version, sql in migrations:
+        for version, script in migrations:
             if version > current:
-                conn.execute(sql)
+                conn.execute(script)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -309,12 +334,12 @@ class PostgresStore(SQLStore):
         conn = self._checkout()
         try:
             now = self.clock() if self.clock else None
-            xid = None
+            mark = secrets.token_hex(8)
             if write:
-                cur = conn.execute(_BEGIN)
+                cur = conn.execute(_BEGIN.format(sql.Literal(conn.ralph_id), sql.Literal(mark)))
                 cur.nextset()
+                cur.nextset()  # the third statement's rows: the clock
                 row = cur.fetchone()
-                xid = row["xid"]
             elif now is None:
                 row = conn.execute(_NOW).fetchone()
             if now is None:
@@ -327,18 +352,18 @@ class PostgresStore(SQLStore):
                         conn.execute("ROLLBACK")
                 raise
             if write:
-                self._commit(conn, xid)
+                self._commit(conn, mark)
                 self._state.committed = True
         finally:
             self._checkin(conn)
 
-    def _commit(self, conn: psycopg.Connection[Row], xid: int) -> None:
+    def _commit(self, conn: psycopg.Connection[Row], mark: str) -> None:
         """COMMIT; when its answer is lost, ask the server (once back) whether it happened."""
         try:
             conn.execute("COMMIT")
         except psycopg.OperationalError as exc:
             try:
-                outcome = self._outcome(xid)
+                committed = self._committed(conn.ralph_id, mark)
             except psycopg.Error:
                 # Neither retrying (it may have committed) nor claiming success is safe.
                 raise errors.StoreError(
@@ -346,28 +371,26 @@ class PostgresStore(SQLStore):
                     f"happened: {self._scrub(_first_line(exc))}",
                     hint="check the result with `ralph list` or `ralph log`",
                 ) from None
-            if outcome != "committed":
+            if not committed:
                 raise
 
-    def _outcome(self, xid: int) -> str:
+    def _committed(self, conn_id: str, mark: str) -> bool:
         for attempt in Retrying(
             stop=stop_after_delay(RETRY_SECONDS),
             reraise=True,
             retry=retry_if_exception(_transient),
-            wait=wait_random_exponential(multiplier=0.1, max=2),
+            wait=wait_random_exponential(multiplier=0.1, max=1),
         ):
             with attempt, psycopg.connect(self._conninfo, autocommit=True) as conn:
-                status = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()[0]
-                if status == "in progress":
-                    raise psycopg.OperationalError("transaction still in progress")
-                return str(status)
+                row = conn.execute(_MARK_READ, (conn_id,)).fetchone()
+                return row is not None and row[0] == mark
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
             self._closed, idle, self._idle = True, self._idle, []
         for conn in idle:
-            conn.close()
+            self._discard(conn)
 
     # -- retries -----------------------------------------------------------------------------
     def _retrying(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

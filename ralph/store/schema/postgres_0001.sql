@@ -103,3 +103,11 @@ CREATE TABLE attempts (
     counted        integer NOT NULL DEFAULT 1
 );
 CREATE INDEX attempts_task ON attempts (task_id, id);
+
+-- The mark of each open connection's last committed write transaction: when the answer to a
+-- COMMIT is lost (server crash, network), the store reads it back to learn whether it happened.
+CREATE TABLE commit_marks (
+    conn_id  text PRIMARY KEY,
+    mark     text NOT NULL,
+    at       double precision NOT NULL
+);
