@@ -8,9 +8,10 @@ default of `open_store`, counts as "no explicit clock".
 Failures: each public store method runs whole again (with jittered exponential backoff, for up
 to RETRY_SECONDS) when PostgreSQL reports something transient: a lost connection, a restart, a
 deadlock or serialization failure. A retried attempt never leaves anything half-applied: its
-transaction was rolled back, and a COMMIT whose answer was lost is looked up by transaction id
-before anything is retried. Other database errors become StoreError. Passwords never appear in
-`repr`, `url` or any message.
+transaction was rolled back, and a COMMIT whose answer was lost is looked up (commit_marks)
+before anything is retried. A call made inside another store call is retried by the outer one
+only, so retries never multiply. Other database errors become StoreError. Passwords never
+appear in `repr`, `url` or any message.
 """
 
 from __future__ import annotations
