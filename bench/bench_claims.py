@@ -220,7 +220,12 @@ def _before(ref: str, argv: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--pg", help="a postgresql:// URL of an empty database to also bench")
+    parser.add_argument(
+        "--pg",
+        metavar="URL|auto",
+        help="also bench PostgreSQL: an empty database's URL (all levels share it), or `auto` "
+        "for a throwaway server from tests/pgserver.py with a fresh database per level",
+    )
     parser.add_argument("--before", metavar="REF", help="also run SQLite with ralph as of REF")
     parser.add_argument("--profile", action="store_true", help="profile one process")
     parser.add_argument("--tasks", type=int, help="tasks per level (default 20,000)")
@@ -246,7 +251,30 @@ def main() -> None:
             print(profile(Path(tmp), min(tasks, 4000)))
     if args.pg:
         pg_levels = (1, 2) if args.tiny else (1, 8, 32)
-        print(run(lambda p: args.pg, tasks, pg_levels, "PostgreSQL", TARGET_PG))
+        if args.pg != "auto":
+            print(run(lambda p: args.pg, tasks, pg_levels, "PostgreSQL", TARGET_PG))
+            return
+        sys.path.insert(0, str(ROOT / "tests"))
+        try:
+            from pgserver import start_server
+        except ImportError:
+            start_server = None
+        server = start_server() if start_server else None
+        if server is None:
+            print("PostgreSQL: skipped, no server binaries here (or pass --pg URL).\n")
+            return
+        try:
+            print(
+                run(
+                    lambda p: server.fresh_database(f"bench_claims_{p}"),
+                    tasks,
+                    pg_levels,
+                    "PostgreSQL",
+                    TARGET_PG,
+                )
+            )
+        finally:
+            server.close()
 
 
 if __name__ == "__main__":

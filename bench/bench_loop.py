@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, metavar="N", help="profile N tasks (default 50)")
     args = parser.parse_args()
     if args.tiny:
-        print(run((10, 100), args.tasks or 2, 1, args.profile or 0))
+        print(run((10,), args.tasks or 2, 1, 2 if args.profile is None else args.profile))
     else:
         print(run((10, 10_000), args.tasks or 200, 4, 50 if args.profile is None else args.profile))
 

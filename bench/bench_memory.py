@@ -131,9 +131,9 @@ def run(big: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tiny", action="store_true", help="5 MB instead of 100 MB")
+    parser.add_argument("--tiny", action="store_true", help="1 MB instead of 100 MB")
     args = parser.parse_args()
-    print(run(5_000_000 if args.tiny else 100_000_000))
+    print(run(1_000_000 if args.tiny else 100_000_000))
 
 
 if __name__ == "__main__":

@@ -30,22 +30,41 @@ def run(sizes: tuple[int, ...], repeat: int = 200) -> str:
             ready10 = median_time(lambda s=store: s.ready(limit=10), repeat)
             pk = median_time(lambda s=store: s.get("t0000001"), repeat)
             first = first or ready
-            rows.append([f"{size:,}", f"{build_s:.1f} s", f"{ready * 1000:.3f} ms",
-                         f"{ready10 * 1000:.3f} ms", f"{pk * 1000:.3f} ms",
-                         f"{ready / pk:.2f}x", f"{ready / first:.2f}x"])
+            rows.append(
+                [
+                    f"{size:,}",
+                    f"{build_s:.1f} s",
+                    f"{ready * 1000:.3f} ms",
+                    f"{ready10 * 1000:.3f} ms",
+                    f"{pk * 1000:.3f} ms",
+                    f"{ready / pk:.2f}x",
+                    f"{ready / first:.2f}x",
+                ]
+            )
             if not plan:
                 conn = sqlite3.connect(Path(tmp) / "ralph.db")
                 sql = store._sql["tasks_ready"]
                 plan = "\n".join(
                     "    " + r[3]
-                    for r in conn.execute("EXPLAIN QUERY PLAN " + sql,
-                                          {"now": time.time(), "caps": None, "limit": 1}))
+                    for r in conn.execute(
+                        "EXPLAIN QUERY PLAN " + sql, {"now": time.time(), "caps": None, "limit": 1}
+                    )
+                )
                 conn.close()
             store.close()
-    out = table("Ready query (in-process, SQLite)",
-                ["tasks (and edges)", "add_many build", "ready(limit=1) median",
-                 "ready(limit=10)", "get(id) baseline", "ready / get", "growth vs smallest"],
-                rows)
+    out = table(
+        "Ready query (in-process, SQLite)",
+        [
+            "tasks (and edges)",
+            "add_many build",
+            "ready(limit=1) median",
+            "ready(limit=10)",
+            "get(id) baseline",
+            "ready / get",
+            "growth vs smallest",
+        ],
+        rows,
+    )
     return out + "\nEXPLAIN QUERY PLAN of ready:\n\n" + plan + "\n"
 
 

@@ -1,0 +1,50 @@
+"""The benchmarks still run: `python bench/run_all.py --tiny` once, every section present.
+
+Benchmarks are not timed tests: nothing here looks at the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SECTIONS = [
+    "## Hot CLI start",
+    "## Ready query",
+    "## Claim throughput",
+    "## Loop overhead per task",
+    "## Lease renewal under contention",
+    "## Crash recovery",
+    "## Worker memory",
+]
+TABLES = [
+    "### Hot CLI start",
+    "### Ready query",
+    "### Claim throughput (SQLite",
+    "### Loop overhead per task",
+    "### Where a `ralph run` task's time goes",
+    "### Lease renewal under contention",
+    "### Crash recovery",
+    "### Worker memory",
+]
+
+
+def test_tiny_benchmarks_run_and_print_every_section(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--tiny"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for heading in SECTIONS + TABLES:
+        assert heading in proc.stdout, f"{heading!r} missing from:\n{proc.stdout}"
+    assert "failed" not in proc.stdout
+    assert "nproc" in proc.stdout and "SQLite" in proc.stdout
