@@ -1,0 +1,164 @@
+"""Setting up and moving plans: `ralph init`, `ralph import`, `ralph export`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ralph import errors
+from ralph.cli.common import echo, emit_json, session, store
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def console():  # type: ignore[no-untyped-def]
+    """A rich console for stdout (rich honours NO_COLOR and plain output to pipes)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def init(as_json: JsonFlag = False) -> None:
+    """Set up ralph in this project: .ralph/, ralph.toml, prompts/task.md.j2, the task store.
+
+    Never overwrites a file; running it again changes nothing. A CLAUDE.md or AGENTS.md gets a
+    short "Working under ralph" section, once.
+
+    \b
+    Example:
+      ralph init && git add ralph.toml prompts && git commit -m "Set up ralph"
+    """
+    from ralph.ops.init import init_project
+    from ralph.store import project_root
+
+    report = init_project(project_root(), db=session.db)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    lines = [f"ralph initialised in {report.root}"]
+    lines += [f"  created   {p}" for p in report.created]
+    lines += [f"  appended  {p} (a 'Working under ralph' section)" for p in report.appended]
+    lines += [f"  kept      {p}" for p in report.kept]
+    lines += [f"  note: {n}" for n in report.notes]
+    if report.created or report.appended:
+        lines += [
+            "Next: review ralph.toml, commit it with prompts/, then",
+            '  ralph import prd.json --apply   (or ralph add "...")',
+            "  ralph run",
+        ]
+    echo("\n".join(lines))
+
+
+def import_(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="prd.json, Markdown or JSONL.")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the tasks (default: only show them).")
+    ] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", metavar="prd|md|jsonl", help="[default: from the file]"),
+    ] = None,
+    chain: Annotated[
+        bool,
+        typer.Option(
+            "--chain",
+            help="Make each item wait for the one before it (Markdown: within a list; "
+            "prd.json: in priority order).",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import tasks from a prd.json, a Markdown checklist or JSONL; a dry run unless --apply.
+
+    prd.json: userStories[] (passes: true is done; a lower priority number runs first).
+    Markdown: `- [ ]` items, `- [x]` done, nested items become children. JSONL: what
+    `ralph export` writes. Ids come from the source, so importing again adds nothing twice.
+
+    \b
+    Examples:
+      ralph import prd.json                  # preview
+      ralph import prd.json --apply
+      ralph import TODO.md --chain --apply   # each item waits for the one above it
+    """
+    from ralph.ops.importers import import_file
+
+    plan = import_file(store(), file, fmt=fmt, chain=chain, apply=apply)
+    if as_json:
+        emit_json(plan.to_dict())
+        return
+    existing = len(plan.tasks) - len(plan.new)
+    there = f" ({existing} already in the store)" if existing else ""
+    if apply:
+        echo(f"Imported {len(plan.added)} tasks from {plan.source}{there}")
+        return
+    if plan.tasks:
+        _preview(plan)
+    echo(
+        f"Dry run: {len(plan.new)} new tasks from {plan.source} ({plan.format}){there}. "
+        "Nothing written; add --apply to import them."
+    )
+
+
+def _preview(plan) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("", "ID", "Status", "Pri", "Title", "Parent", "Waits on"):
+        table.add_column(column, overflow="fold")
+    for task in plan.tasks:
+        spec = task.spec
+        new = task.id not in plan.existing
+        table.add_row(
+            Text("new" if new else "exists", style="green" if new else "dim"),
+            Text(task.id),
+            Text(spec.get("status", "open")),
+            str(spec.get("priority", 0)),
+            Text(spec["title"]),
+            Text(spec.get("parent") or ""),
+            Text(", ".join(spec.get("blocked_by") or [])),
+        )
+    console().print(table)
+
+
+def export(
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="jsonl|md", help="Output format.")
+    ] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")
+    ] = None,
+) -> None:
+    """Export every task (ids, statuses, parents, dependencies) as JSONL or Markdown.
+
+    The output imports back unchanged: `ralph export | ralph import` in another store.
+
+    \b
+    Examples:
+      ralph export -o tasks.jsonl
+      ralph export --format md -o TASKS.md
+      ralph --db other.db import tasks.jsonl --apply
+    """
+    from ralph.ops.exporters import EXPORT_FORMATS, export_store
+
+    if fmt not in EXPORT_FORMATS:
+        raise errors.UsageError(f"unknown export format {fmt!r}", hint="use jsonl or md")
+    text = export_store(store(), fmt)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise errors.UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    count = text.count("\n") if fmt == "jsonl" else text.count("<!-- ralph ")
+    echo(f"Exported {count} tasks to {output}")
+
+
+def register(app: typer.Typer, worker_app: typer.Typer) -> None:
+    app.command()(init)
+    app.command("import")(import_)
+    app.command()(export)

@@ -1,0 +1,66 @@
+"""`ralph status`: one snapshot of the store: counts, live claims, workers, cost, recent events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ralph.models import iso
+from ralph.ops.stats import start_of_today
+from ralph.store.base import SQLStore
+
+RECENT_EVENTS = 8
+
+
+def _spend(attempts: list[Any]) -> dict[str, Any]:
+    return {
+        "attempts": len(attempts),
+        "cost_usd": round(sum(a.cost_usd or 0.0 for a in attempts), 6),
+        "input_tokens": sum(a.input_tokens or 0 for a in attempts),
+        "output_tokens": sum(a.output_tokens or 0 for a in attempts),
+    }
+
+
+def snapshot(store: SQLStore, *, events: int = RECENT_EVENTS, now: float | None = None) -> dict:
+    """Everything `ralph status` shows, as a JSON-ready dict with stable keys."""
+    now = time.time() if now is None else now
+    counts = store.status_counts()
+    open_tasks = store.list(status="open")
+    ready = sum(t.is_ready(now) for t in open_tasks)
+    claimed = sum(t.lease_expires > now for t in open_tasks)
+    blocked = sum(t.open_blockers > 0 or t.open_children > 0 for t in open_tasks)
+    waiting = sum(
+        t.not_before > now and t.lease_expires <= now and not (t.open_blockers or t.open_children)
+        for t in open_tasks
+    )
+    claims = [
+        {
+            "task_id": c.task_id,
+            "worker": c.worker,
+            "token": c.token,
+            "expires_at": iso(c.expires_at),
+            "lease_left_s": round(c.expires_at - now, 1),
+            "expired": c.expires_at <= now,
+        }
+        for c in store.claims()
+    ]
+    workers = [w.to_dict(now) for w in store.workers()]
+    attempts = store.attempts()
+    today = start_of_today(now)
+    return {
+        "at": iso(now),
+        "counts": {**counts, "total": sum(counts.values())},
+        "ready": ready,
+        "blocked": blocked,
+        "claimed": claimed,
+        "retry_wait": waiting,
+        "claims": claims,
+        "workers": [w for w in workers if w["state"] not in ("stopped", "dead")],
+        "workers_gone": sum(w["state"] in ("stopped", "dead") for w in workers),
+        "running": [a.to_dict() for a in attempts if a.ended_at is None],
+        "spend": {
+            "today": _spend([a for a in attempts if a.started_at >= today]),
+            "total": _spend(attempts),
+        },
+        "events": [e.to_dict() for e in store.recent_events(events)],
+    }
