@@ -23,7 +23,7 @@ from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError
 
-COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run")
+COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor")
 
 # `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
 CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
@@ -103,7 +103,7 @@ app = typer.Typer(
     epilog="\b\nExit codes:\n"
     + "\n".join(f"  {code:>2}  {what}" for code, what in EXIT_CODES.items()),
     invoke_without_command=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
