@@ -161,6 +161,9 @@ def list_(
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only this label.")] = None,
     parent: Annotated[str | None, typer.Option(help="Only children of this task.")] = None,
     limit: Limit = None,
+    tree: Annotated[
+        bool, typer.Option("--tree", help="Nest by parent, with dependencies.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks in the order they were added.
@@ -168,10 +171,15 @@ def list_(
     \b
     Examples:
       ralph list --status open
+      ralph list --tree
       ralph list --json | jq -r '.[] | select(.ready) | .id'
     """
     tasks = store().list(status=status, label=label, parent=parent, limit=limit or None)
-    if as_json:
+    if tree:
+        from ralph.cli.monitor import print_task_tree
+
+        print_task_tree(tasks, as_json)
+    elif as_json:
         emit_json(tasks_json(tasks))
     else:
         render_tasks(tasks)
