@@ -221,6 +221,7 @@ class AgentProcess:
                 if not raw:
                     break
                 out.write(raw)
+                out.flush()  # `ralph logs --follow` reads the file while the agent runs
                 self._last_output = time.monotonic()
                 self._bytes += len(raw)
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
