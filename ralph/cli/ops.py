@@ -29,7 +29,7 @@ def init(as_json: JsonFlag = False) -> None:
 
     \b
     Example:
-      ralph init && git add ralph.toml prompts && git commit -m "Set up ralph"
+      ralph init && git add ralph.toml prompts && git commit -am "Set up ralph"
     """
     from ralph.ops.init import init_project
     from ralph.store import project_root

@@ -52,6 +52,7 @@ HELP: dict[str, str] = {
     "no_changes": 'An agent that changed no file: "done" (mark it done) or "fail".',
     "capabilities": "Capabilities this worker offers (tasks can require some).",
     "worker": "Worker name. Unset: host-pid.",
+    "remote": "A git remote every host pushes its task commits to (several hosts, one queue).",
     "poll": "How often an idle worker looks for new tasks (with --watch).",
     "vars": "Extra values for the templates, as {{ vars.NAME }}.",
 }
@@ -61,6 +62,7 @@ EXAMPLES: dict[str, str] = {
     "verify": '["pytest -q", "ruff check ."]',
     "capabilities": '["python", "frontend"]',
     "worker": '"night-shift-1"',
+    "remote": '"origin"',
     "vars": '{ project = "my-app" }',
 }
 AGENT_HELP = {
@@ -191,7 +193,9 @@ def _agent_setting(cls: type[Agent], key: str) -> str:
 
 
 def _setting(name: str, value: Any) -> list[str]:
-    lines = [f"# {HELP[name]}"]
+    # A setting added to Settings before it is described here still gets its line (the tests
+    # insist on a description); `ralph init` must not fail over documentation.
+    lines = [f"# {HELP.get(name, name)}"]
     if value is None or value in ([], {}):
         if value is not None:
             lines.append(f"# {name} = {_toml(value)}")
