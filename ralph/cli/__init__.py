@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Annotated, Any
@@ -92,6 +91,8 @@ class RalphGroup(TyperGroup):
 
 def _fail(line: str, code: int, argv: Sequence[str]) -> int:
     if session.debug or "--debug" in argv:
+        import traceback  # only here: not worth its import time on every start
+
         traceback.print_exc()
     sys.stderr.write(f"error: {line}\n")
     return code
