@@ -41,6 +41,7 @@ class Settings:
     no_changes: str = "done"
     capabilities: list[str] = field(default_factory=list)
     worker: str | None = None
+    remote: str | None = None  # git remote every host pushes task commits to (ralph.remote)
     poll: float = 2.0
     vars: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
@@ -124,7 +125,7 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise bad(key, "a whole number >= 1")
             setattr(settings, key, value)
-        elif key in ("agent", "prompt", "commit_message", "worker"):
+        elif key in ("agent", "prompt", "commit_message", "worker", "remote"):
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, "a non-empty string")
             setattr(settings, key, value)

@@ -143,6 +143,8 @@ class WorktreeWorkspace:
         while True:
             result = self.worktrees.integrate(self.worker, task.id, self._lease_is_ours(task))
             if result.status == "merged":
+                if result.message:  # remote.py: where the commit went, or why the local
+                    self.log(f"{task.id}: {result.message}")  # target did not follow
                 return result.commit
             if result.status == "empty":
                 return None
@@ -150,6 +152,8 @@ class WorktreeWorkspace:
                 raise IntegrationError("merge_conflict", result.note())
             if result.status == "lease_lost":
                 raise IntegrationError("lease_lost", result.message)
+            if result.status == "push_failed":
+                raise IntegrationError("push_failed", result.message)
             if not waited:  # blocked: the user is editing the checked-out target branch
                 self.log(f"{task.id}: waiting to merge: {result.message}")
                 waited = True
@@ -304,13 +308,16 @@ def run_pool(
     names: list[str],
     repo: Path | str = ".",
     target: str | None = None,
+    remote: str | None = None,
+    push_branches: bool = False,
     live: bool | None = None,
     sweep_every: float | None = None,
     handle_signals: bool = True,
 ) -> RunSummary:
     """Run one worker loop per name, each in its own worktree; returns the run's summary.
 
-    `live=None` shows the live view only when stdout is a terminal.
+    `live=None` shows the live view only when stdout is a terminal. With `remote`, each task's
+    commit is pushed to that git remote's target branch (or its own branch: `push_branches`).
     """
     check_names_free(store, names)
     lock, plain = threading.Lock(), control.log
@@ -320,7 +327,13 @@ def run_pool(
             plain(line)
 
     control.log = log
-    worktrees = Worktrees(repo, target=target)
+    if remote is None:
+        worktrees = Worktrees(repo, target=target)
+    else:
+        from ralph.remote import RemoteWorktrees
+
+        worktrees = RemoteWorktrees(repo, remote, target=target, push_branches=push_branches)
+        worktrees.log = control.log
     worktrees.start(names)
     loops = []
     for name in names:

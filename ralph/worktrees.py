@@ -50,7 +50,7 @@ _IN_PROGRESS = {
 }
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
-Status = Literal["merged", "empty", "conflict", "lease_lost", "blocked"]
+Status = Literal["merged", "empty", "conflict", "lease_lost", "blocked", "push_failed"]
 
 
 @dataclass
@@ -60,7 +60,8 @@ class IntegrateResult:
     merged: the target now holds the task's commit (`commit`); empty: the branch added nothing;
     conflict: rebase stopped on `conflict_files` (aborted, branch kept); lease_lost: check_lease
     refused, the target did not move; blocked: the main checkout has local changes on the target
-    branch (nothing moved; retry later).
+    branch (nothing moved; retry later); push_failed: the remote refused or could not be reached
+    (ralph.remote; the commit stays on the branch).
     """
 
     status: Status
@@ -319,6 +320,10 @@ class Worktrees:
         g.reset("--hard", "-q")
         g.clean("-ffdq")
 
+    def start_point(self) -> str | None:
+        """The commit a task branch is cut from: the target's head (its remote's, in remote.py)."""
+        return self._rev(f"refs/heads/{self.target}")
+
     def prepare(self, worker: str, task_id: str) -> Path:
         """Check out a fresh `ralph/<task>` branch at the target's head in the worker's worktree.
 
@@ -336,7 +341,7 @@ class Worktrees:
             for other_path, entry in self._entries().items():
                 if entry.branch == f"refs/heads/{branch}" and other_path != _resolve(path):
                     self._detach(other_path)
-            head = self._rev(f"refs/heads/{self.target}")
+            head = self.start_point()
             g.checkout("-q", "-f", "-B", branch, head)
             # The last task's branch goes once it holds nothing the target lacks (no changes).
             if (

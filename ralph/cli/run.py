@@ -58,6 +58,9 @@ class Flags:
     names: str | None = None
     no_live: bool = False
     worktree: bool = False
+    remote: str | None = None
+    target: str | None = None
+    push_branches: bool = False
 
 
 AgentOpt = Annotated[
@@ -193,6 +196,30 @@ NamesOpt = Annotated[
         "--names", metavar="A,B,C", help="Names of the parallel workers. [default: worker-1..N]"
     ),
 ]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        metavar="NAME",
+        help="Git remote shared by several hosts: each task's commit is rebased onto "
+        "NAME/<target> and pushed there, retried when another host pushed first. "
+        "[default: config]",
+    ),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target", metavar="BRANCH", help="Branch task commits land on. [default: current]"
+    ),
+]
+PushBranchesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--push-branches",
+        help="With --remote: push each task's branch ralph/<task-id> for review instead of "
+        "the target; the task is done once pushed.",
+    ),
+]
 NoLiveOpt = Annotated[
     bool,
     typer.Option(
@@ -230,6 +257,9 @@ def run(
     workers: WorkersOpt = 1,
     names: NamesOpt = None,
     no_live: NoLiveOpt = False,
+    remote: RemoteOpt = None,
+    target: TargetOpt = None,
+    push_branches: PushBranchesOpt = False,
 ) -> None:
     """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
 
@@ -238,6 +268,7 @@ def run(
       ralph run --agent claude --max-cost 5
       ralph run --agent-cmd "python my_agent.py" --once
       ralph run --workers 3 --agent claude
+      ralph run --remote origin --agent claude     # on each host, one shared RALPH_DB
     Exit codes: 0 drained or cap reached, 8 config, 9 git tree, 10 agent auth failed,
     11 too many failures in a row, 12 stopped by SIGTERM/SIGINT.
     """
@@ -269,6 +300,9 @@ def worker_start(
     allow_dirty: AllowDirtyOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    remote: RemoteOpt = None,
+    target: TargetOpt = None,
+    push_branches: PushBranchesOpt = False,
 ) -> None:
     """Start a persistent worker: `ralph run --watch` under a name, until SIGTERM or `worker stop`.
 
@@ -276,6 +310,7 @@ def worker_start(
     Example:
       ralph worker start --name implementer-1 --capabilities tx-implementer
       kill -SIGTERM <worker-pid>   # or: ralph worker stop implementer-1
+      ralph worker start --name host-a --remote origin   # pushes each task's commit
     """
     flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
     flags.worker, flags.watch, flags.verify = name, True, verify or []
@@ -432,6 +467,9 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     settings = load_settings(project_root(repo.root), flags.config)
     workspace = RepoWorkspace(repo, allow_dirty=flags.allow_dirty or flags.dry_run)
     worker = flags.worker or settings.worker or f"{os.uname().nodename}-{os.getpid()}"
+    flags.remote = flags.remote or settings.remote
+    if flags.push_branches and not flags.remote:
+        raise UsageError("--push-branches needs a remote", hint="add --remote origin")
     agent, agent_name = resolve_agent(settings, flags)
     prompt = load_prompt(repo.root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
@@ -494,6 +532,10 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
 
         names = worker_names(flags.workers, flags.names)
     store, workspace, options, control = build(flags)
+    if (flags.remote or flags.target) and not parallel:  # a task branch needs a worktree
+        parallel = flags.worktree = True
+    elif flags.remote and flags.names is None and not flags.worktree:
+        names = [f"{os.uname().nodename}-{n}" for n in names]  # unique across hosts
     if flags.dry_run:
         shown = preview(store, workspace, options)
         if flags.as_json:
@@ -516,6 +558,9 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
             options,
             control,
             repo=workspace.root,
+            target=flags.target,
+            remote=flags.remote,
+            push_branches=flags.push_branches,
             live=live,
             names=[options.worker] if flags.worktree else names,
         )
