@@ -122,7 +122,7 @@ class RemoteWorktrees(Worktrees):
             self.fetch()
             why = self.follow()
         if why:
-            self.log(f"{task_id}: {why}")
+            self.log(f"[{worker}] {task_id}: {why}")
         return super().prepare(worker, task_id)
 
     def follow(self, new: str | None = None, result: IntegrateResult | None = None) -> str:
@@ -169,9 +169,9 @@ class RemoteWorktrees(Worktrees):
                     wait=wait_random_exponential(multiplier=self.retry_wait, max=2.0),
                     retry=retry_if_exception_type(PushRejected),
                     before_sleep=lambda state: self.log(
-                        f"{task_id}: push to {self.upstream} rejected, another host pushed "
-                        f"first ({state.outcome.exception() if state.outcome else ''}); "
-                        "fetching and rebasing again"
+                        f"[{worker}] {task_id}: push to {self.upstream} rejected, another "
+                        f"host pushed first ({state.outcome.exception() if state.outcome else ''});"
+                        " fetching and rebasing again"
                     ),
                 ):
                     with attempt:

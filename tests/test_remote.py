@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ralph import errors
+from ralph.config import parse_settings
 from ralph.remote import RemoteWorktrees
 from ralph.store import open_store
 
@@ -335,6 +336,49 @@ def test_push_refused_as_fetch_first_is_fetched_rebased_and_pushed_again(
     assert git(hosts[1], "rev-parse", "main") == result.commit  # B's clean checkout followed
 
 
+def test_push_refused_every_attempt_ends_push_failed_with_the_commit_kept_on_its_branch(
+    hosts: tuple[Path, Path], remote: Path
+) -> None:
+    a = RemoteWorktrees(hosts[0], "origin", retry_wait=0.01)
+    b = RemoteWorktrees(hosts[1], "origin", retry_wait=0.01, push_attempts=2)
+    a.start(["w"]), b.start(["w"])
+    pushed_by_a = []
+
+    def a_always_pushes_first() -> bool:
+        n = len(pushed_by_a)
+        commit_task(a, "w", f"a{n}", {f"work/a{n}.txt": "a\n"})
+        pushed_by_a.append(a.integrate("w", f"a{n}").status)
+        return True
+
+    commit_task(b, "w", "tb", {"work/tb.txt": "b\n"})
+    result = b.integrate("w", "tb", a_always_pushes_first)
+
+    assert pushed_by_a == ["merged", "merged"]
+    assert (
+        result.status == "push_failed" and "refused the push of ralph/tb 2 times" in result.message
+    )
+    assert "tb" not in git(remote, "log", "--format=%s", "main")
+    assert "ralph/tb" in b.branches()
+
+
+def test_remote_without_the_target_branch_fails_at_start_saying_how_to_push_it(
+    hosts: tuple[Path, Path],
+) -> None:
+    git(hosts[0], "branch", "release")
+    wt = RemoteWorktrees(hosts[0], "origin", target="release")
+
+    with pytest.raises(errors.WorkspaceError, match="origin has no branch release") as caught:
+        wt.start(["w"])
+
+    assert caught.value.hint == "push it once: git push origin release"
+
+
+def test_remote_config_key_is_read_and_must_be_a_name() -> None:
+    assert parse_settings({"remote": "origin"}).remote == "origin"
+    with pytest.raises(errors.ConfigError, match="remote must be a non-empty string"):
+        parse_settings({"remote": ""})
+
+
 def test_lost_lease_before_the_push_pushes_nothing_and_keeps_the_branch(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
@@ -406,6 +450,38 @@ def test_push_branches_pushes_the_task_branch_as_one_commit_and_leaves_the_targe
     assert git(remote, "rev-parse", "main") == before
     assert git(remote, "rev-parse", "ralph/t1") == result.commit
     assert git(remote, "rev-list", "--count", "main..ralph/t1") == "1"
+
+
+def test_run_with_push_branches_pushes_each_task_branch_for_review_and_marks_it_done(
+    hosts: tuple[Path, Path], remote: Path, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "shared.db")
+    with open_store(db) as store:
+        store.add_many([{"id": "t1", "title": "one"}, {"id": "t2", "title": "two"}])
+    before = git(remote, "rev-parse", "main")
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "ralph", "run", "--remote", "origin", "--push-branches"),
+            *("--worker", "hostA", "--agent-cmd", f"{sys.executable} {AGENT}"),
+            *("--config", str(tmp_path / "ralph.toml")),
+        ],
+        cwd=hosts[0],
+        env={**os.environ, "HOME": str(tmp_path / "home"), "RALPH_DB": db},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert "pushed ralph/t1 to origin for review" in proc.stderr
+    assert git(remote, "rev-parse", "main") == before
+    for task in ("t1", "t2"):
+        assert git(remote, "rev-list", "--count", f"main..ralph/{task}") == "1"
+        assert git(remote, "show", "--format=", "--name-only", f"ralph/{task}") == (
+            f"work/{task}.txt"
+        )
+    with open_store(db) as store:
+        assert store.status_counts()["done"] == 2
 
 
 def test_unknown_remote_is_one_line_usage_error_naming_the_known_remotes(
