@@ -7,10 +7,10 @@ named queries of its own `.sql` file with one clock value (`tx.now`) for the who
 from __future__ import annotations
 
 import json
-import secrets
-import string
+import os
+import random
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -18,7 +18,10 @@ from ralph import errors
 from ralph.models import ID_PATTERN, STATUSES, Attempt, Claim, Event, Task, Worker
 
 Row = Mapping[str, Any]
-_ALPHABET = string.ascii_lowercase + string.digits
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# os.urandom underneath, like `secrets`, which would load OpenSSL (hashlib, hmac) at every CLI
+# start; `random` is loaded by typer anyway.
+_RANDOM = random.SystemRandom()
 _UNSET: Any = object()
 
 
@@ -35,7 +38,7 @@ class Tx(Protocol):
 
 def new_task_id() -> str:
     """`rl-` and eight random lowercase letters or digits (2.8e12 ids: no collisions at 1M)."""
-    return "rl-" + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return "rl-" + "".join(_RANDOM.choice(_ALPHABET) for _ in range(8))
 
 
 # One encoder for every dump: json.dumps with options builds a new encoder per call, which was
@@ -114,7 +117,7 @@ class SQLStore:
         return task
 
     def _set_done_ness(self, tx: Tx, task: Task, done: bool) -> None:
-        """Keep the stored open-blocker/open-children counts right when `task` becomes (not) done."""
+        """Keep the stored open-blocker/open-children counts right as `task` becomes (not) done."""
         delta = -1 if done else 1
         tx.run("dependents_adjust_blockers", id=task.id, delta=delta)
         if task.parent:
@@ -310,7 +313,8 @@ class SQLStore:
             tasks.append(task)
         return tasks
 
-    def ready(self, limit: int | None = 10, capabilities: Iterable[str] | None = None) -> list[Task]:
+    def ready(self, limit: int | None = 10,
+              capabilities: Iterable[str] | None = None) -> list[Task]:
         """Tasks a worker with `capabilities` could claim now (None: ignore requirements)."""
         caps = None if capabilities is None else _dump(sorted(set(capabilities)))
         with self.transaction(write=False) as tx:
@@ -647,7 +651,7 @@ class SQLStore:
             params = {"pid": pid, "host": host, "capabilities": caps, "now": tx.now,
                       "heartbeat_interval": heartbeat_interval}
             if row is None:
-                worker_id = "worker-" + secrets.token_hex(3)
+                worker_id = "worker-" + os.urandom(3).hex()
                 tx.run("worker_insert", id=worker_id, name=name, **params)
             else:
                 worker_id = row["id"]
