@@ -474,3 +474,34 @@ def test_debug_shows_the_traceback(ralph: Run) -> None:
     assert result.exit_code == 3
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: no task with id")
+
+
+HOT_COMMANDS = [
+    ["ready", "--json", "--limit", "1"],
+    ["claim", "t1", "w1"],
+    ["claim:release", "t1", "w1"],
+    ["done", "t1"],
+]
+
+
+def test_hot_commands_do_not_import_rich_git_or_jinja2(db: Path) -> None:
+    """The loop's per-task commands start as fast as typer allows: no heavy imports."""
+    import subprocess
+
+    with open_store(db) as store:
+        store.add("hot", id="t1")
+    probe = (
+        "import sys\nfrom ralph.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'rich', 'git', 'jinja2', 'pydantic', 'tenacity', 'psycopg'})\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    for args in HOT_COMMANDS:
+        run = subprocess.run(
+            [sys.executable, "-c", probe, "--db", str(db), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "HEAVY []" in run.stderr, (args, run.stderr)
