@@ -222,6 +222,11 @@ def test_demo_makes_one_commit_per_task(tmp_path: Path, env: dict[str, str]):
     with open_store(target / ".ralph" / "ralph.db") as store:
         assert [t.status for t in store.list()] == ["done"] * 5
     assert sorted(p.name for p in (target / "work").iterdir()) == [f"T{n}.md" for n in range(1, 6)]
+    assert git(target, "rev-list", "--merges", "HEAD") == ""
+    tasks = git(target, "log", "--format=%(trailers:key=Task,valueonly)").split()
+    assert sorted(tasks) == [f"T{n}" for n in range(1, 6)]
+    workers = set(git(target, "log", "--format=%(trailers:key=Worker,valueonly)").split())
+    assert workers and workers <= {"Alpha", "Beta", "Gamma"}
 
 
 def test_worker_start_runs_under_its_name_until_stopped(repo: Path, env: dict[str, str]):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ralph.pool import RunSummary
 
 _DEMO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "demo_agent.py"
+_DEMO_NAMES = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta")
 
 
 @dataclass
@@ -326,13 +327,19 @@ def demo(
             help="Folder for the scratch repo (new or empty). [default: a temp dir]",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-j", min=1, help="Parallel workers (Alpha, Beta, Gamma, ...)."),
+    ] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the whole loop offline: a scratch repo, five tasks, a demo agent, one commit each.
+    """Show the whole loop offline: a scratch repo, five tasks, parallel workers running a demo
+    agent in their own worktrees, one commit per task on a linear history.
 
     \b
     Example:
-      ralph demo            # then: cd <the printed folder> && ralph list
+      ralph demo              # then: cd <the printed folder> && ralph list
+      ralph demo --workers 1  # one worker in the repository itself
     """
     import subprocess
     import tempfile
@@ -379,7 +386,9 @@ def demo(
     os.chdir(root)
     flags = Flags(
         agent_cmd=shlex.join([sys.executable, str(_DEMO_AGENT)]),
-        worker="demo-worker",
+        worker="demo-worker" if workers == 1 else None,
+        workers=workers,
+        names=",".join(_DEMO_NAMES[:workers]) if 1 < workers <= len(_DEMO_NAMES) else None,
         as_json=as_json,
         quiet=as_json,
     )
@@ -387,7 +396,7 @@ def demo(
     if not as_json:
         typer.echo(
             subprocess.run(
-                [*git, "log", "--oneline"], check=True, capture_output=True, text=True
+                [*git, "log", "--oneline", "--graph"], check=True, capture_output=True, text=True
             ).stdout.rstrip()
         )
     if summary is not None and summary.exit_code:

@@ -217,9 +217,16 @@ class SQLStore:
             tx.many("event_insert", [{"now": tx.now, "kind": "created", "task_id": r["id"],
                                       "worker": None, "token": None, "data": "{}"}
                                      for r in rows])
-            if len(rows) <= 1000:
-                return [self._task(tx, r["id"]) for r in rows]
-        return self.get_many([r["id"] for r in rows])
+            # Built from the rows just written: re-reading 100k tasks cost a fifth of the load.
+            return [
+                Task(id=r["id"], title=r["title"], description=r["description"],
+                     status=r["status"], priority=r["priority"], parent=r["parent"],
+                     labels=json.loads(r["labels"]), requires=json.loads(r["requires"]),
+                     metadata=json.loads(r["metadata"]), open_blockers=r["open_blockers"],
+                     open_children=r["open_children"], created_at=tx.now, updated_at=tx.now,
+                     done_at=r["done_at"], blocked_by=r["blocked_by"])
+                for r in rows
+            ]
 
     def _normalise(self, spec: Mapping[str, Any], n: int) -> dict[str, Any]:
         if not isinstance(spec, Mapping):
