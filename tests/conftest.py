@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -121,3 +124,36 @@ def store(make_store):
 # ======================================================================================
 # end of store fixtures
 # ======================================================================================
+
+
+# ======================================================================================
+# Leftover processes: a test that fails between starting `ralph run` and stopping it can
+# orphan an agent (agents run in their own process group). At the end of the session, kill
+# every process still running from this session's temp folder, so nothing outlives the suite.
+# ======================================================================================
+
+
+def _processes_under(folder: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if folder in cmdline or cwd.startswith(folder):
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kill_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield
+    if not os.path.isdir("/proc"):
+        return
+    for pid in _processes_under(str(tmp_path_factory.getbasetemp())):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -31,7 +31,8 @@ emit({"type": "assistant", "message": {"content": [
     {"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": task + ".txt"}}]}})
 Path(task + ".txt").write_text("done\n")
 (gate / (task + ".started")).write_text("")
-while not (gate / (task + ".go")).exists():
+deadline = time.time() + 300  # never outlive a failed test by long
+while not (gate / (task + ".go")).exists() and time.time() < deadline:
     time.sleep(0.02)
 emit({"type": "result", "subtype": "success", "is_error": False, "result": "Wrote it.",
       "session_id": "s-" + task, "num_turns": 2, "total_cost_usd": 0.25,
@@ -128,7 +129,14 @@ def test_status_stats_and_logs_while_a_real_run_works_and_after(tmp_path: Path):
         (gate / f"{ids[1]}.go").write_text("")
         out, err = proc.communicate(timeout=120)
     finally:
-        proc.kill()
+        for task_id in ids:  # a failed assertion must not leave agents waiting on their gate
+            (gate / f"{task_id}.go").write_text("")
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     assert proc.returncode == 0, err
     assert json.loads(out)["done"] == 2
     after = ralph_json(root, env, "status")
