@@ -57,10 +57,12 @@ def bench_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The environment for timed child processes.
 
     Machines that set PYTHONDONTWRITEBYTECODE=1 would make an editable install compile ralph
-    from source at every start; a private PYTHONPYCACHEPREFIX keeps .pyc files for the whole run
-    (and is given to the baseline too, so both sides start alike).
+    from source at every start, and that variable also stops writes under PYTHONPYCACHEPREFIX:
+    drop it and keep .pyc files in a private prefix for the whole run (the baseline gets the
+    same environment, so both sides start alike).
     """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     env["HOME"] = str(tmp / "home")
     (tmp / "home").mkdir(exist_ok=True)
