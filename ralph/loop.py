@@ -367,7 +367,12 @@ class WorkerLoop:
         if outcome in _UNCOUNTED:
             self._release(claim, count=False, note=None)
             return "skipped"
-        self.failures_in_a_row += 1
+        # A merge conflict is not the agent's failure: the target moved under it. It still
+        # counts as an attempt (so two tasks that keep colliding cannot loop forever), but it is
+        # retried at once, from the new target head, and does not feed the breaker.
+        conflict = outcome == "merge_conflict"
+        if not conflict:
+            self.failures_in_a_row += 1
         attempts = task.attempts + 1
         try:
             if attempts >= self.opt.max_attempts:
@@ -379,7 +384,11 @@ class WorkerLoop:
                 )
                 kind = "failed"
             else:
-                delay = backoff_delay(attempts, self.opt.backoff, self.opt.backoff_max)
+                delay = (
+                    0.0
+                    if conflict
+                    else backoff_delay(attempts, self.opt.backoff, self.opt.backoff_max)
+                )
                 self.store.release(
                     task.id,
                     claim.worker,

@@ -133,6 +133,9 @@ def test_same_line_conflict_goes_back_with_the_note_and_succeeds_on_retry(
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert store.status_counts()["done"] == 2
         attempts = store.attempts()
+        requeued = [e for e in store.events(kind="released") if e.data.get("counted")]
+    # the conflict is retried at once from the new target head, not after a failure's backoff
+    assert [e.data["retry_in"] for e in requeued] == [0]
     conflicted = [a for a in attempts if a.outcome == "merge_conflict"]
     assert len(conflicted) == 1 and "shared.txt" in conflicted[0].summary
     retry = prompts.read_text().split(f"== {conflicted[0].task_id}\n")[-1]
