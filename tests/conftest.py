@@ -11,6 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# The suite starts ralph as a subprocess hundreds of times. Where the environment forbids
+# bytecode caches, every start would compile ralph's modules again; let the children write them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 try:  # tests/ is on sys.path (rootdir-relative conftest, no tests/__init__.py)
     from pgserver import PgServer, in_ci, start_server
 except ImportError:  # tests/ is a package
