@@ -126,7 +126,8 @@ class WorktreeWorkspace:
         return self.repo.changes()
 
     def commit(self, task: Task, changes: list[Change], message: str) -> str | None:
-        return self.repo.commit([c.path for c in changes], message)
+        # The worktree was reset to a fresh task branch: only the agent's changes can be staged.
+        return self.repo.commit([c.path for c in changes], message, index_is_ours=True)
 
     def _lease_is_ours(self, task: Task) -> Callable[[], bool]:
         def check() -> bool:

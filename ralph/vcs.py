@@ -104,14 +104,19 @@ class GitRepo:
     def is_dirty(self) -> bool:
         return bool(self.changes())
 
-    def commit(self, paths: list[str], message: str) -> str | None:
-        """Stage exactly `paths` and commit them; None when there was nothing to commit."""
+    def commit(self, paths: list[str], message: str, *, index_is_ours: bool = False) -> str | None:
+        """Stage exactly `paths` and commit them; None when there was nothing to commit.
+
+        With `index_is_ours` (nothing else can be staged: a clean checkout or a task worktree)
+        the index is committed as it is; otherwise `commit -- paths` keeps anything the user
+        staged out of the commit, at the price of git re-reading the index (~30 ms at 10k files).
+        """
         paths = sorted({p for p in paths if p != RALPH_DIR and not p.startswith(RALPH_DIR + "/")})
         if not paths:
             return None
         for start in range(0, len(paths), _CHUNK):
             self.git.add("-A", "--", *paths[start : start + _CHUNK])
-        if len(paths) <= _CHUNK:
+        if len(paths) <= _CHUNK and not index_is_ours:
             self.git.commit("-q", "-m", message, "--", *paths)
         else:
             self.git.commit("-q", "-m", message)
@@ -226,7 +231,8 @@ class RepoWorkspace:
         return [c for c in self.repo.changes() if c.path not in self.baseline]
 
     def commit(self, task: Task, changes: list[Change], message: str) -> str | None:
-        return self.repo.commit([c.path for c in changes], message)
+        paths = [c.path for c in changes]
+        return self.repo.commit(paths, message, index_is_ours=not self.baseline)
 
     def integrate(self, task: Task, sha: str | None) -> None:
         """Nothing to merge: the commit is already on the checked-out branch."""

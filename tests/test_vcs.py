@@ -132,3 +132,26 @@ def test_commits_work_without_a_configured_identity(tmp_path: Path, monkeypatch)
     (root / "a.txt").write_text("a\n")
     assert GitRepo(root).commit(["a.txt"], "First") is not None
     assert git(root, "log", "--format=%an") == "ralph\n"
+
+
+def test_commit_with_allow_dirty_leaves_the_users_staged_file_out(root: Path):
+    (root / "mine.txt").write_text("user's own work\n")
+    git(root, "add", "mine.txt")
+    workspace = RepoWorkspace(GitRepo(root), allow_dirty=True)
+    (root / "agent.txt").write_text("agent\n")
+    sha = workspace.commit(None, workspace.changes(), "Agent work")  # type: ignore[arg-type]
+    assert git(root, "show", "--name-only", "--format=", sha).split() == ["agent.txt"]
+    assert git(root, "diff", "--cached", "--name-only").split() == ["mine.txt"]
+
+
+def test_commit_on_a_clean_tree_commits_exactly_the_agents_paths(root: Path):
+    workspace = RepoWorkspace(GitRepo(root))
+    (root / "a.txt").write_text("a\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "b.txt").write_text("b\n")
+    sha = workspace.commit(None, workspace.changes(), "Agent work")  # type: ignore[arg-type]
+    assert sorted(git(root, "show", "--name-only", "--format=", sha).split()) == [
+        "a.txt",
+        "sub/b.txt",
+    ]
+    assert git(root, "status", "--porcelain") == ""
