@@ -1,4 +1,4 @@
-"""Parse the lease and timeout durations users type: `30` (minutes, as in tx), `90s`, `30m`, `2h`."""
+"""Parse the durations users type: `30` (minutes, as in tx), `90s`, `30m`, `2h`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhd])?\s*$")
 
 
-def parse_duration(text: str | float | int, *, bare_unit: str = "m", what: str = "duration") -> float:
+def parse_duration(
+    text: str | float | int, *, bare_unit: str = "m", what: str = "duration"
+) -> float:
     """Seconds in `text`; a bare number is read in `bare_unit` (minutes for leases, like tx)."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), bare_unit

@@ -22,7 +22,10 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO-8601 UTC with millisecond precision and a Z."""
     if ts is None or ts == 0:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{int(ts * 1000) % 1000:03d}Z"
+    )
 
 
 def from_iso(text: str | float | int | None) -> float | None:
@@ -285,14 +288,14 @@ class Attempt:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Attempt:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k != "counted"},
-                   counted=bool(row["counted"]))
+        return cls(
+            **{k: row[k] for k in cls.__dataclass_fields__ if k != "counted"},
+            counted=bool(row["counted"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["started_at"] = iso(self.started_at)
         data["ended_at"] = iso(self.ended_at)
-        data["duration_s"] = (
-            round(self.ended_at - self.started_at, 3) if self.ended_at else None
-        )
+        data["duration_s"] = round(self.ended_at - self.started_at, 3) if self.ended_at else None
         return data

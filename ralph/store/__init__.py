@@ -45,8 +45,9 @@ def resolve_url(url: str | os.PathLike[str] | None = None) -> str:
     return str(url)
 
 
-def open_store(url: str | os.PathLike[str] | None = None, *,
-               clock: Callable[[], float] = time.time) -> SQLStore:
+def open_store(
+    url: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time
+) -> SQLStore:
     """Open (creating on first use) the store at a path, a sqlite:/// or a postgresql:// URL."""
     target = resolve_url(url)
     scheme = target.split("://", 1)[0].lower() if "://" in target else ""
@@ -61,7 +62,8 @@ def open_store(url: str | os.PathLike[str] | None = None, *,
     elif scheme:
         raise errors.StoreError(
             f"unsupported database URL scheme {scheme + '://'!r}",
-            hint="use a file path, sqlite:///path or postgresql://user@host/db")
+            hint="use a file path, sqlite:///path or postgresql://user@host/db",
+        )
     path = Path(target).expanduser()
     if path.name == DEFAULT_NAME and path.parent.name == DEFAULT_DIR and not path.exists():
         ensure_ralph_dir(path.parent.parent)

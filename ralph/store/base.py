@@ -102,10 +102,23 @@ class SQLStore:
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
-    def _event(tx: Tx, kind: str, task_id: str | None = None, worker: str | None = None,
-               token: int | None = None, **data: Any) -> None:
-        tx.run("event_insert", now=tx.now, kind=kind, task_id=task_id, worker=worker,
-               token=token, data=_dump(data))
+    def _event(
+        tx: Tx,
+        kind: str,
+        task_id: str | None = None,
+        worker: str | None = None,
+        token: int | None = None,
+        **data: Any,
+    ) -> None:
+        tx.run(
+            "event_insert",
+            now=tx.now,
+            kind=kind,
+            task_id=task_id,
+            worker=worker,
+            token=token,
+            data=_dump(data),
+        )
 
     def _task(self, tx: Tx, task_id: str) -> Task:
         row = tx.one("task_get", id=task_id)
@@ -123,8 +136,9 @@ class SQLStore:
         if task.parent:
             tx.run("task_adjust_children", id=task.parent, delta=delta)
 
-    def _end_live_claim(self, tx: Tx, task_id: str, state: str, reason: str | None = None,
-                        live: Claim | None = None) -> None:
+    def _end_live_claim(
+        self, tx: Tx, task_id: str, state: str, reason: str | None = None, live: Claim | None = None
+    ) -> None:
         """End the task's live claim, if any (`live`: the caller just read it in this tx)."""
         if live is None:
             row = tx.one("claim_live_for_task", task_id=task_id)
@@ -136,8 +150,9 @@ class SQLStore:
             extra = {"reason": reason} if reason else {}
             self._event(tx, kind, task_id, live.worker, live.token, **extra)
 
-    def _live_claim(self, tx: Tx, task_id: str, worker: str | None, token: int | None,
-                    action: str) -> Claim:
+    def _live_claim(
+        self, tx: Tx, task_id: str, worker: str | None, token: int | None, action: str
+    ) -> Claim:
         """The caller's live claim on a task, or LeaseLostError/NotHolderError saying why not."""
         row = tx.one("claim_live_for_task", task_id=task_id)
         claim = Claim.from_row(row) if row else None
@@ -146,26 +161,46 @@ class SQLStore:
             raise errors.LeaseLostError(f"cannot {action} {task_id}: it has no live claim")
         if worker is not None and claim.worker != worker:
             raise errors.NotHolderError(
-                f"cannot {action} {task_id}: it is claimed by {claim.worker}, not {worker}")
+                f"cannot {action} {task_id}: it is claimed by {claim.worker}, not {worker}"
+            )
         if token is not None and claim.token != token:
             raise errors.LeaseLostError(
                 f"cannot {action} {task_id}: fencing token {token} is stale "
-                f"(the live claim has token {claim.token})")
+                f"(the live claim has token {claim.token})"
+            )
         if claim.expires_at <= tx.now:
             raise errors.LeaseLostError(
-                f"cannot {action} {task_id}: the lease of {claim.worker} expired")
+                f"cannot {action} {task_id}: the lease of {claim.worker} expired"
+            )
         return claim
 
     # -- tasks -----------------------------------------------------------------------------
-    def add(self, title: str, *, description: str = "", priority: int = 0,
-            parent: str | None = None, blocked_by: Iterable[str] = (),
-            requires: Iterable[str] = (), labels: Iterable[str] = (),
-            metadata: Mapping[str, Any] | None = None, id: str | None = None,
-            status: str = "open") -> Task:
+    def add(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        priority: int = 0,
+        parent: str | None = None,
+        blocked_by: Iterable[str] = (),
+        requires: Iterable[str] = (),
+        labels: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        status: str = "open",
+    ) -> Task:
         """Add one task; its blockers and parent must exist."""
-        spec = {"title": title, "description": description, "priority": priority,
-                "parent": parent, "blocked_by": list(blocked_by), "requires": list(requires),
-                "labels": list(labels), "metadata": dict(metadata or {}), "status": status}
+        spec = {
+            "title": title,
+            "description": description,
+            "priority": priority,
+            "parent": parent,
+            "blocked_by": list(blocked_by),
+            "requires": list(requires),
+            "labels": list(labels),
+            "metadata": dict(metadata or {}),
+            "status": status,
+        }
         if id is not None:
             spec["id"] = id
         return self.add_many([spec])[0]
@@ -183,17 +218,21 @@ class SQLStore:
                 dup = next(i for i in batch if sum(r["id"] == i for r in rows) > 1)
                 raise errors.UsageError(f"task id {dup!r} appears twice in the input")
             referenced = {b for r in rows for b in r["blocked_by"]} | {
-                r["parent"] for r in rows if r["parent"]}
+                r["parent"] for r in rows if r["parent"]
+            }
             wanted = list(set(batch) | referenced)
             stored = {}
             for start in range(0, len(wanted), 5000):
-                chunk = wanted[start:start + 5000]
-                stored.update({r["id"]: r["status"] for r in
-                               tx.all("task_ids_existing", ids=_dump(chunk))})
+                chunk = wanted[start : start + 5000]
+                stored.update(
+                    {r["id"]: r["status"] for r in tx.all("task_ids_existing", ids=_dump(chunk))}
+                )
             clash = [i for i in batch if i in stored]
             if clash:
-                raise errors.UsageError(f"task id {clash[0]!r} already exists",
-                                        hint="pick another id or use `ralph update`")
+                raise errors.UsageError(
+                    f"task id {clash[0]!r} already exists",
+                    hint="pick another id or use `ralph update`",
+                )
             status_of = {**stored, **{i: r["status"] for i, r in batch.items()}}
             for r in rows:
                 for ref in [*r["blocked_by"], *([r["parent"]] if r["parent"] else [])]:
@@ -210,21 +249,45 @@ class SQLStore:
                 r["now"] = tx.now
                 r["done_at"] = tx.now if r["status"] == "done" else None
             tx.many("task_insert", rows)
-            tx.many("dep_insert", [{"blocker": b, "blocked": r["id"]}
-                                   for r in rows for b in r["blocked_by"]])
+            tx.many(
+                "dep_insert",
+                [{"blocker": b, "blocked": r["id"]} for r in rows for b in r["blocked_by"]],
+            )
             for parent_id, n in children_open.items():
                 tx.run("task_adjust_children", id=parent_id, delta=n)
-            tx.many("event_insert", [{"now": tx.now, "kind": "created", "task_id": r["id"],
-                                      "worker": None, "token": None, "data": "{}"}
-                                     for r in rows])
+            tx.many(
+                "event_insert",
+                [
+                    {
+                        "now": tx.now,
+                        "kind": "created",
+                        "task_id": r["id"],
+                        "worker": None,
+                        "token": None,
+                        "data": "{}",
+                    }
+                    for r in rows
+                ],
+            )
             # Built from the rows just written: re-reading 100k tasks cost a fifth of the load.
             return [
-                Task(id=r["id"], title=r["title"], description=r["description"],
-                     status=r["status"], priority=r["priority"], parent=r["parent"],
-                     labels=json.loads(r["labels"]), requires=json.loads(r["requires"]),
-                     metadata=json.loads(r["metadata"]), open_blockers=r["open_blockers"],
-                     open_children=r["open_children"], created_at=tx.now, updated_at=tx.now,
-                     done_at=r["done_at"], blocked_by=r["blocked_by"])
+                Task(
+                    id=r["id"],
+                    title=r["title"],
+                    description=r["description"],
+                    status=r["status"],
+                    priority=r["priority"],
+                    parent=r["parent"],
+                    labels=json.loads(r["labels"]),
+                    requires=json.loads(r["requires"]),
+                    metadata=json.loads(r["metadata"]),
+                    open_blockers=r["open_blockers"],
+                    open_children=r["open_children"],
+                    created_at=tx.now,
+                    updated_at=tx.now,
+                    done_at=r["done_at"],
+                    blocked_by=r["blocked_by"],
+                )
                 for r in rows
             ]
 
@@ -301,14 +364,25 @@ class SQLStore:
             return [self.get(i) for i in ids]
         return [by_id[i] for i in ids]
 
-    def list(self, *, status: str | None = None, parent: str | None = None,
-             label: str | None = None, limit: int | None = None) -> list[Task]:
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        parent: str | None = None,
+        label: str | None = None,
+        limit: int | None = None,
+    ) -> list[Task]:
         """Tasks in the order they were added, with `blocked_by` filled in."""
         if status is not None:
             _check_status(status)
         with self.transaction(write=False) as tx:
-            rows = tx.all("tasks_list", status=status, parent=parent, label=label,
-                          limit=-1 if limit is None else limit)
+            rows = tx.all(
+                "tasks_list",
+                status=status,
+                parent=parent,
+                label=label,
+                limit=-1 if limit is None else limit,
+            )
             blockers: dict[str, list[str]] = defaultdict(list)
             for dep in tx.all("deps_all"):
                 blockers[dep["blocked"]].append(dep["blocker"])
@@ -320,13 +394,15 @@ class SQLStore:
             tasks.append(task)
         return tasks
 
-    def ready(self, limit: int | None = 10,
-              capabilities: Iterable[str] | None = None) -> list[Task]:
+    def ready(
+        self, limit: int | None = 10, capabilities: Iterable[str] | None = None
+    ) -> list[Task]:
         """Tasks a worker with `capabilities` could claim now (None: ignore requirements)."""
         caps = None if capabilities is None else _dump(sorted(set(capabilities)))
         with self.transaction(write=False) as tx:
-            rows = tx.all("tasks_ready", now=tx.now, caps=caps,
-                          limit=-1 if limit is None else limit)
+            rows = tx.all(
+                "tasks_ready", now=tx.now, caps=caps, limit=-1 if limit is None else limit
+            )
         return [Task.from_row(r) for r in rows]
 
     def next_ready_at(self, capabilities: Iterable[str] | None = None) -> float | None:
@@ -340,20 +416,35 @@ class SQLStore:
             row = tx.one("task_next_ready_at", caps=caps)
         return None if row is None or row["at"] is None else float(row["at"])
 
-    def update(self, task_id: str, *, title: str | None = None, description: str | None = None,
-               priority: int | None = None, labels: Iterable[str] | None = None,
-               requires: Iterable[str] | None = None, metadata: Mapping[str, Any] | None = None,
-               status: str | None = None, parent: str | None = _UNSET) -> Task:
+    def update(
+        self,
+        task_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        priority: int | None = None,
+        labels: Iterable[str] | None = None,
+        requires: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        parent: str | None = _UNSET,
+    ) -> Task:
         """Change a task's fields; a status change follows the same rules as done/reopen."""
         if status is not None:
             _check_status(status)
         with self.transaction() as tx:
             task = self._task(tx, task_id)
-            tx.run("task_update_fields", id=task_id, now=tx.now, title=title,
-                   description=description, priority=priority,
-                   labels=None if labels is None else _dump(_strings(labels, "label")),
-                   requires=None if requires is None else _dump(_strings(requires, "capability")),
-                   metadata=None if metadata is None else _dump(dict(metadata)))
+            tx.run(
+                "task_update_fields",
+                id=task_id,
+                now=tx.now,
+                title=title,
+                description=description,
+                priority=priority,
+                labels=None if labels is None else _dump(_strings(labels, "label")),
+                requires=None if requires is None else _dump(_strings(requires, "capability")),
+                metadata=None if metadata is None else _dump(dict(metadata)),
+            )
             if parent is not _UNSET and parent != task.parent:
                 self._reparent(tx, task, parent)
             if status is not None and status != task.status:
@@ -381,18 +472,27 @@ class SQLStore:
             if task.open_blockers:
                 raise errors.BlockedError(
                     f"{task.id} is blocked by {', '.join(task.blocked_by)}",
-                    hint="finish those first or `ralph unblock`")
-            open_kids = [r["id"] for r in tx.all("task_children", id=task.id)
-                         if r["status"] != "done"]
+                    hint="finish those first or `ralph unblock`",
+                )
+            open_kids = [
+                r["id"] for r in tx.all("task_children", id=task.id) if r["status"] != "done"
+            ]
             if open_kids:
                 raise errors.InvalidTransitionError(
                     f"{task.id} has open children: {', '.join(open_kids[:5])}",
-                    hint="finish or cancel them first")
-        tx.run("task_set_status", id=task.id, status=status, now=tx.now,
-               done_at=tx.now if status == "done" else None)
+                    hint="finish or cancel them first",
+                )
+        tx.run(
+            "task_set_status",
+            id=task.id,
+            status=status,
+            now=tx.now,
+            done_at=tx.now if status == "done" else None,
+        )
         if status != "open":
-            self._end_live_claim(tx, task.id, "done" if status == "done" else "released",
-                                 reason=status, live=live)
+            self._end_live_claim(
+                tx, task.id, "done" if status == "done" else "released", reason=status, live=live
+            )
         if status == "done" or task.status == "done":
             self._set_done_ness(tx, task, status == "done")
         if status == "done":
@@ -400,15 +500,19 @@ class SQLStore:
             ready = [r["id"] for r in tx.all("dependents_now_ready", id=task.id)]
             if task.parent:
                 parent = tx.one("task_get", id=task.parent)
-                if parent and Task.from_row(parent).is_ready(tx.now) and \
-                        parent["open_blockers"] == 0:
+                if (
+                    parent
+                    and Task.from_row(parent).is_ready(tx.now)
+                    and parent["open_blockers"] == 0
+                ):
                     ready.append(task.parent)
             return ready
         self._event(tx, "reopened" if status == "open" else status, task.id)
         return []
 
-    def done(self, task_id: str, *, token: int | None = None,
-             worker: str | None = None) -> tuple[Task, list[str]]:
+    def done(
+        self, task_id: str, *, token: int | None = None, worker: str | None = None
+    ) -> tuple[Task, list[str]]:
         """Mark done and release its claim in one transaction; returns the task and ids unblocked.
 
         With `token` (the loop always passes it) the claim must still be live and carry that token.
@@ -423,7 +527,8 @@ class SQLStore:
             if task.open_blockers:
                 raise errors.BlockedError(
                     f"{task_id} is blocked by {', '.join(task.blocked_by)}",
-                    hint="finish those first or `ralph unblock`")
+                    hint="finish those first or `ralph unblock`",
+                )
             unblocked = self._transition(tx, task, "done", live)
         # What task_set_status and the claim's end just stored, without reading the row again.
         task.status, task.done_at, task.updated_at = "done", tx.now, tx.now
@@ -441,9 +546,12 @@ class SQLStore:
             if tx.one("dep_reaches", start=blocker_id, target=task_id):
                 raise errors.CycleError(
                     f"{task_id} cannot wait on {blocker_id}: {blocker_id} already waits on "
-                    f"{task_id}, directly or through other tasks")
-            if tx.run("dep_insert", blocker=blocker_id, blocked=task_id) and \
-                    blocker.status != "done":
+                    f"{task_id}, directly or through other tasks"
+                )
+            if (
+                tx.run("dep_insert", blocker=blocker_id, blocked=task_id)
+                and blocker.status != "done"
+            ):
                 tx.run("task_adjust_blockers", id=task_id, delta=1)
             self._event(tx, "blocked", task_id, blocker=blocker_id)
             return self._task(tx, task.id)
@@ -480,17 +588,20 @@ class SQLStore:
                 raise errors.InvalidTransitionError(f"cannot claim {task_id}: it is {task.status}")
             if task.open_blockers:
                 raise errors.BlockedError(
-                    f"cannot claim {task_id}: blocked by {', '.join(task.blocked_by)}")
+                    f"cannot claim {task_id}: blocked by {', '.join(task.blocked_by)}"
+                )
             if task.open_children:
                 raise errors.BlockedError(f"cannot claim {task_id}: it has open children")
             claim = self._claim(tx, task_id, worker, lease)
         if claim is None:  # raised after commit, so the expiry that failed the task is kept
             raise errors.InvalidTransitionError(
-                f"cannot claim {task_id}: it failed, its claim was lost {self.max_expiries} times")
+                f"cannot claim {task_id}: it failed, its claim was lost {self.max_expiries} times"
+            )
         return claim
 
-    def claim_next(self, worker: str, capabilities: Iterable[str] | None = None,
-                   lease: float = 1800.0) -> Claim | None:
+    def claim_next(
+        self, worker: str, capabilities: Iterable[str] | None = None, lease: float = 1800.0
+    ) -> Claim | None:
         """Pick the best ready task and claim it, in one transaction; None when nothing is ready."""
         lease = self._check_lease(lease)
         caps = None if capabilities is None else _dump(sorted(set(capabilities)))
@@ -506,8 +617,9 @@ class SQLStore:
                 if claim is not None:
                     return claim
 
-    def _claim(self, tx: Tx, task_id: str, worker: str, lease: float,
-               may_be_held: bool = True) -> Claim | None:
+    def _claim(
+        self, tx: Tx, task_id: str, worker: str, lease: float, may_be_held: bool = True
+    ) -> Claim | None:
         """Claim, expiring a lapsed claim first; None when that expiry failed the task."""
         live = tx.one("claim_live_for_task", task_id=task_id) if may_be_held else None
         if live is not None:
@@ -515,8 +627,9 @@ class SQLStore:
                 raise errors.AlreadyClaimedError(task_id, live["worker"], live["expires_at"])
             if self._expire(tx, Claim.from_row(live)):
                 return None
-        claim = Claim.from_row(tx.one("claim_insert", task_id=task_id, worker=worker,
-                                      lease=lease, now=tx.now))
+        claim = Claim.from_row(
+            tx.one("claim_insert", task_id=task_id, worker=worker, lease=lease, now=tx.now)
+        )
         tx.run("task_set_lease", id=task_id, lease_expires=claim.expires_at)
         self._event(tx, "claimed", task_id, worker, claim.token, lease_seconds=lease)
         return claim
@@ -534,26 +647,55 @@ class SQLStore:
             if self.max_renewals is not None and claim.renewals >= self.max_renewals:
                 raise errors.RenewalLimitError(
                     f"cannot renew {task_id}: renewed {claim.renewals} times already "
-                    f"(limit {self.max_renewals})")
+                    f"(limit {self.max_renewals})"
+                )
             renewed = Claim.from_row(tx.one("claim_renew", id=claim.token, now=tx.now))
             tx.run("task_set_lease", id=task_id, lease_expires=renewed.expires_at)
             self._event(tx, "renewed", task_id, worker, claim.token, renewals=renewed.renewals)
             return renewed
 
-    def release(self, task_id: str, worker: str, token: int | None = None, *,
-                retry_in: float = 0.0, count_attempt: bool = False,
-                note: str | None = None) -> None:
+    def release(
+        self,
+        task_id: str,
+        worker: str,
+        token: int | None = None,
+        *,
+        retry_in: float = 0.0,
+        count_attempt: bool = False,
+        note: str | None = None,
+    ) -> None:
         """Give the task back to the queue (holder only), optionally after a backoff delay."""
         with self.transaction() as tx:
             claim = self._live_claim(tx, task_id, worker, token, "release")
             tx.run("claim_end", id=claim.token, state="released", now=tx.now)
-            tx.run("task_requeue", id=task_id, count=int(count_attempt), retry_in=retry_in,
-                   note=note, now=tx.now)
-            self._event(tx, "released", task_id, worker, claim.token,
-                        retry_in=retry_in, counted=count_attempt, note=note)
+            tx.run(
+                "task_requeue",
+                id=task_id,
+                count=int(count_attempt),
+                retry_in=retry_in,
+                note=note,
+                now=tx.now,
+            )
+            self._event(
+                tx,
+                "released",
+                task_id,
+                worker,
+                claim.token,
+                retry_in=retry_in,
+                counted=count_attempt,
+                note=note,
+            )
 
-    def fail(self, task_id: str, worker: str, token: int | None = None, *, reason: str,
-             count_attempt: bool = True) -> Task:
+    def fail(
+        self,
+        task_id: str,
+        worker: str,
+        token: int | None = None,
+        *,
+        reason: str,
+        count_attempt: bool = True,
+    ) -> Task:
         """Mark the task failed for good (max attempts reached) and release its claim."""
         with self.transaction() as tx:
             claim = self._live_claim(tx, task_id, worker, token, "fail")
@@ -598,7 +740,8 @@ class SQLStore:
             if claim.expires_at > tx.now and not force:
                 raise errors.InvalidTransitionError(
                     f"claim {claim_id} on {claim.task_id} is still live",
-                    hint="wait for it to expire, or release it as its holder")
+                    hint="wait for it to expire, or release it as its holder",
+                )
             self._expire(tx, claim)
             return claim
 
@@ -629,8 +772,9 @@ class SQLStore:
             for claim in held:
                 tx.run("claim_end", id=claim.token, state="released", now=tx.now)
                 tx.run("task_set_lease", id=claim.task_id, lease_expires=0)
-                self._event(tx, "released", claim.task_id, worker, claim.token,
-                            reason="release_worker")
+                self._event(
+                    tx, "released", claim.task_id, worker, claim.token, reason="release_worker"
+                )
             return held
 
     def expire_worker(self, worker: str, *, only_if_dead: bool = True) -> list[Claim]:
@@ -638,9 +782,13 @@ class SQLStore:
         stopped), judged by this transaction's clock; expiries count toward `max_expiries`."""
         with self.transaction() as tx:
             row = tx.one("worker_by_name", name=worker)
-            if only_if_dead and (row is None or (
+            if only_if_dead and (
+                row is None
+                or (
                     row["status"] != "stopped"
-                    and tx.now - row["heartbeat_at"] <= 2 * row["heartbeat_interval"])):
+                    and tx.now - row["heartbeat_at"] <= 2 * row["heartbeat_interval"]
+                )
+            ):
                 return []
             held = [Claim.from_row(r) for r in tx.all("claims_live_by_worker", worker=worker)]
             for claim in held:
@@ -648,15 +796,26 @@ class SQLStore:
             return held
 
     # -- workers ---------------------------------------------------------------------------
-    def register_worker(self, name: str, *, capabilities: Iterable[str] = (),
-                        pid: int | None = None, host: str | None = None,
-                        heartbeat_interval: float = 10.0) -> Worker:
+    def register_worker(
+        self,
+        name: str,
+        *,
+        capabilities: Iterable[str] = (),
+        pid: int | None = None,
+        host: str | None = None,
+        heartbeat_interval: float = 10.0,
+    ) -> Worker:
         """Register (or re-register, keeping its id) a worker by name."""
         caps = _dump(_strings(capabilities, "capability"))
         with self.transaction() as tx:
             row = tx.one("worker_by_name", name=name)
-            params = {"pid": pid, "host": host, "capabilities": caps, "now": tx.now,
-                      "heartbeat_interval": heartbeat_interval}
+            params = {
+                "pid": pid,
+                "host": host,
+                "capabilities": caps,
+                "now": tx.now,
+                "heartbeat_interval": heartbeat_interval,
+            }
             if row is None:
                 worker_id = "worker-" + os.urandom(3).hex()
                 tx.run("worker_insert", id=worker_id, name=name, **params)
@@ -666,12 +825,18 @@ class SQLStore:
             self._event(tx, "worker_started", worker=name, pid=pid, host=host)
             return Worker.from_row(tx.one("worker_by_id", id=worker_id))
 
-    def heartbeat(self, worker_id: str, *, status: str | None = None,
-                  current_task: str | None = None) -> bool:
+    def heartbeat(
+        self, worker_id: str, *, status: str | None = None, current_task: str | None = None
+    ) -> bool:
         """Record that the worker is alive; returns True when someone asked it to stop."""
         with self.transaction() as tx:
-            row = tx.one("worker_heartbeat", id=worker_id, now=tx.now, status=status,
-                         current_task=current_task)
+            row = tx.one(
+                "worker_heartbeat",
+                id=worker_id,
+                now=tx.now,
+                status=status,
+                current_task=current_task,
+            )
             if row is None:
                 raise errors.WorkerNotFoundError(f"no worker with id {worker_id!r}")
             return bool(row["stop_requested"])
@@ -679,14 +844,19 @@ class SQLStore:
     def stop_worker(self, name_or_id: str, *, stopped: bool = False) -> Worker:
         """Ask a worker to stop (it sees this at its next heartbeat), or mark it stopped."""
         with self.transaction() as tx:
-            row = tx.one("worker_by_name", name=name_or_id) or tx.one("worker_by_id",
-                                                                      id=name_or_id)
+            row = tx.one("worker_by_name", name=name_or_id) or tx.one("worker_by_id", id=name_or_id)
             if row is None:
                 raise errors.WorkerNotFoundError(
-                    f"no worker named {name_or_id!r}", hint="`ralph worker list --all` shows them")
+                    f"no worker named {name_or_id!r}", hint="`ralph worker list --all` shows them"
+                )
             if stopped:
-                tx.run("worker_set_status", id=row["id"], status="stopped", current_task=None,
-                       now=tx.now)
+                tx.run(
+                    "worker_set_status",
+                    id=row["id"],
+                    status="stopped",
+                    current_task=None,
+                    now=tx.now,
+                )
                 self._event(tx, "worker_stopped", worker=row["name"])
             else:
                 tx.run("worker_request_stop", id=row["id"])
@@ -697,12 +867,23 @@ class SQLStore:
             return [Worker.from_row(r) for r in tx.all("workers_list")]
 
     # -- events and attempts ---------------------------------------------------------------
-    def events(self, *, task_id: str | None = None, kind: str | None = None, after: int = 0,
-               limit: int | None = None) -> list[Event]:
+    def events(
+        self,
+        *,
+        task_id: str | None = None,
+        kind: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[Event]:
         """The audit log, oldest first."""
         with self.transaction(write=False) as tx:
-            rows = tx.all("events_list", task_id=task_id, kind=kind, after=after,
-                          limit=-1 if limit is None else limit)
+            rows = tx.all(
+                "events_list",
+                task_id=task_id,
+                kind=kind,
+                after=after,
+                limit=-1 if limit is None else limit,
+            )
         return [Event.from_row(r) for r in rows]
 
     def recent_events(self, limit: int = 10) -> list[Event]:
@@ -714,23 +895,50 @@ class SQLStore:
             counts = {r["status"]: r["n"] for r in tx.all("status_counts")}
         return {s: counts.get(s, 0) for s in STATUSES}
 
-    def start_attempt(self, task_id: str, *, attempt: int, worker: str, agent: str,
-                      run_dir: str | None = None) -> Attempt:
+    def start_attempt(
+        self, task_id: str, *, attempt: int, worker: str, agent: str, run_dir: str | None = None
+    ) -> Attempt:
         with self.transaction() as tx:
             self._task(tx, task_id)
-            return Attempt.from_row(tx.one("attempt_insert", task_id=task_id, attempt=attempt,
-                                           worker=worker, agent=agent, now=tx.now,
-                                           run_dir=run_dir))
+            return Attempt.from_row(
+                tx.one(
+                    "attempt_insert",
+                    task_id=task_id,
+                    attempt=attempt,
+                    worker=worker,
+                    agent=agent,
+                    now=tx.now,
+                    run_dir=run_dir,
+                )
+            )
 
-    def finish_attempt(self, attempt_id: int, *, outcome: str, exit_code: int | None = None,
-                       cost_usd: float | None = None, input_tokens: int | None = None,
-                       output_tokens: int | None = None, session_id: str | None = None,
-                       summary: str | None = None, counted: bool = True) -> Attempt:
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        *,
+        outcome: str,
+        exit_code: int | None = None,
+        cost_usd: float | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        session_id: str | None = None,
+        summary: str | None = None,
+        counted: bool = True,
+    ) -> Attempt:
         with self.transaction() as tx:
-            row = tx.one("attempt_finish", id=attempt_id, now=tx.now, outcome=outcome,
-                         exit_code=exit_code, cost_usd=cost_usd, input_tokens=input_tokens,
-                         output_tokens=output_tokens, session_id=session_id, summary=summary,
-                         counted=int(counted))
+            row = tx.one(
+                "attempt_finish",
+                id=attempt_id,
+                now=tx.now,
+                outcome=outcome,
+                exit_code=exit_code,
+                cost_usd=cost_usd,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                session_id=session_id,
+                summary=summary,
+                counted=int(counted),
+            )
             if row is None:
                 raise errors.NotFoundError(f"no attempt with id {attempt_id}")
             return Attempt.from_row(row)

@@ -47,8 +47,9 @@ class SQLiteStore(SQLStore):
 
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
-                 create: bool = True):
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = time.time, create: bool = True
+    ):
         self.path = Path(path)
         self.clock = clock
         self._sql = queries.load("sqlite.sql")
@@ -56,8 +57,10 @@ class SQLiteStore(SQLStore):
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         if self.path.is_dir():
-            raise errors.StoreError(f"{self.path} is a directory, not a database file",
-                                    hint="pass a file path with --db or RALPH_DB")
+            raise errors.StoreError(
+                f"{self.path} is a directory, not a database file",
+                hint="pass a file path with --db or RALPH_DB",
+            )
         if not self.path.exists():
             if not create:
                 raise errors.StoreError(f"no database at {self.path}")
@@ -75,8 +78,12 @@ class SQLiteStore(SQLStore):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None,
-                                       timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    check_same_thread=False,
+                )
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -91,19 +98,25 @@ class SQLiteStore(SQLStore):
 
     def _unusable(self, exc: sqlite3.Error) -> errors.StoreError:
         if "not a database" in str(exc) or "file is encrypted" in str(exc):
-            return errors.StoreError(f"{self.path} is not a SQLite database",
-                                     hint="point --db or RALPH_DB at a ralph database file")
+            return errors.StoreError(
+                f"{self.path} is not a SQLite database",
+                hint="point --db or RALPH_DB at a ralph database file",
+            )
         return errors.StoreError(f"cannot use {self.path}: {exc}")
 
     def _migrate(self) -> None:
         conn = self._conn()
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from exc
         if tables and "meta" not in tables:
-            raise errors.StoreError(f"{self.path} is a SQLite database but not ralph's",
-                                    hint="point --db or RALPH_DB at a ralph database file")
+            raise errors.StoreError(
+                f"{self.path} is a SQLite database but not ralph's",
+                hint="point --db or RALPH_DB at a ralph database file",
+            )
         migrations = queries.schema("sqlite")
         latest = migrations[-1][0]
         if tables and self._version(conn) == latest:
@@ -115,14 +128,17 @@ class SQLiteStore(SQLStore):
             if current > latest:
                 raise errors.StoreError(
                     f"{self.path} has schema version {current}, newer than this ralph ({latest})",
-                    hint="upgrade ralph")
+                    hint="upgrade ralph",
+                )
             for version, sql in migrations:
                 if version > current:
                     for statement in sql.split(";\n"):
                         if statement.strip():
                             conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                         (str(latest),))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(latest),),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
