@@ -212,7 +212,7 @@ class RemoteWorktrees(Worktrees):
             result.status = "empty"
             result.message = f"{result.branch} adds nothing to {self.upstream} after the rebase"
             return
-        if not self._lease_held(result, check_lease):
+        if not self._lease_held(result, check_lease, "lease lost before the push; nothing pushed"):
             return
         try:
             g.push("--porcelain", self.remote, f"{new}:refs/heads/{self.target}")
@@ -240,7 +240,7 @@ class RemoteWorktrees(Worktrees):
             result.message = f"{result.branch} adds nothing to {self.upstream}"
             return result
         new = self._squash(g, g.merge_base(upstream, tip))
-        if not self._lease_held(result, check_lease):
+        if not self._lease_held(result, check_lease, "lease lost before the push; nothing pushed"):
             return result
         try:
             # Forced: an earlier attempt of the same task may have pushed an older version.
@@ -254,29 +254,6 @@ class RemoteWorktrees(Worktrees):
         g.checkout("-q", "--detach", new)
         g.branch("-q", "-D", result.branch)  # the remote keeps it
         return result
-
-    def _squash(self, g: git.Git, base: str) -> str:
-        """Make the commits after `base` one commit (the last one's message); returns HEAD."""
-        new = self._rev("HEAD", g)
-        assert new is not None
-        if self.squash and int(g.rev_list("--count", f"{base}..{new}")) > 1:
-            g.reset("-q", "--soft", base)
-            g.commit("-q", "--no-verify", "-C", new)
-            new = self._rev("HEAD", g)
-            assert new is not None
-        return new
-
-    @staticmethod
-    def _lease_held(result: IntegrateResult, check_lease: Callable[[], bool]) -> bool:
-        """The fence, right before a push: a worker that lost its claim pushes nothing."""
-        try:
-            live = check_lease()
-        except errors.LeaseLostError as exc:
-            live, result.message = False, exc.message
-        if not live:
-            result.status = "lease_lost"
-            result.message = result.message or "lease lost before the push; nothing pushed"
-        return live
 
     def contains(self, sha: str) -> bool:
         """Whether the local target or the remote's (as last fetched or pushed) holds `sha`."""

@@ -406,21 +406,13 @@ class Worktrees:
                 g.rebase("-q", "--no-autostash", old)
             except GitCommandError as exc:
                 return self._conflict(g, result, base, tip, exc)
-            new = self._rev("HEAD", g)
-            if self.squash and int(g.rev_list("--count", f"{old}..{new}")) > 1:
-                g.reset("-q", "--soft", old)
-                g.commit("-q", "--no-verify", "-C", new)
-                new = self._rev("HEAD", g)
+            new = self._squash(g, old)
             if new == old:
                 result.message = f"{branch} adds nothing to {self.target} after the rebase"
                 return result
-            try:
-                live = check_lease()
-            except errors.LeaseLostError as exc:
-                live, result.message = False, exc.message
-            if not live:
-                result.status = "lease_lost"
-                result.message = result.message or "lease lost before the merge; target unmoved"
+            if not self._lease_held(
+                result, check_lease, "lease lost before the merge; target unmoved"
+            ):
                 return result
             blocked = self._advance(result, old, new)
             if blocked:
@@ -513,6 +505,29 @@ class Worktrees:
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             return ", ".join(names[:3]) + more
         return ""
+
+    def _squash(self, g: git.Git, base: str) -> str:
+        """Make the commits after `base` one commit (the last one's message); returns HEAD."""
+        new = self._rev("HEAD", g)
+        assert new is not None
+        if self.squash and int(g.rev_list("--count", f"{base}..{new}")) > 1:
+            g.reset("-q", "--soft", base)
+            g.commit("-q", "--no-verify", "-C", new)
+            new = self._rev("HEAD", g)
+            assert new is not None
+        return new
+
+    @staticmethod
+    def _lease_held(result: IntegrateResult, check_lease: Callable[[], bool], lost: str) -> bool:
+        """The fence, right before the target moves: a worker that lost its claim moves nothing."""
+        try:
+            live = check_lease()
+        except errors.LeaseLostError as exc:
+            live, result.message = False, exc.message
+        if not live:
+            result.status = "lease_lost"
+            result.message = result.message or lost
+        return live
 
     def contains(self, sha: str) -> bool:
         """Whether the target branch already holds commit `sha`."""
