@@ -28,6 +28,7 @@ SECTIONS = [
     ("Lease renewal under contention", "bench_lease.py", []),
     ("Crash recovery", "bench_recovery.py", []),
     ("Worker memory", "bench_memory.py", []),
+    ("Parallel workers", "bench_parallel.py", []),
 ]
 
 

@@ -20,6 +20,7 @@ SECTIONS = [
     "## Lease renewal under contention",
     "## Crash recovery",
     "## Worker memory",
+    "## Parallel workers",
 ]
 TABLES = [
     "### Hot CLI start",
@@ -30,6 +31,7 @@ TABLES = [
     "### Lease renewal under contention",
     "### Crash recovery",
     "### Worker memory",
+    "### Parallel workers",
 ]
 
 
