@@ -321,3 +321,20 @@ def test_server_crash_mid_run_loses_and_repeats_nothing(pg_server, pg_url):
     assert [r[2] for r in reports] == [[]] * 4
     assert sum(r[1] for r in reports) == tasks
     _assert_each_claimed_and_done_once(pg_url, ids)
+
+
+def test_a_failing_write_sent_without_waiting_rolls_back_its_whole_transaction(pg_url):
+    with open_store(pg_url) as store:
+        task = store.add("pipelined")
+        bad = psycopg.errors.CheckViolation
+        with pytest.raises(bad), store.transaction() as tx:  # surfaces with COMMIT
+            tx.run("task_set_lease", id=task.id, lease_expires=tx.now + 60)
+            tx.run("task_set_status", id=task.id, status="bogus", now=tx.now, done_at=None)
+        with pytest.raises(bad), store.transaction() as tx:  # surfaces with the next read
+            tx.run("task_set_status", id=task.id, status="bogus", now=tx.now, done_at=None)
+            tx.one("task_get", id=task.id)
+        after = store.get(task.id)
+        assert (after.status, after.lease_expires) == ("open", 0)
+        claim = store.claim_next("w1", lease=60)  # the connections are still usable
+        assert claim is not None and claim.task_id == task.id
+        assert store.done(task.id, token=claim.token)[0].status == "done"

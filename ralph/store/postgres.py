@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import pq, sql
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from tenacity import (
@@ -56,12 +56,26 @@ _LOCK_CLAUSE = re.compile(
 # stamps its connection's row in commit_marks; when the answer to a COMMIT is lost, the row
 # says whether it happened. (A transaction id cannot: after a crash the server may hand the
 # same id to a new transaction.)
-_BEGIN = sql.SQL(
-    "BEGIN ISOLATION LEVEL READ COMMITTED; "
-    "INSERT INTO commit_marks (conn_id, mark, at) VALUES ({}, {}, extract(epoch FROM now())) "
-    "ON CONFLICT (conn_id) DO UPDATE SET mark = excluded.mark, at = excluded.at; "
-    "SELECT extract(epoch FROM now())::float8 AS now"
-)  # several statements, so no bound parameters: the values are quoted as literals
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_MARK = (
+    "INSERT INTO commit_marks (conn_id, mark, at) VALUES (%s, %s, extract(epoch FROM now())) "
+    "ON CONFLICT (conn_id) DO UPDATE SET mark = excluded.mark, at = excluded.at"
+)
+# Write transactions run in pipeline mode: statements are sent at once and only a read of
+# their rows waits for the server. These named queries' row counts are never read, so `run`
+# sends them without waiting (and returns -1): they reach the server with the next statement
+# whose rows are read, or with COMMIT, and any error they raise surfaces there.
+_DEFERRED = frozenset(
+    {
+        "event_insert",
+        "task_set_lease",
+        "task_set_status",
+        "claim_end",
+        "dependents_adjust_blockers",
+        "task_adjust_children",
+        "task_adjust_blockers",
+    }
+)
 _MARK_READ = "SELECT mark FROM commit_marks WHERE conn_id = %s FOR UPDATE"  # waits out a
 _MARK_DROP = "DELETE FROM commit_marks WHERE conn_id = %s"  # COMMIT the server still runs
 _MARKS_PRUNE = "DELETE FROM commit_marks WHERE at < extract(epoch FROM now()) - 86400"
@@ -144,14 +158,32 @@ class _CallState(threading.local):
 
 
 class _PgTx:
-    def __init__(self, conn: psycopg.Connection[Row], sql: Mapping[str, list[str]], now: float):
+    """Named queries on one connection; in a write transaction (pipeline mode) `now` is read
+    from the BEGIN batch only when first used, so that batch can travel with the first query."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Row],
+        sql: Mapping[str, list[str]],
+        now: float | psycopg.Cursor[Row],
+        pipeline: psycopg.Pipeline | None = None,
+    ):
         self.conn = conn
         self.sql = sql
-        self.now = now
+        self._now = now
+        self._pipeline = pipeline
+
+    @property
+    def now(self) -> float:
+        if not isinstance(self._now, float | int):
+            row = self._now.fetchone()
+            self._now = row["now"] if row else float("nan")
+        return self._now
 
     def _run(self, name: str, params: Mapping[str, Any]) -> psycopg.Cursor[Row]:
-        cur = self.conn.cursor()
+        # A cursor per statement: in pipeline mode a reused one could show an earlier result.
         for statement in self.sql[name]:
+            cur = self.conn.cursor()
             cur.execute(statement, params)
         return cur
 
@@ -162,7 +194,12 @@ class _PgTx:
         return self._run(name, params).fetchall()
 
     def run(self, name: str, /, **params: Any) -> int:
-        return self._run(name, params).rowcount
+        cur = self._run(name, params)
+        if self._pipeline is not None:
+            if name in _DEFERRED:
+                return -1
+            self._pipeline.sync()
+        return cur.rowcount
 
     def many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -326,54 +363,76 @@ class PostgresStore(SQLStore):
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS found", (name,)).fetchone()
         return bool(row and row["found"])
 
-    # -- transactions ------------------------------------------------------------------------
+    # -- transactions ----------------------------------------------------------------------
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[_PgTx]:
-        """Connections run in autocommit mode and this sends BEGIN itself, together with the
-        clock query, saving a round trip. A read "transaction" sends no BEGIN at all: under READ
-        COMMITTED each statement has its own snapshot anyway, so it would add nothing."""
+        """Connections run in autocommit mode and this sends BEGIN itself. A read "transaction"
+        sends no BEGIN at all: under READ COMMITTED each statement has its own snapshot anyway,
+        so it would add nothing."""
         conn = self._checkout()
         try:
-            now = self.clock() if self.clock else None
-            mark = secrets.token_hex(8)
             if write:
-                cur = conn.execute(_BEGIN.format(sql.Literal(conn.ralph_id), sql.Literal(mark)))
-                cur.nextset()
-                cur.nextset()  # the third statement's rows: the clock
-                row = cur.fetchone()
-            elif now is None:
-                row = conn.execute(_NOW).fetchone()
-            if now is None:
-                now = row["now"]
-            try:
-                yield _PgTx(conn, self._write_sql if write else self._read_sql, now)
-            except BaseException:
-                if write:
-                    with suppress(psycopg.Error):
-                        conn.execute("ROLLBACK")
-                raise
-            if write:
-                self._commit(conn, mark)
-                self._state.committed = True
+                with self._write(conn) as tx:
+                    yield tx
+            else:
+                now = self.clock() if self.clock else conn.execute(_NOW).fetchone()["now"]
+                yield _PgTx(conn, self._read_sql, now)
         finally:
             self._checkin(conn)
 
-    def _commit(self, conn: psycopg.Connection[Row], mark: str) -> None:
-        """COMMIT; when its answer is lost, ask the server (once back) whether it happened."""
+    @contextmanager
+    def _write(self, conn: psycopg.Connection[Row]) -> Iterator[_PgTx]:
+        """A write transaction in pipeline mode: BEGIN, the commit mark and the clock read go
+        out with the first statement whose rows are needed; the writes whose rows are not go
+        out with the next read or with COMMIT."""
+        mark = secrets.token_hex(8)
+        committing = False
         try:
-            conn.execute("COMMIT")
+            with conn.pipeline() as pipeline:
+                conn.cursor().execute(_BEGIN, prepare=False)
+                conn.cursor().execute(_MARK, (conn.ralph_id, mark))
+                now: float | psycopg.Cursor[Row]
+                if self.clock:
+                    now = self.clock()
+                else:
+                    now = conn.cursor()
+                    now.execute(_NOW)
+                yield _PgTx(conn, self._write_sql, now, pipeline)
+                committing = True
+                # Leaving the block sends the pending writes, COMMIT and one Sync, and raises
+                # the first error among them.
+                conn.cursor().execute("COMMIT", prepare=False)
         except psycopg.OperationalError as exc:
-            try:
-                committed = self._committed(conn.ralph_id, mark)
-            except psycopg.Error:
-                # Neither retrying (it may have committed) nor claiming success is safe.
-                raise errors.StoreError(
-                    f"lost PostgreSQL at {self._url} during COMMIT and cannot tell whether it "
-                    f"happened: {self._scrub(_first_line(exc))}",
-                    hint="check the result with `ralph list` or `ralph log`",
-                ) from None
-            if not committed:
+            self._rollback(conn)
+            if not committing:
                 raise
+            self._lost_commit(conn, mark, exc)
+        except BaseException:
+            self._rollback(conn)
+            raise
+        self._state.committed = True
+
+    @staticmethod
+    def _rollback(conn: psycopg.Connection[Row]) -> None:
+        with suppress(psycopg.Error):
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+
+    def _lost_commit(
+        self, conn: psycopg.Connection[Row], mark: str, exc: psycopg.OperationalError
+    ) -> None:
+        """The answer to COMMIT was lost: ask the server (once back) whether it happened."""
+        try:
+            committed = self._committed(conn.ralph_id, mark)
+        except psycopg.Error:
+            # Neither retrying (it may have committed) nor claiming success is safe.
+            raise errors.StoreError(
+                f"lost PostgreSQL at {self._url} during COMMIT and cannot tell whether it "
+                f"happened: {self._scrub(_first_line(exc))}",
+                hint="check the result with `ralph list` or `ralph log`",
+            ) from None
+        if not committed:
+            raise exc
 
     def _committed(self, conn_id: str, mark: str) -> bool:
         for attempt in Retrying(
