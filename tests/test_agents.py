@@ -14,7 +14,7 @@ from ralph.agents import get_agent, known_agents
 from ralph.agents.base import Agent
 from ralph.errors import ConfigError
 
-PROMPT_FILE = Path("/work/repo/.ralph/runs/rl-1/1/prompt.md")
+PROMPT_FILE = Path("/srv/repo/.ralph/runs/rl-1/1/prompt.md")
 HOSTILE = "--dangerously-delete-everything; rm -rf /"
 
 

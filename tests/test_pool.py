@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gitutil import git, init_repo
 
 from ralph import errors
 from ralph.parallel import check_names_free, worker_names
@@ -18,22 +19,9 @@ from ralph.store import open_store
 AGENT = Path(__file__).parent / "scripts" / "parallel_agent.py"
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test")
-    git(root, "config", "user.email", "test@example.invalid")
-    (root / "shared.txt").write_text("base\n")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "start")
+    root = init_repo(tmp_path / "repo", {"shared.txt": "base\n"})
     (tmp_path / "ralph.toml").write_text('backoff = "0.1s"\npoll = "0.1s"\n')
     return root
 

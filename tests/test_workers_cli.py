@@ -12,28 +12,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from gitutil import git, init_repo
 
 from ralph.store import open_store
 
 AGENT = Path(__file__).parent / "scripts" / "parallel_agent.py"
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test")
-    git(root, "config", "user.email", "test@example.invalid")
-    (root / "README.md").write_text("start\n")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "start")
+    root = init_repo(tmp_path / "repo", {"README.md": "start\n"})
     (tmp_path / "ralph.toml").write_text('backoff = "0.1s"\npoll = "0.1s"\n')
     with open_store(root / ".ralph" / "ralph.db") as store:
         store.add("the task", id="t1")

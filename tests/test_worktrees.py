@@ -9,28 +9,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from gitutil import git, init_repo
 
 from ralph import errors
 from ralph.worktrees import MergeLock, Worktrees
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Test")
-    git(root, "config", "user.email", "test@example.com")
-    (root / "shared.txt").write_text("one\ntwo\nthree\n")
-    (root / "README.md").write_text("demo\n")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "initial")
+    root = init_repo(
+        tmp_path / "repo",
+        {"shared.txt": "one\ntwo\nthree\n", "README.md": "demo\n"},
+        message="initial",
+    )
     return root
 
 
