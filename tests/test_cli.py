@@ -438,6 +438,8 @@ MALFORMED_JSONL = {
     ),
     "duplicate id": ('{"id": "a", "title": "A"}\n{"id": "a", "title": "A again"}\n', "twice", 2),
     "existing id": ('{"id": "keep-1", "title": "A"}\n', "already exists", 2),
+    "bad field in an array": ('[{"title": "A"}, {"title": "B", "priority": "high"}]', "item 2", 2),
+    "not an object in an array": ('[{"title": "A"}, 7]', "item 2", 2),
 }
 
 

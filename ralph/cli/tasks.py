@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -34,7 +33,6 @@ Requires = Annotated[
 Limit = Annotated[int | None, typer.Option("--limit", "-n", min=0, help="Show at most N.")]
 
 _TASK_N = re.compile(r"^task (\d+): ")
-_LINE_HINT = 'each line must be one task object, e.g. {"title": "Write the parser"}'
 
 
 def add(
@@ -97,16 +95,14 @@ def add(
 
 
 def _add_from(source: str, as_json: bool) -> None:
-    specs, line_of = read_task_objects(source)
+    pairs = read_task_objects(source)
     try:
-        tasks = store().add_many(specs)
+        tasks = store().add_many([obj for obj, _ in pairs])
     except errors.RalphError as exc:
         # The store numbers tasks from 1; point at the line of the file instead.
         match = _TASK_N.match(exc.message)
-        if match and line_of:
-            exc.message = (
-                f"{source} line {line_of[int(match.group(1)) - 1]}: " + exc.message[match.end() :]
-            )
+        if match:
+            exc.message = f"{pairs[int(match.group(1)) - 1][1]}: " + exc.message[match.end() :]
         raise
     if as_json:
         emit_json(tasks_json(tasks))
@@ -114,44 +110,16 @@ def _add_from(source: str, as_json: bool) -> None:
         echo(f"Added {len(tasks)} task{'s' if len(tasks) != 1 else ''} from {source}")
 
 
-def read_task_objects(source: str) -> tuple[list[dict[str, Any]], list[int]]:
-    """Task objects from JSONL (or one JSON array), with the line number of each."""
+def read_task_objects(source: str) -> list[tuple[dict[str, Any], str]]:
+    """Task objects from a file or stdin (JSONL or one JSON array), each with where it stands."""
+    from ralph.taskfile import task_objects
+
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise errors.UsageError(f"cannot read {source}: {reason}") from exc
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise errors.UsageError(
-                f"{source} line {exc.lineno}: invalid JSON ({exc.msg})",
-                hint="give a JSON array of task objects or JSONL",
-            ) from exc
-        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-            raise errors.UsageError(f"{source}: expected an array of task objects")
-        return data, []
-    specs: list[dict[str, Any]] = []
-    line_of: list[int] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise errors.UsageError(
-                f"{source} line {n}: invalid JSON ({exc.msg} at column {exc.colno})",
-                hint=_LINE_HINT,
-            ) from exc
-        if not isinstance(obj, dict):
-            raise errors.UsageError(
-                f"{source} line {n}: expected a task object, got {type(obj).__name__}",
-                hint=_LINE_HINT,
-            )
-        specs.append(obj)
-        line_of.append(n)
-    return specs, line_of
+    return task_objects(text, source)
 
 
 def list_(

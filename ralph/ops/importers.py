@@ -21,6 +21,7 @@ from typing import Any
 from ralph import errors
 from ralph.models import ID_PATTERN, STATUSES, Task
 from ralph.store.base import SQLStore
+from ralph.taskfile import task_objects
 
 FORMATS = ("prd", "md", "jsonl")
 # The fields of a task object that `ralph export` writes and `add_many` reads.
@@ -260,26 +261,8 @@ def parse_prd(text: str, name: str, key: str, *, chain: bool = False) -> list[So
 def parse_jsonl(text: str, name: str, key: str) -> list[SourceTask]:
     """Task objects, one per line (what `ralph export` writes) or one JSON array
     (what `ralph list --json` prints). Objects without an id get one from their position."""
-    objects: list[tuple[Any, str]] = []
-    if text.lstrip().startswith("["):
-        data = _load_json(text, name)
-        objects = [(obj, f"{name} item {n}") for n, obj in enumerate(data, 1)]
-    else:
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise errors.UsageError(
-                    f"{name} line {n}: invalid JSON ({exc.msg} at column {exc.colno})",
-                    hint='each line must be one task object, e.g. {"title": "Write the parser"}',
-                ) from exc
-            objects.append((obj, f"{name} line {n}"))
     tasks = []
-    for n, (obj, where) in enumerate(objects, 1):
-        if not isinstance(obj, dict):
-            raise errors.UsageError(f"{where}: expected a task object, got {type(obj).__name__}")
+    for n, (obj, where) in enumerate(task_objects(text, name), 1):
         spec = {k: obj[k] for k in TASK_FIELDS if obj.get(k) is not None}
         if "priority" not in spec and obj.get("score") is not None:
             spec["priority"] = obj["score"]
