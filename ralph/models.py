@@ -73,6 +73,8 @@ class Task:
     not_before: float = 0.0
     last_error: str | None = None
     lease_expires: float = 0.0
+    commit_sha: str | None = None
+    discovered_from: str | None = None
     blocked_by: list[str] = field(default_factory=list)
     claimed_by: str | None = None
 
@@ -97,6 +99,8 @@ class Task:
             not_before=row["not_before"],
             last_error=row["last_error"],
             lease_expires=row["lease_expires"],
+            commit_sha=row["commit_sha"],
+            discovered_from=row["discovered_from"],
         )
 
     def is_ready(self, now: float | None = None) -> bool:
@@ -133,6 +137,8 @@ class Task:
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "done_at": iso(self.done_at),
+            "commit": self.commit_sha,
+            "discovered_from": self.discovered_from,
         }
 
 
@@ -285,12 +291,17 @@ class Attempt:
     run_dir: str | None = None
     summary: str | None = None
     counted: bool = True
+    token: int | None = None
+    host: str | None = None
+    cost_estimated: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Attempt:
+        flags = ("counted", "cost_estimated")
         return cls(
-            **{k: row[k] for k in cls.__dataclass_fields__ if k != "counted"},
+            **{k: row[k] for k in cls.__dataclass_fields__ if k not in flags},
             counted=bool(row["counted"]),
+            cost_estimated=bool(row["cost_estimated"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,4 +309,25 @@ class Attempt:
         data["started_at"] = iso(self.started_at)
         data["ended_at"] = iso(self.ended_at)
         data["duration_s"] = round(self.ended_at - self.started_at, 3) if self.ended_at else None
+        return data
+
+
+@dataclass
+class AttemptEnd:
+    """How an attempt ended, as one store call records it."""
+
+    outcome: str
+    exit_code: int | None = None
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    session_id: str | None = None
+    summary: str | None = None
+    counted: bool = True
+    cost_estimated: bool = False
+
+    def params(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counted"] = int(self.counted)
+        data["cost_estimated"] = int(self.cost_estimated)
         return data

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ralph import errors
-from ralph.models import ID_PATTERN, STATUSES, Attempt, Claim, Event, Task, Worker
+from ralph.models import ID_PATTERN, STATUSES, Attempt, AttemptEnd, Claim, Event, Task, Worker
 
 Row = Mapping[str, Any]
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -85,7 +85,9 @@ class SQLStore:
 
     backend = "sql"
     max_renewals: int | None = None
-    max_expiries: int | None = None
+    # The poison pill: a task whose claim lapses this often (its workers keep crashing or
+    # hanging) ends `failed` instead of taking down worker after worker.
+    max_expiries: int | None = 3
 
     # -- backend hooks ---------------------------------------------------------------------
     def transaction(self, write: bool = True) -> AbstractContextManager[Tx]:
@@ -756,6 +758,7 @@ class SQLStore:
     def _expire(self, tx: Tx, claim: Claim) -> bool:
         """Expire a claim; True when that was the task's last allowed expiry and it failed."""
         tx.run("claim_end", id=claim.token, state="expired", now=tx.now)
+        self._close_crashed(tx, claim.task_id, claim.token)
         expiries = tx.one("task_count_expiry", id=claim.task_id)["expiries"]
         self._event(tx, "expired", claim.task_id, claim.worker, claim.token, expiries=expiries)
         if self.max_expiries is not None and expiries >= self.max_expiries:
@@ -896,7 +899,15 @@ class SQLStore:
         return {s: counts.get(s, 0) for s in STATUSES}
 
     def start_attempt(
-        self, task_id: str, *, attempt: int, worker: str, agent: str, run_dir: str | None = None
+        self,
+        task_id: str,
+        *,
+        attempt: int,
+        worker: str,
+        agent: str,
+        run_dir: str | None = None,
+        token: int | None = None,
+        host: str | None = None,
     ) -> Attempt:
         with self.transaction() as tx:
             self._task(tx, task_id)
@@ -909,39 +920,146 @@ class SQLStore:
                     agent=agent,
                     now=tx.now,
                     run_dir=run_dir,
+                    token=token,
+                    host=host,
                 )
             )
 
-    def finish_attempt(
-        self,
-        attempt_id: int,
-        *,
-        outcome: str,
-        exit_code: int | None = None,
-        cost_usd: float | None = None,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        session_id: str | None = None,
-        summary: str | None = None,
-        counted: bool = True,
-    ) -> Attempt:
+    def finish_attempt(self, attempt_id: int, *, outcome: str, **fields: Any) -> Attempt:
+        """Record how an attempt ended (fields: see `AttemptEnd`)."""
         with self.transaction() as tx:
-            row = tx.one(
-                "attempt_finish",
-                id=attempt_id,
-                now=tx.now,
-                outcome=outcome,
-                exit_code=exit_code,
-                cost_usd=cost_usd,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                session_id=session_id,
-                summary=summary,
-                counted=int(counted),
-            )
-            if row is None:
-                raise errors.NotFoundError(f"no attempt with id {attempt_id}")
-            return Attempt.from_row(row)
+            return self._finish_attempt(tx, attempt_id, AttemptEnd(outcome=outcome, **fields))
+
+    @staticmethod
+    def _finish_attempt(tx: Tx, attempt_id: int, end: AttemptEnd) -> Attempt:
+        row = tx.one("attempt_finish", id=attempt_id, now=tx.now, **end.params())
+        if row is None:
+            raise errors.NotFoundError(f"no attempt with id {attempt_id}")
+        return Attempt.from_row(row)
+
+    def finish(
+        self,
+        task_id: str,
+        *,
+        worker: str,
+        token: int,
+        verdict: str,
+        attempt_id: int | None = None,
+        end: AttemptEnd | None = None,
+        commit: str | None = None,
+        retry_in: float = 0.0,
+        note: str | None = None,
+    ) -> tuple[Task, list[str]]:
+        """End a claimed task in one transaction checked against the claim's token.
+
+        verdict: "done" (with the commit that completed it, if any), "retry" (back to the
+        queue after `retry_in` s, counting an attempt when `end.counted`), "release" (back at
+        once, uncounted) or "failed". The attempt is finished in the same transaction. Raises
+        LeaseLostError, changing nothing, when the claim is no longer this token's.
+        Returns the task as it now is and, for "done", the ids it unblocked.
+        """
+        if verdict not in ("done", "retry", "release", "failed"):
+            raise ValueError(f"unknown verdict {verdict!r}")
+        with self.transaction() as tx:
+            task = self._task(tx, task_id)
+            live = self._live_claim(tx, task_id, worker, token, "finish")
+            counted = bool(end and end.counted) and verdict in ("retry", "failed")
+            unblocked: list[str] = []
+            if verdict == "done":
+                if commit:
+                    tx.run("task_set_commit", id=task_id, commit=commit)
+                unblocked = self._transition(tx, task, "done", live)
+            elif verdict == "failed":
+                tx.run("claim_end", id=live.token, state="released", now=tx.now)
+                tx.run("task_fail", id=task_id, count=int(counted), note=note, now=tx.now)
+                self._event(tx, "failed", task_id, worker, live.token, reason=note)
+            else:
+                tx.run("claim_end", id=live.token, state="released", now=tx.now)
+                tx.run(
+                    "task_requeue",
+                    id=task_id,
+                    count=int(counted),
+                    retry_in=retry_in if verdict == "retry" else 0.0,
+                    note=note,
+                    now=tx.now,
+                )
+                self._event(
+                    tx,
+                    "released",
+                    task_id,
+                    worker,
+                    live.token,
+                    retry_in=retry_in,
+                    counted=counted,
+                    note=note,
+                )
+            if attempt_id is not None and end is not None:
+                self._finish_attempt(tx, attempt_id, end)
+            return self._task(tx, task_id), unblocked
+
+    def reconcile(self, task_id: str, commit: str, *, worker: str | None = None) -> bool:
+        """Mark a task done because its commit is on the target branch (found there after a
+        crash); ends whatever claim it has. False when it was already done."""
+        with self.transaction() as tx:
+            task = self._task(tx, task_id)
+            if task.status == "done":
+                if not task.commit_sha:
+                    tx.run("task_set_commit", id=task_id, commit=commit)
+                return False
+            if task.status != "open":  # failed or cancelled, yet its work landed
+                tx.run("task_set_status", id=task_id, status="open", now=tx.now, done_at=None)
+                task.status = "open"
+            if task.open_blockers or task.open_children:
+                return False  # cannot be done before its blockers; left for a human
+            tx.run("task_set_commit", id=task_id, commit=commit)
+            self._transition(tx, task, "done")
+            self._event(tx, "reconciled", task_id, worker, commit=commit)
+            return True
+
+    def close_crashed_attempts(self, task_id: str, token: int | None = None) -> list[Attempt]:
+        """Close the attempts of `task_id` (of claim `token`) that never finished: their worker
+        died. They count no attempt: the claim's expiry already counted toward the poison pill."""
+        with self.transaction() as tx:
+            return self._close_crashed(tx, task_id, token)
+
+    @staticmethod
+    def _close_crashed(tx: Tx, task_id: str, token: int | None) -> list[Attempt]:
+        rows = tx.all(
+            "attempts_close_crashed",
+            task_id=task_id,
+            token=token,
+            now=tx.now,
+            summary="the worker stopped answering while this attempt ran (crash or hang)",
+        )
+        return [Attempt.from_row(r) for r in rows]
+
+    # -- run-wide switches (every host sees them) --------------------------------------------
+    def pause(self, reason: str, *, until: float | None = None, by: str | None = None) -> None:
+        """Ask every worker of every host to take no new task (until `until`, or `resume`)."""
+        value = _dump({"until": until, "reason": reason, "by": by})
+        with self.transaction() as tx:
+            tx.run("control_put", key="pause", value=value, now=tx.now)
+            self._event(tx, "paused", worker=by, reason=reason, until=until)
+
+    def resume(self, *, by: str | None = None) -> bool:
+        """Lift a pause; False when none was set."""
+        with self.transaction() as tx:
+            gone = tx.run("control_delete", key="pause")
+            if gone:
+                self._event(tx, "resumed", worker=by)
+            return bool(gone)
+
+    def paused(self) -> dict[str, Any] | None:
+        """The pause in force ({"until", "reason", "by", "since"}), or None."""
+        with self.transaction(write=False) as tx:
+            row = tx.one("control_get", key="pause")
+            now = tx.now
+        if row is None:
+            return None
+        data = json.loads(row["value"]) if isinstance(row["value"], str) else dict(row["value"])
+        if data.get("until") is not None and data["until"] <= now:
+            return None
+        return {**data, "since": row["at"]}
 
     def attempts(self, task_id: str | None = None) -> list[Attempt]:
         with self.transaction(write=False) as tx:

@@ -74,6 +74,7 @@ _DEFERRED = frozenset(
         "dependents_adjust_blockers",
         "task_adjust_children",
         "task_adjust_blockers",
+        "task_set_commit",
     }
 )
 _MARK_READ = "SELECT mark FROM commit_marks WHERE conn_id = %s FOR UPDATE"  # waits out a

@@ -281,17 +281,39 @@ UPDATE workers SET stop_requested = 1 WHERE id = %(id)s;
 SELECT * FROM workers ORDER BY started_at, name;
 
 -- name: attempt_insert
-INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir)
-VALUES (%(task_id)s, %(attempt)s, %(worker)s, %(agent)s, %(now)s, %(run_dir)s)
+INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host)
+VALUES (%(task_id)s, %(attempt)s, %(worker)s, %(agent)s, %(now)s, %(run_dir)s, %(token)s,
+        %(host)s)
 RETURNING *;
 
 -- name: attempt_finish
 UPDATE attempts SET ended_at = %(now)s, outcome = %(outcome)s, exit_code = %(exit_code)s,
                     cost_usd = %(cost_usd)s, input_tokens = %(input_tokens)s,
                     output_tokens = %(output_tokens)s, session_id = %(session_id)s,
-                    summary = %(summary)s, counted = %(counted)s
+                    summary = %(summary)s, counted = %(counted)s,
+                    cost_estimated = %(cost_estimated)s
 WHERE id = %(id)s
 RETURNING *;
+
+-- name: attempts_close_crashed
+UPDATE attempts SET ended_at = %(now)s, outcome = 'crashed', counted = 0,
+                    summary = COALESCE(summary, %(summary)s)
+WHERE task_id = %(task_id)s AND ended_at IS NULL
+  AND (%(token)s::bigint IS NULL OR token = %(token)s::bigint)
+RETURNING *;
+
+-- name: task_set_commit
+UPDATE tasks SET commit_sha = %(commit)s WHERE id = %(id)s;
+
+-- name: control_get
+SELECT key, value, at FROM control WHERE key = %(key)s;
+
+-- name: control_put
+INSERT INTO control (key, value, at) VALUES (%(key)s, %(value)s, %(now)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at;
+
+-- name: control_delete
+DELETE FROM control WHERE key = %(key)s;
 
 -- name: attempts_list
 SELECT * FROM attempts WHERE (%(task_id)s::text IS NULL OR task_id = %(task_id)s::text)

@@ -228,17 +228,37 @@ UPDATE workers SET stop_requested = 1 WHERE id = :id;
 SELECT * FROM workers ORDER BY started_at, name;
 
 -- name: attempt_insert
-INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir)
-VALUES (:task_id, :attempt, :worker, :agent, :now, :run_dir)
+INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host)
+VALUES (:task_id, :attempt, :worker, :agent, :now, :run_dir, :token, :host)
 RETURNING *;
 
 -- name: attempt_finish
 UPDATE attempts SET ended_at = :now, outcome = :outcome, exit_code = :exit_code,
                     cost_usd = :cost_usd, input_tokens = :input_tokens,
                     output_tokens = :output_tokens, session_id = :session_id,
-                    summary = :summary, counted = :counted
+                    summary = :summary, counted = :counted,
+                    cost_estimated = :cost_estimated
 WHERE id = :id
 RETURNING *;
+
+-- name: attempts_close_crashed
+UPDATE attempts SET ended_at = :now, outcome = 'crashed', counted = 0,
+                    summary = COALESCE(summary, :summary)
+WHERE task_id = :task_id AND ended_at IS NULL AND (:token IS NULL OR token = :token)
+RETURNING *;
+
+-- name: task_set_commit
+UPDATE tasks SET commit_sha = :commit WHERE id = :id;
+
+-- name: control_get
+SELECT key, value, at FROM control WHERE key = :key;
+
+-- name: control_put
+INSERT INTO control (key, value, at) VALUES (:key, :value, :now)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at;
+
+-- name: control_delete
+DELETE FROM control WHERE key = :key;
 
 -- name: attempts_list
 SELECT * FROM attempts WHERE (:task_id IS NULL OR task_id = :task_id) ORDER BY id;
