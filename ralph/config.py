@@ -38,10 +38,14 @@ class Settings:
     backoff_max: float = 30 * 60.0
     rate_limit_pause: float = 60.0
     breaker: int = 5
+    max_expiries: int = 3  # the poison pill: claims lost this often fail the task
+    max_conflicts: int = 10  # merge conflicts a task may hit before it fails
     no_changes: str = "done"
     capabilities: list[str] = field(default_factory=list)
     worker: str | None = None
-    remote: str | None = None  # git remote every host pushes task commits to (ralph.remote)
+    remote: str | None = (
+        None  # git remote every host pushes task commits to (ralph/workspace/remote.py)
+    )
     poll: float = 2.0
     vars: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
@@ -121,7 +125,7 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
                 setattr(settings, key, parse_duration(value, what=key))
             except UsageError as exc:
                 raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
-        elif key in ("max_attempts", "breaker"):
+        elif key in ("max_attempts", "breaker", "max_expiries", "max_conflicts"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise bad(key, "a whole number >= 1")
             setattr(settings, key, value)

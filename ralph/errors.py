@@ -135,6 +135,12 @@ class RunInterruptedError(RalphError):
     exit_code = 12
 
 
+class TasksFailedError(RalphError):
+    """The run finished, but some of its tasks ended failed."""
+
+    exit_code = 13
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
     1: "unexpected error",
@@ -148,5 +154,7 @@ EXIT_CODES: dict[int, str] = {
     9: "git working tree unusable (not a repository, uncommitted changes, git failed)",
     10: "`ralph run`: an agent could not authenticate; every worker stopped",
     11: "`ralph run`: too many consecutive failures opened the circuit breaker",
-    12: "`ralph run`: stopped by SIGTERM/SIGINT; claims released, nothing half-done committed",
+    12: "`ralph run`: stopped by SIGTERM/SIGINT/SIGHUP while an agent worked; claims released, "
+    "nothing half-done committed",
+    13: "`ralph run`: finished, but at least one task ended failed",
 }

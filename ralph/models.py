@@ -225,11 +225,11 @@ class Worker:
         )
 
     def state(self, now: float | None = None) -> str:
-        """idle, busy, stopped, or dead (no heartbeat for twice its interval)."""
+        """idle, busy, stopped, or dead (no heartbeat for three intervals)."""
         now = time.time() if now is None else now
         if self.status == "stopped":
             return "stopped"
-        if now - self.heartbeat_at > 2 * self.heartbeat_interval:
+        if now - self.heartbeat_at > 3 * self.heartbeat_interval:
             return "dead"
         return self.status
 

@@ -184,12 +184,14 @@ def commit_context(
     worker: str,
     cost: float | None,
     variables: dict[str, Any] | None = None,
+    estimated: bool = False,
 ) -> dict[str, Any]:
+    shown = "unknown" if cost is None else f"${cost:.4f}" + (" (estimated)" if estimated else "")
     return {
         "task": task_dict(task),
         "agent": agent,
         "worker": worker,
-        "cost": "unknown" if cost is None else f"${cost:.4f}",
+        "cost": shown,
         "cost_usd": cost,
         "vars": dict(variables or {}),
     }

@@ -1,7 +1,7 @@
 """Crash recovery without a daemon: a thread inside every `run`/`worker start` process that expires
 run-out leases and the claims of dead workers, so their tasks become ready again.
 
-A worker is dead when its heartbeat is older than twice its interval (or it is marked stopped while
+A worker is dead when its heartbeat is older than three intervals (or it is marked stopped while
 still holding claims). Its claims are *expired*, not released, so each one counts toward the
 store's poison-pill limit (`max_expiries`): a task that keeps crashing its workers ends `failed`.
 """

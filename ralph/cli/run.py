@@ -23,7 +23,7 @@ from ralph.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     from ralph.agents.base import Agent
     from ralph.config import Settings
-    from ralph.pool import RunSummary
+    from ralph.control import RunSummary
 
 _DEMO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "demo_agent.py"
 _DEMO_NAMES = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta")
@@ -271,7 +271,8 @@ def run(
       ralph run --workers 3 --agent claude
       ralph run --remote origin --agent claude     # on each host, one shared RALPH_DB
     Exit codes: 0 drained or cap reached, 8 config, 9 git tree, 10 agent auth failed,
-    11 too many failures in a row, 12 stopped by SIGTERM/SIGINT.
+    11 too many failures in a row, 12 stopped by a signal while an agent worked,
+    13 some task ended failed.
     """
     flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
     flags.verify = verify or []
@@ -461,28 +462,27 @@ def _make_agent(name: str, spec: dict[str, Any]) -> Agent:
 def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     """Check everything and build (store, workspace, options, control); raises before any change."""
     from ralph.config import load_settings
-    from ralph.loop import RunOptions
-    from ralph.pool import RunControl
+    from ralph.control import RunControl
     from ralph.prompts import load_commit_message, load_prompt, sample_context
     from ralph.store import ensure_ralph_dir, project_root
-    from ralph.vcs import GitRepo, RepoWorkspace
+    from ralph.worker import RunOptions
+    from ralph.workspace.git import repo_root
 
     lease = _duration(flags.lease, None, "--lease")
     max_time = _duration(flags.max_time, None, "--max-time")
     task_timeout = _duration(flags.task_timeout, -1.0, "--task-timeout")
     idle_timeout = _duration(flags.idle_timeout, -1.0, "--idle-timeout")
     grace = _duration(flags.grace, None, "--grace")
-    repo = GitRepo(Path.cwd())
-    settings = load_settings(project_root(repo.root), flags.config)
-    workspace = RepoWorkspace(repo, allow_dirty=flags.allow_dirty or flags.dry_run)
+    root = repo_root(Path.cwd())
+    settings = load_settings(project_root(root), flags.config)
     worker = flags.worker or settings.worker or f"{os.uname().nodename}-{os.getpid()}"
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
     agent, agent_name = resolve_agent(settings, flags)
-    prompt = load_prompt(repo.root, flags.prompt, settings.prompt)
+    prompt = load_prompt(root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
-    sample = sample_context(repo.root, worker, agent_name, settings.vars)
+    sample = sample_context(root, worker, agent_name, settings.vars)
     prompt.render(sample)
     commit_message.render({**sample, "cost": "$0.0000", "cost_usd": 0.0})
     verify = settings.verify
@@ -504,6 +504,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         capabilities=caps,
         lease=lease or settings.lease,
         max_attempts=flags.max_attempts or settings.max_attempts,
+        max_conflicts=settings.max_conflicts,
         task_timeout=settings.task_timeout if task_timeout == -1.0 else task_timeout,
         idle_timeout=settings.idle_timeout if idle_timeout == -1.0 else idle_timeout,
         grace=settings.grace if grace is None else grace,
@@ -523,30 +524,31 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         max_time=max_time,
     )
     store = session.store()
-    ensure_ralph_dir(repo.root)
+    store.max_expiries = settings.max_expiries
+    ensure_ralph_dir(root)
     log = (lambda line: None) if flags.quiet else None
     control = RunControl(
         max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time, log=log
     )
-    return store, workspace, options, control
+    return store, root, options, control
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
-    from ralph.loop import WorkerLoop, preview
-    from ralph.pool import run_workers
+    from ralph.runner import run as run_workers
+    from ralph.runner import worker_names
+    from ralph.worker import preview
 
+    names: list[str] = []
     parallel = flags.workers > 1 or flags.names is not None or flags.worktree
     if parallel and not flags.worktree:
-        from ralph.parallel import worker_names
-
         names = worker_names(flags.workers, flags.names)
-    store, workspace, options, control = build(flags)
-    if (flags.remote or flags.target) and not parallel:  # a task branch needs a worktree
+    store, root, options, control = build(flags)
+    if (flags.remote or flags.target) and not parallel:  # a landing elsewhere needs a worktree
         parallel = flags.worktree = True
     elif flags.remote and flags.names is None and not flags.worktree:
         names = [f"{os.uname().nodename}-{n}" for n in names]  # unique across hosts
     if flags.dry_run:
-        shown = preview(store, workspace, options)
+        shown = preview(store, root, options)
         if flags.as_json:
             emit_json(shown)
         for item in [] if flags.as_json else shown:
@@ -558,27 +560,22 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         if not shown and not flags.as_json:
             typer.echo("No ready tasks")
         return None
-    if parallel:
-        from ralph.parallel import run_pool
-
-        live = False if (flags.no_live or flags.quiet or flags.as_json or flags.worktree) else None
-        summary = run_pool(
-            store,
-            options,
-            control,
-            repo=workspace.root,
-            target=flags.target,
-            remote=flags.remote,
-            push_branches=flags.push_branches,
-            live=live,
-            names=[options.worker] if flags.worktree else names,
-        )
-    else:
-        from ralph.parallel import sweep_interval
-        from ralph.sweeper import Sweeper
-
-        with Sweeper(store, interval=sweep_interval(options.lease)):
-            summary = run_workers([WorkerLoop(store, workspace, options, control)], control)
+    if not parallel or flags.worktree:
+        names = [options.worker]
+    live = False if (flags.no_live or flags.quiet or flags.as_json or flags.worktree) else None
+    summary = run_workers(
+        store,
+        options,
+        control,
+        names=names,
+        repo=root,
+        mode="worktree" if parallel else "checkout",
+        allow_dirty=flags.allow_dirty,
+        target=flags.target,
+        remote=flags.remote,
+        push_branches=flags.push_branches,
+        live=live if parallel else False,
+    )
     if flags.as_json:
         emit_json(summary.to_dict())
     else:
@@ -603,7 +600,7 @@ def _summary_line(s: RunSummary) -> str:
         f"{s.retried} to retry",
         f"{s.skipped} skipped",
         f"{s.commits} commits",
-        f"${s.cost_usd:.4f}",
+        f"${s.cost_usd:.4f}" if s.cost_known else "cost unknown",
         format_duration(s.wall_s),
     ]
     why = f" ({s.stop_reason})" if s.stop_reason else ""

@@ -80,6 +80,9 @@ def _check_status(status: str) -> str:
     return status
 
 
+DEAD_AFTER_BEATS = 3  # a worker silent this many heartbeat intervals is dead
+
+
 class SQLStore:
     """Tasks, dependencies, leased claims, workers, events and attempts over a SQL database."""
 
@@ -359,6 +362,24 @@ class SQLStore:
         """One task with its blockers and current holder."""
         with self.transaction(write=False) as tx:
             return self._task(tx, task_id)
+
+    def now(self) -> float:
+        """The store's clock (PostgreSQL's `now()`): compare database times with this only."""
+        with self.transaction(write=False) as tx:
+            return float(tx.now)
+
+    def get_many_known(self, ids: Sequence[str]) -> list[Task]:
+        """The tasks among `ids` that exist (unknown ids are skipped, not an error)."""
+        if len(ids) > 100:
+            wanted = set(ids)
+            return [t for t in self.list(limit=None) if t.id in wanted]
+        found = []
+        for task_id in ids:
+            try:
+                found.append(self.get(task_id))
+            except errors.TaskNotFoundError:
+                continue
+        return found
 
     def get_many(self, ids: Sequence[str]) -> list[Task]:
         by_id = {t.id: t for t in self.list(limit=None)} if len(ids) > 1000 else None
@@ -781,7 +802,7 @@ class SQLStore:
             return held
 
     def expire_worker(self, worker: str, *, only_if_dead: bool = True) -> list[Claim]:
-        """Expire every live claim of a dead worker (no heartbeat for twice its interval, or
+        """Expire every live claim of a dead worker (no heartbeat for three intervals, or
         stopped), judged by this transaction's clock; expiries count toward `max_expiries`."""
         with self.transaction() as tx:
             row = tx.one("worker_by_name", name=worker)
@@ -789,7 +810,7 @@ class SQLStore:
                 row is None
                 or (
                     row["status"] != "stopped"
-                    and tx.now - row["heartbeat_at"] <= 2 * row["heartbeat_interval"]
+                    and tx.now - row["heartbeat_at"] <= DEAD_AFTER_BEATS * row["heartbeat_interval"]
                 )
             ):
                 return []

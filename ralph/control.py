@@ -1,22 +1,18 @@
-"""What the workers of one run share: stop and pause, global caps, the summary, and the
-threads they run in, with SIGTERM/SIGINT turned into a warm then a cold stop.
+"""What the workers of one run share: stop and pause, global caps, the running agents and the
+summary. The runner (ralph/runner.py) owns the threads and the signals.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ralph.errors import RalphError, RunInterruptedError
+from ralph.errors import RalphError
 from ralph.process import AgentProcess
-
-if TYPE_CHECKING:
-    from ralph.loop import WorkerLoop
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -48,6 +44,7 @@ class RunSummary:
     skipped: int = 0
     commits: int = 0
     cost_usd: float = 0.0
+    cost_known: bool = False
     wall_s: float = 0.0
     exit_code: int = 0
     stop_reason: str | None = None
@@ -85,6 +82,7 @@ class RunControl:
         self._cancel_at: float | None = None
         self._lock = threading.Lock()
         self._procs: set[AgentProcess] = set()
+        self._last: dict[str, str] = {}
 
     def stop_all(
         self, reason: str, *, error: RalphError | None = None, grace: float | None = None
@@ -144,13 +142,18 @@ class RunControl:
             self.taken -= 1
 
     def record(self, outcome: TaskOutcome, kind: str) -> None:
+        """Count a task's outcome; each task is counted once, by how it last ended in this run
+        (a task retried twice and then done is 1 done, not 2 retried and 1 done)."""
         with self._lock:
             self.cost += outcome.cost_usd or 0.0
             s = self.summary
             s.cost_usd = self.cost
+            s.cost_known = s.cost_known or outcome.cost_usd is not None
             s.tasks.append(outcome)
-            setattr(s, kind, getattr(s, kind) + 1)
-            s.commits += outcome.commit is not None
+            self._last[outcome.task] = kind
+            for bucket in ("done", "failed", "retried", "skipped"):
+                setattr(s, bucket, sum(1 for k in self._last.values() if k == bucket))
+            s.commits += outcome.outcome == "success" and outcome.commit is not None
 
     def track(self, proc: AgentProcess) -> None:
         with self._lock:
@@ -162,58 +165,3 @@ class RunControl:
     def untrack(self, proc: AgentProcess) -> None:
         with self._lock:
             self._procs.discard(proc)
-
-
-def run_workers(
-    workers: list[WorkerLoop], control: RunControl, *, handle_signals: bool = True
-) -> RunSummary:
-    """Run the workers in threads until they finish; SIGTERM/SIGINT stop them.
-
-    The signal handlers only record the signal; this thread does the work: the first signal
-    takes no new task and gives running agents `grace` seconds, a second one kills them now.
-    The previous handlers are restored afterwards.
-    """
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda n, _f: received.append(n))
-    errors: list[BaseException] = []
-
-    def target(worker: WorkerLoop) -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced in the main thread after the others stop
-            errors.append(exc)
-            control.stop_all(f"{worker.opt.worker} crashed: {exc}", grace=0)
-
-    threads = [threading.Thread(target=target, args=(w,), name=w.opt.worker) for w in workers]
-    grace = workers[0].opt.grace if workers else 0.0
-    interrupted = 0
-    try:
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(0.1)
-            while received:
-                name = signal.Signals(received.pop()).name
-                interrupted += 1
-                if interrupted == 1:
-                    control.stop_all(
-                        f"{name}: taking no new task; running agents get {grace:g}s to finish",
-                        grace=grace,
-                    )
-                else:
-                    control.stop_all(f"{name} again: killing running agents", grace=0)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if errors:
-        raise errors[0]
-    summary = control.summary
-    summary.wall_s = time.time() - control.started_at
-    summary.stop_reason = control.reason
-    error = control.error or (RunInterruptedError() if interrupted else None)
-    summary.exit_code = error.exit_code if error else 0
-    return summary

@@ -1,0 +1,642 @@
+"""One worker's RALPH loop: claim the next task, run a fresh agent on it, land its commit, and
+end the task with one store call.
+
+The order that makes a task done exactly once:
+1. claim (fencing token) → 2. if the task's commit already landed (`refs/ralph/tasks/<id>`, a
+crash after the landing), complete it without launching the agent → 3. clean start at the base →
+4. agent (lease renewed; lost lease kills it) → 5. one tree from whatever it left → 6. land:
+under the merge lock, fenced, the target moves together with the task's ref in one ref
+transaction (git refuses a second one) → 7. `store.finish(done, commit)` checked against the
+token. A crash between 6 and 7 is found at step 2 by the next holder (or by the run-start
+reconcile). So: a task is done if and only if exactly one commit of it is on the target, or it
+ended with no changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ralph.agents.base import Agent, AgentReport, AgentSignal
+from ralph.control import RunControl, TaskOutcome, backoff_delay
+from ralph.errors import AgentAuthError, BreakerOpenError, LeaseLostError, RalphError
+from ralph.lease import LeaseRenewer
+from ralph.models import AttemptEnd, Claim, Task
+from ralph.process import AgentProcess, ProcessResult
+from ralph.prompts import Template, commit_context, prompt_context
+from ralph.store.base import SQLStore
+from ralph.workspace.base import Collected, Fence, Landing, Reverify
+
+NOTE_CHARS = 2000
+HOST = os.uname().nodename
+
+# Outcomes that say nothing about the task itself: its claim goes back, no attempt is counted.
+UNCOUNTED = {
+    "auth_failed",
+    "rate_limited",
+    "network_down",
+    "interrupted",
+    "internal_error",
+    "target_moved",
+}
+# Of those, the ones that must not use up --max-tasks either: nothing was tried.
+NOT_TRIED = {"auth_failed", "rate_limited", "network_down"}
+DONE = {"success", "no_changes", "reconciled"}
+
+
+class Workspace(Protocol):
+    """Where an agent works on a task; only git, never the store."""
+
+    root: Path
+    path: Path
+    target: str
+
+    def landed(self, task_id: str) -> str | None: ...
+    def landed_all(self) -> dict[str, str]: ...
+    def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str: ...
+    def collect(self, task_id: str, attempt: int, base: str) -> Collected: ...
+    def land(
+        self,
+        task_id: str,
+        collected: Collected,
+        message: str,
+        fence: Fence,
+        reverify: Reverify | None = None,
+    ) -> Landing: ...
+    def discard(self, task_id: str, attempt: int, keep: Path) -> list[str]: ...
+    def finish(self) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    """Everything one worker needs, resolved from config and flags."""
+
+    agent: Agent
+    agent_name: str
+    worker: str
+    prompt: Template
+    commit_message: Template
+    capabilities: list[str] = field(default_factory=list)
+    lease: float = 1800.0
+    max_attempts: int = 3
+    max_conflicts: int = 10
+    task_timeout: float | None = 3600.0
+    idle_timeout: float | None = 900.0
+    grace: float = 30.0
+    kill_grace: float = 5.0
+    backoff: float = 30.0
+    backoff_max: float = 1800.0
+    rate_limit_pause: float = 60.0
+    breaker: int = 5
+    no_changes: str = "done"
+    verify: list[list[str]] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+    once: bool = False
+    watch: bool = False
+    poll: float = 2.0
+    max_tasks: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None
+
+
+def heartbeat_interval(lease: float) -> float:
+    """A sixth of the lease, between 0.5 s and 30 s: a worker is judged dead after three missed
+    beats, so a 30-minute lease survives a 25 s network blip and a 4 s test lease recovers
+    in 2 s."""
+    return min(30.0, max(0.5, lease / 6))
+
+
+class WorkerLoop:
+    """Claims and runs tasks until the queue drains, a cap is reached or the run stops."""
+
+    def __init__(
+        self, store: SQLStore, workspace: Workspace, options: RunOptions, control: RunControl
+    ):
+        self.store, self.workspace, self.opt, self.control = store, workspace, options, control
+        self.ralph_dir = workspace.root / ".ralph"
+        self.failures_in_a_row = 0
+        self.rate_limits_in_a_row = 0
+        self.worker_id: str | None = None
+        self.current: str | None = None
+        self._said_paused: str | None = None
+        self._said_waiting: float | None = None
+
+    def log(self, line: str) -> None:
+        self.control.log(f"[{self.opt.worker}] {line}")
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        heartbeat = self._start_heartbeat()
+        try:
+            while self.control.wait_while_paused() and self._not_paused_by_store():
+                if not self.control.take_task():
+                    break
+                claim = self.store.claim_next(
+                    self.opt.worker, self.opt.capabilities, self.opt.lease
+                )
+                if claim is None:
+                    self.control.give_back()
+                    if self.opt.once or not self._wait_for_work():
+                        break
+                    continue
+                self.run_task(claim)
+                if self.opt.once:
+                    break
+        finally:
+            heartbeat.set()
+            if self.worker_id:
+                self.store.stop_worker(self.worker_id, stopped=True)
+
+    def _not_paused_by_store(self) -> bool:
+        """A pause set through the store (`ralph pause`, the web page) holds every host."""
+        while (pause := self.store.paused()) is not None:
+            said = f"{pause.get('reason')}"
+            if self._said_paused != said:
+                by = f" by {pause['by']}" if pause.get("by") else ""
+                self.log(f"paused{by}: {said}; waiting for `ralph resume`")
+                self._said_paused = said
+            if not self.control.wait(self.opt.poll):
+                return False
+        if self._said_paused is not None:
+            self.log("resumed")
+            self._said_paused = None
+        return True
+
+    def _wait_for_work(self) -> bool:
+        """Sleep until a task may be ready; False when nothing is left (and not --watch)."""
+        at = self.store.next_ready_at(self.opt.capabilities)
+        if at is None and not self.opt.watch:
+            return False
+        if at is not None and at != self._said_waiting and at - time.time() > 5:
+            self._said_waiting = at  # a line now and then, so a log reader sees why it waits
+            when = time.strftime("%H:%M:%S", time.localtime(at))
+            self.log(
+                f"nothing ready; waiting up to {at - time.time():.0f} s (until {when}) for a "
+                "retry's backoff or another worker's task"
+            )
+        delay = self.opt.poll if at is None else min(self.opt.poll, max(0.05, at - time.time()))
+        return self.control.wait(delay)
+
+    def _start_heartbeat(self) -> threading.Event:
+        done = threading.Event()
+        worker = self.store.register_worker(
+            self.opt.worker,
+            capabilities=self.opt.capabilities,
+            pid=os.getpid(),
+            host=HOST,
+            heartbeat_interval=heartbeat_interval(self.opt.lease),
+        )
+        self.worker_id = worker.id
+
+        def beat() -> None:
+            while not done.wait(worker.heartbeat_interval):
+                self._beat()
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.opt.worker}", daemon=True).start()
+        return done
+
+    def _beat(self) -> None:
+        try:
+            status = "busy" if self.current else "idle"
+            assert self.worker_id is not None
+            if self.store.heartbeat(self.worker_id, status=status, current_task=self.current):
+                self.control.stop_all(f"{self.opt.worker} was asked to stop")
+        except Exception as exc:  # a missed heartbeat is not worth stopping for
+            self.log(f"heartbeat failed: {exc}")
+
+    # -- one task ---------------------------------------------------------------------------
+    def run_task(self, claim: Claim) -> None:
+        task = self.store.get(claim.task_id)
+        self.current = task.id
+        self._beat()  # `worker list` shows the task now, not at the next heartbeat
+        started = time.monotonic()
+        self.log(f"claimed {task.id}: {task.title}")
+        try:
+            landed = self._before_launch(task)
+        except RalphError as exc:
+            self._settle_without_attempt(task, claim, "internal_error", exc.line())
+            self.control.stop_all(exc.line(), error=exc)
+            return
+        if landed:
+            self._settle_without_attempt(task, claim, "reconciled", None, landed)
+            return
+        earlier = self.store.attempts(task.id)
+        run_no = len(earlier) + 1
+        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict")
+        run_dir = self.ralph_dir / "runs" / task.id / str(run_no)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            base = self.workspace.prepare(task.id, run_no, run_dir)
+            prompt = self.opt.prompt.render(self._context(task, self.workspace.path))
+        except RalphError as exc:
+            self._settle_without_attempt(task, claim, "internal_error", exc.line())
+            self.control.stop_all(exc.line(), error=exc)
+            return
+        (run_dir / "prompt.md").write_text(prompt)
+        attempt = self.store.start_attempt(
+            task.id,
+            attempt=task.attempts + 1,
+            worker=self.opt.worker,
+            agent=self.opt.agent_name,
+            run_dir=str(run_dir),
+            token=claim.token,
+            host=HOST,
+        )
+        proc = self._process(task, prompt, run_dir)
+        result: ProcessResult | None = None
+        outcome, note, sha = "internal_error", "ralph failed while running the task", None
+        self.control.track(proc)
+        try:
+            with LeaseRenewer(
+                self.store, claim, on_lost=lambda why: proc.cancel("lease_lost")
+            ) as lease:
+                result = proc.run()
+                self.control.untrack(proc)
+                for pid in getattr(result, "reaped", []) or []:
+                    self.log(f"{task.id}: ended a process the agent left running (pid {pid})")
+                outcome, note = self._classify(result, proc.parser)
+                if outcome == "success":
+                    outcome, note, sha = self._land(task, claim, base, run_no, run_dir, lease, proc)
+        except LeaseLostError as exc:
+            outcome, note = "lease_lost", exc.message
+        finally:
+            self.control.untrack(proc)
+            if sha is None:
+                self._discard(task, run_no, run_dir)
+            report = proc.parser.report
+            end = AttemptEnd(
+                outcome=outcome,
+                exit_code=result.exit_code if result else None,
+                cost_usd=report.cost_usd,
+                input_tokens=report.input_tokens,
+                output_tokens=report.output_tokens,
+                session_id=report.session_id,
+                summary=note,
+                counted=outcome not in UNCOUNTED and outcome != "lease_lost",
+                cost_estimated=bool(getattr(report, "cost_estimated", False)),
+            )
+            kind = self._settle(task, claim, attempt.id, end, sha, conflicts)
+            duration = time.monotonic() - started
+            record = TaskOutcome(task.id, outcome, sha, report.cost_usd, round(duration, 3), note)
+            self.control.record(record, kind)
+            self._write_result(run_dir, record, result, report)
+            self.current = None
+        cost = f", ${report.cost_usd:.4f}" if report.cost_usd is not None else ""
+        what = f"commit {sha[:10]}" if sha else outcome
+        self.log(
+            f"{kind} {task.id} ({what}{cost}, {duration:.1f}s)"
+            + (f": {note.splitlines()[0][:120]}" if note and kind != "done" else "")
+        )
+
+    def _before_launch(self, task: Task) -> str | None:
+        """End what a crashed holder left (its orphaned agent) and look for the task's landed
+        commit; returns its sha when the work is already on the target."""
+        self._reap_orphans()
+        return self.workspace.landed(task.id)
+
+    def _reap_orphans(self) -> None:
+        """An agent outlives its SIGKILLed worker (own session) and keeps writing into the
+        workspace: end every process still marked with this workspace before reusing it."""
+        try:
+            from ralph import reaper
+        except ImportError:
+            return
+        found = reaper.find_env(RALPH_WORKSPACE=str(self.workspace.path))
+        if found:
+            ended = reaper.reap(found, self.opt.kill_grace)
+            self.log(f"ended {len(ended)} orphaned agent process(es) in {self.workspace.path}")
+
+    def _process(self, task: Task, prompt: str, run_dir: Path) -> AgentProcess:
+        return AgentProcess(
+            self.opt.agent.argv(prompt, run_dir / "prompt.md"),
+            cwd=self.workspace.path,
+            out_dir=run_dir,
+            env=self._env(task, run_dir),
+            stdin=self.opt.agent.stdin(prompt),
+            parser=self.opt.agent.new_parser(),
+            timeout=self.opt.task_timeout,
+            idle_timeout=self.opt.idle_timeout,
+            kill_grace=self.opt.kill_grace,
+            on_signal=self._on_signal,
+        )
+
+    def _land(
+        self,
+        task: Task,
+        claim: Claim,
+        base: str,
+        run_no: int,
+        run_dir: Path,
+        lease: LeaseRenewer,
+        proc: AgentProcess,
+    ) -> tuple[str, str | None, str | None]:
+        """Collect, verify, land. Returns (outcome, note, sha of the commit on the target)."""
+        collected = self.workspace.collect(task.id, run_no, base)
+        for line in collected.repairs:
+            self.log(f"{task.id}: {line}")
+        if not collected.changes:
+            lease.check()
+            if self.opt.no_changes == "fail":
+                return "no_changes_failed", "the agent finished without changing any file", None
+            return "no_changes", "the agent finished without changing any file", None
+        outcome, note = self._verify(task, self.workspace.path, run_dir)
+        if outcome != "success":
+            return outcome, note, None
+        message = self._message(task, claim, collected, proc.parser.report)
+        reverify = self._reverifier(task, run_dir) if self.opt.verify else None
+        landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+        return _LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
+
+    def _message(self, task: Task, claim: Claim, collected: Collected, report: AgentReport) -> str:
+        """The template's message, the agent's own commit subjects in its body, and the
+        trailers ralph relies on (Task, Ralph-Token) whatever the template says."""
+        text = self.opt.commit_message.render(
+            commit_context(
+                task,
+                agent=self.opt.agent_name,
+                worker=self.opt.worker,
+                cost=report.cost_usd,
+                variables=self.opt.variables,
+                estimated=bool(getattr(report, "cost_estimated", False)),
+            )
+        ).strip()
+        head, _, trailers = text.rpartition("\n\n")
+        if not head:
+            head, trailers = text, ""
+        if collected.subjects:
+            head += "\n\nThe agent's own commits:\n" + "\n".join(
+                f"- {s}" for s in collected.subjects
+            )
+        lines = [line for line in trailers.splitlines() if line.strip()]
+        if f"Task: {task.id}" not in lines:
+            lines.append(f"Task: {task.id}")
+        lines.append(f"Ralph-Token: {claim.token}")
+        return head + "\n\n" + "\n".join(lines) + "\n"
+
+    def _reverifier(self, task: Task, run_dir: Path) -> Reverify:
+        def reverify(path: Path) -> str | None:
+            outcome, note = self._verify(task, path, run_dir, again=True)
+            return None if outcome == "success" else (note or outcome)
+
+        return reverify
+
+    def _context(self, task: Task, cwd: Path) -> dict[str, Any]:
+        return task_context(self.store, task, self.opt, cwd)
+
+    def _env(self, task: Task, run_dir: Path) -> dict[str, str]:
+        env = {**os.environ, **self.opt.agent.env()}
+        env.update(
+            RALPH_TASK_ID=task.id,
+            RALPH_WORKER=self.opt.worker,
+            RALPH_DB=str(getattr(self.store, "url", "")),
+            RALPH_RUN_DIR=str(run_dir),
+            RALPH_NOTES=str(run_dir / "notes.md"),
+            RALPH_WORKSPACE=str(self.workspace.path),
+        )
+        return env
+
+    def _on_signal(self, sig: AgentSignal) -> None:
+        """Runs on a reader thread the moment the parser sees an auth failure or a limit."""
+        if sig.kind == "auth_failed":
+            fix = getattr(sig, "fix", None)
+            error = AgentAuthError(
+                f"agent {self.opt.agent_name!r} could not authenticate: {sig.message}",
+                hint=(fix + "; " if fix else "")
+                + "log the agent in (or fix its API key) and run again; no attempt was counted",
+            )
+            self.control.stop_all(error.message, error=error, grace=0)
+            return
+        self.rate_limits_in_a_row += 1
+        until = sig.reset_at or time.time() + (
+            sig.retry_after
+            or backoff_delay(
+                self.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
+            )
+        )
+        what = "no network" if sig.kind == "network_down" else "rate limited"
+        self.control.pause_until(until, f"{what}: {sig.message}")
+
+    def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
+        report = parser.report
+        signal = result.signal
+        if signal is None and (result.exit_code not in (0, None) or report.is_error):
+            final = getattr(parser, "final_signal", None)
+            signal = final(result.exit_code) if final else None
+            if signal is not None:
+                self._on_signal(signal)
+        if signal is not None:
+            kinds = {"auth_failed": "auth_failed", "network_down": "network_down"}
+            return kinds.get(signal.kind, "rate_limited"), signal.message
+        if result.cancel_reason == "lease_lost":
+            return "lease_lost", "the lease was lost while the agent worked; agent killed"
+        if result.ending == "cancelled":  # an agent that finished within the grace period counts
+            return "interrupted", "the run was stopped while the agent worked"
+        if result.ending in ("timeout", "idle_timeout"):
+            limit = self.opt.task_timeout if result.ending == "timeout" else self.opt.idle_timeout
+            what = "ran longer than" if result.ending == "timeout" else "printed nothing for"
+            return result.ending, _note(f"the agent {what} {limit:g}s and was killed", result)
+        if result.exit_code != 0:
+            return "agent_error", _note(f"the agent exited with code {result.exit_code}", result)
+        if report.is_error:
+            return "agent_error", _note(
+                f"the agent reported an error: {(report.result_text or '').strip()[:500]}", result
+            )
+        self.rate_limits_in_a_row = 0
+        return "success", None
+
+    def _verify(
+        self, task: Task, cwd: Path, run_dir: Path, *, again: bool = False
+    ) -> tuple[str, str | None]:
+        for n, argv in enumerate(self.opt.verify, 1):
+            name = f"verify-{n}" + ("-rebased" if again else "")
+            proc = AgentProcess(
+                argv,
+                cwd=cwd,
+                out_dir=run_dir,
+                stdin=None,
+                env=self._env(task, run_dir),
+                timeout=self.opt.task_timeout,
+                kill_grace=self.opt.kill_grace,
+                names=(f"{name}.stdout", f"{name}.stderr"),
+            )
+            self.control.track(proc)
+            try:
+                result = proc.run()
+            finally:
+                self.control.untrack(proc)
+            if result.cancel_reason is not None:
+                return "interrupted", "the run was stopped during verification"
+            if not result.ok:
+                shown = " ".join(argv)
+                where = " on the target's newer head" if again else ""
+                return "verify_failed", _note(
+                    f"verify command `{shown}` failed{where} (exit {result.exit_code})", result
+                )
+        return "success", None
+
+    def _discard(self, task: Task, run_no: int, run_dir: Path) -> None:
+        try:
+            kept = self.workspace.discard(task.id, run_no, run_dir / "changes.patch")
+        except Exception as exc:  # never let cleanup hide the real outcome
+            self.log(f"could not put back the workspace after {task.id}: {exc}")
+            return
+        for item in kept:
+            self.log(f"{task.id}: kept the attempt's work: {item}")
+
+    # -- ending a task ------------------------------------------------------------------------
+    def _settle_without_attempt(
+        self, task: Task, claim: Claim, outcome: str, note: str | None, sha: str | None = None
+    ) -> None:
+        end = AttemptEnd(outcome=outcome, summary=note, counted=False)
+        kind = self._settle(task, claim, None, end, sha, 0)
+        self.control.record(TaskOutcome(task.id, outcome, sha, None, 0.0, note), kind)
+        if outcome == "reconciled":
+            self.log(f"{kind} {task.id}: its commit {sha and sha[:10]} had already landed")
+        self.current = None
+
+    def _settle(
+        self,
+        task: Task,
+        claim: Claim,
+        attempt_id: int | None,
+        end: AttemptEnd,
+        sha: str | None,
+        conflicts: int,
+    ) -> str:
+        """End the task in one store call; returns the summary bucket it belongs to."""
+        outcome, note = end.outcome, end.summary
+        if outcome in NOT_TRIED:
+            self.control.give_back()
+        if outcome == "lease_lost":  # someone else may hold the task now: leave it alone
+            if attempt_id is not None:
+                self.store.finish_attempt(attempt_id, **asdict(end))
+            return "skipped"
+        verdict, retry_in, kind = "release", 0.0, "skipped"
+        if outcome in DONE:
+            verdict, kind = "done", "done"
+            self.failures_in_a_row = 0
+        elif outcome == "merge_conflict":
+            # Not the agent's failure: the target changed the same lines meanwhile. Its own
+            # budget, no attempt counted, and the retry starts from the head that has them.
+            if conflicts + 1 >= self.opt.max_conflicts:
+                verdict, kind = "failed", "failed"
+                note = f"{conflicts + 1} merge conflicts; last: {note}"
+            else:
+                verdict, kind = "retry", "retried"
+            end.counted = False
+        elif outcome not in UNCOUNTED:
+            self.failures_in_a_row += 1
+            attempts = task.attempts + 1
+            if attempts >= self.opt.max_attempts:
+                verdict, kind = "failed", "failed"
+                note = f"failed {attempts} times; last: {note}"
+            else:
+                verdict, kind = "retry", "retried"
+                retry_in = backoff_delay(attempts, self.opt.backoff, self.opt.backoff_max)
+        try:
+            self.store.finish(
+                task.id,
+                worker=claim.worker,
+                token=claim.token,
+                verdict=verdict,
+                attempt_id=attempt_id,
+                end=end,
+                commit=sha,
+                retry_in=retry_in,
+                note=note,
+            )
+        except LeaseLostError as exc:
+            if attempt_id is not None:
+                self.store.finish_attempt(attempt_id, **asdict(end))
+            if sha:
+                self.log(
+                    f"{task.id}: its commit {sha[:10]} landed but {exc.message}; "
+                    "the task's next holder completes it without running the agent"
+                )
+            return "skipped"
+        if self.failures_in_a_row >= self.opt.breaker:
+            error = BreakerOpenError(
+                f"{self.failures_in_a_row} attempts failed in a row; stopping",
+                hint=f"look at .ralph/runs/{task.id}/ and `ralph show {task.id}`",
+            )
+            self.control.stop_all(error.message, error=error)
+        return kind
+
+    def _write_result(
+        self, run_dir: Path, record: TaskOutcome, result: ProcessResult | None, report: AgentReport
+    ) -> None:
+        data = {
+            **asdict(record),
+            "exit_code": result.exit_code if result else None,
+            "ending": result.ending if result else None,
+            "output_bytes": result.bytes_out if result else 0,
+            "input_tokens": report.input_tokens,
+            "output_tokens": report.output_tokens,
+            "session_id": report.session_id,
+            "num_turns": report.num_turns,
+        }
+        (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+_LANDED = {
+    "landed": "success",
+    "already": "reconciled",
+    "empty": "no_changes",
+    "conflict": "merge_conflict",
+    "moved": "target_moved",
+    "verify_failed": "verify_failed",
+    "push_failed": "push_failed",
+    "interrupted": "interrupted",
+}
+
+
+def _note(head: str, result: ProcessResult) -> str:
+    tail = result.tail()
+    text = f"{head}\n{tail}" if tail else head
+    return text[-NOTE_CHARS:]
+
+
+def task_context(store: SQLStore, task: Task, options: RunOptions, cwd: Path) -> dict[str, Any]:
+    """What the prompt template sees for `task` (its parent, blockers, last failure, ...)."""
+    parent = store.get(task.parent) if task.parent else None
+    blockers = [
+        {"id": b.id, "title": b.title, "status": b.status}
+        for b in (store.get(i) for i in task.blocked_by)
+    ]
+    return prompt_context(
+        task,
+        attempt=task.attempts + 1,
+        previous_failure=task.last_error,
+        worker=options.worker,
+        repo=cwd,
+        agent=options.agent_name,
+        parent=parent,
+        blockers=blockers,
+        variables=options.variables,
+    )
+
+
+def preview(store: SQLStore, root: Path, options: RunOptions) -> list[dict[str, Any]]:
+    """--dry-run: the prompt and argv each ready task would get; claims and launches nothing."""
+    limit = 1 if options.once else options.max_tasks
+    shown = []
+    for ready in store.ready(limit=limit, capabilities=options.capabilities):
+        task = store.get(ready.id)
+        prompt = options.prompt.render(task_context(store, task, options, root))
+        shown.append(
+            {
+                "task": task.id,
+                "title": task.title,
+                "argv": options.agent.argv(
+                    prompt, root / ".ralph" / "runs" / task.id / "prompt.md"
+                ),
+                "stdin": options.agent.stdin(prompt) is not None,
+                "prompt": prompt,
+            }
+        )
+    return shown

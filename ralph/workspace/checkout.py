@@ -1,0 +1,196 @@
+"""One worker in the repository's own checkout, on the target branch.
+
+A marker file (`.ralph/checkout.json`) is written before an attempt touches the tree and removed
+once the tree is clean again, so a later run can tell a killed attempt's leftovers (saved as a
+patch, then cleaned) from the user's own uncommitted work (refused, or kept under --allow-dirty).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ralph.errors import WorkspaceError
+from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
+from ralph.workspace.git import Git, RefRaceError, task_ref
+from ralph.workspace.mergelock import LOCK_NAME, MergeLock
+
+MARKER = "checkout.json"
+
+
+class CheckoutWorkspace(GitWorkspace):
+    """The agent works in the checkout; the task's commit moves the checked-out branch."""
+
+    def __init__(self, root: Path, *, allow_dirty: bool = False, lock_timeout: float = 900.0):
+        g = Git(root, {})
+        branch = g.head_ref()
+        if branch is None:
+            raise WorkspaceError(
+                f"HEAD of {root} is detached", hint="check out the branch tasks should land on"
+            )
+        if g.rev("HEAD") is None:
+            raise WorkspaceError(f"{root} has no commits yet", hint="make a first commit")
+        super().__init__(root, root, branch.removeprefix("refs/heads/"))
+        self.lock_timeout = lock_timeout
+        self.leftovers = self.recover()
+        dirty = self._dirty()
+        if dirty and not allow_dirty:
+            shown = ", ".join(dirty[:3]) + (" ..." if len(dirty) > 3 else "")
+            raise WorkspaceError(
+                f"the working tree of {root} has uncommitted changes ({shown})",
+                hint="commit or stash them first, or pass --allow-dirty",
+            )
+        self.baseline = dirty
+
+    def marker_path(self) -> Path:
+        return self.root / ".ralph" / MARKER
+
+    def _dirty(self) -> list[str]:
+        out = self.git("status", "--porcelain", "-z", "--untracked-files=all")
+        paths, entries, i = [], out.split("\0"), 0
+        while i < len(entries):
+            entry, i = entries[i], i + 1
+            if len(entry) < 4:
+                continue
+            paths.append(entry[3:])
+            if entry[0] in "RC":
+                paths.append(entries[i])
+                i += 1
+        return [p for p in paths if not (p == ".ralph" or p.startswith(".ralph/"))]
+
+    def recover(self) -> list[str]:
+        """Clean up after an attempt that was killed in this checkout; returns what was kept."""
+        marker = self.read_marker()
+        if marker is None:
+            return []
+        g = self.git
+        head_ref = f"refs/heads/{self.target}"
+        if g.head_ref() != head_ref:
+            g("symbolic-ref", "HEAD", head_ref)
+        base = str(marker.get("base") or "")
+        head = g.rev(head_ref) or base
+        attempt_base = base if base and g.is_ancestor(base, head) else head
+        keep = Path(str(marker.get("run_dir") or self.scratch)) / "leftovers.patch"
+        kept: list[str] = []
+        if not marker.get("allow_dirty"):
+            if g.save_patch(attempt_base, keep):
+                kept.append(str(keep))
+            g.reset_hard(head)
+        self.clear_marker()
+        return kept
+
+    def excluded(self) -> list[str]:
+        return self.baseline
+
+    def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str:
+        """The checkout on the target branch at its head, nothing else changed (but the user's
+        own --allow-dirty paths)."""
+        g = self.git
+        head_ref = f"refs/heads/{self.target}"
+        if g.head_ref() != head_ref:
+            g("symbolic-ref", "HEAD", head_ref)
+        base = g.rev(head_ref)
+        assert base is not None
+        if not self.baseline:
+            g.reset_hard(base)
+        self.base = base
+        self.write_marker(
+            {
+                "task": task_id,
+                "attempt": attempt,
+                "base": base,
+                "pid": os.getpid(),
+                "run_dir": str(run_dir),
+                "allow_dirty": bool(self.baseline),
+            }
+        )
+        self.guard()
+        return base
+
+    def _point_head_back(self, g: Git, base: str) -> None:
+        """The agent committed or switched branches: the target branch goes back to the base
+        (its commits are kept under the attempt ref) and HEAD to the target, files untouched."""
+        head_ref = f"refs/heads/{self.target}"
+        if g.rev(head_ref) != base:
+            g("update-ref", head_ref, base)
+        if g.head_ref() != head_ref:
+            g("symbolic-ref", "HEAD", head_ref)
+
+    def land(
+        self,
+        task_id: str,
+        collected: Collected,
+        message: str,
+        fence: Fence,
+        reverify: Reverify | None = None,
+    ) -> Landing:
+        g = self.git
+        with MergeLock(self.root / ".ralph" / LOCK_NAME, timeout=self.lock_timeout):
+            fence()
+            already = g.rev(task_ref(task_id))
+            if already:
+                return Landing("already", already)
+            head = g.rev(f"refs/heads/{self.target}")
+            if head != collected.base:
+                return Landing(
+                    "moved",
+                    note=f"{self.target} moved from {collected.base[:10]} to "
+                    f"{(head or '?')[:10]} while the agent worked",
+                )
+            tree = collected.tree
+            if self.baseline:
+                tree = self._tree_without_baseline(g, collected)
+            new = g.commit_tree(tree, [collected.base], message)
+            try:
+                g.update_refs(
+                    [
+                        f"create {task_ref(task_id)} {new}",
+                        f"update refs/heads/{self.target} {new} {collected.base}",
+                    ],
+                    self.scratch,
+                )
+            except RefRaceError as exc:
+                landed = g.rev(task_ref(task_id))
+                if landed:
+                    return Landing("already", landed)
+                return Landing("moved", note=str(exc))
+            if self.baseline:  # the index still holds the user's staging: sync our paths only
+                g("reset", "-q", new, "--", *[c.path for c in collected.changes][:500])
+            self.clear_marker()
+            return Landing("landed", new)
+
+    def _tree_without_baseline(self, g: Git, collected: Collected) -> str:
+        """Under --allow-dirty: the base's tree plus only the agent's paths, built in a scratch
+        index so the user's staged changes stay out of the commit."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        index = self.scratch / f"index-{os.getpid()}"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            g("read-tree", collected.base, env=env)
+            paths = [c.path for c in collected.changes]
+            for start in range(0, len(paths), 500):
+                g("add", "-A", "--", *paths[start : start + 500], env=env)
+            return g("write-tree", env=env)
+        finally:
+            index.unlink(missing_ok=True)
+
+    def _discard_some(self, g: Git, base: str, keep: Path) -> list[str]:
+        """Under --allow-dirty: undo only the attempt's paths, never the user's."""
+        g("reset", "-q")  # unstage what collect staged; the user's staging is lost (documented)
+        theirs = set(self.baseline)
+        ours = [p for p in self._dirty() if p not in theirs]
+        if not ours:
+            return []
+        tracked = set(g("ls-tree", "-r", "--name-only", "-z", base).split("\0"))
+        for start in range(0, len(ours), 500):
+            chunk = [p for p in ours[start : start + 500] if p in tracked]
+            if chunk:
+                g("checkout", "-q", base, "--", *chunk)
+        for path in ours:
+            if path not in tracked:
+                (self.root / path).unlink(missing_ok=True)
+        return [f"reverted {len(ours)} path(s) of the attempt"]
+
+    def finish(self) -> None:
+        """Nothing to tidy: the checkout stays on the target branch."""
+        self.clear_marker()

@@ -1,0 +1,237 @@
+"""Git plumbing for task commits, through GitPython's `git` (the git binary).
+
+A task's commit is built without `git commit`: `add -A` stages whatever the agent left (edits,
+`git mv`, `git rm`, its own commits, odd names), `write-tree` + `commit-tree` make one commit on
+the task's base, and `update-ref --stdin` moves the target branch and creates
+`refs/ralph/tasks/<id>` in one all-or-nothing ref transaction. git refuses the second `create`,
+so no process, not even one whose lease ran out, can land a task twice. No commit hook runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError
+
+RALPH_DIR = ".ralph"
+TASK_REFS = "refs/ralph/tasks/"
+ATTEMPT_REFS = "refs/ralph/attempts/"
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "ralph",
+    "GIT_AUTHOR_EMAIL": "ralph@localhost",
+    "GIT_COMMITTER_NAME": "ralph",
+    "GIT_COMMITTER_EMAIL": "ralph@localhost",
+}
+# Markers of an operation a killed git (or agent) left half done, in a git dir.
+IN_PROGRESS = {
+    "rebase-merge": ("rebase", "--abort"),
+    "rebase-apply": ("rebase", "--abort"),
+    "MERGE_HEAD": ("merge", "--abort"),
+    "CHERRY_PICK_HEAD": ("cherry-pick", "--abort"),
+    "REVERT_HEAD": ("revert", "--abort"),
+}
+
+
+class RefRaceError(Exception):
+    """A ref transaction was refused: a ref was not where we expected (or already existed)."""
+
+
+class PushFailedError(Exception):
+    """The remote refused a push for a reason other than a race, or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path a task changes: its status letter (A, M, D, T) and path."""
+
+    code: str
+    path: str
+
+
+def task_ref(task_id: str) -> str:
+    return TASK_REFS + task_id
+
+
+def attempt_ref(task_id: str, attempt: int) -> str:
+    return f"{ATTEMPT_REFS}{task_id}/{attempt}"
+
+
+def git_env(root: Path) -> dict[str, str]:
+    """The environment ralph's git commands run with: never prompt, never open an editor, and
+    an identity when the repository has none (commit-tree refuses to run without one)."""
+    env = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
+    identity = os.environ.get("GIT_AUTHOR_EMAIL") or os.environ.get("EMAIL")
+    if not identity:
+        with contextlib.suppress(GitCommandError):
+            identity = git.Git(str(root)).config("--get", "user.email")
+    if not identity:
+        env.update(FALLBACK_IDENTITY)
+    return env
+
+
+class Git:
+    """A working tree (or the main checkout) driven through the git binary."""
+
+    def __init__(self, path: Path, env: dict[str, str]):
+        self.path = path
+        self.g = git.Git(str(path))
+        self.g.update_environment(**env)
+
+    def __call__(self, *args: str, **kwargs: object) -> str:
+        return self.g.execute(["git", *args], **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    # -- reading -------------------------------------------------------------------------
+    def rev(self, ref: str) -> str | None:
+        try:
+            return self("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
+        except GitCommandError:
+            return None
+
+    def tree_of(self, ref: str) -> str:
+        return self("rev-parse", f"{ref}^{{tree}}")
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        try:
+            self("merge-base", "--is-ancestor", a, b)
+            return True
+        except GitCommandError:
+            return False
+
+    def head_ref(self) -> str | None:
+        """The branch HEAD points at (`refs/heads/x`), or None when detached."""
+        try:
+            return self("symbolic-ref", "-q", "HEAD")
+        except GitCommandError:
+            return None
+
+    def git_dir(self) -> Path:
+        return Path(self("rev-parse", "--absolute-git-dir"))
+
+    def common_dir(self) -> Path:
+        return Path(self("rev-parse", "--path-format=absolute", "--git-common-dir"))
+
+    def subjects(self, base: str, tip: str, limit: int = 20) -> list[str]:
+        """Subjects of the commits in base..tip, oldest first (an agent's own commits)."""
+        out = self("log", "--reverse", f"--max-count={limit}", "--format=%s", f"{base}..{tip}")
+        return [line for line in out.splitlines() if line.strip()]
+
+    # -- staging and committing ----------------------------------------------------------
+    def stage_all(self, exclude: Iterable[str] = ()) -> None:
+        """Stage every change in the working tree except `.ralph/` (one scan of the tree)."""
+        spec = [".", f":(exclude,literal){RALPH_DIR}"]
+        spec += [f":(exclude,literal){p}" for p in exclude]
+        self("add", "-A", "--", *spec)
+
+    def staged(self, base: str) -> list[Change]:
+        """What the index changes against `base` (no rename detection: exact paths)."""
+        out = self("diff", "--cached", "--no-renames", "--name-status", "-z", base)
+        parts = out.split("\0")
+        changes = [
+            Change(parts[i][:1], parts[i + 1]) for i in range(0, len(parts) - 1, 2) if parts[i]
+        ]
+        ours = [c for c in changes if c.path == RALPH_DIR or c.path.startswith(RALPH_DIR + "/")]
+        if ours:  # force-added by the agent: never committed
+            self("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", RALPH_DIR)
+            changes = [c for c in changes if c not in ours]
+        return changes
+
+    def write_tree(self) -> str:
+        return self("write-tree")
+
+    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        args = ["commit-tree", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        return self(*args, "-m", message)
+
+    def update_refs(self, lines: list[str], scratch: Path) -> None:
+        """Apply `update-ref --stdin` lines as one transaction; RefRaceError when refused."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=scratch) as fh:
+            fh.write(("\n".join(lines) + "\n").encode())
+            fh.seek(0)
+            try:
+                self("update-ref", "--stdin", "-m", "ralph", istream=fh)
+            except GitCommandError as exc:
+                raise RefRaceError(first_line(exc)) from None
+
+    def merge_tree(self, ours: str, theirs: str) -> tuple[str | None, list[str]]:
+        """Merge two commits without a working tree: (tree, []) or (None, conflicted files)."""
+        try:
+            out = self("merge-tree", "--write-tree", "--no-messages", "--name-only", ours, theirs)
+        except GitCommandError as exc:
+            if exc.status != 1:
+                raise
+            lines = str(exc.stdout).replace("stdout: ", "").strip(" '\n").splitlines()
+            return None, sorted({line for line in lines[1:] if line.strip()})
+        return out.splitlines()[0], []
+
+    # -- cleaning ------------------------------------------------------------------------
+    def settle(self) -> None:
+        """Abort anything half done (rebase, merge, cherry-pick) and drop a stale index.lock."""
+        gitdir = self.git_dir()
+        (gitdir / "index.lock").unlink(missing_ok=True)
+        for marker, (command, flag) in IN_PROGRESS.items():
+            if (gitdir / marker).exists():
+                try:
+                    self(command, flag)
+                except GitCommandError:
+                    target = gitdir / marker
+                    if target.is_dir():
+                        import shutil
+
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        target.unlink(missing_ok=True)
+
+    def reset_hard(self, commit: str) -> None:
+        """HEAD, index and tracked files exactly at `commit`; untracked files removed (ignored
+        ones are kept: a user's virtualenv or node_modules is not ours to delete)."""
+        self.settle()
+        self("reset", "-q", "--hard", commit)
+        self("clean", "-ffdq", "-e", RALPH_DIR)
+
+    def save_patch(self, base: str, dest: Path) -> bool:
+        """Write the working tree's difference from `base` (new files included) as a binary
+        patch; False when there is none."""
+        self.stage_all()
+        patch = self("diff", "--cached", "--binary", base, stdout_as_string=False)
+        if not patch:
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(patch + b"\n")  # type: ignore[operator]
+        return True
+
+
+def first_line(exc: GitCommandError) -> str:
+    text = str(exc.stderr or exc.stdout or exc).strip().strip("'").strip()
+    for line in text.splitlines():
+        line = line.strip().strip("'")
+        if line and not line.startswith(("stderr:", "stdout:")):
+            return line
+    return text.splitlines()[-1] if text else "git failed"
+
+
+def repo_root(start: Path) -> Path:
+    """The top of the working tree holding `start`; WorkspaceError outside a repository."""
+    from ralph.errors import WorkspaceError
+
+    try:
+        found = git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise WorkspaceError(
+            f"{start} is not inside a git repository",
+            hint="run `git init` there, or run ralph from your repository",
+        ) from exc
+    try:
+        if found.bare or not found.working_tree_dir:
+            raise WorkspaceError(f"{start} is a bare git repository: ralph needs a working tree")
+        return Path(found.working_tree_dir)
+    finally:
+        found.close()

@@ -1,0 +1,389 @@
+"""Per-worker git worktrees and the serialized landing of task commits on the target branch.
+
+Each worker owns `.ralph/worktrees/<worker>`, detached at the task's base. Landing, under the
+merge lock: the task's commit is merged onto the target's current head with `git merge-tree`
+(no rebase in progress can be left behind by a kill), verified again when the target moved
+(the merge-queue rule), fenced, and the target moves together with `refs/ralph/tasks/<id>` in one
+ref transaction.
+
+The main checkout. When the target is checked out there and clean, its files follow the target
+(a two-way `read-tree -m -u`, like `receive.denyCurrentBranch=updateInstead`); when it is dirty
+the landing waits. `.ralph/main-sync.json` is written around that step, so a kill between the
+files and the ref is put right by the next landing (or run), never left as "local changes".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError
+
+from ralph import errors
+from ralph.store import ensure_ralph_dir
+from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
+from ralph.workspace.git import IN_PROGRESS, Git, PushFailedError, RefRaceError, git_env, task_ref
+from ralph.workspace.mergelock import LOCK_NAME, MergeLock
+
+WORKTREES_DIR = "worktrees"
+MAIN_SYNC = "main-sync.json"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class _Entry:
+    path: Path
+    locked: bool = False
+    prunable: bool = False
+
+
+class Worktrees:
+    """The worktrees of one repository's workers, and the moves of its target branch."""
+
+    def __init__(self, repo: str | Path, *, target: str | None = None, lock_timeout: float = 900.0):
+        try:
+            found = git.Repo(repo, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise errors.UsageError(
+                f"{repo} is not inside a git repository",
+                hint="run `git init` and make a first commit",
+            ) from None
+        common = Path(found.common_dir).resolve()
+        found.close()
+        if common.name != ".git":
+            raise errors.UsageError(
+                f"{repo} has no main working tree (bare repository)",
+                hint="run ralph in a normal clone",
+            )
+        self.root = common.parent
+        self.env = git_env(self.root)
+        self.main = Git(self.root, self.env)
+        self.ralph_dir = ensure_ralph_dir(self.root)
+        self.dir = self.ralph_dir / WORKTREES_DIR
+        self.lock_timeout = lock_timeout
+        self.race_limit = 20
+        self.target = target or self._current_branch()
+        if self.main.rev(f"refs/heads/{self.target}") is None:
+            raise errors.UsageError(
+                f"no branch named {self.target!r} in {self.root}",
+                hint="pass an existing branch as the target",
+            )
+
+    def _current_branch(self) -> str:
+        ref = self.main.head_ref()
+        if ref is None:
+            raise errors.UsageError(
+                f"HEAD of {self.root} is detached",
+                hint="check out a branch or pass the target branch",
+            )
+        if self.main.rev("HEAD") is None:
+            raise errors.UsageError(
+                f"{self.root} has no commits yet", hint="make a first commit before running workers"
+            )
+        return ref.removeprefix("refs/heads/")
+
+    @property
+    def target_ref(self) -> str:
+        return f"refs/heads/{self.target}"
+
+    def refresh(self) -> None:
+        """Learn where the target is now (a fetch, in remote.py)."""
+
+    def head(self) -> str:
+        """Where task bases are cut from: the target's head (the remote's, in remote.py)."""
+        head = self.main.rev(self.target_ref)
+        assert head is not None
+        return head
+
+    def lock(self, holder: str = "") -> MergeLock:
+        return MergeLock(self.ralph_dir / LOCK_NAME, timeout=self.lock_timeout, holder=holder)
+
+    # -- worktree lifecycle -----------------------------------------------------------------
+    def path_for(self, worker: str) -> Path:
+        name = _SAFE_NAME.sub("-", worker).strip(".-") or "worker"
+        return self.dir / name
+
+    def _entries(self) -> dict[Path, _Entry]:
+        entries: dict[Path, _Entry] = {}
+        entry: _Entry | None = None
+        for line in self.main("worktree", "list", "--porcelain").splitlines() + [""]:
+            key, _, value = line.partition(" ")
+            if key == "worktree":
+                entry = _Entry(Path(value))
+            elif entry is None:
+                continue
+            elif key == "locked":
+                entry.locked = True
+            elif key == "prunable":
+                entry.prunable = True
+            elif key == "":
+                entries[_resolve(entry.path)] = entry
+                entry = None
+        return entries
+
+    def start(self, workers: Iterable[str]) -> dict[str, Path]:
+        """Prune what git lost track of, put a half-moved main checkout right, and make each
+        worker's worktree exist."""
+        self.main("worktree", "prune")
+        with self.lock("start"):
+            self.recover_main()
+        return {w: self.repair(w) for w in workers}
+
+    def repair(self, worker: str) -> Path:
+        """Make the worker's worktree exist, registered, unlocked and not mid-operation."""
+        path = self.path_for(worker)
+        entry = self._entries().get(_resolve(path))
+        if entry is not None and entry.locked:
+            self.main("worktree", "unlock", str(path))
+        if entry is not None and (entry.prunable or not (path / ".git").exists()):
+            with contextlib.suppress(GitCommandError):
+                self.main("worktree", "remove", "--force", "--force", str(path))
+            self.main("worktree", "prune")
+            entry = None
+        if entry is None:
+            if path.exists():
+                shutil.rmtree(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.main("worktree", "add", "--detach", str(path), self.head())
+            return path
+        g = Git(path, self.env)
+        try:
+            g.settle()
+            self.tidy(worker, g)
+        except GitCommandError:  # too broken to repair in place: start over
+            self.main("worktree", "remove", "--force", "--force", str(path))
+            return self.repair(worker)
+        return path
+
+    def marker_for(self, worker: str) -> Path:
+        return self.dir / f"{self.path_for(worker).name}.json"
+
+    def tidy(self, worker: str, g: Git) -> str | None:
+        """Save what a killed attempt left in the worktree as a patch beside that attempt's
+        output (named in its marker), then clean it; returns the patch's path, if any."""
+        marker = self.marker_for(worker)
+        saved = None
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            data = None
+        base = str(data.get("base")) if data else g.rev("HEAD")
+        if data and base:
+            keep = Path(str(data.get("run_dir") or self.ralph_dir / "tmp")) / "leftovers.patch"
+            if g.save_patch(base, keep):
+                saved = str(keep)
+        g.reset_hard(g.rev("HEAD") or self.head())
+        marker.unlink(missing_ok=True)
+        return saved
+
+    def finish(self, worker: str) -> None:
+        """Leave the worktree clean at the target's head for the next run."""
+        path = self.path_for(worker)
+        if (path / ".git").exists():
+            Git(path, self.env).reset_hard(self.head())
+
+    def close(self) -> None:
+        with contextlib.suppress(GitCommandError):
+            self.main("worktree", "prune")
+
+    # -- moving the target ------------------------------------------------------------------
+    def landed(self, task_id: str) -> str | None:
+        return self.main.rev(task_ref(task_id))
+
+    def advance(self, task_id: str, old: str, new: str) -> str | None:
+        """Move the target from old to new and create the task's ref, in one ref transaction;
+        returns why not when the main checkout blocks it. Call with the merge lock held.
+        Raises RefRaceError when git refused (the task's ref exists, or the target moved)."""
+        lines = [f"create {task_ref(task_id)} {new}", f"update {self.target_ref} {new} {old}"]
+        scratch = self.ralph_dir / "tmp"
+        if self.main.head_ref() != self.target_ref:
+            self.main.update_refs(lines, scratch)
+            return None
+        dirty = self._main_dirty()
+        if dirty:
+            return (
+                f"the main checkout has local changes on {self.target} ({dirty}); "
+                f"commit or stash them so ralph can fast-forward {self.target}"
+            )
+        marker = self.ralph_dir / MAIN_SYNC
+        marker.write_text(json.dumps({"old": old, "new": new}))
+        try:
+            self.main("read-tree", "-m", "-u", old, new)
+        except GitCommandError as exc:
+            marker.unlink(missing_ok=True)
+            return f"cannot update the main checkout: {exc.stderr or exc}".strip()
+        try:
+            self.main.update_refs(lines, scratch)
+        except RefRaceError:
+            self.main("read-tree", "-m", "-u", new, self.main.rev(self.target_ref) or old)
+            marker.unlink(missing_ok=True)
+            raise
+        marker.unlink(missing_ok=True)
+        return None
+
+    def recover_main(self) -> None:
+        """A landing killed between the main checkout's files and the ref move: put the files
+        back where the ref is (call with the merge lock held)."""
+        marker = self.ralph_dir / MAIN_SYNC
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return
+        head = self.main.rev(self.target_ref)
+        if self.main.head_ref() == self.target_ref and head == data.get("old"):
+            with contextlib.suppress(GitCommandError):
+                self.main("read-tree", "-m", "-u", data["new"], data["old"])
+        marker.unlink(missing_ok=True)
+
+    def _main_dirty(self) -> str:
+        gitdir = self.main.git_dir()
+        for name, (command, _) in IN_PROGRESS.items():
+            if (gitdir / name).exists():
+                return f"a {command} is in progress"
+        if (gitdir / "index.lock").exists():
+            return "another git command holds the index lock"
+        changed = self.main("status", "--porcelain", "--untracked-files=no").splitlines()
+        if changed:
+            names = [line[3:] for line in changed]
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            return ", ".join(names[:3]) + more
+        return ""
+
+    def workspace(
+        self,
+        worker: str,
+        *,
+        wait: Callable[[float], bool],
+        log: Callable[[str], None] = lambda line: None,
+    ) -> WorktreeWorkspace:
+        return WorktreeWorkspace(self, worker, wait=wait, log=log)
+
+
+class WorktreeWorkspace(GitWorkspace):
+    """One worker's worktree: detached at each task's base; lands through `Worktrees`."""
+
+    blocked_poll = 2.0
+
+    def __init__(
+        self,
+        worktrees: Worktrees,
+        worker: str,
+        *,
+        wait: Callable[[float], bool],
+        log: Callable[[str], None] = lambda line: None,
+    ):
+        super().__init__(worktrees.root, worktrees.path_for(worker), worktrees.target)
+        self.worktrees, self.worker, self.wait, self.log = worktrees, worker, wait, log
+
+    def marker_path(self) -> Path:
+        return self.worktrees.marker_for(self.worker)
+
+    def landed(self, task_id: str) -> str | None:
+        return self.worktrees.landed(task_id)
+
+    def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str:
+        """The worktree exactly at the target's head: HEAD, index, files; leftovers of a killed
+        attempt are saved as a patch beside that attempt's output first."""
+        if not (self.path / ".git").exists():
+            self.worktrees.repair(self.worker)
+        g = self.git
+        g.settle()
+        saved = self.worktrees.tidy(self.worker, g)
+        if saved:
+            self.log(f"saved what a killed attempt left in {self.path} to {saved}")
+        base = self.worktrees.head()
+        g("checkout", "-q", "-f", "--detach", base)
+        g.reset_hard(base)
+        self.base = base
+        self.write_marker(
+            {"task": task_id, "attempt": attempt, "base": base, "run_dir": str(run_dir)}
+        )
+        self.guard()
+        return base
+
+    def land(
+        self,
+        task_id: str,
+        collected: Collected,
+        message: str,
+        fence: Fence,
+        reverify: Reverify | None = None,
+    ) -> Landing:
+        g, main = self.git, self.worktrees.main
+        commit = g.commit_tree(collected.tree, [collected.base], message)
+        waited, races = False, 0
+        while True:
+            with self.worktrees.lock(self.worker):
+                self.worktrees.recover_main()
+                try:
+                    self.worktrees.refresh()
+                except errors.WorkspaceError as exc:
+                    return Landing("push_failed", note=exc.message)
+                fence()
+                already = self.worktrees.landed(task_id)
+                if already:
+                    return Landing("already", already)
+                head = self.worktrees.head()
+                new = commit
+                if head != collected.base:
+                    tree, files = main.merge_tree(head, commit)
+                    if tree is None:
+                        return Landing(
+                            "conflict",
+                            note=_conflict_note(main, self.target, collected.base, head, files),
+                            files=files,
+                        )
+                    if tree == main.tree_of(head):
+                        return Landing("empty", note=f"{self.target} already has these changes")
+                    new = main.commit_tree(tree, [head], message)
+                    if reverify is not None:
+                        g.reset_hard(new)
+                        note = reverify(self.path)
+                        if note:
+                            return Landing("verify_failed", note=note)
+                        fence()
+                try:
+                    blocked = self.worktrees.advance(task_id, head, new)
+                except PushFailedError as exc:
+                    return Landing("push_failed", note=str(exc))
+                except RefRaceError as exc:
+                    races += 1  # the task's ref appeared or the target moved: look again
+                    if races >= self.worktrees.race_limit:
+                        return Landing(
+                            "push_failed", note=f"lost the race to land {races} times: {exc}"
+                        )
+                    continue
+                if blocked is None:
+                    self.clear_marker()
+                    return Landing("landed", new)
+            if not waited:
+                self.log(f"{task_id}: waiting to land: {blocked}")
+                waited = True
+            if not self.wait(self.blocked_poll):
+                return Landing("interrupted", note=f"the run stopped while waiting: {blocked}")
+
+    def finish(self) -> None:
+        self.clear_marker()
+        self.worktrees.finish(self.worker)
+
+
+def _conflict_note(main: Git, target: str, base: str, head: str, files: list[str]) -> str:
+    lines = [f"Merge conflict landing on {target}: {', '.join(files) or 'unknown files'}."]
+    with contextlib.suppress(GitCommandError):
+        theirs = main("log", "--format=  %h %s", "-5", f"{base}..{head}", "--", *files)
+        if theirs:
+            lines += [f"{target} changed those files meanwhile in:", theirs]
+    return "\n".join(lines)
+
+
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path
