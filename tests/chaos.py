@@ -8,6 +8,7 @@ Used by tests/test_exactly_once.py and bench/bench_chaos.py.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -210,10 +211,8 @@ def _kill_agents(launches: str) -> None:
     if not Path(launches).exists():
         return
     for line in Path(launches).read_text().splitlines():
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError, IndexError):
             os.killpg(int(line.split()[1]), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, ValueError, IndexError):
-            pass
 
 
 def check_history(
