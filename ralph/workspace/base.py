@@ -69,7 +69,7 @@ class GuardedFiles:
     """
 
     def __init__(self, g: Git):
-        common, own = g.common_dir(), g.git_dir()
+        common, own = g.common_dir(), g.git_dir()  # cached by `g`: no git process per task
         self.files = [common / "config", own / "config.worktree", common / "config.worktree"]
         self.hook_dirs = [common / "hooks"]
         self.saved: dict[Path, bytes | None] = {}
@@ -133,15 +133,10 @@ class GitWorkspace:
         self.env = git_env(root)
         self.scratch = root / ".ralph" / "tmp"
         self._guard: GuardedFiles | None = None
+        self._guarding = False
         self.base: str | None = None
-
-    @property
-    def git(self) -> Git:
-        return Git(self.path, self.env)
-
-    @property
-    def main(self) -> Git:
-        return Git(self.root, self.env)
+        self.git = Git(path, self.env)
+        self.main = Git(root, self.env)
 
     def landed(self, task_id: str) -> str | None:
         """The commit that completed `task_id` on the target, if one landed (any process)."""
@@ -158,22 +153,25 @@ class GitWorkspace:
 
     def guard(self) -> None:
         """Remember hooks and git config before an agent runs (see GuardedFiles)."""
-        self._guard = GuardedFiles(self.git)
+        if self._guard is None:
+            self._guard = GuardedFiles(self.git)
         self._guard.snapshot()
+        self._guarding = True
 
     def _unguard(self) -> list[str]:
-        if self._guard is None:
+        if self._guard is None or not self._guarding:
             return []
-        put_back, self._guard = self._guard.restore(), None
-        return [f"put back {p} (changed by the agent)" for p in put_back]
+        self._guarding = False
+        return [f"put back {p} (changed by the agent)" for p in self._guard.restore()]
 
     def _point_head_back(self, g: Git, base: str) -> None:
         """Make HEAD what the workspace expects again, touching no file (subclasses say how)."""
         g("update-ref", "--no-deref", "HEAD", base)
 
-    def _keep_agent_commits(self, g: Git, task_id: str, attempt: int, base: str) -> str | None:
+    def _keep_agent_commits(
+        self, g: Git, task_id: str, attempt: int, base: str, head: str | None
+    ) -> str | None:
         """If the agent committed (or moved HEAD), keep its commits under an attempt ref."""
-        head = g.rev("HEAD")
         if head is None or head == base:
             return None
         ref = attempt_ref(task_id, attempt)
@@ -187,7 +185,7 @@ class GitWorkspace:
         repairs = self._unguard()
         g.settle()
         head = g.rev("HEAD")
-        kept = self._keep_agent_commits(g, task_id, attempt, base)
+        kept = self._keep_agent_commits(g, task_id, attempt, base, head)
         subjects = g.subjects(base, head) if kept and head and g.is_ancestor(base, head) else []
         if kept:
             self._point_head_back(g, base)
@@ -211,7 +209,7 @@ class GitWorkspace:
         if base is None:
             return kept
         g.settle()
-        ref = self._keep_agent_commits(g, task_id, attempt, base)
+        ref = self._keep_agent_commits(g, task_id, attempt, base, g.rev("HEAD"))
         if ref:
             kept.append(ref)
             self._point_head_back(g, base)
@@ -221,6 +219,7 @@ class GitWorkspace:
             if g.save_patch(base, keep):
                 kept.append(str(keep))
             g.reset_hard(base)
+        self.clear_marker()
         return kept
 
     def _discard_some(self, g: Git, base: str, keep: Path) -> list[str]:

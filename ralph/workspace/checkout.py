@@ -91,8 +91,8 @@ class CheckoutWorkspace(GitWorkspace):
             g("symbolic-ref", "HEAD", head_ref)
         base = g.rev(head_ref)
         assert base is not None
-        if not self.baseline:
-            g.reset_hard(base)
+        if self.read_marker() is not None:  # an attempt of this run did not end cleanly
+            self.recover()
         self.base = base
         self.write_marker(
             {

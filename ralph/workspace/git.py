@@ -82,6 +82,8 @@ class Git:
         self.path = path
         self.g = git.Git(str(path))
         self.g.update_environment(**env)
+        self._git_dir: Path | None = None
+        self._common_dir: Path | None = None
 
     def __call__(self, *args: str, **kwargs: object) -> str:
         return self.g.execute(["git", *args], **kwargs)  # type: ignore[call-overload,no-any-return]
@@ -111,10 +113,15 @@ class Git:
             return None
 
     def git_dir(self) -> Path:
-        return Path(self("rev-parse", "--absolute-git-dir"))
+        if self._git_dir is None:
+            self._git_dir = Path(self("rev-parse", "--absolute-git-dir"))
+        return self._git_dir
 
     def common_dir(self) -> Path:
-        return Path(self("rev-parse", "--path-format=absolute", "--git-common-dir"))
+        if self._common_dir is None:
+            out = self("rev-parse", "--path-format=absolute", "--git-common-dir")
+            self._common_dir = Path(out)
+        return self._common_dir
 
     def subjects(self, base: str, tip: str, limit: int = 20) -> list[str]:
         """Subjects of the commits in base..tip, oldest first (an agent's own commits)."""

@@ -293,13 +293,14 @@ class WorktreeWorkspace(GitWorkspace):
         if not (self.path / ".git").exists():
             self.worktrees.repair(self.worker)
         g = self.git
-        g.settle()
-        saved = self.worktrees.tidy(self.worker, g)
-        if saved:
-            self.log(f"saved what a killed attempt left in {self.path} to {saved}")
         base = self.worktrees.head()
+        if self.read_marker() is not None:  # a killed or unfinished attempt: save, then clean
+            g.settle()
+            saved = self.worktrees.tidy(self.worker, g)
+            if saved:
+                self.log(f"saved what a killed attempt left in {self.path} to {saved}")
+        # After a clean finish the worktree holds only tracked files: one checkout moves it.
         g("checkout", "-q", "-f", "--detach", base)
-        g.reset_hard(base)
         self.base = base
         self.write_marker(
             {"task": task_id, "attempt": attempt, "base": base, "run_dir": str(run_dir)}
