@@ -2,9 +2,9 @@
 """Zoo agent: writes out/<task>.txt, then appends to out/<task>.late every 0.1 s for 60 s.
 
 Meant to be orphaned: a test SIGKILLs the worker running it, and it lives on (own session),
-writing into the workspace. It does not ignore SIGTERM. With ZOO_PID_DIR set it writes its pid
-to $ZOO_PID_DIR/orphan_<task>.pid; if that file already exists (a later attempt), it only writes
-out/<task>.txt and exits 0.
+writing into the workspace (and lives on if the workspace is removed under it). It does not
+ignore SIGTERM. With ZOO_PID_DIR set it writes its pid to $ZOO_PID_DIR/orphan_<task>.pid; if that
+file already exists (a later attempt), it only writes out/<task>.txt and exits 0.
 """
 
 import os
@@ -27,6 +27,9 @@ if pid_dir:
 print("writing late output", flush=True)
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
-    with open(out / f"{task}.late", "a") as fh:
-        fh.write(f"{time.time():.3f}\n")
+    try:
+        with open(out / f"{task}.late", "a") as fh:
+            fh.write(f"{time.time():.3f}\n")
+    except OSError:
+        pass  # its workspace was removed under it: a real agent would go on talking to its model
     time.sleep(0.1)
