@@ -183,9 +183,11 @@ class AgentProcess:
         grace = self.kill_grace
         if self._term_sent is not None:  # a timeout or cancel already started the clock
             grace = max(0.0, self.kill_grace - (time.monotonic() - self._term_sent))
-        reaped = reaper.reap(leftovers, grace, termed=self._termed)
-        if not reaper.available():  # no /proc to list the group: signal it as a whole
-            self._signal_group(signal.SIGKILL)
+        if reaper.available():
+            reaped = reaper.reap(leftovers, grace, termed=self._termed)
+        else:  # no /proc to list anything: end the group as a whole
+            reaped = []
+            self._end_group(grace)
         for t in threads:
             t.join(timeout=5)
         self.parser.finish(self.proc.returncode)
@@ -266,12 +268,27 @@ class AgentProcess:
 
     def _terminate(self, sig: signal.Signals) -> None:
         """Signal the main process and everything of this attempt (group, session, marker)."""
-        if not reaper.available():
-            self._signal_group(sig)
-            return
-        reached = reaper.send([self.proc.pid if self.proc else 0, *self._leftovers()], sig)
-        if sig == signal.SIGTERM:
-            self._termed.update(reached)
+        assert self.proc is not None
+        if sig == signal.SIGKILL or not reaper.available():
+            self._signal_group(sig)  # also reaches a child forked after the scan below
+        if reaper.available():
+            reached = reaper.send([self.proc.pid, *self._leftovers()], sig)
+            if sig == signal.SIGTERM:
+                self._termed.update(reached)
+
+    def _end_group(self, grace: float) -> None:
+        """SIGTERM the group (unless a timeout did), wait up to `grace` for it to empty, SIGKILL."""
+        assert self.proc is not None
+        if self._term_sent is None:
+            self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+        self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.proc is not None

@@ -158,3 +158,15 @@ def test_an_agent_that_leaves_nothing_running_reports_nothing_reaped(tmp_path: P
     result = run_guarded(agent(tmp_path, "edit.py"))
     assert result.ok
     assert (result.reaped, result.reaped_note()) == ([], None)
+
+
+def test_without_proc_the_group_is_still_ended_after_the_agent_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Where /proc is missing (macOS) nothing can be listed; the process group still goes."""
+    monkeypatch.setattr(reaper, "available", lambda: False)
+    result = run_guarded(agent(tmp_path, "leaves_children.py", "hold-stdout"))
+    child = child_pid(tmp_path)
+    assert result.ok and result.reaped == []
+    monkeypatch.undo()
+    assert gone(child)
