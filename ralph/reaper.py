@@ -1,0 +1,266 @@
+"""Find and end the processes an agent left behind, wherever they went.
+
+An agent's own process group is easy to kill, but real agents start dev servers with `setsid`
+(new session, new group) and a SIGKILLed worker leaves its agent running in the worktree. What
+all of them keep is their environment: ralph puts `RALPH_ATTEMPT=<unique id>` (and
+`RALPH_WORKSPACE=<path>`) in the agent's env and every descendant inherits it, so scanning
+`/proc/*/environ` finds them. Linux only; elsewhere the scans find nothing.
+
+Processes are signalled through pidfds where the kernel has them, so a pid that is reused while
+we wait is never hit. Our own process and its ancestors are never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Collection, Iterable, Mapping
+
+PROC = "/proc"
+MARKER = "RALPH_ATTEMPT"
+WORKSPACE = "RALPH_WORKSPACE"
+_POLL = 0.02  # how often a platform without pidfds re-checks whether a process is gone
+
+
+def available() -> bool:
+    """True where processes can be found by their environment (Linux with /proc)."""
+    return sys.platform.startswith("linux") and os.path.isdir(PROC)
+
+
+def find(marker_key: str, value: str) -> list[int]:
+    """Pids whose environment holds `marker_key=value` (never ours or an ancestor's)."""
+    return find_by_env({marker_key: value})
+
+
+def find_env(**pairs: str) -> list[int]:
+    """Pids whose environment holds every `KEY=value` given, e.g. `RALPH_WORKSPACE=str(path)`."""
+    return find_by_env(pairs)
+
+
+def find_by_env(pairs: Mapping[str, str]) -> list[int]:
+    """Pids whose environment holds every pair; processes we cannot read are skipped."""
+    if not pairs or not available():
+        return []
+    needles = [f"{k}={v}".encode() for k, v in pairs.items()]
+    protected = protected_pids()
+    found = []
+    for pid in _all_pids():
+        if pid in protected:
+            continue
+        try:
+            with open(f"{PROC}/{pid}/environ", "rb") as fh:
+                data = fh.read()
+        except OSError:  # gone, another user's, or a kernel thread
+            continue
+        entries = set(data.split(b"\0"))
+        if all(n in entries for n in needles):
+            found.append(pid)
+    return found
+
+
+def in_session(sid: int) -> list[int]:
+    """Live pids (zombies left out) whose session id is `sid`, whatever their process group."""
+    return [pid for pid, st in _stats() if st[2] == sid and st[0] != "Z"]
+
+
+def in_group(pgid: int) -> list[int]:
+    """Live pids (zombies left out) in process group `pgid`."""
+    return [pid for pid, st in _stats() if st[1] == pgid and st[0] != "Z"]
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every live descendant of `root`, as pid -> start time (to tell a reused pid apart)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for pid, st in _stats():
+        if st[0] != "Z":
+            children.setdefault(st[3], []).append(pid)
+            starts[pid] = st[4]
+    found: dict[int, int] = {}
+    todo = list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found[pid] = starts[pid]
+            todo.extend(children.get(pid, ()))
+    return found
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
+    st = _stat(pid)
+    return None if st is None or st[0] == "Z" else st[4]
+
+
+def cmdline(pid: int) -> str:
+    """The process's command line as one string (for log lines); '' when it is gone."""
+    try:
+        with open(f"{PROC}/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return ""
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def protected_pids() -> set[int]:
+    """Our pid and every ancestor's: a scan must never return them (nested ralph runs share
+    markers with the agent that started them)."""
+    pids = {0, 1, os.getpid()}
+    pid = os.getppid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        st = _stat(pid)
+        pid = st[3] if st is not None else 0
+    return pids
+
+
+def reap(pids: Iterable[int], grace: float, *, termed: Collection[int] = ()) -> list[int]:
+    """SIGTERM each live process, wait up to `grace` seconds, SIGKILL what is left.
+
+    Returns the pids that were still running and had to be ended, sorted. Pids in `termed`
+    already had their SIGTERM (a second one makes some programs, ralph among them, quit at
+    once). A stopped process also gets SIGCONT so it can act on the SIGTERM within the grace.
+    """
+    protected = protected_pids()
+    targets = [_Target.open(pid) for pid in dict.fromkeys(pids) if pid not in protected]
+    alive = [t for t in targets if t is not None and t.alive()]
+    try:
+        for t in alive:
+            if t.pid not in termed:
+                t.send(signal.SIGTERM)
+            t.send(signal.SIGCONT)
+        left = _wait(alive, grace)
+        for t in left:
+            t.send(signal.SIGKILL)
+        _wait(left, 5.0)  # SIGKILL cannot be ignored; this only waits for the kernel to finish
+    finally:
+        for t in targets:
+            if t is not None:
+                t.close()
+    return sorted(t.pid for t in alive)
+
+
+def send(pids: Iterable[int], sig: signal.Signals) -> list[int]:
+    """Send `sig` to each live process (never ours or an ancestor); returns the pids it reached."""
+    protected = protected_pids()
+    reached = []
+    for pid in dict.fromkeys(pids):
+        target = _Target.open(pid) if pid not in protected else None
+        if target is None:
+            continue
+        try:
+            if target.alive():
+                target.send(sig)
+                reached.append(pid)
+        finally:
+            target.close()
+    return reached
+
+
+class _Target:
+    """One process to end: a pidfd where the kernel has them, else the bare pid."""
+
+    def __init__(self, pid: int, fd: int | None, started: int | None):
+        self.pid = pid
+        self.fd = fd
+        self.started = started
+
+    @classmethod
+    def open(cls, pid: int) -> _Target | None:
+        started = start_time(pid) if available() else None
+        fd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                return None
+            except OSError:
+                fd = None  # old kernel or not permitted: fall back to the pid
+        if fd is not None and started is not None and start_time(pid) != started:
+            os.close(fd)  # the pid was reused between the scan and the open
+            return None
+        return cls(pid, fd, started)
+
+    def alive(self) -> bool:
+        if self.fd is not None:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            return not poller.poll(0)  # a pidfd is readable once its process has exited
+        if available():
+            return self.started is not None and start_time(self.pid) == self.started
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def send(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.fd is not None:
+                signal.pidfd_send_signal(self.fd, sig)
+            elif self.alive():
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _wait(targets: list[_Target], timeout: float) -> list[_Target]:
+    """Wait until every target has exited or `timeout` passed; returns those still alive."""
+    deadline = time.monotonic() + timeout
+    left = [t for t in targets if t.alive()]
+    while left:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        fds = [t.fd for t in left if t.fd is not None]
+        if len(fds) == len(left):
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            poller.poll(remaining * 1000)
+        else:
+            time.sleep(min(_POLL, remaining))
+        left = [t for t in left if t.alive()]
+    return left
+
+
+def _all_pids() -> list[int]:
+    try:
+        return [int(e) for e in os.listdir(PROC) if e.isdigit()]
+    except OSError:
+        return []
+
+
+def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
+    """(state, pgrp, session, ppid, start time) from /proc/<pid>/stat; None when unreadable."""
+    try:
+        with open(f"{PROC}/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp session ..."; comm may hold spaces and parentheses
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return (fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[1]), int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _stats() -> list[tuple[int, tuple[str, int, int, int, int]]]:
+    if not available():
+        return []
+    out = []
+    for pid in _all_pids():
+        st = _stat(pid)
+        if st is not None:
+            out.append((pid, st))
+    return out
