@@ -78,6 +78,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _end_orphans(workspace: Workspace, grace: float, log: Any) -> None:
+    """Agents of a killed run outlive it (own sessions) and write on into its workspaces; the
+    names are ours now (check_names_free), so whatever still runs there is an orphan."""
+    from ralph import reaper
+
+    found = reaper.find_env(RALPH_WORKSPACE=str(workspace.path))
+    if found:
+        ended = reaper.reap(found, grace)
+        log(f"ended {len(ended)} orphaned agent process(es) still running in {workspace.path}")
+
+
 def reconcile(store: SQLStore, workspace: Workspace, log: Any = None) -> list[str]:
     """Complete every task whose commit is on the target but which the store does not have as
     done (a worker killed between the landing and `done`); returns their ids."""
@@ -124,6 +135,7 @@ def run(
         names, Path(repo), mode, allow_dirty, target, remote, push_branches, control
     )
     for name, ws in zip(names, workspaces, strict=True):
+        _end_orphans(ws, options.kill_grace, lambda line, n=name: control.log(f"[{n}] {line}"))
         for kept in getattr(ws, "leftovers", []):
             control.log(f"[{name}] saved what a killed attempt left in the checkout: {kept}")
     reconcile(store, workspaces[0], control.log)

@@ -257,8 +257,9 @@ class WorkerLoop:
             ) as lease:
                 result = proc.run()
                 self.control.untrack(proc)
-                for pid in getattr(result, "reaped", []) or []:
-                    self.log(f"{task.id}: ended a process the agent left running (pid {pid})")
+                reaped = result.reaped_note()
+                if reaped:
+                    self.log(f"{task.id}: {reaped}")
                 outcome, note = self._classify(result, proc.parser)
                 if outcome == "success":
                     outcome, note, sha = self._land(task, claim, base, run_no, run_dir, lease, proc)
@@ -302,10 +303,8 @@ class WorkerLoop:
     def _reap_orphans(self) -> None:
         """An agent outlives its SIGKILLed worker (own session) and keeps writing into the
         workspace: end every process still marked with this workspace before reusing it."""
-        try:
-            from ralph import reaper
-        except ImportError:
-            return
+        from ralph import reaper
+
         found = reaper.find_env(RALPH_WORKSPACE=str(self.workspace.path))
         if found:
             ended = reaper.reap(found, self.opt.kill_grace)

@@ -216,9 +216,8 @@ def test_work_committed_on_another_branch_or_a_detached_head_lands_and_is_kept(
         )
         assert kept, f"the agent's own commits of {task_id} were not kept"
         for sha in kept.splitlines():
-            assert (
-                git(zoo.root, "ls-tree", "--name-only", "-r", sha, "out/") == f"out/{task_id}.txt"
-            )
+            changed = git(zoo.root, "diff", "--name-only", f"{sha}^", sha)
+            assert changed == f"out/{task_id}.txt"  # the agent's own commit, kept as it was
     zoo.check_plain_task_still_works()
 
 

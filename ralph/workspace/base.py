@@ -218,7 +218,7 @@ class GitWorkspace:
         else:
             if g.save_patch(base, keep):
                 kept.append(str(keep))
-            g.reset_hard(base)
+            g.reset_hard(base, keep_ralph_dir=self.path == self.root)
         self.clear_marker()
         return kept
 

@@ -197,12 +197,13 @@ class Git:
                     else:
                         target.unlink(missing_ok=True)
 
-    def reset_hard(self, commit: str) -> None:
+    def reset_hard(self, commit: str, *, keep_ralph_dir: bool = True) -> None:
         """HEAD, index and tracked files exactly at `commit`; untracked files removed (ignored
-        ones are kept: a user's virtualenv or node_modules is not ours to delete)."""
+        ones are kept: a user's virtualenv or node_modules is not ours to delete). `.ralph/` is
+        kept in the main checkout (the store lives there), not in a worker's worktree."""
         self.settle()
         self("reset", "-q", "--hard", commit)
-        self("clean", "-ffdq", "-e", RALPH_DIR)
+        self("clean", "-ffdq", *(["-e", RALPH_DIR] if keep_ralph_dir else []))
 
     def save_patch(self, base: str, dest: Path) -> bool:
         """Write the working tree's difference from `base` (new files included) as a binary

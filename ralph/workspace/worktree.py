@@ -178,7 +178,7 @@ class Worktrees:
             keep = Path(str(data.get("run_dir") or self.ralph_dir / "tmp")) / "leftovers.patch"
             if g.save_patch(base, keep):
                 saved = str(keep)
-        g.reset_hard(g.rev("HEAD") or self.head())
+        g.reset_hard(g.rev("HEAD") or self.head(), keep_ralph_dir=False)
         marker.unlink(missing_ok=True)
         return saved
 
@@ -186,7 +186,7 @@ class Worktrees:
         """Leave the worktree clean at the target's head for the next run."""
         path = self.path_for(worker)
         if (path / ".git").exists():
-            Git(path, self.env).reset_hard(self.head())
+            Git(path, self.env).reset_hard(self.head(), keep_ralph_dir=False)
 
     def close(self) -> None:
         with contextlib.suppress(GitCommandError):
@@ -228,17 +228,19 @@ class Worktrees:
         return None
 
     def recover_main(self) -> None:
-        """A landing killed between the main checkout's files and the ref move: put the files
-        back where the ref is (call with the merge lock held)."""
+        """A landing killed while it moved the main checkout (its files, index and ref are not
+        in step): put index and files back exactly at where the target's ref now is. Before the
+        marker was written the checkout was clean, so nothing of the user's is lost. Call with
+        the merge lock held."""
         marker = self.ralph_dir / MAIN_SYNC
-        try:
-            data = json.loads(marker.read_text())
-        except (OSError, ValueError):
+        if not marker.exists():
             return
-        head = self.main.rev(self.target_ref)
-        if self.main.head_ref() == self.target_ref and head == data.get("old"):
-            with contextlib.suppress(GitCommandError):
-                self.main("read-tree", "-m", "-u", data["new"], data["old"])
+        if self.main.head_ref() == self.target_ref:
+            (self.main.git_dir() / "index.lock").unlink(missing_ok=True)  # a killed read-tree's
+            head = self.main.rev(self.target_ref)
+            if head:
+                with contextlib.suppress(GitCommandError):
+                    self.main("read-tree", "--reset", "-u", head)
         marker.unlink(missing_ok=True)
 
     def _main_dirty(self) -> str:
@@ -299,7 +301,9 @@ class WorktreeWorkspace(GitWorkspace):
             saved = self.worktrees.tidy(self.worker, g)
             if saved:
                 self.log(f"saved what a killed attempt left in {self.path} to {saved}")
-        # After a clean finish the worktree holds only tracked files: one checkout moves it.
+        # After a clean finish the worktree holds only tracked files (and maybe a `.ralph/`
+        # the agent made, never staged): one checkout moves it.
+        shutil.rmtree(self.path / ".ralph", ignore_errors=True)
         g("checkout", "-q", "-f", "--detach", base)
         self.base = base
         self.write_marker(
@@ -344,7 +348,7 @@ class WorktreeWorkspace(GitWorkspace):
                         return Landing("empty", note=f"{self.target} already has these changes")
                     new = main.commit_tree(tree, [head], message)
                     if reverify is not None:
-                        g.reset_hard(new)
+                        g.reset_hard(new, keep_ralph_dir=False)
                         note = reverify(self.path)
                         if note:
                             return Landing("verify_failed", note=note)
