@@ -185,6 +185,7 @@ WorkersOpt = Annotated[
     int,
     typer.Option(
         "--workers",
+        "-w",
         "-j",
         min=1,
         help="Workers in parallel, each in its own git worktree "
@@ -237,7 +238,7 @@ def run(
     config: ConfigOpt = None,
     worker: Annotated[
         str | None,
-        typer.Option("--worker", "-w", metavar="NAME", help="Worker name. [default: host-pid]"),
+        typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
     ] = None,
     capabilities: CapsOpt = None,
     lease: LeaseOpt = None,
@@ -281,7 +282,7 @@ def run(
 def worker_start(
     name: Annotated[
         str | None,
-        typer.Option("--name", "-n", metavar="NAME", help="Worker name. [default: host-pid]"),
+        typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
     ] = None,
     capabilities: CapsOpt = None,
     agent: AgentOpt = None,
@@ -329,7 +330,7 @@ def demo(
     ] = None,
     workers: Annotated[
         int,
-        typer.Option("--workers", "-j", min=1, help="Parallel workers (Alpha, Beta, Gamma, ...)."),
+        typer.Option("--workers", "-w", "-j", min=1, help="Parallel workers (Alpha, Beta, ...)."),
     ] = 3,
     as_json: JsonOpt = False,
 ) -> None:

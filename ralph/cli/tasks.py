@@ -41,7 +41,13 @@ def add(
         str, typer.Option("--description", "-d", help="Details for the agent.")
     ] = "",
     priority: Annotated[
-        int, typer.Option("--priority", "-p", "--score", help="Higher runs first.")
+        int,
+        typer.Option(
+            "--priority",
+            "-p",
+            "--score",
+            help="Higher runs first (the opposite of prd.json, where priority 1 runs first).",
+        ),
     ] = 0,
     parent: Annotated[str | None, typer.Option(help="Parent task id.")] = None,
     blocked_by: Annotated[

@@ -54,6 +54,12 @@ HELP: dict[str, str] = {
     "worker": "Worker name. Unset: host-pid.",
     "remote": "A git remote every host pushes its task commits to (several hosts, one queue).",
     "poll": "How often an idle worker looks for new tasks (with --watch).",
+    "progress": "The RALPH memory: each done task appends its learnings here, committed "
+    "with it (false: off).",
+    "progress_entries": "How many of the latest progress entries each prompt shows.",
+    "prd": "A prd.json whose stories get passes = true when their task is done "
+    "(`ralph import prd.json --apply` sets it).",
+    "max_discovered": "Follow-up tasks an agent may file per task (ralph add --discovered-from).",
     "vars": "Extra values for the templates, as {{ vars.NAME }}.",
 }
 EXAMPLES: dict[str, str] = {
@@ -63,6 +69,7 @@ EXAMPLES: dict[str, str] = {
     "capabilities": '["python", "frontend"]',
     "worker": '"night-shift-1"',
     "remote": '"origin"',
+    "prd": '"prd.json"',
     "vars": '{ project = "my-app" }',
 }
 AGENT_HELP = {
