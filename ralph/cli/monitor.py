@@ -385,6 +385,8 @@ def _label(node: dict[str, Any], note: str = "") -> Any:
     if node["status"] == "open" and node.get("ready"):
         text.append(" ready", style="green")
     text.append(f" {node['title']}")
+    if node.get("discovered_from"):
+        text.append(f" (found in {node['discovered_from']})", style="dim")
     if note:
         text.append(f" {note}", style="dim")
     return text
@@ -408,7 +410,12 @@ def dep_tree(
     if as_json:
         emit_json(root)
         return
-    names = {"waits_on": "waits on", "unblocks": "unblocks", "children": "children"}
+    names = {
+        "waits_on": "waits on",
+        "unblocks": "unblocks",
+        "children": "children",
+        "follow_ups": "follow-ups its agent filed",
+    }
     tree = Tree(_label(root))
 
     def add(branch: Any, node: dict[str, Any], direction: str) -> None:

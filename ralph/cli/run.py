@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ralph.config import Settings
     from ralph.pool import RunSummary
 
-_DEMO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "demo_agent.py"
+_DEMO_AGENT = Path(__file__).resolve().parents[1] / "demo_agent.py"  # in the package
 _DEMO_NAMES = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta")
 
 

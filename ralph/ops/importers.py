@@ -38,6 +38,7 @@ TASK_FIELDS = (
     "labels",
     "requires",
     "metadata",
+    "discovered_from",
 )
 ITEM = re.compile(
     r"^(?P<indent>[ \t]*)(?:[-*+]|\d+[.)])[ \t]+\[(?P<mark>[ xX])\](?:[ \t]+(?P<text>.*))?$"
@@ -442,9 +443,9 @@ def _check_fields(task: SourceTask) -> None:
             isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
         ):
             raise errors.UsageError(f"{where}: '{name}' must be a list of strings")
-    parent = spec.get("parent")
-    if parent is not None and not isinstance(parent, str):
-        raise errors.UsageError(f"{where}: 'parent' must be a task id")
+    for name in ("parent", "discovered_from"):
+        if spec.get(name) is not None and not isinstance(spec[name], str):
+            raise errors.UsageError(f"{where}: '{name}' must be a task id")
     if spec.get("metadata") is not None and not isinstance(spec["metadata"], Mapping):
         raise errors.UsageError(f"{where}: 'metadata' must be an object")
     if spec.get("description") is not None and not isinstance(spec["description"], str):
@@ -455,12 +456,13 @@ def _check_references(tasks: list[SourceTask], stored: Iterable[str]) -> None:
     """Parents and blockers must be in the file or the store; the file's own edges acyclic."""
     known = set(stored) | {t.id for t in tasks}
     for task in tasks:
-        parent = task.spec.get("parent")
-        if parent and parent not in known:
-            raise errors.UsageError(
-                f"{task.where}: unknown parent {parent!r}",
-                hint="it is neither in the file nor in the store",
-            )
+        for name in ("parent", "discovered_from"):
+            ref = task.spec.get(name)
+            if ref and ref not in known:
+                raise errors.UsageError(
+                    f"{task.where}: unknown {name.replace('_', ' ')} {ref!r}",
+                    hint="it is neither in the file nor in the store",
+                )
         for blocker in task.spec.get("blocked_by") or []:
             if blocker not in known:
                 raise errors.UsageError(
