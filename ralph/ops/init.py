@@ -178,8 +178,6 @@ def config_template() -> str:
     out += [f"#   {key:<12} {AGENT_HELP[key]}" for key in SETTINGS]
     out.append("")
     for name in known_agents():
-        if name == "demo":  # nothing to set: it is ralph's own offline agent
-            continue
         cls = _agents[name]
         doc = (cls.__doc__ or name).strip().splitlines()[0]
         out += [f"# {doc}", f"# [agents.{name}]"]
