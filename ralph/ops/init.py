@@ -30,6 +30,9 @@ started by ralph (the prompt names a task id, and `RALPH_TASK_ID` is set):
 - Do not commit and do not run `ralph done`: ralph runs the verify commands, commits your work
   as one commit for the task and marks it done.
 - Leave `.ralph/` alone: it holds the task store and the logs of every run.
+- Before you stop, write what the next agent should know to the file named by `$RALPH_NOTES`;
+  ralph adds it to `progress.md`.
+- Work you find outside your task: `ralph add "..." --discovered-from $RALPH_TASK_ID`.
 """
 
 # One line per Settings key; a key missing here fails the tests, so the file cannot drift.
