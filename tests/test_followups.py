@@ -51,6 +51,43 @@ def test_the_cap_counts_stored_follow_ups_and_refuses_beyond_it(store: SQLStore)
     store.add("Without a cap", discovered_from="R")  # the cap is the caller's (the CLI's)
 
 
+ADDER = """
+import sys, time
+from pathlib import Path
+from ralph import errors, open_store
+store = open_store(sys.argv[1])
+store.list()  # connected before the start
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.002)
+try:
+    store.add("Follow-up", discovered_from="R", max_discovered=3)
+    print("added")
+except errors.UsageError:
+    print("refused")
+"""
+
+
+def test_concurrent_adds_from_eight_processes_cannot_pass_the_cap(
+    store: SQLStore, store_url: str, tmp_path: Path
+):
+    """Eight agents file a follow-up of one task at the same moment; exactly the cap get in
+    (the count and the insert are one transaction that holds the source task's row)."""
+    store.add("Root", id="R")
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ADDER, store_url, str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
+    assert all(p.stdout and p.stdout.readline() == "ready\n" for p in procs)
+    go.touch()
+    results = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert results == ["added"] * 3 + ["refused"] * 5
+    assert sum(t.discovered_from == "R" for t in store.list()) == 3
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "repo"

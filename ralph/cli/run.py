@@ -72,7 +72,7 @@ AgentOpt = Annotated[
         metavar="NAME",
         help="Agent from the registry or ralph.toml "
         "(claude, codex, gemini, aider, opencode, amp, "
-        "cursor, command). [default: config, claude]",
+        "cursor, command, demo: offline). [default: config, claude]",
     ),
 ]
 AgentCmdOpt = Annotated[

@@ -235,7 +235,9 @@ class SQLStore:
             referenced = (
                 {b for r in rows for b in r["blocked_by"]}
                 | {r["parent"] for r in rows if r["parent"]}
-                | {r["discovered_from"] for r in rows if r["discovered_from"]}
+                | {
+                    r["discovered_from"] for r in rows if r["discovered_from"]
+                }  # locked too: the cap
             )
             wanted = list(set(batch) | referenced)
             stored = {}
@@ -322,7 +324,8 @@ class SQLStore:
             if r["discovered_from"]:
                 adding[r["discovered_from"]] += 1
         for source, n in sorted(adding.items()):
-            tx.one("task_lock", id=source)  # PostgreSQL: concurrent adds for one task queue here
+            # The source's row is locked by task_ids_existing (PostgreSQL) or the whole store
+            # by BEGIN IMMEDIATE (SQLite): concurrent adds for one task count one after another.
             row = tx.one("task_discovered_count", id=source)
             have = int(row["n"]) if row else 0
             if have + n > cap:

@@ -73,11 +73,6 @@ VALUES (%(id)s, %(title)s, %(description)s, %(status)s, %(priority)s, %(parent)s
         %(labels)s::jsonb, %(requires)s::jsonb, %(metadata)s::jsonb,
         %(open_blockers)s, %(open_children)s, %(now)s, %(now)s, %(done_at)s, %(discovered_from)s);
 
--- name: task_lock
--- The row lock makes concurrent follow-up adds for one task count one after another (the
--- count below is a new statement, so it sees what the previous holder committed).
-SELECT id FROM tasks WHERE id = %(id)s FOR UPDATE;
-
 -- name: task_discovered_count
 SELECT COUNT(*) AS n FROM tasks WHERE discovered_from = %(id)s;
 

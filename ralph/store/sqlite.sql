@@ -56,9 +56,6 @@ INSERT INTO tasks (id, title, description, status, priority, parent, labels, req
 VALUES (:id, :title, :description, :status, :priority, :parent, :labels, :requires, :metadata,
         :open_blockers, :open_children, :now, :now, :done_at, :discovered_from);
 
--- name: task_lock
-SELECT id FROM tasks WHERE id = :id;
-
 -- name: task_discovered_count
 SELECT COUNT(*) AS n FROM tasks WHERE discovered_from = :id;
 
