@@ -62,8 +62,9 @@ class ProgressEntry:
     learnings: str = ""
 
     def render(self) -> str:
-        """The entry as Markdown; heading-like lines of the learnings are escaped so they do
-        not start a new entry."""
+        """The entry as Markdown, ending with a blank line (so entries that git's union merge
+        puts one after the other stay apart); heading-like lines of the learnings are escaped
+        so they do not start a new entry."""
         lines = [f"## Task {self.task_id}: {' '.join(self.title.split())}"]
         lines.append(f"- when: {iso(self.when or time.time())}")
         if self.worker:
@@ -77,7 +78,7 @@ class ProgressEntry:
                 ("\\" + line if line.startswith("#") else line) for line in learnings.split("\n")
             ]
             lines += ["", *body]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n\n"
 
 
 class ProgressLog:
@@ -133,7 +134,8 @@ class ProgressLog:
 
     def render(self, n: int) -> str:
         """The last `n` entries as Markdown for the prompt ("" when there are none)."""
-        return "\n".join(e.render() for e in self.recent(n))
+        text = "".join(e.render() for e in self.recent(n))
+        return text.rstrip("\n") + "\n" if text else ""
 
 
 def _body(lines: list[str]) -> str:
