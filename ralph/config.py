@@ -47,6 +47,10 @@ class Settings:
         None  # git remote every host pushes task commits to (ralph/workspace/remote.py)
     )
     poll: float = 2.0
+    progress: str | None = "progress.md"  # the RALPH memory (ralph.memory); false: off
+    progress_entries: int = 5
+    prd: str | None = None  # a prd.json whose stories' passes ralph sets (ralph.prd)
+    max_discovered: int = 5  # follow-up tasks an agent may file per task (--discovered-from)
     vars: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
 
@@ -129,7 +133,18 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise bad(key, "a whole number >= 1")
             setattr(settings, key, value)
-        elif key in ("agent", "prompt", "commit_message", "worker", "remote"):
+        elif key in ("progress_entries", "max_discovered"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(key, "a whole number >= 0")
+            setattr(settings, key, value)
+        elif key == "progress":
+            if value is False:
+                settings.progress = None
+            elif isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+                settings.progress = value
+            else:
+                raise bad(key, "a path relative to the project, or false")
+        elif key in ("agent", "prompt", "commit_message", "worker", "remote", "prd"):
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, "a non-empty string")
             setattr(settings, key, value)

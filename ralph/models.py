@@ -64,7 +64,7 @@ class Task:
     labels: list[str] = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-    attempts: int = 0
+    attempts: int = 0  # counted agent runs, the successful one included (not rate limits)
     open_blockers: int = 0
     open_children: int = 0
     created_at: float = 0.0

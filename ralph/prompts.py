@@ -1,5 +1,6 @@
 """Prompt and commit-message templates: jinja2 with StrictUndefined, checked before any agent runs.
 
+The prompt sees `progress`, the last entries of the RALPH memory (ralph.memory).
 Prompt lookup order: `--prompt FILE`, the config's `prompt`, the project's `prompts/task.md.j2`,
 then the copy shipped inside the package.
 """
@@ -134,8 +135,10 @@ def prompt_context(
     parent: Task | None = None,
     blockers: list[dict[str, Any]] | None = None,
     variables: dict[str, Any] | None = None,
+    progress: str = "",
 ) -> dict[str, Any]:
-    """Everything a prompt template may use."""
+    """Everything a prompt template may use. `progress` is the tail of the progress log
+    (`ralph.memory.render_progress`), "" when the memory is off or empty."""
     instructions = next((n for n in INSTRUCTION_FILES if (repo / n).is_file()), None)
     return {
         "task": task_dict(task),
@@ -148,6 +151,7 @@ def prompt_context(
         "parent": task_dict(parent) if parent else None,
         "blockers": list(blockers or []),
         "vars": dict(variables or {}),
+        "progress": progress,
     }
 
 
@@ -174,6 +178,7 @@ def sample_context(
         parent=parent,
         blockers=[{"id": "rl-blocker0", "title": "Sample blocker", "status": "done"}],
         variables=variables,
+        progress="## Task rl-earlier0: Sample earlier task\n- outcome: done\n\nSample learning.\n",
     )
 
 

@@ -24,7 +24,7 @@ def argv(name: str, prompt: str = "do it", **settings: object) -> list[str]:
 
 def test_every_builtin_is_registered():
     assert known_agents() == sorted(
-        ["aider", "amp", "claude", "codex", "command", "cursor", "gemini", "opencode"]
+        ["aider", "amp", "claude", "codex", "command", "cursor", "demo", "gemini", "opencode"]
     )
 
 

@@ -125,12 +125,15 @@ def test_prd_import_maps_passes_to_done_criteria_to_description_and_lower_priori
         assert [t.id for t in store.ready(limit=None)] == ["US-003", "US-002"]
 
 
-def test_prd_chain_makes_each_story_wait_for_the_one_with_the_next_lower_number(project: Path):
+def test_prd_chain_makes_each_open_story_wait_for_the_open_one_with_the_next_lower_number(
+    project: Path,
+):
     (project / "prd.json").write_text(json.dumps(PRD))
     db = project / "a.db"
     ok(run(db, "import", "prd.json", "--chain", "--apply"))
     by_id = {t["id"]: t for t in tasks(db)}
-    assert by_id["US-003"]["blocked_by"] == ["US-001"]
+    assert by_id["US-001"]["blocked_by"] == []  # passes: done, it waits on nothing
+    assert by_id["US-003"]["blocked_by"] == []  # the done US-001 gives it nothing to wait on
     assert by_id["US-002"]["blocked_by"] == ["US-003"]
 
 
@@ -142,7 +145,7 @@ def test_import_is_a_dry_run_by_default_with_a_preview(project: Path):
     assert "Dry run: 3 new tasks" in result.stdout and "--apply" in result.stdout
     assert tasks(db) == []
     preview = ok(run(db, "import", "prd.json", "--json")).json()
-    assert set(preview) == {"source", "format", "applied", "new", "existing"}
+    assert set(preview) == {"source", "format", "applied", "new", "existing", "notes"}
     assert (preview["format"], preview["applied"], len(preview["new"])) == ("prd", False, 3)
 
 
@@ -189,7 +192,8 @@ def test_markdown_chain_links_items_within_one_list_only(project: Path):
     db = project / "a.db"
     ok(run(db, "import", "todo.md", "--chain", "--apply"))
     t = {t["title"]: t for t in tasks(db)}
-    assert t["Grammar"]["blocked_by"] == [t["Tokenizer"]["id"]]
+    assert t["Tokenizer"]["blocked_by"] == []  # done: it waits on nothing
+    assert t["Grammar"]["blocked_by"] == []  # no open item above it in its list
     assert t["Write docs"]["blocked_by"] == [t["Build the parser"]["id"]]
     assert t["Ship"]["blocked_by"] == [t["Polish"]["id"]]
     assert t["Polish"]["blocked_by"] == []  # a heading starts a new list

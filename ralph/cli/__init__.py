@@ -20,9 +20,30 @@ from typer.main import get_command
 
 from ralph import __version__
 from ralph.cli.common import session
-from ralph.errors import EXIT_CODES, RalphError
+from ralph.errors import EXIT_CODES, RalphError, StoreError
 
 COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor")
+
+# `ralph --help` lists commands in these panels, in this order; a command another part of ralph
+# adds and this table does not name yet goes under "Other".
+HELP_PANELS: dict[str, tuple[str, ...]] = {
+    "Run": ("demo", "init", "run", "status", "logs", "stats", "web", "doctor"),
+    "Tasks": ("add", "list", "show", "update", "done", "block", "unblock", "ready", "dep"),
+    "Claims": (
+        "claim",
+        "claim:renew",
+        "claim:release",
+        "claim:release-worker",
+        "claim:show",
+        "claim:expired",
+        "claim:expire",
+        "events",
+    ),
+    "Workers": ("worker",),
+    "Import/export": ("import", "export"),
+    "Store": ("db",),
+}
+OTHER_PANEL = "Other"
 
 # `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
 CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
@@ -56,6 +77,26 @@ class RalphGroup(TyperGroup):
                 self.get_command(ctx, name)
         return super().resolve_command(ctx, args)
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list grouped by each command's `rich_help_panel` (see HELP_PANELS), as
+        plain click sections: help stays fast and readable in a pipe."""
+        order = {
+            name: n for n, name in enumerate(c for names in HELP_PANELS.values() for c in names)
+        }
+        panels: dict[str, list[tuple[str, str]]] = {p: [] for p in (*HELP_PANELS, OTHER_PANEL)}
+        names = sorted(self.list_commands(ctx), key=lambda c: (order.get(c, len(order)), c))
+        width = formatter.width - 6 - max((len(c) for c in names), default=0)
+        for name in names:
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            panel = getattr(cmd, "rich_help_panel", None) or OTHER_PANEL
+            panels.setdefault(panel, []).append((name, cmd.get_short_help_str(width)))
+        for panel, rows in panels.items():
+            if rows:
+                with formatter.section(panel):
+                    formatter.write_dl(rows)
+
     def main(
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
@@ -79,14 +120,36 @@ class RalphGroup(TyperGroup):
             sys.stderr.close()
             code = 0
         except Exception as exc:
-            code = _fail(
-                f"unexpected {type(exc).__name__}: {exc} (rerun with --debug to see the traceback)",
-                1,
-                argv,
-            )
+            known = _store_error(exc)
+            if known is not None:
+                code = _fail(known.line(), known.exit_code, argv)
+            else:
+                code = _fail(
+                    f"unexpected {type(exc).__name__}: {exc} "
+                    "(rerun with --debug to see the traceback)",
+                    1,
+                    argv,
+                )
         finally:
             session.close()
         sys.exit(code or 0)
+
+
+def _store_error(exc: Exception) -> StoreError | None:
+    """A driver error saying the database itself is broken, as the documented exit 7.
+
+    SQLite reads pages lazily: a file with a valid header and junk pages opens fine and fails
+    only in the first query ("database disk image is malformed"), deep inside a command.
+    """
+    import sqlite3
+
+    if type(exc) is not sqlite3.DatabaseError:  # subclasses (locked, constraint) are not corruption
+        return None
+    where = getattr(session._store, "path", None) or session.db or "the task store"
+    return StoreError(
+        f"cannot use {where}: {exc}",
+        hint="restore it from a backup, or point --db or RALPH_DB at another database file",
+    )
 
 
 def _fail(line: str, code: int, argv: Sequence[str]) -> int:
@@ -143,13 +206,14 @@ def _global(
         ),
     ] = False,
 ) -> None:
-    """ralph: Run Agent Loop Per Host. A task store with dependencies and leased claims.
+    """ralph: Run Agent Loop Per Host. A task store with dependencies and leased claims, and a
+    loop that runs a fresh coding agent per task and commits its work.
 
     \b
-    Example (the golden path of three parallel workers):
+    Example (three parallel workers, each in its own git worktree):
+      ralph init && git add ralph.toml prompts && git commit -m "Set up ralph"
       ralph add "Write the parser" && ralph add "Write the tests"
-      TASK=$(ralph ready --json --limit 1 | jq -r '.[0].id')
-      ralph claim "$TASK" worker-1 && ralph done "$TASK"
+      ralph run --workers 3 --agent claude
     """
     session.reset(db, debug)
     ctx.call_on_close(session.close)
@@ -183,6 +247,20 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _assign_panels() -> None:
+    """Put every registered command and group into its HELP_PANELS panel."""
+    panel_of = {name: panel for panel, names in HELP_PANELS.items() for name in names}
+    for info in app.registered_commands:
+        name = info.name or typer.main.get_command_name(info.callback.__name__)
+        info.rich_help_panel = info.rich_help_panel or panel_of.get(name, OTHER_PANEL)
+    for group in app.registered_groups:
+        name = group.name or group.typer_instance.info.name
+        group.rich_help_panel = group.rich_help_panel or panel_of.get(name, OTHER_PANEL)
+
+
+_assign_panels()
 
 
 def build_command() -> RalphGroup:

@@ -13,7 +13,7 @@ from ralph.models import iso
 
 def events(
     task: Annotated[
-        str | None, typer.Option("--task", "-t", metavar="ID", help="Only this task's events.")
+        str | None, typer.Option("--task", metavar="ID", help="Only this task's events.")
     ] = None,
     kind: Annotated[str | None, typer.Option(help="Only this kind, e.g. claimed or done.")] = None,
     limit: Annotated[

@@ -14,6 +14,7 @@ import typer
 
 from ralph.cli.common import emit_json, store
 from ralph.cli.ops import JsonFlag, console
+from ralph.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -47,9 +48,7 @@ def _seconds(value: float | None) -> str:
 
 
 def status(
-    watch: Annotated[
-        bool, typer.Option("--watch", "-w", help="Redraw every 2 s until Ctrl-C.")
-    ] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Redraw every 2 s until Ctrl-C.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Counts by status, ready and blocked tasks, live claims, workers, spend, recent events.
@@ -150,16 +149,23 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
 
 
 def logs(
-    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    task_id: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
     attempt: Annotated[
         int | None,
-        typer.Option("--attempt", "-a", min=1, metavar="N", help="[default: the last one]"),
+        typer.Option("--attempt", min=1, metavar="N", help="[default: the last one]"),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing a running attempt's output.")
     ] = False,
     no_prompt: Annotated[
         bool, typer.Option("--no-prompt", help="Leave out the rendered prompt.")
+    ] = False,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress",
+            help="Show the progress log (progress.md): what each task's agent learned.",
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -170,8 +176,15 @@ def logs(
       ralph logs rl-3k9x2a7b
       ralph logs rl-3k9x2a7b --attempt 1 --no-prompt
       ralph logs rl-3k9x2a7b --follow          # until the attempt ends
+      ralph logs --progress                    # the learnings carried from task to task
     """
     from ralph.ops import logs as oplogs
+
+    if progress:
+        _show_progress(as_json)
+        return
+    if task_id is None:
+        raise UsageError("missing ID", hint="ralph logs ID, or ralph logs --progress")
 
     if as_json:
         emit_json(oplogs.read_attempt(store(), task_id, attempt).to_dict())
@@ -189,6 +202,23 @@ def logs(
     except KeyboardInterrupt:
         return
     _log_tail(out, oplogs.read_attempt(store(), task_id, n))
+
+
+def _show_progress(as_json: bool) -> None:
+    import sys
+
+    from ralph.ops.logs import read_progress
+    from ralph.store import project_root
+
+    view = read_progress(project_root())
+    if as_json:
+        emit_json(view.to_dict())
+    elif view.path is None:
+        typer.echo("The progress log is off (progress = false in the config).")
+    elif view.text is None:
+        typer.echo(f"No progress log yet: {view.path} is written when a task is done.")
+    else:
+        sys.stdout.write(view.text if view.text.endswith("\n") else view.text + "\n")
 
 
 def render_log(out: Any, log: Any, *, show_prompt: bool = True) -> None:
@@ -285,7 +315,7 @@ def print_turn(out: Any, turn: Turn) -> None:
 
 def stats(
     by: Annotated[
-        str, typer.Option("--by", "-b", metavar="agent|day|task|worker|outcome", help="Group by.")
+        str, typer.Option("--by", metavar="agent|day|task|worker|outcome", help="Group by.")
     ] = "agent",
     as_json: JsonFlag = False,
 ) -> None:
@@ -355,6 +385,8 @@ def _label(node: dict[str, Any], note: str = "") -> Any:
     if node["status"] == "open" and node.get("ready"):
         text.append(" ready", style="green")
     text.append(f" {node['title']}")
+    if node.get("discovered_from"):
+        text.append(f" (found in {node['discovered_from']})", style="dim")
     if note:
         text.append(f" {note}", style="dim")
     return text
@@ -378,7 +410,12 @@ def dep_tree(
     if as_json:
         emit_json(root)
         return
-    names = {"waits_on": "waits on", "unblocks": "unblocks", "children": "children"}
+    names = {
+        "waits_on": "waits on",
+        "unblocks": "unblocks",
+        "children": "children",
+        "follow_ups": "follow-ups its agent filed",
+    }
     tree = Tree(_label(root))
 
     def add(branch: Any, node: dict[str, Any], direction: str) -> None:

@@ -53,13 +53,16 @@ def init(as_json: JsonFlag = False) -> None:
 
 
 def import_(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="prd.json, Markdown or JSONL.")],
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE|-", help="prd.json, Markdown or JSONL; - reads stdin."),
+    ],
     apply: Annotated[
         bool, typer.Option("--apply", help="Write the tasks (default: only show them).")
     ] = False,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", "-f", metavar="prd|md|jsonl", help="[default: from the file]"),
+        typer.Option("--format", metavar="prd|md|jsonl", help="[default: from the file]"),
     ] = None,
     chain: Annotated[
         bool,
@@ -73,15 +76,19 @@ def import_(
 ) -> None:
     """Import tasks from a prd.json, a Markdown checklist or JSONL; a dry run unless --apply.
 
-    prd.json: userStories[] (passes: true is done; a lower priority number runs first).
-    Markdown: `- [ ]` items, `- [x]` done, nested items become children. JSONL: what
-    `ralph export` writes. Ids come from the source, so importing again adds nothing twice.
+    prd.json: userStories[] (passes: true is done). Priority runs opposite ways: in prd.json a
+    LOWER number runs first, in ralph a HIGHER priority runs first; the import converts (PRD
+    priority 1 of 5 becomes ralph priority 5). --apply also sets `prd = "<file>"` in ralph.toml,
+    so each story's passes becomes true in the commit of its task. Markdown: `- [ ]` items,
+    `- [x]` done, nested items become children. JSONL: what `ralph export` writes. Ids come
+    from the source, so importing again adds nothing twice.
 
     \b
     Examples:
       ralph import prd.json                  # preview
       ralph import prd.json --apply
-      ralph import TODO.md --chain --apply   # each item waits for the one above it
+      ralph import TODO.md --chain --apply   # each open item waits for the one above it
+      ralph export | ralph --db other.db import - --apply
     """
     from ralph.ops.importers import import_file
 
@@ -92,7 +99,10 @@ def import_(
     existing = len(plan.tasks) - len(plan.new)
     there = f" ({existing} already in the store)" if existing else ""
     if apply:
-        echo(f"Imported {len(plan.added)} tasks from {plan.source}{there}")
+        source = "stdin" if plan.source == "-" else plan.source
+        echo(f"Imported {len(plan.added)} tasks from {source}{there}")
+        for note in plan.notes:
+            echo(f"  {note}")
         return
     if plan.tasks:
         _preview(plan)
@@ -126,7 +136,7 @@ def _preview(plan) -> None:  # type: ignore[no-untyped-def]
 
 def export(
     fmt: Annotated[
-        str, typer.Option("--format", "-f", metavar="jsonl|md", help="Output format.")
+        str, typer.Option("--format", metavar="jsonl|md", help="Output format.")
     ] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")
@@ -134,13 +144,13 @@ def export(
 ) -> None:
     """Export every task (ids, statuses, parents, dependencies) as JSONL or Markdown.
 
-    The output imports back unchanged: `ralph export | ralph import` in another store.
+    The output imports back unchanged, into another store too.
 
     \b
     Examples:
       ralph export -o tasks.jsonl
       ralph export --format md -o TASKS.md
-      ralph --db other.db import tasks.jsonl --apply
+      ralph export | ralph --db other.db import - --apply
     """
     from ralph.ops.exporters import EXPORT_FORMATS, export_store
 

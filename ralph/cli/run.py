@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ralph.config import Settings
     from ralph.control import RunSummary
 
-_DEMO_AGENT = Path(__file__).resolve().parents[2] / "examples" / "demo_agent.py"
+_DEMO_AGENT = Path(__file__).resolve().parents[1] / "demo_agent.py"  # in the package
 _DEMO_NAMES = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta")
 
 
@@ -72,7 +72,7 @@ AgentOpt = Annotated[
         metavar="NAME",
         help="Agent from the registry or ralph.toml "
         "(claude, codex, gemini, aider, opencode, amp, "
-        "cursor, command). [default: config, claude]",
+        "cursor, command, demo: offline). [default: config, claude]",
     ),
 ]
 AgentCmdOpt = Annotated[
@@ -185,6 +185,7 @@ WorkersOpt = Annotated[
     int,
     typer.Option(
         "--workers",
+        "-w",
         "-j",
         min=1,
         help="Workers in parallel, each in its own git worktree "
@@ -237,7 +238,7 @@ def run(
     config: ConfigOpt = None,
     worker: Annotated[
         str | None,
-        typer.Option("--worker", "-w", metavar="NAME", help="Worker name. [default: host-pid]"),
+        typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
     ] = None,
     capabilities: CapsOpt = None,
     lease: LeaseOpt = None,
@@ -282,7 +283,7 @@ def run(
 def worker_start(
     name: Annotated[
         str | None,
-        typer.Option("--name", "-n", metavar="NAME", help="Worker name. [default: host-pid]"),
+        typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
     ] = None,
     capabilities: CapsOpt = None,
     agent: AgentOpt = None,
@@ -330,7 +331,7 @@ def demo(
     ] = None,
     workers: Annotated[
         int,
-        typer.Option("--workers", "-j", min=1, help="Parallel workers (Alpha, Beta, Gamma, ...)."),
+        typer.Option("--workers", "-w", "-j", min=1, help="Parallel workers (Alpha, Beta, ...)."),
     ] = 3,
     as_json: JsonOpt = False,
 ) -> None:

@@ -41,7 +41,13 @@ def add(
         str, typer.Option("--description", "-d", help="Details for the agent.")
     ] = "",
     priority: Annotated[
-        int, typer.Option("--priority", "-p", "--score", help="Higher runs first.")
+        int,
+        typer.Option(
+            "--priority",
+            "-p",
+            "--score",
+            help="Higher runs first (the opposite of prd.json, where priority 1 runs first).",
+        ),
     ] = 0,
     parent: Annotated[str | None, typer.Option(help="Parent task id.")] = None,
     blocked_by: Annotated[
@@ -53,6 +59,15 @@ def add(
     requires: Requires = None,
     label: Labels = None,
     task_id: Annotated[str | None, typer.Option("--id", help="Choose the id yourself.")] = None,
+    discovered_from: Annotated[
+        str | None,
+        typer.Option(
+            "--discovered-from",
+            metavar="ID",
+            help="The task whose work found this one (an agent: $RALPH_TASK_ID); at most "
+            "max_discovered (config, default 5) per task.",
+        ),
+    ] = None,
     from_file: Annotated[
         str | None,
         typer.Option(
@@ -69,6 +84,7 @@ def add(
     Examples:
       ralph add "Write the parser" -p 5 --label backend
       ralph add "Write the tests" --blocked-by rl-3k9x2a7b
+      ralph add "Fix the flaky test" --discovered-from "$RALPH_TASK_ID"   # from an agent
       ralph list --json | jq -c '.[]' > tasks.jsonl; ralph --db other.db add --from tasks.jsonl
     """
     if from_file is not None:
@@ -87,11 +103,21 @@ def add(
         requires=requires or (),
         labels=label or (),
         id=task_id,
+        discovered_from=discovered_from,
+        max_discovered=_max_discovered() if discovered_from else None,
     )
     if as_json:
         emit_json(task.to_dict())
     else:
         echo(f"Created {task.id}: {task.title}")
+
+
+def _max_discovered() -> int:
+    """The per-task cap on follow-ups, from the config of the project we are in."""
+    from ralph.config import load_settings
+    from ralph.store import project_root
+
+    return load_settings(project_root()).max_discovered
 
 
 def _add_from(source: str, as_json: bool) -> None:
@@ -186,6 +212,7 @@ def show(
         ),
         ("priority", str(task.priority)),
         ("parent", task.parent or ""),
+        ("found in", task.discovered_from or ""),
         ("labels", ", ".join(task.labels)),
         ("requires", ", ".join(task.requires)),
         ("attempts", str(task.attempts) if task.attempts else ""),

@@ -12,7 +12,7 @@ from ralph.cli.common import echo, emit_json, store
 
 def list_workers(
     show_all: Annotated[
-        bool, typer.Option("--all", "-a", help="Include stopped and dead workers.")
+        bool, typer.Option("--all", help="Include stopped and dead workers.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:

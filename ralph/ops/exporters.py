@@ -33,7 +33,7 @@ def export_store(store: SQLStore, fmt: str = "jsonl") -> str:
 def task_object(task: Task) -> dict[str, Any]:
     """The portable fields of a task: what import reads, without run state or timestamps."""
     data = task.to_dict()
-    return {k: data[k] for k in TASK_FIELDS}
+    return {k: data[k] for k in TASK_FIELDS if k != "discovered_from" or data[k]}
 
 
 def tasks_jsonl(tasks: Sequence[Task]) -> str:
@@ -58,7 +58,7 @@ def tasks_markdown(tasks: Sequence[Task]) -> str:
             title = title.strip().splitlines()[0] if title.strip() else "(untitled)"
         if task.status in ("failed", "cancelled"):
             meta["status"] = task.status
-        for name in ("priority", "blocked_by", "labels", "requires", "metadata"):
+        for name in ("priority", "blocked_by", "labels", "requires", "metadata", "discovered_from"):
             value = getattr(task, name)
             if value:
                 meta[name] = value

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import textwrap
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ from ralph.store.base import SQLStore
 from ralph.taskfile import task_objects
 
 FORMATS = ("prd", "md", "jsonl")
+STDIN = "-"
 # The fields of a task object that `ralph export` writes and `add_many` reads.
 TASK_FIELDS = (
     "id",
@@ -36,6 +38,7 @@ TASK_FIELDS = (
     "labels",
     "requires",
     "metadata",
+    "discovered_from",
 )
 ITEM = re.compile(
     r"^(?P<indent>[ \t]*)(?:[-*+]|\d+[.)])[ \t]+\[(?P<mark>[ xX])\](?:[ \t]+(?P<text>.*))?$"
@@ -66,6 +69,7 @@ class ImportPlan:
     existing: set[str] = field(default_factory=set)
     applied: bool = False
     added: list[Task] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def new(self) -> list[SourceTask]:
@@ -78,6 +82,7 @@ class ImportPlan:
             "applied": self.applied,
             "new": [t.spec for t in self.new],
             "existing": [t.id for t in self.tasks if t.id in self.existing],
+            "notes": self.notes,
         }
 
 
@@ -94,7 +99,26 @@ def import_file(
     plan = plan_import(store, path, fmt=fmt, chain=chain, root=root)
     if apply:
         apply_plan(store, plan)
+        if plan.format == "prd" and str(path) != STDIN:
+            _keep_prd_in_sync(plan, Path(path), root)
     return plan
+
+
+def _keep_prd_in_sync(plan: ImportPlan, path: Path, root: Path | None) -> None:
+    """Name the prd.json in the config (`prd = "..."`), so the loop sets each story's `passes`
+    when its task is done."""
+    from ralph import prd
+    from ralph.store import project_root
+
+    base = (root or project_root()).resolve()
+    try:
+        rel = path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        plan.notes.append(f"{path} is outside the project: its passes fields are not kept in sync")
+        return
+    note = prd.configure(base, rel)
+    if note:
+        plan.notes.append(note)
 
 
 def plan_import(
@@ -105,7 +129,9 @@ def plan_import(
     chain: bool = False,
     root: Path | None = None,
 ) -> ImportPlan:
-    """Parse and validate without writing: ids, references (file or store) and cycles."""
+    """Parse and validate without writing: ids, references (file or store) and cycles.
+
+    A `path` of "-" reads standard input (`ralph export | ralph --db other.db import -`)."""
     path = Path(path)
     fmt, tasks = parse_file(path, fmt=fmt, chain=chain, root=root)
     stored = {t.id for t in store.list()}
@@ -138,6 +164,8 @@ def detect_format(path: Path, text: str) -> str:
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     head = text.lstrip()
+    if not head:
+        return "jsonl"  # nothing to import, whatever the format (an empty `ralph export`)
     if head.startswith("{") and '"userStories"' in text:
         return "prd"
     if head.startswith(("{", "[")):
@@ -152,9 +180,10 @@ def detect_format(path: Path, text: str) -> str:
 def parse_file(
     path: Path, *, fmt: str | None = None, chain: bool = False, root: Path | None = None
 ) -> tuple[str, list[SourceTask]]:
-    """The format and the tasks of a file, with stable ids and validated fields."""
+    """The format and the tasks of a file (or stdin for "-"), with stable ids and validated
+    fields."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = sys.stdin.read() if str(path) == STDIN else path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise errors.UsageError(f"cannot read {path}: {reason}") from exc
@@ -186,6 +215,8 @@ def _source_key(path: Path, root: Path | None) -> str:
     """The file as ids see it: relative to the project, so a checkout elsewhere gives the same."""
     from ralph.store import project_root
 
+    if str(path) == STDIN:
+        return STDIN
     resolved = path.resolve()
     base = (root or project_root()).resolve()
     try:
@@ -253,8 +284,7 @@ def parse_prd(text: str, name: str, key: str, *, chain: bool = False) -> list[So
         tasks.append(SourceTask(spec, where))
     if chain:
         ordered = sorted(tasks, key=lambda t: -t.spec["priority"])  # stable: file order on ties
-        for before, after in zip(ordered, ordered[1:], strict=False):
-            after.spec["blocked_by"] = [before.id]
+        _chain(ordered)
     return tasks
 
 
@@ -323,11 +353,25 @@ def parse_markdown(text: str, name: str, key: str, *, chain: bool = False) -> li
         by_list[task.spec.pop("_list")].append(task)
     if chain:
         for siblings in by_list.values():
-            for before, after in zip(siblings, siblings[1:], strict=False):
-                after.spec.setdefault("blocked_by", [])
-                if before.id not in after.spec["blocked_by"]:
-                    after.spec["blocked_by"].append(before.id)
+            _chain(siblings)
     return tasks
+
+
+def _chain(ordered: list[SourceTask]) -> None:
+    """Make each open task wait for the nearest open task before it.
+
+    A task already done waits on nothing (it would show "blocked by" an open item), and an open
+    task after a done one still waits for the open work above it, so the order holds.
+    """
+    before: SourceTask | None = None
+    for task in ordered:
+        if task.spec.get("status", "open") != "open":
+            continue
+        if before is not None:
+            task.spec.setdefault("blocked_by", [])
+            if before.id not in task.spec["blocked_by"]:
+                task.spec["blocked_by"].append(before.id)
+        before = task
 
 
 def _markdown_item(match: re.Match[str], name: str, n: int) -> SourceTask:
@@ -399,9 +443,9 @@ def _check_fields(task: SourceTask) -> None:
             isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
         ):
             raise errors.UsageError(f"{where}: '{name}' must be a list of strings")
-    parent = spec.get("parent")
-    if parent is not None and not isinstance(parent, str):
-        raise errors.UsageError(f"{where}: 'parent' must be a task id")
+    for name in ("parent", "discovered_from"):
+        if spec.get(name) is not None and not isinstance(spec[name], str):
+            raise errors.UsageError(f"{where}: '{name}' must be a task id")
     if spec.get("metadata") is not None and not isinstance(spec["metadata"], Mapping):
         raise errors.UsageError(f"{where}: 'metadata' must be an object")
     if spec.get("description") is not None and not isinstance(spec["description"], str):
@@ -412,12 +456,13 @@ def _check_references(tasks: list[SourceTask], stored: Iterable[str]) -> None:
     """Parents and blockers must be in the file or the store; the file's own edges acyclic."""
     known = set(stored) | {t.id for t in tasks}
     for task in tasks:
-        parent = task.spec.get("parent")
-        if parent and parent not in known:
-            raise errors.UsageError(
-                f"{task.where}: unknown parent {parent!r}",
-                hint="it is neither in the file nor in the store",
-            )
+        for name in ("parent", "discovered_from"):
+            ref = task.spec.get(name)
+            if ref and ref not in known:
+                raise errors.UsageError(
+                    f"{task.where}: unknown {name.replace('_', ' ')} {ref!r}",
+                    hint="it is neither in the file nor in the store",
+                )
         for blocker in task.spec.get("blocked_by") or []:
             if blocker not in known:
                 raise errors.UsageError(

@@ -30,6 +30,9 @@ started by ralph (the prompt names a task id, and `RALPH_TASK_ID` is set):
 - Do not commit and do not run `ralph done`: ralph runs the verify commands, commits your work
   as one commit for the task and marks it done.
 - Leave `.ralph/` alone: it holds the task store and the logs of every run.
+- Before you stop, write what the next agent should know to the file named by `$RALPH_NOTES`;
+  ralph adds it to `progress.md`.
+- Work you find outside your task: `ralph add "..." --discovered-from $RALPH_TASK_ID`.
 """
 
 # One line per Settings key; a key missing here fails the tests, so the file cannot drift.
@@ -56,6 +59,12 @@ HELP: dict[str, str] = {
     "worker": "Worker name. Unset: host-pid.",
     "remote": "A git remote every host pushes its task commits to (several hosts, one queue).",
     "poll": "How often an idle worker looks for new tasks (with --watch).",
+    "progress": "The RALPH memory: each done task appends its learnings here, committed "
+    "with it (false: off).",
+    "progress_entries": "How many of the latest progress entries each prompt shows.",
+    "prd": "A prd.json whose stories get passes = true when their task is done "
+    "(`ralph import prd.json --apply` sets it).",
+    "max_discovered": "Follow-up tasks an agent may file per task (ralph add --discovered-from).",
     "vars": "Extra values for the templates, as {{ vars.NAME }}.",
 }
 EXAMPLES: dict[str, str] = {
@@ -65,6 +74,7 @@ EXAMPLES: dict[str, str] = {
     "capabilities": '["python", "frontend"]',
     "worker": '"night-shift-1"',
     "remote": '"origin"',
+    "prd": '"prd.json"',
     "vars": '{ project = "my-app" }',
 }
 AGENT_HELP = {

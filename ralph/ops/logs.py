@@ -300,3 +300,32 @@ def follow(
         if stop() or (deadline is not None and time.monotonic() >= deadline):
             return
         time.sleep(poll)
+
+
+@dataclass
+class ProgressView:
+    """The RALPH memory as `ralph logs --progress` shows it."""
+
+    path: Path | None  # None: the memory is off (progress = false)
+    text: str | None  # None: no such file yet
+    entries: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path) if self.path else None,
+            "text": self.text,
+            "entries": self.entries,
+        }
+
+
+def read_progress(root: Path, config: Path | None = None) -> ProgressView:
+    """The progress log of the project at `root` (see ralph.memory), as the config names it."""
+    from ralph.config import load_settings
+    from ralph.memory import ProgressLog, progress_path
+
+    path = progress_path(root, load_settings(root, config))
+    if path is None:
+        return ProgressView(None, None)
+    if not path.is_file():
+        return ProgressView(path, None)
+    return ProgressView(path, _read(path), len(ProgressLog(path).entries()))

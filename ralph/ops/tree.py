@@ -11,7 +11,7 @@ from ralph import errors
 from ralph.models import Task
 from ralph.store.base import SQLStore
 
-DIRECTIONS = ("waits_on", "unblocks", "children")
+DIRECTIONS = ("waits_on", "unblocks", "children", "follow_ups")
 
 
 def _node(task: Task, **extra: Any) -> dict[str, Any]:
@@ -21,6 +21,7 @@ def _node(task: Task, **extra: Any) -> dict[str, Any]:
         "status": task.status,
         "ready": task.is_ready(),
         "blocked_by": task.blocked_by,
+        "discovered_from": task.discovered_from,
         **extra,
     }
 
@@ -45,15 +46,19 @@ def dependency_tree(store: SQLStore, task_id: str, *, depth: int = 20) -> dict[s
         raise errors.TaskNotFoundError(task_id)
     blocks: dict[str, list[str]] = defaultdict(list)
     children: dict[str, list[str]] = defaultdict(list)
+    found: dict[str, list[str]] = defaultdict(list)  # follow-ups filed by a task's agent
     for task in tasks.values():
         for blocker in task.blocked_by:
             blocks[blocker].append(task.id)
         if task.parent:
             children[task.parent].append(task.id)
+        if task.discovered_from:
+            found[task.discovered_from].append(task.id)
     edges = {
         "waits_on": lambda i: tasks[i].blocked_by,
         "unblocks": lambda i: blocks.get(i, []),
         "children": lambda i: children.get(i, []),
+        "follow_ups": lambda i: found.get(i, []),
     }
 
     def walk(i: str, direction: str, seen: set[str], level: int) -> dict[str, Any]:

@@ -193,8 +193,14 @@ class SQLStore:
         metadata: Mapping[str, Any] | None = None,
         id: str | None = None,
         status: str = "open",
+        discovered_from: str | None = None,
+        max_discovered: int | None = None,
     ) -> Task:
-        """Add one task; its blockers and parent must exist."""
+        """Add one task; its blockers, parent and `discovered_from` task must exist.
+
+        `discovered_from` links a follow-up to the task whose agent found it; with
+        `max_discovered` the add is refused when that task already has that many follow-ups.
+        """
         spec = {
             "title": title,
             "description": description,
@@ -208,13 +214,20 @@ class SQLStore:
         }
         if id is not None:
             spec["id"] = id
-        return self.add_many([spec])[0]
+        if discovered_from is not None:
+            spec["discovered_from"] = discovered_from
+        return self.add_many([spec], max_discovered=max_discovered)[0]
 
-    def add_many(self, specs: Iterable[Mapping[str, Any]]) -> list[Task]:
-        """Add tasks in one transaction: JSONL-shaped dicts with optional `id` and `blocked_by`.
+    def add_many(
+        self, specs: Iterable[Mapping[str, Any]], *, max_discovered: int | None = None
+    ) -> list[Task]:
+        """Add tasks in one transaction: JSONL-shaped dicts with optional `id`, `blocked_by`
+        and `discovered_from`.
 
-        Blockers and parents may be other tasks of the same batch or tasks already stored.
-        A cycle, an unknown id or a duplicate id refuses the whole batch.
+        Blockers, parents and discovered-from tasks may be other tasks of the same batch or
+        tasks already stored. A cycle, an unknown id or a duplicate id refuses the whole batch,
+        and so does a task getting more than `max_discovered` follow-ups (counted with the
+        stored ones in this transaction, so agents adding at once cannot pass the cap).
         """
         rows = [self._normalise(spec, n) for n, spec in enumerate(specs, 1)]
         with self.transaction() as tx:
@@ -222,9 +235,13 @@ class SQLStore:
             if len(batch) != len(rows):
                 dup = next(i for i in batch if sum(r["id"] == i for r in rows) > 1)
                 raise errors.UsageError(f"task id {dup!r} appears twice in the input")
-            referenced = {b for r in rows for b in r["blocked_by"]} | {
-                r["parent"] for r in rows if r["parent"]
-            }
+            referenced = (
+                {b for r in rows for b in r["blocked_by"]}
+                | {r["parent"] for r in rows if r["parent"]}
+                | {
+                    r["discovered_from"] for r in rows if r["discovered_from"]
+                }  # locked too: the cap
+            )
             wanted = list(set(batch) | referenced)
             stored = {}
             for start in range(0, len(wanted), 5000):
@@ -243,6 +260,11 @@ class SQLStore:
                 for ref in [*r["blocked_by"], *([r["parent"]] if r["parent"] else [])]:
                     if ref not in status_of:
                         raise errors.TaskNotFoundError(ref)
+                source = r["discovered_from"]
+                if source and source not in status_of:
+                    raise errors.TaskNotFoundError(source)
+            if max_discovered is not None:
+                self._check_discovered_cap(tx, rows, max_discovered)
             self._check_batch_cycles(rows, batch)
             children_open: dict[str, int] = defaultdict(int)
             for r in rows:
@@ -292,9 +314,29 @@ class SQLStore:
                     updated_at=tx.now,
                     done_at=r["done_at"],
                     blocked_by=r["blocked_by"],
+                    discovered_from=r["discovered_from"],
                 )
                 for r in rows
             ]
+
+    @staticmethod
+    def _check_discovered_cap(tx: Tx, rows: list[dict[str, Any]], cap: int) -> None:
+        """Refuse follow-ups beyond `cap` per discovering task, stored ones included."""
+        adding: dict[str, int] = defaultdict(int)
+        for r in rows:
+            if r["discovered_from"]:
+                adding[r["discovered_from"]] += 1
+        for source, n in sorted(adding.items()):
+            # The source's row is locked by task_ids_existing (PostgreSQL) or the whole store
+            # by BEGIN IMMEDIATE (SQLite): concurrent adds for one task count one after another.
+            row = tx.one("task_discovered_count", id=source)
+            have = int(row["n"]) if row else 0
+            if have + n > cap:
+                raise errors.UsageError(
+                    f"{source} already has {have} follow-up task{'s' if have != 1 else ''} "
+                    f"(max_discovered = {cap}): not adding more",
+                    hint="finish this task; note further work in your notes instead",
+                )
 
     def _normalise(self, spec: Mapping[str, Any], n: int) -> dict[str, Any]:
         if not isinstance(spec, Mapping):
@@ -315,6 +357,11 @@ class SQLStore:
             raise errors.CycleError(f"{task_id} cannot be blocked by itself")
         if parent == task_id:
             raise errors.CycleError(f"{task_id} cannot be its own parent")
+        discovered_from = spec.get("discovered_from") or None
+        if discovered_from is not None and not isinstance(discovered_from, str):
+            raise errors.UsageError(f"task {n}: 'discovered_from' must be a task id")
+        if discovered_from == task_id:
+            raise errors.UsageError(f"task {n}: {task_id} cannot be discovered from itself")
         return {
             "id": task_id,
             "title": title.strip(),
@@ -326,6 +373,7 @@ class SQLStore:
             "requires": _dump(_strings(spec.get("requires"), "capability")),
             "metadata": _dump(dict(metadata)),
             "blocked_by": blocked_by,
+            "discovered_from": discovered_from,
         }
 
     @staticmethod
@@ -989,6 +1037,8 @@ class SQLStore:
             if verdict == "done":
                 if commit:
                     tx.run("task_set_commit", id=task_id, commit=commit)
+                if end is not None and end.counted:  # `attempts`: every counted agent run
+                    tx.run("task_count_attempt", id=task_id)
                 unblocked = self._transition(tx, task, "done", live)
             elif verdict == "failed":
                 tx.run("claim_end", id=live.token, state="released", now=tx.now)

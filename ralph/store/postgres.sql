@@ -68,10 +68,13 @@ WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
 
 -- name: task_insert
 INSERT INTO tasks (id, title, description, status, priority, parent, labels, requires, metadata,
-                   open_blockers, open_children, created_at, updated_at, done_at)
+                   open_blockers, open_children, created_at, updated_at, done_at, discovered_from)
 VALUES (%(id)s, %(title)s, %(description)s, %(status)s, %(priority)s, %(parent)s,
         %(labels)s::jsonb, %(requires)s::jsonb, %(metadata)s::jsonb,
-        %(open_blockers)s, %(open_children)s, %(now)s, %(now)s, %(done_at)s);
+        %(open_blockers)s, %(open_children)s, %(now)s, %(now)s, %(done_at)s, %(discovered_from)s);
+
+-- name: task_discovered_count
+SELECT COUNT(*) AS n FROM tasks WHERE discovered_from = %(id)s;
 
 -- name: task_update_fields
 UPDATE tasks SET
@@ -100,6 +103,9 @@ UPDATE tasks SET attempts = attempts + %(count)s, not_before = %(now)s + %(retry
                  last_error = COALESCE(%(note)s::text, last_error), lease_expires = 0,
                  updated_at = %(now)s
 WHERE id = %(id)s;
+
+-- name: task_count_attempt
+UPDATE tasks SET attempts = attempts + 1 WHERE id = %(id)s;
 
 -- name: task_fail
 UPDATE tasks SET status = 'failed', attempts = attempts + %(count)s, last_error = %(note)s,

@@ -52,9 +52,12 @@ WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
 
 -- name: task_insert
 INSERT INTO tasks (id, title, description, status, priority, parent, labels, requires, metadata,
-                   open_blockers, open_children, created_at, updated_at, done_at)
+                   open_blockers, open_children, created_at, updated_at, done_at, discovered_from)
 VALUES (:id, :title, :description, :status, :priority, :parent, :labels, :requires, :metadata,
-        :open_blockers, :open_children, :now, :now, :done_at);
+        :open_blockers, :open_children, :now, :now, :done_at, :discovered_from);
+
+-- name: task_discovered_count
+SELECT COUNT(*) AS n FROM tasks WHERE discovered_from = :id;
 
 -- name: task_update_fields
 UPDATE tasks SET
@@ -82,6 +85,9 @@ UPDATE tasks SET lease_expires = :lease_expires WHERE id = :id;
 UPDATE tasks SET attempts = attempts + :count, not_before = :now + :retry_in,
                  last_error = COALESCE(:note, last_error), lease_expires = 0, updated_at = :now
 WHERE id = :id;
+
+-- name: task_count_attempt
+UPDATE tasks SET attempts = attempts + 1 WHERE id = :id;
 
 -- name: task_fail
 UPDATE tasks SET status = 'failed', attempts = attempts + :count, last_error = :note,
