@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ralph import memory, prd
 from ralph.agents.base import Agent, AgentReport, AgentSignal
+from ralph.config import Settings
 from ralph.control import RunControl, TaskOutcome, backoff_delay
 from ralph.errors import AgentAuthError, BreakerOpenError, LeaseLostError, RalphError
 from ralph.lease import LeaseRenewer
@@ -60,6 +62,7 @@ class Workspace(Protocol):
     def landed_all(self) -> dict[str, str]: ...
     def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str: ...
     def collect(self, task_id: str, attempt: int, base: str) -> Collected: ...
+    def restage(self, collected: Collected, paths: list[str]) -> Collected: ...
     def land(
         self,
         task_id: str,
@@ -102,6 +105,7 @@ class RunOptions:
     max_tasks: int | None = None
     max_cost: float | None = None
     max_time: float | None = None
+    settings: Settings = field(default_factory=Settings)  # progress memory, prd.json
 
 
 def heartbeat_interval(lease: float) -> float:
@@ -346,10 +350,28 @@ class WorkerLoop:
         outcome, note = self._verify(task, self.workspace.path, run_dir)
         if outcome != "success":
             return outcome, note, None
+        collected = self._remember(task, run_dir, collected)
         message = self._message(task, claim, collected, proc.parser.report)
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
         return _LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
+
+    def _remember(self, task: Task, run_dir: Path, collected: Collected) -> Collected:
+        """The RALPH memory and prd.json, in the task's own commit: an entry with what the
+        agent says it learned (its $RALPH_NOTES) appended to the progress log, and the story's
+        `passes` set. The next fresh agent reads them in its prompt."""
+        settings, where = self.opt.settings, self.workspace.path
+        notes = memory.read_notes(memory.notes_path(run_dir))
+        entry = memory.ProgressEntry(
+            task.id, task.title, "done", None, self.opt.worker, time.time(), notes
+        )
+        paths = []
+        written = memory.record(where, settings, entry)
+        if written is not None:
+            paths.append(str(written.relative_to(where)))
+        if settings.prd and prd.mark_passed(where, settings.prd, task, notes):
+            paths.append(settings.prd)
+        return self.workspace.restage(collected, paths) if paths else collected
 
     def _message(self, task: Task, claim: Claim, collected: Collected, report: AgentReport) -> str:
         """The template's message, the agent's own commit subjects in its body, and the
@@ -394,7 +416,7 @@ class WorkerLoop:
             RALPH_WORKER=self.opt.worker,
             RALPH_DB=str(getattr(self.store, "url", "")),
             RALPH_RUN_DIR=str(run_dir),
-            RALPH_NOTES=str(run_dir / "notes.md"),
+            RALPH_NOTES=str(memory.notes_path(run_dir)),
             RALPH_WORKSPACE=str(self.workspace.path),
         )
         return env
@@ -617,6 +639,7 @@ def task_context(store: SQLStore, task: Task, options: RunOptions, cwd: Path) ->
         parent=parent,
         blockers=blockers,
         variables=options.variables,
+        progress=memory.render_progress(cwd, options.settings),
     )
 
 

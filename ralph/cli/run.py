@@ -523,6 +523,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         max_tasks=flags.max_tasks,
         max_cost=flags.max_cost,
         max_time=max_time,
+        settings=settings,
     )
     store = session.store()
     store.max_expiries = settings.max_expiries
