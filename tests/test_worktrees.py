@@ -8,12 +8,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gitutil import git, init_repo
 
 from ralph import errors
-from ralph.workspace.base import Collected
+from ralph.workspace.base import Collected, Landing
 from ralph.workspace.git import RefRaceError
 from ralph.workspace.mergelock import MergeLock
 from ralph.workspace.worktree import MAIN_SYNC, Worktrees, WorktreeWorkspace
@@ -38,13 +39,13 @@ def stop_waiting(seconds: float) -> bool:
     return False
 
 
-def workspace(wt: Worktrees, worker: str, **kw) -> WorktreeWorkspace:
+def workspace(wt: Worktrees, worker: str, **kw: Any) -> WorktreeWorkspace:
     kw.setdefault("wait", stop_waiting)
     return wt.workspace(worker, **kw)
 
 
 def work(
-    wt: Worktrees, worker: str, task: str, files: dict[str, str], attempt: int = 1, **kw
+    wt: Worktrees, worker: str, task: str, files: dict[str, str], attempt: int = 1, **kw: Any
 ) -> tuple[WorktreeWorkspace, Collected]:
     """What a worker does for a task: a clean start at the target's head, the agent's edits,
     then everything it left collected as one tree."""
@@ -60,7 +61,7 @@ def message(task: str, subject: str = "") -> str:
     return f"{subject or f'task {task}'}\n\nTask: {task}\n"
 
 
-def land(ws: WorktreeWorkspace, task: str, collected: Collected, subject: str = ""):
+def land(ws: WorktreeWorkspace, task: str, collected: Collected, subject: str = "") -> Landing:
     return ws.land(task, collected, message(task, subject), no_fence)
 
 
