@@ -155,7 +155,8 @@ class CheckoutWorkspace(GitWorkspace):
                     return Landing("already", landed)
                 return Landing("moved", note=str(exc))
             if self.baseline:  # the index still holds the user's staging: sync our paths only
-                g("reset", "-q", new, "--", *[c.path for c in collected.changes][:500])
+                ours = [c.path for c in collected.changes][:500]
+                g("--literal-pathspecs", "reset", "-q", new, "--", *ours)
             self.clear_marker()
             return Landing("landed", new)
 
@@ -169,7 +170,7 @@ class CheckoutWorkspace(GitWorkspace):
             g("read-tree", collected.base, env=env)
             paths = [c.path for c in collected.changes]
             for start in range(0, len(paths), 500):
-                g("add", "-A", "--", *paths[start : start + 500], env=env)
+                g("--literal-pathspecs", "add", "-A", "--", *paths[start : start + 500], env=env)
             return g("write-tree", env=env)
         finally:
             index.unlink(missing_ok=True)
@@ -185,7 +186,7 @@ class CheckoutWorkspace(GitWorkspace):
         for start in range(0, len(ours), 500):
             chunk = [p for p in ours[start : start + 500] if p in tracked]
             if chunk:
-                g("checkout", "-q", base, "--", *chunk)
+                g("--literal-pathspecs", "checkout", "-q", base, "--", *chunk)
         for path in ours:
             if path not in tracked:
                 (self.root / path).unlink(missing_ok=True)
