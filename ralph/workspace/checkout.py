@@ -139,7 +139,7 @@ class CheckoutWorkspace(GitWorkspace):
                 )
             tree = collected.tree
             if self.baseline:
-                tree = self._tree_without_baseline(g, collected)
+                tree = self._tree_with(g, collected.base, [c.path for c in collected.changes])
             new = g.commit_tree(tree, [collected.base], message)
             try:
                 g.update_refs(
@@ -160,15 +160,14 @@ class CheckoutWorkspace(GitWorkspace):
             self.clear_marker()
             return Landing("landed", new)
 
-    def _tree_without_baseline(self, g: Git, collected: Collected) -> str:
+    def _tree_with(self, g: Git, base: str, paths: list[str]) -> str:
         """Under --allow-dirty: the base's tree plus only the agent's paths, built in a scratch
         index so the user's staged changes stay out of the commit."""
         self.scratch.mkdir(parents=True, exist_ok=True)
         index = self.scratch / f"index-{os.getpid()}"
         env = {"GIT_INDEX_FILE": str(index)}
         try:
-            g("read-tree", collected.base, env=env)
-            paths = [c.path for c in collected.changes]
+            g("read-tree", base, env=env)
             for start in range(0, len(paths), 500):
                 g("--literal-pathspecs", "add", "-A", "--", *paths[start : start + 500], env=env)
             return g("write-tree", env=env)
@@ -176,12 +175,18 @@ class CheckoutWorkspace(GitWorkspace):
             index.unlink(missing_ok=True)
 
     def _discard_some(self, g: Git, base: str, keep: Path) -> list[str]:
-        """Under --allow-dirty: undo only the attempt's paths, never the user's."""
+        """Under --allow-dirty: keep a patch of the attempt's paths, then undo only those."""
         g("reset", "-q")  # unstage what collect staged; the user's staging is lost (documented)
         theirs = set(self.baseline)
         ours = [p for p in self._dirty() if p not in theirs]
         if not ours:
             return []
+        kept = []
+        patch = g("diff", "--binary", base, self._tree_with(g, base, ours), stdout_as_string=False)
+        if patch:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_bytes(patch + b"\n")  # type: ignore[operator]
+            kept.append(str(keep))
         tracked = set(g("ls-tree", "-r", "--name-only", "-z", base).split("\0"))
         for start in range(0, len(ours), 500):
             chunk = [p for p in ours[start : start + 500] if p in tracked]
@@ -190,7 +195,7 @@ class CheckoutWorkspace(GitWorkspace):
         for path in ours:
             if path not in tracked:
                 (self.root / path).unlink(missing_ok=True)
-        return [f"reverted {len(ours)} path(s) of the attempt"]
+        return [*kept, f"reverted {len(ours)} path(s) of the attempt"]
 
     def finish(self) -> None:
         """Nothing to tidy: the checkout stays on the target branch."""
