@@ -159,7 +159,7 @@ def test_allow_dirty_discard_reverts_only_the_attempts_paths(root: Path, tmp_pat
 
     kept = ws.discard("t1", 1, tmp_path / "run" / "changes.patch")
 
-    assert kept == ["reverted 2 path(s) of the attempt"]
+    assert kept == [str(tmp_path / "run" / "changes.patch"), "reverted 2 path(s) of the attempt"]
     assert not (root / "agent.txt").exists()
     assert (root / "old name.txt").read_text() == "rename me\n"
     assert (root / "keep.txt").read_text() == "user edit\n"
@@ -237,3 +237,36 @@ def test_a_detached_head_is_refused(root: Path):
     git(root, "checkout", "-q", "--detach")
     with pytest.raises(WorkspaceError, match="detached"):
         CheckoutWorkspace(root)
+
+
+def test_allow_dirty_takes_the_agents_paths_literally_never_as_patterns(root: Path, tmp_path: Path):
+    (root / "keep.txt").write_text("user edit\n")
+    (root / "notes.txt").write_text("user's untracked notes\n")
+    ws = CheckoutWorkspace(root, allow_dirty=True)
+    base = ws.prepare("t1", 1, tmp_path / "run")
+    (root / "*.txt").write_text("an agent's file with a glob for a name\n")
+
+    collected = ws.collect("t1", 1, base)
+    landing = ws.land("t1", collected, "Agent work\n\nTask: t1\n", no_fence)
+
+    assert [c.path for c in collected.changes] == ["*.txt"]
+    assert landing.status == "landed"
+    assert names(root, landing.commit or "") == ["*.txt"]
+    assert git(root, "show", f"{landing.commit}:keep.txt") == "keep"
+    assert (root / "keep.txt").read_text() == "user edit\n"
+
+
+def test_allow_dirty_discard_keeps_a_patch_of_the_attempts_paths(root: Path, tmp_path: Path):
+    (root / "keep.txt").write_text("user edit\n")
+    ws = CheckoutWorkspace(root, allow_dirty=True)
+    ws.prepare("t1", 1, tmp_path / "run")
+    (root / "agent.txt").write_text("the agent's half-done work\n")
+    patch = tmp_path / "run" / "changes.patch"
+
+    kept = ws.discard("t1", 1, patch)
+
+    assert str(patch) in kept
+    text = patch.read_text()
+    assert "the agent's half-done work" in text and "user edit" not in text
+    assert not (root / "agent.txt").exists()
+    assert (root / "keep.txt").read_text() == "user edit\n"
