@@ -17,7 +17,7 @@ from ralph.agents.base import Agent, AgentSignal, StreamParser
 from ralph.control import RunControl, RunSummary, backoff_delay
 from ralph.errors import TasksFailedError
 from ralph.prompts import load_commit_message, load_prompt
-from ralph.runner import run_workers
+from ralph.runner import run, run_workers
 from ralph.store import ensure_ralph_dir, open_store
 from ralph.store.base import SQLStore
 from ralph.worker import RunOptions, WorkerLoop, heartbeat_interval
@@ -87,12 +87,12 @@ def script(name: str, *args: str) -> Agent:
     return Agent(command=[sys.executable, str(AGENTS / name), *args])
 
 
-def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSummary:
+def run_options(repo: Path, agent: Agent, **options: Any) -> RunOptions:
     settings: dict[str, Any] = dict(
         lease=30.0, backoff=0.05, backoff_max=0.2, kill_grace=1.0, breaker=10, poll=0.05, grace=1.0
     )
     settings.update(options)
-    opts = RunOptions(
+    return RunOptions(
         agent=agent,
         agent_name=agent.name or "fake",
         worker="w1",
@@ -100,6 +100,10 @@ def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSu
         commit_message=load_commit_message(None),
         **settings,
     )
+
+
+def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSummary:
+    opts = run_options(repo, agent, **options)
     control = RunControl(
         max_tasks=opts.max_tasks,
         max_cost=opts.max_cost,
@@ -425,3 +429,73 @@ def test_heartbeat_is_a_sixth_of_the_lease_between_half_a_second_and_thirty():
     assert heartbeat_interval(6.0) == 1.0
     assert heartbeat_interval(1.0) == 0.5
     assert heartbeat_interval(1800.0) == 30.0
+
+
+CONFLICTING_AGENT = """
+import os, subprocess, sys
+from pathlib import Path
+sys.stdin.read()
+n = Path(os.environ["RALPH_RUN_DIR"]).name
+Path("README.md").write_text(f"the agent's line, run {n}\\n")
+common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                        capture_output=True, text=True, check=True).stdout.strip()
+main = Path(common).parent
+(main / "README.md").write_text(f"someone else's line, run {n}\\n")
+subprocess.run(["git", "-C", str(main), "commit", "-qam", f"meanwhile {n}"], check=True)
+"""
+
+
+def test_merge_conflicts_have_their_own_budget_and_count_no_attempt(repo: Path, store: SQLStore):
+    store.add("Always loses the race", id="A")
+    agent = Agent(command=[sys.executable, "-c", CONFLICTING_AGENT])
+    opts = run_options(repo, agent, max_attempts=1, max_conflicts=3)
+    lines: list[str] = []
+    control = RunControl(log=lines.append)
+
+    summary = run(
+        store,
+        opts,
+        control,
+        names=["w1"],
+        repo=repo,
+        mode="worktree",
+        live=False,
+        handle_signals=False,
+    )
+
+    assert summary.exit_code == TasksFailedError.exit_code and summary.failed == 1
+    task = store.get("A")
+    assert (task.status, task.attempts) == ("failed", 0)  # max_attempts=1 was never used up
+    assert task.last_error.startswith("3 merge conflicts; last: Merge conflict landing on main")
+    attempts = store.attempts("A")
+    assert [(a.outcome, a.counted) for a in attempts] == [("merge_conflict", False)] * 3
+    assert commits(repo) == ["meanwhile 3", "meanwhile 2", "meanwhile 1", "start"]
+    for a in attempts:  # each losing attempt's work is kept beside its output
+        assert "the agent's line" in (Path(a.run_dir) / "changes.patch").read_text()
+
+
+def test_a_run_first_completes_tasks_whose_commit_already_landed(repo: Path, store: SQLStore):
+    store.add("Landed before a crash", id="A")
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "a.txt")
+    git(repo, "commit", "-qm", "Landed before a crash")
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-ref", "refs/ralph/tasks/A", sha)
+    lines: list[str] = []
+    control = RunControl(log=lines.append)
+
+    summary = run(
+        store,
+        run_options(repo, script("fail.py")),
+        control,
+        names=["w1"],
+        repo=repo,
+        mode="checkout",
+        live=False,
+        handle_signals=False,
+    )
+
+    assert summary.exit_code == 0 and summary.tasks == []  # nothing was claimed
+    task = store.get("A")
+    assert (task.status, task.commit_sha, task.attempts) == ("done", sha, 0)
+    assert any(f"A: its commit {sha[:10]} is on main; marked done" in line for line in lines)
