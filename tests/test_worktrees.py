@@ -360,6 +360,13 @@ def test_a_rebased_result_that_fails_verify_does_not_land(repo: Path) -> None:
     assert (result.status, result.note) == ("verify_failed", "tests fail with t1's change")
     assert seen == [["a.txt", "b.txt", "shared.txt"]]  # verified on the merged tree
     assert git(repo, "rev-parse", "main") == head and wt.landed("t2") is None
+    # what the worker keeps of the failed attempt is its own work, not t1's change with it
+    patch = repo.parent / "t2.patch"
+    kept = ws2.discard("t2", 1, patch)
+    assert kept == [str(patch)]
+    assert "b.txt" in patch.read_text() and "a.txt" not in patch.read_text()
+    assert git(ws2.path, "rev-parse", "HEAD") == c2.base
+    assert git(ws2.path, "status", "--porcelain") == ""
 
 
 def test_outside_a_repository_or_detached_head_is_a_usage_error(tmp_path: Path, repo: Path) -> None:
