@@ -63,6 +63,12 @@ class CheckoutWorkspace(GitWorkspace):
         marker = self.read_marker()
         if marker is None:
             return []
+        pid = marker.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
+            raise WorkspaceError(
+                f"another ralph run (pid {pid}) is working on {marker.get('task')} in {self.root}",
+                hint="one run per checkout: wait for it, stop it, or use --workers N (worktrees)",
+            )
         g = self.git
         head_ref = f"refs/heads/{self.target}"
         if g.head_ref() != head_ref:
@@ -200,3 +206,14 @@ class CheckoutWorkspace(GitWorkspace):
     def finish(self) -> None:
         """Nothing to tidy: the checkout stays on the target branch."""
         self.clear_marker()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host still exists (the marker's run may still be working)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
