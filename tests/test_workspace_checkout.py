@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -270,3 +275,46 @@ def test_allow_dirty_discard_keeps_a_patch_of_the_attempts_paths(root: Path, tmp
     assert "the agent's half-done work" in text and "user edit" not in text
     assert not (root / "agent.txt").exists()
     assert (root / "keep.txt").read_text() == "user edit\n"
+
+
+LIVE_ATTEMPT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ralph.workspace.checkout import CheckoutWorkspace
+    root, flags = Path(sys.argv[1]), Path(sys.argv[2])
+    ws = CheckoutWorkspace(root)
+    ws.prepare("t1", 1, flags / "run")
+    (root / "live.txt").write_text("an agent is writing this\\n")
+    (flags / "started").write_text("")
+    while not (flags / "done").exists():
+        time.sleep(0.02)
+""")
+
+
+def test_a_checkout_a_live_run_is_working_in_is_refused_and_cleaned_once_that_run_died(
+    root: Path, tmp_path: Path
+):
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LIVE_ATTEMPT, str(root), str(flags)], env=env, cwd=root
+    )
+    try:
+        while not (flags / "started").exists():
+            assert proc.poll() is None
+            time.sleep(0.02)
+        with pytest.raises(WorkspaceError, match=f"pid {proc.pid}"):
+            CheckoutWorkspace(root, allow_dirty=True)
+        assert (root / "live.txt").read_text() == "an agent is writing this\n"
+        assert (root / ".ralph" / "checkout.json").exists()
+        assert not (flags / "run" / "leftovers.patch").exists()
+        proc.kill()  # now the run dies mid-attempt: the next start cleans up after it
+        proc.wait(timeout=30)
+        assert CheckoutWorkspace(root).leftovers == [str(flags / "run" / "leftovers.patch")]
+        assert "an agent is writing this" in (flags / "run" / "leftovers.patch").read_text()
+        assert git(root, "status", "--porcelain") == ""
+    finally:
+        (flags / "done").write_text("")
+        proc.kill()
+        proc.wait(timeout=30)
