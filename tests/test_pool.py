@@ -143,7 +143,10 @@ def test_same_line_conflict_goes_back_with_the_note_and_succeeds_on_retry(
     assert not (repo / ".git" / "rebase-merge").exists()
 
 
-def test_sigterm_on_run_with_three_workers_releases_every_claim(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_on_run_with_three_workers_releases_every_claim(
+    repo: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
     add_tasks(repo, 5)
     started = tmp_path / "started"
     proc = subprocess.Popen(
@@ -159,12 +162,13 @@ def test_sigterm_on_run_with_three_workers_releases_every_claim(repo: Path, tmp_
         while not started.exists() or len(list(started.iterdir())) < 3:
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
 
     assert proc.returncode == errors.RunInterruptedError.exit_code, err
+    assert f"{signum.name}: taking no new task" in err
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert store.claims() == []
         assert store.status_counts()["open"] == 5
