@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ralph.errors import WorkspaceError
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import Git, RefRaceError, task_ref
+from ralph.workspace.git import Git, RefRaceError, attempt_ref, task_ref
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 MARKER = "checkout.json"
@@ -70,6 +70,7 @@ class CheckoutWorkspace(GitWorkspace):
                 hint="one run per checkout: wait for it, stop it, or use --workers N (worktrees)",
             )
         g = self.git
+        self.target = str(marker.get("target") or self.target)  # the agent may have switched
         head_ref = f"refs/heads/{self.target}"
         if g.head_ref() != head_ref:
             g("symbolic-ref", "HEAD", head_ref)
@@ -81,6 +82,12 @@ class CheckoutWorkspace(GitWorkspace):
         if not marker.get("allow_dirty"):
             if g.save_patch(attempt_base, keep):
                 kept.append(str(keep))
+            if head != attempt_base and marker.get("task"):  # the agent committed: as discard()
+                ref = attempt_ref(str(marker["task"]), int(str(marker.get("attempt") or 0)))
+                g("update-ref", ref, head)
+                g("update-ref", head_ref, attempt_base, head)
+                kept.append(ref)
+                head = attempt_base
             g.reset_hard(head)
         self.clear_marker()
         return kept
@@ -104,6 +111,7 @@ class CheckoutWorkspace(GitWorkspace):
             {
                 "task": task_id,
                 "attempt": attempt,
+                "target": self.target,
                 "base": base,
                 "pid": os.getpid(),
                 "run_dir": str(run_dir),
