@@ -318,3 +318,28 @@ def test_a_checkout_a_live_run_is_working_in_is_refused_and_cleaned_once_that_ru
         (flags / "done").write_text("")
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
+    root: Path, tmp_path: Path
+):
+    ws = CheckoutWorkspace(root)
+    base = ws.prepare("t1", 3, tmp_path / "run")
+    (root / "b.txt").write_text("committed by the agent\n")
+    git(root, "add", "b.txt")
+    git(root, "commit", "-qm", "agent's own commit")
+    agent_commit = git(root, "rev-parse", "HEAD")
+    git(root, "checkout", "-qb", "side")
+    (root / "c.txt").write_text("not committed\n")
+    del ws  # killed: the marker stays
+
+    again = CheckoutWorkspace(root)
+
+    assert again.target == "main"  # not the branch the agent left checked out
+    assert git(root, "symbolic-ref", "HEAD") == "refs/heads/main"
+    assert git(root, "rev-parse", "main") == base  # no commit of the attempt stays on main
+    assert git(root, "rev-parse", "refs/ralph/attempts/t1/3") == agent_commit
+    patch = tmp_path / "run" / "leftovers.patch"
+    assert str(patch) in again.leftovers
+    assert "committed by the agent" in patch.read_text() and "not committed" in patch.read_text()
+    assert git(root, "status", "--porcelain") == ""
