@@ -236,7 +236,9 @@ class WorkerLoop:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             base = self.workspace.prepare(task.id, run_no, run_dir)
-            prompt = self.opt.prompt.render(self._context(task, self.workspace.path))
+            context = self._context(task, self.workspace.path)
+            context["attempt"] += conflicts  # uncounted, but the retry must see the conflict note
+            prompt = self.opt.prompt.render(context)
         except RalphError as exc:
             self._settle_without_attempt(task, claim, "internal_error", exc.line())
             self.control.stop_all(exc.line(), error=exc)

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from ralph.agents.base import Agent, AgentSignal, StreamParser
-from ralph.loop import RunOptions, WorkerLoop
-from ralph.pool import RunControl, RunSummary, backoff_delay, run_workers
+from ralph.control import RunControl, RunSummary, backoff_delay
+from ralph.errors import TasksFailedError
 from ralph.prompts import load_commit_message, load_prompt
+from ralph.runner import run, run_workers
 from ralph.store import ensure_ralph_dir, open_store
 from ralph.store.base import SQLStore
-from ralph.vcs import GitRepo, RepoWorkspace
+from ralph.worker import RunOptions, WorkerLoop, heartbeat_interval
+from ralph.workspace.checkout import CheckoutWorkspace
 
 AGENTS = Path(__file__).parent / "agents"
 
@@ -85,12 +87,12 @@ def script(name: str, *args: str) -> Agent:
     return Agent(command=[sys.executable, str(AGENTS / name), *args])
 
 
-def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSummary:
+def run_options(repo: Path, agent: Agent, **options: Any) -> RunOptions:
     settings: dict[str, Any] = dict(
         lease=30.0, backoff=0.05, backoff_max=0.2, kill_grace=1.0, breaker=10, poll=0.05, grace=1.0
     )
     settings.update(options)
-    opts = RunOptions(
+    return RunOptions(
         agent=agent,
         agent_name=agent.name or "fake",
         worker="w1",
@@ -98,13 +100,17 @@ def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSu
         commit_message=load_commit_message(None),
         **settings,
     )
+
+
+def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSummary:
+    opts = run_options(repo, agent, **options)
     control = RunControl(
         max_tasks=opts.max_tasks,
         max_cost=opts.max_cost,
         max_time=opts.max_time,
         log=lambda line: None,
     )
-    workspace = RepoWorkspace(GitRepo(repo))
+    workspace = CheckoutWorkspace(repo)
     return run_workers([WorkerLoop(store, workspace, opts, control)], control, handle_signals=False)
 
 
@@ -146,6 +152,11 @@ def test_each_task_gets_one_commit_with_trailers_and_is_done(repo: Path, store: 
     assert commits(repo) == ["Third task", "Second task", "First task", "start"]
     body = git(repo, "log", "-1", "--format=%B", "HEAD~2")
     assert "Task: A\nAgent: fake-claude\nWorker: w1\nCost: $0.0123" in body
+    token = store.attempts("A")[0].token
+    assert body.rstrip().endswith(f"Ralph-Token: {token}")
+    for task_id, ref in (("A", "HEAD~2"), ("B", "HEAD~1"), ("C", "HEAD")):
+        assert git(repo, "rev-parse", f"refs/ralph/tasks/{task_id}") == git(repo, "rev-parse", ref)
+        assert store.get(task_id).commit_sha == git(repo, "rev-parse", ref).strip()
     assert git(repo, "show", "--format=", "--name-only", "HEAD~2").split() == ["A.txt"]
     assert [t.status for t in store.list()] == ["done"] * 3
     attempt = store.attempts("A")[0]
@@ -184,7 +195,10 @@ def test_failing_agent_is_retried_with_backoff_then_marked_failed(repo: Path, st
     attempts = store.attempts("A")
     assert [a.outcome for a in attempts] == ["agent_error"] * 3
     assert all(a.counted for a in attempts)
-    assert (summary.retried, summary.failed, summary.commits) == (2, 1, 0)
+    # a task counts once in the summary, by how it last ended: 1 failed, not 2 retried + 1
+    assert (summary.retried, summary.failed, summary.commits) == (0, 1, 0)
+    assert [t.outcome for t in summary.tasks] == ["agent_error"] * 3
+    assert summary.exit_code == TasksFailedError.exit_code
     released = [e for e in store.events(task_id="A", kind="released")]
     assert [e.data["retry_in"] > 0 for e in released] == [True, True]
     # The half-done file was not committed and not left behind; its patch was kept.
@@ -349,5 +363,139 @@ def test_tasks_blocked_by_a_failed_task_end_the_run(repo: Path, store: SQLStore)
     store.add("Fails", id="A")
     store.add("Waits on A", id="B", blocked_by=["A"])
     summary = run_loop(repo, store, script("fail.py"), max_attempts=1)
-    assert summary.exit_code == 0 and summary.failed == 1
+    assert summary.exit_code == TasksFailedError.exit_code == 13 and summary.failed == 1
     assert store.get("B").status == "open"
+
+
+COMMITTING_AGENT = """
+import os, subprocess, sys
+from pathlib import Path
+sys.stdin.read()
+task = os.environ["RALPH_TASK_ID"]
+Path("first.txt").write_text(task + " first\\n")
+subprocess.run(["git", "add", "-A"], check=True)
+subprocess.run(["git", "commit", "-qm", "agent step one"], check=True)
+subprocess.run(["git", "checkout", "-qb", "agent-branch"], check=True)
+Path("second.txt").write_text(task + " second\\n")
+subprocess.run(["git", "commit", "-qam", "agent step two", "--allow-empty"], check=True)
+Path("uncommitted.txt").write_text("left in the tree\\n")
+"""
+
+
+def test_an_agents_own_commits_and_branch_land_as_one_task_commit_on_the_target(
+    repo: Path, store: SQLStore
+):
+    store.add("Commits by itself", id="A")
+    summary = run_loop(repo, store, Agent(command=[sys.executable, "-c", COMMITTING_AGENT]))
+
+    assert summary.done == 1 and summary.commits == 1
+    assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert commits(repo) == ["Commits by itself", "start"]
+    assert sorted(git(repo, "show", "--format=", "--name-only", "HEAD").split()) == [
+        "first.txt",
+        "second.txt",
+        "uncommitted.txt",
+    ]
+    body = git(repo, "log", "-1", "--format=%B")
+    assert "- agent step one" in body and "Task: A" in body
+    kept = git(repo, "rev-parse", "refs/ralph/attempts/A/1").strip()
+    assert git(repo, "log", "--format=%s", "-1", kept).strip() == "agent step two"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_task_whose_commit_already_landed_is_completed_without_launching_the_agent(
+    repo: Path, store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    store.add("Landed before a crash", id="A")
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "a.txt")
+    git(repo, "commit", "-qm", "Landed before a crash\n\nTask: A")
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-ref", "refs/ralph/tasks/A", sha)
+    pid_file = tmp_path / "agent.pid"
+    monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
+
+    summary = run_loop(repo, store, script("hang.py"))
+
+    assert summary.done == 1 and summary.exit_code == 0
+    assert [t.outcome for t in summary.tasks] == ["reconciled"]
+    task = store.get("A")
+    assert (task.status, task.commit_sha, task.attempts) == ("done", sha, 0)
+    assert store.attempts("A") == [] and not pid_file.exists()
+    assert commits(repo) == ["Landed before a crash", "start"]
+
+
+def test_heartbeat_is_a_sixth_of_the_lease_between_half_a_second_and_thirty():
+    assert heartbeat_interval(6.0) == 1.0
+    assert heartbeat_interval(1.0) == 0.5
+    assert heartbeat_interval(1800.0) == 30.0
+
+
+CONFLICTING_AGENT = """
+import os, subprocess, sys
+from pathlib import Path
+sys.stdin.read()
+n = Path(os.environ["RALPH_RUN_DIR"]).name
+Path("README.md").write_text(f"the agent's line, run {n}\\n")
+common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                        capture_output=True, text=True, check=True).stdout.strip()
+main = Path(common).parent
+(main / "README.md").write_text(f"someone else's line, run {n}\\n")
+subprocess.run(["git", "-C", str(main), "commit", "-qam", f"meanwhile {n}"], check=True)
+"""
+
+
+def test_merge_conflicts_have_their_own_budget_and_count_no_attempt(repo: Path, store: SQLStore):
+    store.add("Always loses the race", id="A")
+    agent = Agent(command=[sys.executable, "-c", CONFLICTING_AGENT])
+    opts = run_options(repo, agent, max_attempts=1, max_conflicts=3)
+    lines: list[str] = []
+    control = RunControl(log=lines.append)
+
+    summary = run(
+        store,
+        opts,
+        control,
+        names=["w1"],
+        repo=repo,
+        mode="worktree",
+        live=False,
+        handle_signals=False,
+    )
+
+    assert summary.exit_code == TasksFailedError.exit_code and summary.failed == 1
+    task = store.get("A")
+    assert (task.status, task.attempts) == ("failed", 0)  # max_attempts=1 was never used up
+    assert task.last_error.startswith("3 merge conflicts; last: Merge conflict landing on main")
+    attempts = store.attempts("A")
+    assert [(a.outcome, a.counted) for a in attempts] == [("merge_conflict", False)] * 3
+    assert commits(repo) == ["meanwhile 3", "meanwhile 2", "meanwhile 1", "start"]
+    for a in attempts:  # each losing attempt's work is kept beside its output
+        assert "the agent's line" in (Path(a.run_dir) / "changes.patch").read_text()
+
+
+def test_a_run_first_completes_tasks_whose_commit_already_landed(repo: Path, store: SQLStore):
+    store.add("Landed before a crash", id="A")
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "a.txt")
+    git(repo, "commit", "-qm", "Landed before a crash")
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-ref", "refs/ralph/tasks/A", sha)
+    lines: list[str] = []
+    control = RunControl(log=lines.append)
+
+    summary = run(
+        store,
+        run_options(repo, script("fail.py")),
+        control,
+        names=["w1"],
+        repo=repo,
+        mode="checkout",
+        live=False,
+        handle_signals=False,
+    )
+
+    assert summary.exit_code == 0 and summary.tasks == []  # nothing was claimed
+    task = store.get("A")
+    assert (task.status, task.commit_sha, task.attempts) == ("done", sha, 0)
+    assert any(f"A: its commit {sha[:10]} is on main; marked done" in line for line in lines)

@@ -13,7 +13,7 @@ import pytest
 from gitutil import git, init_repo
 
 from ralph import errors
-from ralph.parallel import check_names_free, worker_names
+from ralph.runner import check_names_free, worker_names
 from ralph.store import open_store
 
 AGENT = Path(__file__).parent / "scripts" / "parallel_agent.py"
@@ -90,6 +90,10 @@ def test_three_workers_twelve_tasks_make_twelve_linear_commits_each_only_its_fil
     assert len({c["Worker"] for c in made}) == 3
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert store.status_counts()["done"] == 12 and store.claims() == []
+        for c in made:  # every landed task has its ref, and the store has the same commit
+            assert git(repo, "rev-parse", f"refs/ralph/tasks/{c['Task']}") == c["sha"]
+            assert store.get(c["Task"]).commit_sha == c["sha"]
+            assert int(c["Ralph-Token"]) > 0
     assert git(repo, "status", "--porcelain") == ""  # the clean checkout followed main
     assert sorted(p.name for p in (repo / ".ralph" / "worktrees").iterdir()) == [
         "worker-1",
@@ -121,18 +125,28 @@ def test_same_line_conflict_goes_back_with_the_note_and_succeeds_on_retry(
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert store.status_counts()["done"] == 2
         attempts = store.attempts()
-        requeued = [e for e in store.events(kind="released") if e.data.get("counted")]
-    # the conflict is retried at once from the new target head, not after a failure's backoff
-    assert [e.data["retry_in"] for e in requeued] == [0]
+        requeued = [e for e in store.events(kind="released") if "retry_in" in e.data]
+        assert [t.attempts for t in store.list()] == [0, 0]
+    # the conflict is retried at once from the new target head, not after a failure's backoff,
+    # and is not the agent's failure: no attempt is counted (conflicts have their own budget)
+    assert [(e.data["retry_in"], e.data["counted"]) for e in requeued] == [(0, False)]
     conflicted = [a for a in attempts if a.outcome == "merge_conflict"]
     assert len(conflicted) == 1 and "shared.txt" in conflicted[0].summary
+    assert not conflicted[0].counted
+    # the losing attempt's work is kept as a patch in its run folder, not as a branch
+    patch = Path(conflicted[0].run_dir) / "changes.patch"
+    assert f"{conflicted[0].task_id} by" in patch.read_text()
+    assert git(repo, "branch", "--format=%(refname:short)") == "main"
     retry = prompts.read_text().split(f"== {conflicted[0].task_id}\n")[-1]
     assert "Merge conflict" in retry and "shared.txt" in retry
     assert git(repo, "show", "main:shared.txt") == f"{made[-1]['Task']} by {made[-1]['Worker']}"
     assert not (repo / ".git" / "rebase-merge").exists()
 
 
-def test_sigterm_on_run_with_three_workers_releases_every_claim(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_on_run_with_three_workers_releases_every_claim(
+    repo: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
     add_tasks(repo, 5)
     started = tmp_path / "started"
     proc = subprocess.Popen(
@@ -148,12 +162,13 @@ def test_sigterm_on_run_with_three_workers_releases_every_claim(repo: Path, tmp_
         while not started.exists() or len(list(started.iterdir())) < 3:
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
 
     assert proc.returncode == errors.RunInterruptedError.exit_code, err
+    assert f"{signum.name}: taking no new task" in err
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert store.claims() == []
         assert store.status_counts()["open"] == 5
@@ -161,6 +176,34 @@ def test_sigterm_on_run_with_three_workers_releases_every_claim(repo: Path, tmp_
     assert commits(repo) == []
     for wt in (repo / ".ralph" / "worktrees").iterdir():
         assert git(wt, "status", "--porcelain") == ""
+
+
+def test_sigterm_while_every_worker_is_idle_exits_zero(repo: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        ralph(repo, "run", "--workers", "2", "--watch", "--no-live"),
+        cwd=repo,
+        env=ralph_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert proc.poll() is None and time.time() < deadline
+            if (repo / ".ralph" / "ralph.db").exists():
+                with open_store(repo / ".ralph" / "ralph.db") as store:
+                    if len(store.workers()) == 2:
+                        break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 0, err  # no agent was cut short: nothing to report as interrupted
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert {w.state() for w in store.workers()} == {"stopped"}
 
 
 def test_worker_names_default_to_numbered_and_names_must_be_distinct() -> None:

@@ -18,8 +18,11 @@ import pytest
 
 from ralph import errors
 from ralph.config import parse_settings
-from ralph.remote import RemoteWorktrees
 from ralph.store import open_store
+from ralph.store.base import SQLStore
+from ralph.workspace.base import Collected, Fence, Landing
+from ralph.workspace.remote import RemoteWorktrees
+from ralph.workspace.worktree import WorktreeWorkspace
 
 AGENT = Path(__file__).parent / "scripts" / "parallel_agent.py"
 RUN_TIMEOUT = 120
@@ -110,11 +113,19 @@ def start_worker(
 
 
 def drain(db: str, procs: list[subprocess.Popen[str]], total: int) -> list[tuple[int, str, str]]:
-    """Wait until `total` tasks are done, then SIGTERM the idle workers; (rc, out, err) each."""
+    """Wait until `total` tasks are done and every worker's heartbeat says idle, then SIGTERM
+    them; (rc, out, err) each."""
     deadline = time.time() + RUN_TIMEOUT
+
+    def idle(store: SQLStore) -> bool:
+        workers = store.workers()
+        return len(workers) == len(procs) and all(
+            w.status == "idle" and w.current_task is None for w in workers
+        )
+
     try:
         with open_store(db) as store:
-            while store.status_counts().get("done", 0) < total:
+            while store.status_counts().get("done", 0) < total or not idle(store):
                 dead = [p for p in procs if p.poll() is not None]
                 assert not dead, dead[0].communicate()[1]
                 assert time.time() < deadline, "the queue was not drained in time"
@@ -129,7 +140,7 @@ def drain(db: str, procs: list[subprocess.Popen[str]], total: int) -> list[tuple
 
 def assert_clean_exit(results: list[tuple[int, str, str]], db: str) -> None:
     for rc, out, err in results:
-        assert rc == errors.RunInterruptedError.exit_code, err
+        assert rc == 0, err  # stopped while idle: no agent was cut short
         assert "Traceback" not in err and "Run: " in out, err
     with open_store(db) as store:
         assert store.claims() == []
@@ -211,6 +222,8 @@ def test_push_race_second_host_is_rejected_then_rebases_and_pushes_again(
         import subprocess, sys, time
         from pathlib import Path
         flags = Path({str(flags)!r})
+        with open(flags / "b-pushes", "a") as fh:
+            fh.write("push\\n")
         if (flags / "b-waited").exists():
             sys.exit(0)
         (flags / "b-waited").touch()
@@ -245,8 +258,7 @@ def test_push_race_second_host_is_rejected_then_rebases_and_pushes_again(
     results = drain(db, procs, 2)
 
     assert_clean_exit(results, db)
-    assert "rejected, another host pushed first" in results[1][2]
-    assert "rejected" not in results[0][2]
+    assert (flags / "b-pushes").read_text() == "push\npush\n"  # refused once, then sent again
     made = remote_commits(remote)
     assert [c["Task"] for c in made] == ["ta", "tb"]  # B's landed on top of A's
     assert git(remote, "rev-list", "--merges", "main") == ""
@@ -290,7 +302,7 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
     assert len(conflicted) == 1 and "shared.txt" in (conflicted[0].summary or "")
     loser = conflicted[0].task_id
     retry = prompts.read_text().split(f"== {loser}\n")[-1]
-    assert "Merge conflict" in retry and "origin/main" in retry and "shared.txt" in retry
+    assert "Merge conflict landing on main" in retry and "shared.txt" in retry
     assert made[-1]["Task"] == loser  # it succeeded on the attempt after the conflict
     assert git(remote, "show", "main:shared.txt") == f"{loser} by {made[-1]['Worker']}"
     for host in hosts:
@@ -300,65 +312,91 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
 # -- RemoteWorktrees in-process: the fence, fetch-first rejections, review branches -------------
 
 
-def commit_task(
+def no_fence() -> None:
+    """The claim is still ours."""
+
+
+def work(
     wt: RemoteWorktrees, worker: str, task: str, files: dict[str, str]
-) -> Path:  # what a worker does for a task: fresh branch, edit, commit
-    path = wt.prepare(worker, task)
+) -> tuple[WorktreeWorkspace, Collected]:
+    """What a worker does for a task: a clean start at the remote's head, edits, collected."""
+    ws = wt.workspace(worker, wait=lambda seconds: False)
+    base = ws.prepare(task, 1, wt.ralph_dir / "runs" / task / "1")
     for name, text in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(text)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", f"task {task}")
-    return path
+        (ws.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws.path / name).write_text(text)
+    return ws, ws.collect(task, 1, base)
 
 
-def test_push_refused_as_fetch_first_is_fetched_rebased_and_pushed_again(
+def land(
+    ws: WorktreeWorkspace, task: str, collected: Collected, fence: Fence = no_fence
+) -> Landing:
+    return ws.land(task, collected, f"task {task}\n\nTask: {task}\n", fence)
+
+
+def test_push_refused_as_fetch_first_is_fetched_merged_and_pushed_again(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
     a = RemoteWorktrees(hosts[0], "origin", retry_wait=0.01)
     b = RemoteWorktrees(hosts[1], "origin", retry_wait=0.01)
     a.start(["w"]), b.start(["w"])
-    commit_task(a, "w", "ta", {"work/ta.txt": "a\n"})
-    commit_task(b, "w", "tb", {"work/tb.txt": "b\n"})
-    seen: list[str] = []
-    b.log = seen.append
+    ws_a, ta = work(a, "w", "ta", {"work/ta.txt": "a\n"})
+    ws_b, tb = work(b, "w", "tb", {"work/tb.txt": "b\n"})
+    fenced: list[str] = []
 
-    def a_pushes_first() -> bool:  # B has fetched and rebased; A wins the race right now
-        if not seen and a.integrate("w", "ta").status == "merged":
-            seen.append("a pushed")
-        return True
+    def a_pushes_first() -> None:  # B has fetched; A wins the race right now
+        fenced.append(land(ws_a, "ta", ta).status if not fenced else "ours")
 
-    result = b.integrate("w", "tb", a_pushes_first)
+    result = land(ws_b, "tb", tb, a_pushes_first)
 
-    assert result.status == "merged", result.message
-    assert any("rejected" in line and "fetch first" in line for line in seen), seen
+    assert result.status == "landed", result.note
+    assert fenced == ["landed", "ours"]  # B's first push was refused; it fetched and went again
     assert git(remote, "log", "--format=%s", "main").splitlines() == ["task tb", "task ta", "start"]
+    assert git(remote, "rev-parse", "refs/ralph/tasks/tb") == result.commit
     assert git(hosts[1], "rev-parse", "main") == result.commit  # B's clean checkout followed
+    assert git(hosts[1], "rev-parse", "refs/ralph/tasks/tb") == result.commit
 
 
-def test_push_refused_every_attempt_ends_push_failed_with_the_commit_kept_on_its_branch(
+def test_push_refused_every_time_ends_push_failed_and_pushes_nothing(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
     a = RemoteWorktrees(hosts[0], "origin", retry_wait=0.01)
-    b = RemoteWorktrees(hosts[1], "origin", retry_wait=0.01, push_attempts=2)
+    b = RemoteWorktrees(hosts[1], "origin", retry_wait=0.01)
+    b.race_limit = 2
     a.start(["w"]), b.start(["w"])
-    pushed_by_a = []
+    pushed_by_a: list[str] = []
 
-    def a_always_pushes_first() -> bool:
+    def a_always_pushes_first() -> None:
         n = len(pushed_by_a)
-        commit_task(a, "w", f"a{n}", {f"work/a{n}.txt": "a\n"})
-        pushed_by_a.append(a.integrate("w", f"a{n}").status)
-        return True
+        ws, collected = work(a, "w", f"a{n}", {f"work/a{n}.txt": "a\n"})
+        pushed_by_a.append(land(ws, f"a{n}", collected).status)
 
-    commit_task(b, "w", "tb", {"work/tb.txt": "b\n"})
-    result = b.integrate("w", "tb", a_always_pushes_first)
+    ws_b, tb = work(b, "w", "tb", {"work/tb.txt": "b\n"})
+    result = land(ws_b, "tb", tb, a_always_pushes_first)
 
-    assert pushed_by_a == ["merged", "merged"]
-    assert (
-        result.status == "push_failed" and "refused the push of ralph/tb 2 times" in result.message
-    )
+    assert pushed_by_a == ["landed", "landed"]
+    assert result.status == "push_failed" and "lost the race to land 2 times" in result.note
     assert "tb" not in git(remote, "log", "--format=%s", "main")
-    assert "ralph/tb" in b.branches()
+    assert b.landed("tb") is None
+    assert git(remote, "for-each-ref", "refs/ralph/tasks/tb") == ""
+
+
+def test_a_task_another_host_landed_is_found_on_the_remote_and_not_pushed_again(
+    hosts: tuple[Path, Path], remote: Path
+) -> None:
+    a = RemoteWorktrees(hosts[0], "origin")
+    b = RemoteWorktrees(hosts[1], "origin")
+    a.start(["w"]), b.start(["w"])
+    ws_a, first = work(a, "w", "t1", {"work/t1.txt": "from A\n"})
+    ws_b, second = work(b, "w", "t1", {"work/t1.txt": "from B\n"})  # B took the task over
+
+    landed = land(ws_a, "t1", first)
+
+    assert b.landed("t1") == landed.commit  # asked of the remote: B has not fetched it
+    again = land(ws_b, "t1", second)
+    assert (again.status, again.commit) == ("already", landed.commit)
+    assert git(remote, "log", "--format=%s", "main").splitlines() == ["task t1", "start"]
+    assert git(remote, "show", "main:work/t1.txt") == "from A"
 
 
 def test_remote_without_the_target_branch_fails_at_start_saying_how_to_push_it(
@@ -379,56 +417,59 @@ def test_remote_config_key_is_read_and_must_be_a_name() -> None:
         parse_settings({"remote": ""})
 
 
-def test_lost_lease_before_the_push_pushes_nothing_and_keeps_the_branch(
-    hosts: tuple[Path, Path], remote: Path
-) -> None:
+def test_lost_lease_before_the_push_pushes_nothing(hosts: tuple[Path, Path], remote: Path) -> None:
     wt = RemoteWorktrees(hosts[0], "origin")
     wt.start(["w"])
-    commit_task(wt, "w", "t1", {"work/t1.txt": "x\n"})
+    ws, collected = work(wt, "w", "t1", {"work/t1.txt": "x\n"})
     before = git(remote, "rev-parse", "main")
 
-    def zombie() -> bool:
+    def zombie() -> None:
         raise errors.LeaseLostError("t1 is held by w2 now (token 2)")
 
-    result = wt.integrate("w", "t1", zombie)
+    with pytest.raises(errors.LeaseLostError, match="w2"):
+        land(ws, "t1", collected, zombie)
 
-    assert result.status == "lease_lost" and "w2" in result.message
     assert git(remote, "rev-parse", "main") == before
-    assert "ralph/t1" in wt.branches()
+    assert git(remote, "for-each-ref", "refs/ralph/tasks/") == ""
 
 
-def test_conflict_with_the_remote_aborts_the_rebase_and_notes_the_file(
+def test_conflict_with_the_remote_is_reported_with_the_file_and_leaves_nothing_mid_merge(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
     a = RemoteWorktrees(hosts[0], "origin")
     b = RemoteWorktrees(hosts[1], "origin")
     a.start(["w"]), b.start(["w"])
-    commit_task(a, "w", "ta", {"shared.txt": "from A\n"})
-    path_b = commit_task(b, "w", "tb", {"shared.txt": "from B\n"})
-    assert a.integrate("w", "ta").status == "merged"
+    ws_a, ta = work(a, "w", "ta", {"shared.txt": "from A\n"})
+    ws_b, tb = work(b, "w", "tb", {"shared.txt": "from B\n"})
+    assert land(ws_a, "ta", ta).status == "landed"
 
-    result = b.integrate("w", "tb")
+    result = land(ws_b, "tb", tb)
 
-    assert result.status == "conflict" and result.conflict_files == ["shared.txt"]
-    assert result.note().startswith("Merge conflict integrating ralph/tb into origin/main")
-    assert git(path_b, "symbolic-ref", "HEAD") == "refs/heads/ralph/tb"
-    assert git(path_b, "show", "HEAD:shared.txt") == "from B"  # the branch kept its commit
-    assert not list((hosts[1] / ".git" / "worktrees").glob("*/rebase-merge"))
+    assert result.status == "conflict" and result.files == ["shared.txt"]
+    assert result.note.startswith("Merge conflict landing on main: shared.txt.")
+    assert "task ta" in result.note  # the remote's commit that changed those lines
+    assert (ws_b.path / "shared.txt").read_text() == "from B\n"  # the worker keeps it as a patch
+    for gitdir in (hosts[1] / ".git", *(hosts[1] / ".git" / "worktrees").iterdir()):
+        assert not (gitdir / "rebase-merge").exists() and not (gitdir / "MERGE_HEAD").exists()
     assert git(remote, "show", "main:shared.txt") == "from A"
+    assert b.landed("tb") is None
 
 
 def test_dirty_main_checkout_is_left_alone_while_the_push_lands(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
     wt = RemoteWorktrees(hosts[0], "origin")
+    logged: list[str] = []
+    wt.log = logged.append
     wt.start(["w"])
     (hosts[0] / "README.md").write_text("my own edit\n")
     before = git(hosts[0], "rev-parse", "main")
-    commit_task(wt, "w", "t1", {"work/t1.txt": "x\n"})
+    ws, collected = work(wt, "w", "t1", {"work/t1.txt": "x\n"})
 
-    result = wt.integrate("w", "t1")
+    result = land(ws, "t1", collected)
 
-    assert result.status == "merged" and "README.md" in result.message
+    assert result.status == "landed"
+    assert any("not updated" in line and "README.md" in line for line in logged), logged
     assert git(remote, "rev-parse", "main") == result.commit
     assert git(hosts[0], "rev-parse", "main") == before
     assert (hosts[0] / "README.md").read_text() == "my own edit\n"
@@ -439,17 +480,25 @@ def test_push_branches_pushes_the_task_branch_as_one_commit_and_leaves_the_targe
 ) -> None:
     wt = RemoteWorktrees(hosts[0], "origin", push_branches=True)
     wt.start(["w"])
-    path = commit_task(wt, "w", "t1", {"work/t1.txt": "x\n"})
-    (path / "work" / "t1.txt").write_text("x\ny\n")
-    git(path, "commit", "-q", "-am", "task t1, second commit")
+    ws = wt.workspace("w", wait=lambda seconds: False)
+    base = ws.prepare("t1", 1, hosts[0] / ".ralph" / "runs" / "t1" / "1")
+    (ws.path / "work").mkdir()
+    (ws.path / "work" / "t1.txt").write_text("x\n")
+    git(ws.path, "add", "-A")
+    git(ws.path, "commit", "-q", "-m", "the agent's first commit")
+    (ws.path / "work" / "t1.txt").write_text("x\ny\n")
+    git(ws.path, "commit", "-q", "-am", "the agent's second commit")
     before = git(remote, "rev-parse", "main")
 
-    result = wt.integrate("w", "t1")
+    result = land(ws, "t1", ws.collect("t1", 1, base))
 
-    assert result.status == "merged" and "for review" in result.message
+    assert result.status == "landed"
     assert git(remote, "rev-parse", "main") == before
+    assert git(hosts[0], "rev-parse", "main") == before
     assert git(remote, "rev-parse", "ralph/t1") == result.commit
+    assert git(remote, "rev-parse", "refs/ralph/tasks/t1") == result.commit
     assert git(remote, "rev-list", "--count", "main..ralph/t1") == "1"
+    assert git(remote, "log", "-1", "--format=%s", "ralph/t1") == "task t1"
 
 
 def test_run_with_push_branches_pushes_each_task_branch_for_review_and_marks_it_done(
@@ -473,10 +522,12 @@ def test_run_with_push_branches_pushes_each_task_branch_for_review_and_marks_it_
     )
 
     assert proc.returncode == 0, proc.stderr
-    assert "pushed ralph/t1 to origin for review" in proc.stderr
     assert git(remote, "rev-parse", "main") == before
     for task in ("t1", "t2"):
         assert git(remote, "rev-list", "--count", f"main..ralph/{task}") == "1"
+        assert git(remote, "rev-parse", f"refs/ralph/tasks/{task}") == git(
+            remote, "rev-parse", f"ralph/{task}"
+        )
         assert git(remote, "show", "--format=", "--name-only", f"ralph/{task}") == (
             f"work/{task}.txt"
         )

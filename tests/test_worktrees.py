@@ -1,18 +1,23 @@
-"""Per-worker worktrees and the serialized merge of task branches, on real git repositories."""
+"""Per-worker worktrees and the serialized landing of task commits, on real git repositories."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gitutil import git, init_repo
 
 from ralph import errors
-from ralph.worktrees import MergeLock, Worktrees
+from ralph.workspace.base import Collected, Landing
+from ralph.workspace.git import RefRaceError
+from ralph.workspace.mergelock import MergeLock
+from ralph.workspace.worktree import MAIN_SYNC, Worktrees, WorktreeWorkspace
 
 
 @pytest.fixture
@@ -25,14 +30,39 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def work(wt: Worktrees, worker: str, task: str, files: dict[str, str], message: str = "") -> Path:
-    """What a worker does for a task: fresh branch, edit files, commit."""
-    path = wt.prepare(worker, task)
+def no_fence() -> None:
+    """The claim is still ours."""
+
+
+def stop_waiting(seconds: float) -> bool:
+    """The run is stopping: a landing that has to wait gives up."""
+    return False
+
+
+def workspace(wt: Worktrees, worker: str, **kw: Any) -> WorktreeWorkspace:
+    kw.setdefault("wait", stop_waiting)
+    return wt.workspace(worker, **kw)
+
+
+def work(
+    wt: Worktrees, worker: str, task: str, files: dict[str, str], attempt: int = 1, **kw: Any
+) -> tuple[WorktreeWorkspace, Collected]:
+    """What a worker does for a task: a clean start at the target's head, the agent's edits,
+    then everything it left collected as one tree."""
+    ws = workspace(wt, worker, **kw)
+    base = ws.prepare(task, attempt, wt.ralph_dir / "runs" / task / str(attempt))
     for name, text in files.items():
-        (path / name).write_text(text)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", message or f"task {task}")
-    return path
+        (ws.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws.path / name).write_text(text)
+    return ws, ws.collect(task, attempt, base)
+
+
+def message(task: str, subject: str = "") -> str:
+    return f"{subject or f'task {task}'}\n\nTask: {task}\n"
+
+
+def land(ws: WorktreeWorkspace, task: str, collected: Collected, subject: str = "") -> Landing:
+    return ws.land(task, collected, message(task, subject), no_fence)
 
 
 def history(root: Path, ref: str = "main") -> list[str]:
@@ -44,17 +74,19 @@ def in_progress(gitdir: Path) -> list[str]:
     return [m for m in markers if (gitdir / m).exists()]
 
 
-def test_worker_worktree_lives_under_ralph_dir_and_is_reused(repo: Path) -> None:
+def test_worker_worktree_lives_under_ralph_dir_is_detached_and_is_reused(repo: Path) -> None:
     wt = Worktrees(repo)
     paths = wt.start(["worker-1", "worker-2"])
     assert paths["worker-1"] == repo / ".ralph" / "worktrees" / "worker-1"
     assert (repo / ".ralph" / ".gitignore").read_text() == "*\n"
     (paths["worker-1"] / "cache.bin").write_text("kept")  # untracked, dropped between tasks
-    first = work(wt, "worker-1", "t1", {"a.txt": "a\n"})
-    assert first == paths["worker-1"]
-    assert git(first, "branch", "--show-current") == "ralph/t1"
+    ws, _ = work(wt, "worker-1", "t1", {"a.txt": "a\n"})
+    assert ws.path == paths["worker-1"]
+    assert not (ws.path / "cache.bin").exists()
+    assert git(ws.path, "branch", "--show-current") == ""  # detached: no ralph/<task> branch
+    assert git(repo, "branch", "--format=%(refname:short)") == "main"
     again = Worktrees(repo).start(["worker-1"])["worker-1"]
-    assert again == first
+    assert again == ws.path
     assert git(again, "rev-parse", "--git-common-dir").startswith(str(repo))
     assert git(repo, "status", "--porcelain") == ""  # .ralph/ stays out of the main checkout
 
@@ -62,18 +94,20 @@ def test_worker_worktree_lives_under_ralph_dir_and_is_reused(repo: Path) -> None
 def test_stale_worktrees_from_a_crashed_run_are_repaired_at_start(repo: Path) -> None:
     wt = Worktrees(repo)
     paths = wt.start(["mid-rebase", "dirty", "locked", "gone"])
-    # mid-rebase: a conflicting rebase left running, as a SIGKILL during integrate would.
-    p = work(wt, "mid-rebase", "t1", {"shared.txt": "one\nTWO-a\nthree\n"})
-    git(repo, "commit", "-q", "-am", "x", "--allow-empty")
+    # mid-rebase: a conflicting rebase an agent left running when the worker was killed.
+    p = paths["mid-rebase"]
+    (p / "shared.txt").write_text("one\nTWO-a\nthree\n")
+    git(p, "commit", "-q", "-am", "agent's commit")
     (repo / "shared.txt").write_text("one\nTWO-main\nthree\n")
     git(repo, "commit", "-q", "-am", "main edits line two")
     assert subprocess.run(["git", "rebase", "main"], cwd=p, capture_output=True).returncode != 0
     assert in_progress(Path(git(p, "rev-parse", "--absolute-git-dir")))
-    # dirty: half-written files and a stale index.lock
-    d = wt.prepare("dirty", "t2")
-    (d / "README.md").write_text("half written")
-    (d / "new.txt").write_text("untracked")
-    Path(git(d, "rev-parse", "--absolute-git-dir"), "index.lock").write_text("")
+    # dirty: a killed attempt's half-written files and a stale index.lock
+    d = workspace(wt, "dirty")
+    d.prepare("t2", 1, tmp_run := repo.parent / "run-t2")
+    (d.path / "README.md").write_text("half written")
+    (d.path / "new.txt").write_text("untracked")
+    Path(git(d.path, "rev-parse", "--absolute-git-dir"), "index.lock").write_text("")
     git(repo, "worktree", "lock", str(paths["locked"]))
     subprocess.run(["rm", "-rf", str(paths["gone"])], check=True)
 
@@ -87,156 +121,252 @@ def test_stale_worktrees_from_a_crashed_run_are_repaired_at_start(repo: Path) ->
         assert f"worktree {path}" in listed
     assert "\nlocked" not in listed
     assert (repaired["gone"] / "README.md").read_text() == "demo\n"
+    leftovers = (tmp_run / "leftovers.patch").read_text()  # beside that attempt's output
+    assert "half written" in leftovers and "new.txt" in leftovers
+    assert not (repo / ".ralph" / "worktrees" / "dirty.json").exists()
     assert subprocess.run(["git", "fsck", "--no-progress"], cwd=repo).returncode == 0
 
 
 def test_tasks_editing_different_files_land_linearly_one_commit_each(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["w1", "w2", "w3"])
-    for n, worker in enumerate(["w1", "w2", "w3"], 1):  # all cut from the same head
-        work(wt, worker, f"t{n}", {f"f{n}.txt": f"{n}\n"})
-    results = [wt.integrate(w, f"t{n}") for n, w in enumerate(["w1", "w2", "w3"], 1)]
+    made = [
+        work(wt, w, f"t{n}", {f"f{n}.txt": f"{n}\n"}) for n, w in enumerate(["w1", "w2", "w3"], 1)
+    ]
+    results = [land(ws, f"t{n}", c) for n, (ws, c) in enumerate(made, 1)]  # all from one head
 
-    assert [r.status for r in results] == ["merged"] * 3
+    assert [r.status for r in results] == ["landed"] * 3
     assert history(repo) == ["task t3", "task t2", "task t1", "initial"]
     assert git(repo, "rev-list", "--merges", "main") == ""
-    for n in (1, 2, 3):
-        sha = git(repo, "log", "--format=%H", f"--grep=task t{n}", "main")
-        assert git(repo, "show", "--format=", "--name-only", sha) == f"f{n}.txt"
+    for n, result in enumerate(results, 1):
+        assert git(repo, "rev-parse", f"refs/ralph/tasks/t{n}") == result.commit
+        assert git(repo, "show", "--format=", "--name-only", result.commit) == f"f{n}.txt"
+        assert git(repo, "log", "-1", "--format=%(trailers:key=Task,valueonly)", result.commit) == (
+            f"t{n}"
+        )
     assert results[-1].commit == git(repo, "rev-parse", "main")
-    assert wt.branches() == []  # merged task branches are deleted
+    assert git(repo, "branch", "--format=%(refname:short)") == "main"  # no task branches
 
 
-def test_same_line_edits_second_reports_conflict_and_nothing_is_left_mid_rebase(repo: Path) -> None:
+def test_same_line_edits_second_reports_conflict_and_nothing_is_left_mid_merge(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["w1", "w2"])
-    work(wt, "w1", "t1", {"shared.txt": "one\nTWO from t1\nthree\n"})
-    p2 = work(wt, "w2", "t2", {"shared.txt": "one\nTWO from t2\nthree\n"})
-    t2_tip = git(p2, "rev-parse", "HEAD")
+    ws1, c1 = work(wt, "w1", "t1", {"shared.txt": "one\nTWO from t1\nthree\n"})
+    ws2, c2 = work(wt, "w2", "t2", {"shared.txt": "one\nTWO from t2\nthree\n"})
 
-    assert wt.integrate("w1", "t1").status == "merged"
+    assert land(ws1, "t1", c1).status == "landed"
     head = git(repo, "rev-parse", "main")
-    second = wt.integrate("w2", "t2")
+    second = land(ws2, "t2", c2)
 
     assert second.status == "conflict"
-    assert second.conflict_files == ["shared.txt"]
-    assert "shared.txt" in second.diffstat and "task t1" in second.diffstat
-    assert "shared.txt" in second.note() and "ralph/t2" in second.note()
+    assert second.files == ["shared.txt"]
+    assert second.note.startswith("Merge conflict landing on main: shared.txt.")
+    assert "task t1" in second.note  # the commit that changed those lines meanwhile
     assert git(repo, "rev-parse", "main") == head
-    assert in_progress(Path(git(p2, "rev-parse", "--absolute-git-dir"))) == []
+    assert wt.landed("t2") is None
+    assert in_progress(Path(git(ws2.path, "rev-parse", "--absolute-git-dir"))) == []
     assert in_progress(repo / ".git") == []
-    assert git(p2, "status", "--porcelain") == ""
-    assert git(repo, "rev-parse", "ralph/t2") == t2_tip  # branch kept for the record
-    assert "ralph/t2" in wt.branches()
+    # The attempt's work is kept as a patch (the worker's discard), not as a branch.
+    patch = repo.parent / "t2.patch"
+    assert str(patch) in ws2.discard("t2", 1, patch)
+    assert "TWO from t2" in patch.read_text()
+    assert git(ws2.path, "status", "--porcelain") == ""
 
-    # The retry starts from the new head (the branch is reset then) and merges.
-    work(wt, "w2", "t2", {"shared.txt": "one\nTWO from t1 and t2\nthree\n"}, "task t2 retry")
-    assert wt.integrate("w2", "t2").status == "merged"
+    # The retry starts from the new head and lands.
+    ws2, c2 = work(wt, "w2", "t2", {"shared.txt": "one\nTWO from t1 and t2\nthree\n"}, attempt=2)
+    assert c2.base == head
+    assert land(ws2, "t2", c2, "task t2 retry").status == "landed"
     assert history(repo) == ["task t2 retry", "task t1", "initial"]
 
 
-def test_failing_lease_check_leaves_target_and_checkout_unmoved(repo: Path) -> None:
+def test_a_lost_claim_leaves_target_checkout_and_task_ref_unmoved(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["zombie"])
-    work(wt, "zombie", "t1", {"z.txt": "zombie\n"})
+    ws, collected = work(wt, "zombie", "t1", {"z.txt": "zombie\n"})
     head = git(repo, "rev-parse", "main")
-    calls = []
 
-    def lost() -> bool:
-        calls.append(True)
-        return False
-
-    def raises() -> bool:
+    def lost() -> None:
         raise errors.LeaseLostError("cannot complete t1: fencing token 1 is stale")
 
-    assert wt.integrate("zombie", "t1", check_lease=lost).status == "lease_lost"
-    result = wt.integrate("zombie", "t1", check_lease=raises)
-    assert result.status == "lease_lost" and "stale" in result.message
-    assert calls == [True]
+    with pytest.raises(errors.LeaseLostError, match="stale"):
+        ws.land("t1", collected, message("t1"), lost)
     assert git(repo, "rev-parse", "main") == head
+    assert wt.landed("t1") is None
     assert not (repo / "z.txt").exists()
 
 
-def test_worker_whose_task_was_taken_over_cannot_merge_it(repo: Path) -> None:
+def test_a_task_lands_once_a_second_holder_finds_it_already_landed(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["old", "new"])
-    work(wt, "old", "t1", {"old.txt": "stale work\n"})
-    work(wt, "new", "t1", {"new.txt": "fresh work\n"})  # takes the branch over
+    old, stale = work(wt, "old", "t1", {"old.txt": "stale work\n"})
+    new, fresh = work(wt, "new", "t1", {"new.txt": "fresh work\n"})  # took the task over
 
-    assert wt.integrate("old", "t1").status == "lease_lost"
-    assert wt.integrate("new", "t1").status == "merged"
+    landed = land(new, "t1", fresh)
+    again = land(old, "t1", stale)
+
+    assert landed.status == "landed"
+    assert (again.status, again.commit) == ("already", landed.commit)
     assert not (repo / "old.txt").exists() and (repo / "new.txt").exists()
     assert history(repo) == ["task t1", "initial"]
 
 
-def test_clean_main_checkout_on_target_is_updated_with_the_merge(repo: Path) -> None:
+def test_the_ref_transaction_refuses_a_second_commit_of_a_task(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["w1"])
-    work(wt, "w1", "t1", {"feature.txt": "new\n", "README.md": "demo v2\n"})
+    ws, collected = work(wt, "w1", "t1", {"a.txt": "a\n"})
+    assert land(ws, "t1", collected).status == "landed"
+    head = git(repo, "rev-parse", "main")
+    other = git(repo, "commit-tree", git(repo, "rev-parse", "main^{tree}"), "-p", head, "-m", "x")
+    with wt.lock("test"), pytest.raises(RefRaceError):
+        wt.advance("t1", head, other)
+    assert git(repo, "rev-parse", "main") == head
+
+
+def test_clean_main_checkout_on_target_is_updated_with_the_landing(repo: Path) -> None:
+    wt = Worktrees(repo)
+    wt.start(["w1"])
+    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n", "README.md": "demo v2\n"})
     (repo / "scratch.txt").write_text("user's untracked notes")
 
-    result = wt.integrate("w1", "t1")
+    result = land(ws, "t1", collected)
 
-    assert result.status == "merged" and result.checkout_updated
+    assert result.status == "landed"
     assert (repo / "feature.txt").read_text() == "new\n"
     assert (repo / "README.md").read_text() == "demo v2\n"
     assert git(repo, "status", "--porcelain") == "?? scratch.txt"
-    assert "ralph: merge ralph/t1" in git(repo, "reflog", "-1", "main")
+    assert git(repo, "reflog", "-1", "--format=%gs", "main") == "ralph"
+    assert not (repo / ".ralph" / MAIN_SYNC).exists()
 
 
-def test_dirty_main_checkout_on_target_is_left_untouched_and_blocks_the_merge(repo: Path) -> None:
+def test_dirty_main_checkout_on_target_is_left_untouched_and_the_landing_waits(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["w1"])
-    work(wt, "w1", "t1", {"feature.txt": "new\n"})
+    logged: list[str] = []
+    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"}, log=logged.append)
     (repo / "README.md").write_text("user is editing\n")
     head = git(repo, "rev-parse", "main")
 
-    blocked = wt.integrate("w1", "t1")
+    stopped = land(ws, "t1", collected)  # the run stops while it waits
 
-    assert blocked.status == "blocked" and "README.md" in blocked.message
-    assert git(repo, "rev-parse", "main") == head
+    assert stopped.status == "interrupted" and "README.md" in stopped.note
+    assert any("waiting to land" in line and "README.md" in line for line in logged)
+    assert git(repo, "rev-parse", "main") == head and wt.landed("t1") is None
     assert (repo / "README.md").read_text() == "user is editing\n"
     assert not (repo / "feature.txt").exists()
     assert git(repo, "status", "--porcelain") == "M README.md"
-    git(repo, "checkout", "--", "README.md")  # once the user is done, the retry merges
-    assert wt.integrate("w1", "t1").status == "merged"
-    assert (repo / "feature.txt").exists()
+
+    waits: list[float] = []
+
+    def user_finishes(seconds: float) -> bool:  # once the user is done, the landing goes on
+        waits.append(seconds)
+        git(repo, "checkout", "--", "README.md")
+        return True
+
+    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"}, attempt=2, wait=user_finishes)
+    (repo / "README.md").write_text("user is editing again\n")
+    assert land(ws, "t1", collected).status == "landed"
+    assert len(waits) == 1 and (repo / "feature.txt").exists()
 
 
 def test_target_not_checked_out_in_main_repo_moves_only_the_ref(repo: Path) -> None:
     git(repo, "branch", "work")
     wt = Worktrees(repo, target="work")
     wt.start(["w1"])
-    work(wt, "w1", "t1", {"feature.txt": "new\n"})
+    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"})
     (repo / "README.md").write_text("dirty on main, which is not the target\n")
 
-    result = wt.integrate("w1", "t1")
+    result = land(ws, "t1", collected)
 
-    assert result.status == "merged" and not result.checkout_updated
+    assert result.status == "landed"
     assert history(repo, "work") == ["task t1", "initial"]
     assert history(repo, "main") == ["initial"]
     assert not (repo / "feature.txt").exists()
 
 
-def test_several_commits_of_one_task_land_as_one_commit_with_the_last_message(repo: Path) -> None:
+def test_a_landing_killed_between_checkout_files_and_ref_is_put_right_at_start(repo: Path) -> None:
     wt = Worktrees(repo)
     wt.start(["w1"])
-    path = work(wt, "w1", "t1", {"a.txt": "a\n"}, "agent's own commit")
-    (path / "b.txt").write_text("b\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "Add a and b\n\nTask: t1")
+    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"})
+    old = git(repo, "rev-parse", "main")
+    new = git(repo, "commit-tree", collected.tree, "-p", old, "-m", "t1")
+    # what advance() does before the ref moves: the marker, then the main checkout's files
+    (repo / ".ralph" / MAIN_SYNC).write_text(json.dumps({"old": old, "new": new}))
+    git(repo, "read-tree", "-m", "-u", old, new)
+    assert (repo / "feature.txt").exists()
 
-    assert wt.integrate("w1", "t1").status == "merged"
-    assert history(repo) == ["Add a and b", "initial"]
+    Worktrees(repo).start(["w1"])
+
+    assert not (repo / "feature.txt").exists()
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".ralph" / MAIN_SYNC).exists()
+
+
+def test_several_commits_of_one_task_land_as_one_commit_with_the_workers_message(
+    repo: Path,
+) -> None:
+    wt = Worktrees(repo)
+    wt.start(["w1"])
+    ws = workspace(wt, "w1")
+    base = ws.prepare("t1", 1, repo.parent / "run")
+    (ws.path / "a.txt").write_text("a\n")
+    git(ws.path, "add", "-A")
+    git(ws.path, "commit", "-q", "-m", "agent's own commit")
+    (ws.path / "b.txt").write_text("b\n")
+    git(ws.path, "add", "-A")
+    git(ws.path, "commit", "-q", "-m", "Add a and b")
+
+    collected = ws.collect("t1", 1, base)
+
+    assert collected.subjects == ["agent's own commit", "Add a and b"]
+    assert collected.kept == "refs/ralph/attempts/t1/1"
+    assert git(ws.path, "rev-parse", "HEAD") == base  # HEAD put back, files kept
+    assert land(ws, "t1", collected).status == "landed"
+    assert history(repo) == ["task t1", "initial"]
     assert git(repo, "show", "--format=", "--name-only", "main").split() == ["a.txt", "b.txt"]
 
 
-def test_branch_without_commits_integrates_as_empty(repo: Path) -> None:
+def test_nothing_changed_collects_no_changes_and_a_change_the_target_has_lands_as_empty(
+    repo: Path,
+) -> None:
     wt = Worktrees(repo)
-    wt.start(["w1"])
-    wt.prepare("w1", "t1")
-    assert wt.integrate("w1", "t1").status == "empty"
-    assert history(repo) == ["initial"]
+    wt.start(["w1", "w2"])
+    ws = workspace(wt, "w1")
+    base = ws.prepare("t0", 1, repo.parent / "run")
+    assert ws.collect("t0", 1, base).changes == []
+
+    ws1, c1 = work(wt, "w1", "t1", {"same.txt": "same\n"})
+    ws2, c2 = work(wt, "w2", "t2", {"same.txt": "same\n"})
+    assert land(ws1, "t1", c1).status == "landed"
+    empty = land(ws2, "t2", c2)
+    assert empty.status == "empty" and wt.landed("t2") is None
+    assert history(repo) == ["task t1", "initial"]
+
+
+def test_a_rebased_result_that_fails_verify_does_not_land(repo: Path) -> None:
+    wt = Worktrees(repo)
+    wt.start(["w1", "w2"])
+    ws1, c1 = work(wt, "w1", "t1", {"a.txt": "a\n"})
+    ws2, c2 = work(wt, "w2", "t2", {"b.txt": "b\n"})
+    assert land(ws1, "t1", c1).status == "landed"
+    head = git(repo, "rev-parse", "main")
+    seen: list[list[str]] = []
+
+    def reverify(path: Path) -> str | None:
+        seen.append(sorted(p.name for p in path.glob("*.txt")))
+        return "tests fail with t1's change"
+
+    result = ws2.land("t2", c2, message("t2"), no_fence, reverify)
+
+    assert (result.status, result.note) == ("verify_failed", "tests fail with t1's change")
+    assert seen == [["a.txt", "b.txt", "shared.txt"]]  # verified on the merged tree
+    assert git(repo, "rev-parse", "main") == head and wt.landed("t2") is None
+    # what the worker keeps of the failed attempt is its own work, not t1's change with it
+    patch = repo.parent / "t2.patch"
+    kept = ws2.discard("t2", 1, patch)
+    assert kept == [str(patch)]
+    assert "b.txt" in patch.read_text() and "a.txt" not in patch.read_text()
+    assert git(ws2.path, "rev-parse", "HEAD") == c2.base
+    assert git(ws2.path, "status", "--porcelain") == ""
 
 
 def test_outside_a_repository_or_detached_head_is_a_usage_error(tmp_path: Path, repo: Path) -> None:
@@ -252,7 +382,7 @@ def test_outside_a_repository_or_detached_head_is_a_usage_error(tmp_path: Path, 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ralph.worktrees import MergeLock
+    from ralph.workspace.mergelock import MergeLock
     with MergeLock(Path(sys.argv[1]), holder="other-process"):
         Path(sys.argv[2]).write_text("held")
         while not Path(sys.argv[3]).exists():
@@ -276,33 +406,34 @@ def test_merge_lock_excludes_other_processes_until_released(tmp_path: Path) -> N
         proc.kill()
 
 
-INTEGRATE_MANY = textwrap.dedent("""
-    import subprocess, sys, time
+LAND_MANY = textwrap.dedent("""
+    import sys, time
     from pathlib import Path
-    from ralph.worktrees import Worktrees
+    from ralph.workspace.worktree import Worktrees
     repo, worker, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     wt = Worktrees(repo)
     wt.start([worker])
+    ws = wt.workspace(worker, wait=lambda s: False)
     while not go.exists():
         time.sleep(0.005)
     for n in range(4):
         task = f"{worker}-{n}"
-        path = wt.prepare(worker, task)
-        (path / f"{task}.txt").write_text(task)
-        subprocess.run(["git", "add", "-A"], cwd=path, check=True)
-        subprocess.run(["git", "commit", "-qm", task], cwd=path, check=True)
-        print(wt.integrate(worker, task).status, flush=True)
+        base = ws.prepare(task, 1, repo.parent / "runs" / task)
+        (ws.path / f"{task}.txt").write_text(task)
+        collected = ws.collect(task, 1, base)
+        print(ws.land(task, collected, f"{task}\\n\\nTask: {task}\\n", lambda: None).status,
+              flush=True)
 """)
 
 
-def test_two_processes_integrating_at_once_take_turns_under_the_merge_lock(
+def test_two_processes_landing_at_once_take_turns_under_the_merge_lock(
     repo: Path, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", INTEGRATE_MANY, str(repo), name, str(go)],
+            [sys.executable, "-c", LAND_MANY, str(repo), name, str(go)],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -313,10 +444,12 @@ def test_two_processes_integrating_at_once_take_turns_under_the_merge_lock(
     outputs = [p.communicate(timeout=120)[0].split() for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0]
-    assert outputs == [["merged"] * 4] * 2
+    assert outputs == [["landed"] * 4] * 2
     subjects = history(repo)
     assert len(subjects) == 9 and sorted(subjects[:-1]) == sorted(
         f"{w}-{n}" for w in ("p1", "p2") for n in range(4)
     )
+    tasks = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/ralph/tasks/").split()
+    assert len(tasks) == 8
     assert git(repo, "rev-list", "--merges", "main") == ""
     assert git(repo, "status", "--porcelain") == ""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ralph.errors import WorkspaceError
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import Git, RefRaceError, task_ref
+from ralph.workspace.git import Git, RefRaceError, attempt_ref, task_ref
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 MARKER = "checkout.json"
@@ -63,7 +63,14 @@ class CheckoutWorkspace(GitWorkspace):
         marker = self.read_marker()
         if marker is None:
             return []
+        pid = marker.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
+            raise WorkspaceError(
+                f"another ralph run (pid {pid}) is working on {marker.get('task')} in {self.root}",
+                hint="one run per checkout: wait for it, stop it, or use --workers N (worktrees)",
+            )
         g = self.git
+        self.target = str(marker.get("target") or self.target)  # the agent may have switched
         head_ref = f"refs/heads/{self.target}"
         if g.head_ref() != head_ref:
             g("symbolic-ref", "HEAD", head_ref)
@@ -75,6 +82,12 @@ class CheckoutWorkspace(GitWorkspace):
         if not marker.get("allow_dirty"):
             if g.save_patch(attempt_base, keep):
                 kept.append(str(keep))
+            if head != attempt_base and marker.get("task"):  # the agent committed: as discard()
+                ref = attempt_ref(str(marker["task"]), int(str(marker.get("attempt") or 0)))
+                g("update-ref", ref, head)
+                g("update-ref", head_ref, attempt_base, head)
+                kept.append(ref)
+                head = attempt_base
             g.reset_hard(head)
         self.clear_marker()
         return kept
@@ -98,6 +111,7 @@ class CheckoutWorkspace(GitWorkspace):
             {
                 "task": task_id,
                 "attempt": attempt,
+                "target": self.target,
                 "base": base,
                 "pid": os.getpid(),
                 "run_dir": str(run_dir),
@@ -139,7 +153,7 @@ class CheckoutWorkspace(GitWorkspace):
                 )
             tree = collected.tree
             if self.baseline:
-                tree = self._tree_without_baseline(g, collected)
+                tree = self._tree_with(g, collected.base, [c.path for c in collected.changes])
             new = g.commit_tree(tree, [collected.base], message)
             try:
                 g.update_refs(
@@ -155,42 +169,59 @@ class CheckoutWorkspace(GitWorkspace):
                     return Landing("already", landed)
                 return Landing("moved", note=str(exc))
             if self.baseline:  # the index still holds the user's staging: sync our paths only
-                g("reset", "-q", new, "--", *[c.path for c in collected.changes][:500])
+                ours = [c.path for c in collected.changes][:500]
+                g("--literal-pathspecs", "reset", "-q", new, "--", *ours)
             self.clear_marker()
             return Landing("landed", new)
 
-    def _tree_without_baseline(self, g: Git, collected: Collected) -> str:
+    def _tree_with(self, g: Git, base: str, paths: list[str]) -> str:
         """Under --allow-dirty: the base's tree plus only the agent's paths, built in a scratch
         index so the user's staged changes stay out of the commit."""
         self.scratch.mkdir(parents=True, exist_ok=True)
         index = self.scratch / f"index-{os.getpid()}"
         env = {"GIT_INDEX_FILE": str(index)}
         try:
-            g("read-tree", collected.base, env=env)
-            paths = [c.path for c in collected.changes]
+            g("read-tree", base, env=env)
             for start in range(0, len(paths), 500):
-                g("add", "-A", "--", *paths[start : start + 500], env=env)
+                g("--literal-pathspecs", "add", "-A", "--", *paths[start : start + 500], env=env)
             return g("write-tree", env=env)
         finally:
             index.unlink(missing_ok=True)
 
     def _discard_some(self, g: Git, base: str, keep: Path) -> list[str]:
-        """Under --allow-dirty: undo only the attempt's paths, never the user's."""
+        """Under --allow-dirty: keep a patch of the attempt's paths, then undo only those."""
         g("reset", "-q")  # unstage what collect staged; the user's staging is lost (documented)
         theirs = set(self.baseline)
         ours = [p for p in self._dirty() if p not in theirs]
         if not ours:
             return []
+        kept = []
+        patch = g("diff", "--binary", base, self._tree_with(g, base, ours), stdout_as_string=False)
+        if patch:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_bytes(patch + b"\n")  # type: ignore[operator]
+            kept.append(str(keep))
         tracked = set(g("ls-tree", "-r", "--name-only", "-z", base).split("\0"))
         for start in range(0, len(ours), 500):
             chunk = [p for p in ours[start : start + 500] if p in tracked]
             if chunk:
-                g("checkout", "-q", base, "--", *chunk)
+                g("--literal-pathspecs", "checkout", "-q", base, "--", *chunk)
         for path in ours:
             if path not in tracked:
                 (self.root / path).unlink(missing_ok=True)
-        return [f"reverted {len(ours)} path(s) of the attempt"]
+        return [*kept, f"reverted {len(ours)} path(s) of the attempt"]
 
     def finish(self) -> None:
         """Nothing to tidy: the checkout stays on the target branch."""
         self.clear_marker()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host still exists (the marker's run may still be working)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -350,7 +350,9 @@ class WorktreeWorkspace(GitWorkspace):
                     if reverify is not None:
                         g.reset_hard(new, keep_ralph_dir=False)
                         note = reverify(self.path)
-                        if note:
+                        if note:  # back to the agent's own result, for discard's patch
+                            g("read-tree", "-u", "--reset", collected.tree)
+                            g("update-ref", "--no-deref", "HEAD", collected.base)
                             return Landing("verify_failed", note=note)
                         fence()
                 try:
