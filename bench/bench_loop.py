@@ -4,9 +4,11 @@ The same no-op agent (a shell that reads the prompt and writes one file) does ev
 repo of 10 files and one of 10,000, in the same run, in interleaved chunks:
 - `ralph run` drains the chunk's tasks (its start-up included; an empty run shows that part);
 - examples/ralph.sh (the CLI, `git add -A && git commit`) drains the same number of tasks;
-- the bare-git floor writes one file and runs `git add <path> && git commit` per task;
+- the bare-git floor writes one file and runs `git status --porcelain && git add -A && git
+  commit` per task (what a shell loop that commits "whatever the agent changed" must do);
 - the agent alone is started per task, to subtract what the agent itself costs.
-Targets: >= 5x faster than the bash loop; <= 50 ms of loop overhead per task on 10,000 files.
+Targets: >= 5x faster than the bash loop; loop overhead <= 1.0x that floor (same run).
+`--huge` adds a 100,000-file repository to see how the overhead grows.
 `--profile` runs `ralph run` under cProfile on the big repo and shows where each task's time goes.
 """
 
@@ -29,7 +31,7 @@ from ralph.store import open_store
 
 AGENT = 'cat > /dev/null; echo done > "work/$RALPH_TASK_ID.txt"'
 TARGET_SPEEDUP = 5.0
-TARGET_MS = 50.0
+TARGET_FLOOR_RATIO = 1.0
 
 
 def _clone(base: Path, dest: Path) -> Path:
@@ -58,7 +60,8 @@ def _git_floor(repo: Path, ids: list[str]) -> float:
     for task in ids:
         path = f"work/{task}.txt"
         (repo / path).write_text("done\n")
-        run_quiet(["git", "add", path], cwd=repo)
+        run_quiet(["git", "status", "--porcelain"], cwd=repo)
+        run_quiet(["git", "add", "-A"], cwd=repo)
         run_quiet(["git", "commit", "-q", "-m", f"Complete {task}"], cwd=repo)
     return time.perf_counter() - start
 
@@ -121,7 +124,7 @@ def measure(
 # Workers run in threads, which cProfile does not follow: profile WorkerLoop.run from inside.
 _PROFILED_RUN = """
 import cProfile, sys
-from ralph import loop
+from ralph import worker as loop
 from ralph.cli import main
 out, argv = sys.argv[1], sys.argv[2:]
 plain = loop.WorkerLoop.run
@@ -205,7 +208,7 @@ def run(
                     f"{ms(bash_task)} ({int(s['bash_tasks'])} tasks)",
                     f"{speedup:.1f}x",
                     verdict(speedup >= TARGET_SPEEDUP),
-                    verdict(overhead * 1000 <= TARGET_MS) if files >= 10_000 else "",
+                    verdict(overhead / floor <= TARGET_FLOOR_RATIO) if files >= 10_000 else "",
                 ]
             )
             if files == max(sizes) and profile_tasks:
@@ -220,12 +223,12 @@ def run(
             "of which start-up (per run)",
             "agent alone",
             "loop overhead",
-            "bare git add+commit",
+            "bare git status+add+commit",
             "overhead / bare git",
             "bash loop per task",
             "ralph vs bash",
             f"target >= {TARGET_SPEEDUP:.0f}x",
-            f"target <= {TARGET_MS:.0f} ms",
+            f"target <= {TARGET_FLOOR_RATIO:.1f}x floor",
         ],
         rows,
     )
@@ -238,12 +241,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, help="tasks per contender (default 200)")
     parser.add_argument("--bash-tasks", type=int, help="tasks for the bash loop (default 40)")
     parser.add_argument("--profile", type=int, metavar="N", help="profile N tasks (default 50)")
+    parser.add_argument("--huge", action="store_true", help="also a 100,000-file repository")
     args = parser.parse_args()
     if args.tiny:
         print(run((10,), args.tasks or 2, args.bash_tasks or 2, 1, args.profile or 2))
     else:
         profile = 50 if args.profile is None else args.profile
-        print(run((10, 10_000), args.tasks or 200, args.bash_tasks or 40, 2, profile))
+        sizes = (10, 10_000, 100_000) if args.huge else (10, 10_000)
+        print(run(sizes, args.tasks or 200, args.bash_tasks or 40, 2, profile))
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ class Zoo:
         return found[0]
 
     def name_status(self, task_id: str) -> list[tuple[str, ...]]:
-        """What the task's commit changed: ("A", path), ("D", path) or ("R", old, new), sorted."""
+        """What the task's commit changed: ("A", path), ("D", path) or ("R", old, new), sorted;
+        the progress log ralph itself appends to (the RALPH memory) is left out."""
         raw = subprocess.run(
             ["git", "show", "--name-status", "-z", "--format=", "-M", self.commit_of(task_id)],
             cwd=self.root,
@@ -107,7 +108,7 @@ class Zoo:
             else:
                 entries.append((code[0], fields[i + 1]))
                 i += 2
-        return sorted(entries)
+        return sorted(e for e in entries if e[-1] != "progress.md")
 
     def body(self, task_id: str) -> str:
         return git(self.root, "log", "-1", "--format=%B", self.commit_of(task_id))
