@@ -44,6 +44,7 @@ class Settings:
     remote: str | None = None  # git remote every host pushes task commits to (ralph.remote)
     poll: float = 2.0
     vars: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)  # see ralph.pricing
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -140,6 +141,10 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             if not isinstance(items, list):
                 raise bad(key, "a command string or a list of them")
             settings.verify = [_argv(item, f"{source}: verify") for item in items]
+        elif key == "prices":
+            from ralph.pricing import parse_overrides
+
+            settings.prices = parse_overrides(value, source)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,17 @@ from ralph.agents.jsonl import JsonLinesParser, as_int
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text
 
+# recorded (0.171.0): a custom provider whose env_key variable is unset
+MISSING_KEY_RE = re.compile(r"Missing environment variable: `(?P<var>[^`]+)`")
+
 
 class CodexParser(JsonLinesParser):
     """Reads `codex exec --json` events (thread.started, item.*, turn.completed/failed, error).
 
-    codex retries API errors five times, printing each as
-    `{"type":"error","message":"Reconnecting... 1/5 (unexpected status 401 Unauthorized: ...)"}`;
-    connection trouble looks the same without a status, so only the matcher's texts signal.
+    codex retries API errors five times, printing each as an `error` event:
+    `Reconnecting... 1/5 (unexpected status 401 Unauthorized: ...)`, and with no network
+    `Reconnecting... waiting for network (Connection failed: error sending request)` for
+    minutes; the first one signals. Command output (`command_execution` items) is never read.
     """
 
     def event(self, event: dict[str, Any]) -> list[AgentSignal | None]:
@@ -28,14 +33,24 @@ class CodexParser(JsonLinesParser):
         elif kind == "item.completed":
             self._item(event.get("item"))
         elif kind == "error":
-            return [classify_text(str(event.get("message") or ""))]
+            return [self._error(str(event.get("message") or ""))]
         elif kind == "turn.failed":
             self.report.is_error = True
             error = event.get("error")
             message = str(error.get("message") if isinstance(error, dict) else error or "")
             self.report.result_text = message or self.report.result_text
-            return [classify_text(message)]
+            return [self._error(message)]
         return []
+
+    def _error(self, message: str) -> AgentSignal | None:
+        if m := MISSING_KEY_RE.search(message):
+            return AgentSignal(
+                "auth_failed",
+                f"codex: {message}",
+                fix=f"set {m['var']} (the env_key of the codex model provider) or run "
+                "`codex login`",
+            )
+        return classify_text(message)
 
     def _usage(self, usage: object) -> None:
         self.report.num_turns = (self.report.num_turns or 0) + 1
@@ -68,6 +83,9 @@ class Codex(Agent):
     executable = "codex"
     prompt_mode = "stdin"
     install_hint = "npm install -g @openai/codex, then `codex login`"
+    auth_fix = "run `codex login`, or set the env_key variable of your codex model provider"
+    cost_source = "estimated"
+    tested_versions = ("0.171.",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # workspace-write lets it edit the checkout but not .git, which suits ralph committing.
@@ -89,4 +107,4 @@ class Codex(Agent):
         return [*argv, "-"]
 
     def new_parser(self) -> StreamParser:
-        return CodexParser()
+        return self.configure(CodexParser())
