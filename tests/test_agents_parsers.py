@@ -371,8 +371,9 @@ def test_aider_litellm_auth_error_marks_the_run_failed_and_classifies_as_auth():
 
 def test_aider_rate_limit_retry_time_wrapped_onto_the_next_line_is_read():
     parser = get_agent("aider").new_parser()
-    feed(parser, ["litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached",
-                  "for gpt-4o. Please try again", "in 20s.", "Retrying in 0.2 seconds..."])  # fmt: skip
+    lines = ["litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached",
+             "for gpt-4o. Please try again", "in 20s.", "Retrying in 0.2 seconds..."]  # fmt: skip
+    feed(parser, lines)
     signal = parser.final_signal(0)
     assert signal.kind == "rate_limited" and signal.retry_after == 20
 
