@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.registry import register
 from ralph.agents.text import TextParser, classify_lines
 
@@ -113,6 +114,14 @@ class Aider(Agent):
 
     def stdin(self, prompt: str) -> bytes | None:
         return None
+
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        keys = sorted(var for var in env if var.endswith("_API_KEY") and env[var])
+        if not self.model and not keys:
+            return False, "no model and no API key: aider would wait for a browser login"
+        if keys:
+            return True, ", ".join(keys) + " set"
+        return None, "no *_API_KEY variable (aider may read one from .env)"
 
     def new_parser(self) -> StreamParser:
         return self.configure(AiderParser())

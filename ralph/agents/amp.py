@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.claude import ClaudeParser
 from ralph.agents.registry import register
 from ralph.errors import ConfigError
@@ -59,6 +60,13 @@ class Amp(Agent):
 
     def stdin(self, prompt: str) -> bytes | None:
         return None
+
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        if env.get("AMP_API_KEY"):
+            return True, "AMP_API_KEY is set"
+        if (home / ".local" / "share" / "amp" / "secrets.json").is_file():
+            return True, "logged in (~/.local/share/amp/secrets.json)"
+        return False, "no AMP_API_KEY and no amp login found"
 
     def new_parser(self) -> StreamParser:
         return self.configure(AmpParser())

@@ -13,7 +13,9 @@ the process failed (non-zero exit, or the parser's report says `is_error`).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ from ralph.errors import ConfigError
 PromptMode = Literal["stdin", "arg", "file"]
 SignalKind = Literal["auth_failed", "rate_limited", "network_down"]
 CostSource = Literal["reported", "estimated", "none"]
+Credentials = tuple[bool | None, str]  # (True ok / False missing / None cannot tell, detail)
+VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?")
 NETWORK_FIX = "check the network or the API base URL the agent uses; workers pause and retry"
 
 
@@ -180,3 +184,31 @@ class Agent:
             hint = self.install_hint or "install it or set its command in ralph.toml"
             raise ConfigError(f"agent {self.name!r}: {exe!r} is not on PATH", hint=hint)
         return found
+
+    def uses_own_binary(self) -> bool:
+        """True when the command is the CLI itself (not a wrapper the user configured)."""
+        return bool(self.executable) and os.path.basename(self.command[0]) == self.executable
+
+    def version(self, timeout: float = 15.0) -> str | None:
+        """The version number `<command> --version` prints, or None if it prints none."""
+        try:
+            out = subprocess.run(
+                [self.command[0], "--version"],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env()},
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        found = VERSION_RE.search(out.stdout or out.stderr or "")
+        return found.group(0) if found else None
+
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        """Whether this CLI has credentials, found cheaply and offline (no API call).
+
+        `env` is the environment the agent will get; `home` its home folder. The default
+        cannot tell; adapters that can, say.
+        """
+        return None, "not checked for this agent"

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.jsonl import JsonLinesParser, as_int
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text, parse_reset
 
+CLAUDE_KEY_VARS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+)
 # Tools whose input names a file the agent writes; the key holding the path.
 WRITE_TOOLS = {
     "Write": "file_path",
@@ -173,6 +182,20 @@ class Claude(Agent):
             env["IS_SANDBOX"] = "1"
         env.update(self.extra_env)
         return env
+
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        for var in CLAUDE_KEY_VARS:
+            if env.get(var):
+                return True, f"{var} is set"
+        if (home / ".claude" / ".credentials.json").is_file():
+            return True, "logged in (~/.claude/.credentials.json)"
+        try:
+            state = json.loads((home / ".claude.json").read_text())
+        except (OSError, ValueError):
+            state = {}
+        if isinstance(state, dict) and state.get("oauthAccount"):
+            return True, "logged in (~/.claude.json)"  # macOS keeps the token in the Keychain
+        return False, "no ANTHROPIC_API_KEY and no claude login found"
 
     def new_parser(self) -> StreamParser:
         return self.configure(ClaudeParser())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.jsonl import JsonLinesParser, as_int
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text
@@ -106,5 +108,41 @@ class Codex(Agent):
             return [*argv, "--", f"Read the task in {prompt_file} and do it."]
         return [*argv, "-"]
 
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        provider = _override(self.args, "model_provider")
+        if provider:
+            var = _override(self.args, f"model_providers.{provider}.env_key")
+            if var:
+                return (True, f"{var} is set") if env.get(var) else (False, f"{var} is not set")
+            return None, f"provider {provider!r}: its env_key is not in [agents.codex] args"
+        for var in ("CODEX_API_KEY", "OPENAI_API_KEY"):
+            if env.get(var):
+                return True, f"{var} is set"
+        try:  # answers offline, from codex's own auth file
+            out = subprocess.run(
+                [self.command[0], "login", "status"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+                stdin=subprocess.DEVNULL,
+                env=dict(env),
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"`codex login status` failed: {exc}"
+        said = " ".join((out.stdout or out.stderr).split()[-8:])
+        return out.returncode == 0, f"`codex login status`: {said}"
+
     def new_parser(self) -> StreamParser:
         return self.configure(CodexParser())
+
+
+def _override(args: Sequence[str], key: str) -> str | None:
+    """The value of a `-c key=value` override in codex args (quotes stripped), or None."""
+    value = None
+    for i, arg in enumerate(args):
+        text = arg[2:] if arg.startswith("-c") and len(arg) > 2 else None
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            text = args[i + 1]
+        if text and text.strip().startswith(key + "="):
+            value = text.split("=", 1)[1].strip().strip("\"'")
+    return value

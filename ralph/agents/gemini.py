@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.jsonl import JsonLinesParser, as_int
 from ralph.agents.registry import register
 from ralph.agents.text import classify_lines, classify_text
@@ -144,6 +146,28 @@ class Gemini(Agent):
         elif self.mode == "file":
             argv.append(f"--prompt=Read the task in {prompt_file} and do it.")
         return argv
+
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        try:
+            settings = json.loads((home / ".gemini" / "settings.json").read_text())
+        except (OSError, ValueError):
+            settings = {}
+        settings = settings if isinstance(settings, dict) else {}
+        security = settings.get("security") if isinstance(settings.get("security"), dict) else {}
+        auth = security.get("auth") if isinstance(security.get("auth"), dict) else {}
+        chosen = auth.get("selectedType") or settings.get("selectedAuthType")  # old name
+        if not chosen:
+            if env.get("GOOGLE_GENAI_USE_VERTEXAI") or env.get("GOOGLE_GENAI_USE_GCA"):
+                return True, "Vertex AI / Code Assist chosen by environment variable"
+            return False, "no auth method in ~/.gemini/settings.json (security.auth.selectedType)"
+        if chosen == "gemini-api-key":
+            if env.get("GEMINI_API_KEY"):
+                return True, "gemini-api-key with GEMINI_API_KEY set"
+            return False, "settings choose gemini-api-key but GEMINI_API_KEY is not set"
+        if chosen == "oauth-personal":
+            found = (home / ".gemini" / "oauth_creds.json").is_file()
+            return found, "oauth-personal " + ("logged in" if found else "but never logged in")
+        return None, f"auth method {chosen!r} not checked"
 
     def new_parser(self) -> StreamParser:
         return self.configure(GeminiParser())

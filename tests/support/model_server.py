@@ -143,16 +143,16 @@ class ModelServer:
         """Answer one successful POST (the handler sends the reply)."""
         handler.anthropic(route, body)
 
-    def write_line(self, prompt: str) -> tuple[Path, str] | None:
-        """(absolute path, content) of the prompt's ``WRITE`` line, or None."""
+    def write_line(self, prompt: str, cwd: Path | None) -> tuple[Path, str] | None:
+        """(absolute path, content) of the prompt's ``WRITE`` line (relative to ``cwd``)."""
         match = WRITE_RE.search(prompt)
         if match is None:
             return None
         path = Path(match["path"].strip())
         if not path.is_absolute():
-            if self.cwd is None:
+            if cwd is None:
                 raise ValueError("relative WRITE path and no cwd given")
-            path = self.cwd / path
+            path = cwd / path
         return path, match["content"].replace("\\n", "\n")
 
     def answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -385,9 +385,9 @@ class ResponsesServer(ModelServer):
         texts = [_text_of(i.get("content")) for i in inputs if i.get("role") == "user"]
         write = None
         if self.mode == "write" and "exec_command" in tools and not follow_up:
-            if self.cwd is None and (found := CODEX_CWD_RE.search("\n".join(texts))):
-                self.cwd = Path(found["cwd"].strip())
-            write = self.write_line("\n".join(texts))
+            found = CODEX_CWD_RE.search("\n".join(texts))
+            cwd = Path(found["cwd"].strip()) if found and self.cwd is None else self.cwd
+            write = self.write_line("\n".join(texts), cwd)
         if write is None:
             content = [{"type": "output_text", "text": self.reply, "annotations": []}]
             return [{"type": "message", "id": "msg_" + uuid.uuid4().hex[:24], "role": "assistant",
@@ -470,9 +470,9 @@ class GeminiServer(ModelServer):
                 for p in c.get("parts") or []
                 if isinstance(p, dict)
             ]
-            if self.cwd is None and (found := GEMINI_CWD_RE.search("\n".join(texts))):
-                self.cwd = Path(found["cwd"])
-            if write := self.write_line("\n".join(texts)):
+            found = GEMINI_CWD_RE.search("\n".join(texts))
+            cwd = Path(found["cwd"]) if found and self.cwd is None else self.cwd
+            if write := self.write_line("\n".join(texts), cwd):
                 args = {"file_path": str(write[0]), "content": write[1]}
                 return [{"functionCall": {"name": "write_file", "args": args}}]
         return [{"text": self.reply}]
