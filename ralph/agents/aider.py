@@ -63,12 +63,12 @@ class AiderParser(TextParser):
         elif self.error_tail and text:
             self.errors.append(text)
             self.error_tail -= 1
-        if stream == "stderr":
-            self.keep_error_line(line)
         return []
 
     def failure_signal(self, exit_code: int | None) -> AgentSignal | None:
-        return self.with_fix(classify_lines([*self.errors, *self.stderr]))
+        # Only aider's own error lines: its stderr holds Python tracebacks, whose text may be
+        # anything the task was about ("the test expected 401 Unauthorized").
+        return self.with_fix(classify_lines(self.errors))
 
 
 def _count(number: str, k: str) -> int:

@@ -70,6 +70,8 @@ class OpencodeParser(JsonLinesParser):
             data.get("message") or (error.get("name") if isinstance(error, dict) else "") or error
         )
         self.report.result_text = message
+        if isinstance(error, dict) and error.get("name") == "ProviderAuthError":
+            return AgentSignal("auth_failed", f"opencode: {message}")
         status = data.get("statusCode")
         if status in (401, 403):
             return AgentSignal("auth_failed", f"opencode API error {status}: {message}")

@@ -25,7 +25,7 @@ AUTH_RE = re.compile(
     r"|incorrect api key|not able to authenticate you"
     r"|api key not valid|authentication_error|authentication_failed|AuthenticationError"
     r"|\b401 unauthorized|\b403 forbidden|status(?: code)?[:= ]+40[13]\b|oauth token has expired"
-    r"|permission_error",
+    r"|permission_error|authentication required",
     re.IGNORECASE,
 )
 LIMIT_RE = re.compile(
@@ -40,7 +40,7 @@ NETWORK_RE = re.compile(
     r"waiting for network|failed to lookup address|name or service not known"
     r"|temporary failure in name resolution|getaddrinfo (?:ENOTFOUND|EAI_AGAIN)|\bENOTFOUND\b"
     r"|\bECONNREFUSED\b|connection refused|\bENETUNREACH\b|network is unreachable"
-    r"|\bEAI_AGAIN\b|dns error|error sending request for url|unable to connect to api"
+    r"|\bEAI_AGAIN\b|dns error|error sending request for url|unable to connect\b"
     r"|APIConnectionError|fetch failed",
     re.IGNORECASE,
 )

@@ -7,9 +7,9 @@ Point claude at it with ``ANTHROPIC_BASE_URL=srv.url`` and ``ANTHROPIC_API_KEY=t
 Modes: ``"text"`` answers every turn with ``reply``. ``"write"`` answers the first tool-bearing turn
 with a ``Write`` tool_use taken from a prompt line ``WRITE <path>: <content>`` (a relative path is
 resolved against ``cwd``, else against the "Primary working directory:" in claude's system prompt;
-``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``. ``"401"``
-and ``"429"`` answer every POST with an Anthropic-shaped error; claude retries those 10 times
-(about 3 minutes) unless ``should_retry=False`` sends ``x-should-retry: false``.
+``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``.
+``"400"``, ``"401"`` and ``"429"`` answer every POST with the API's error; claude retries 401 and
+429 10 times (about 3 minutes) unless ``should_retry=False`` sends ``x-should-retry: false``.
 
 codex: ``-c model_provider=mock -c model_providers.mock.base_url="<url>/v1"
 -c model_providers.mock.env_key=<VAR> -c model_providers.mock.wire_api="responses"`` and a model
@@ -30,12 +30,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODES = ("text", "write", "401", "429")
+MODES = ("text", "write", "400", "401", "429")
 WRITE_RE = re.compile(r"^\s*WRITE\s+(?P<path>[^:\n]+?)\s*:[ \t]?(?P<content>.*)$", re.MULTILINE)
 CWD_RE = re.compile(r"Primary working directory:\s*(?P<cwd>/\S+)")
 INPUT_TOKENS = 1200  # with OUTPUT_TOKENS, claude-sonnet-4-5 prices one turn at $0.0045
 OUTPUT_TOKENS = 60
 ERRORS = {
+    400: ("invalid_request_error", "messages: the request is malformed"),
     401: ("authentication_error", "invalid x-api-key"),
     429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
 }
@@ -284,7 +285,7 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             entry = self._record()
             body = entry["json"] if isinstance(entry["json"], dict) else {}
-            if server.mode in ("401", "429"):
+            if server.mode in ("400", "401", "429"):
                 status = int(server.mode)
                 self._send(status, server.error_body(status), server.error_headers(status))
             else:
@@ -328,6 +329,7 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
 # -- OpenAI Responses API (codex) -------------------------------------------------------------
 
 OPENAI_ERRORS = {
+    400: ("invalid_request_error", "messages: the request is malformed"),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: test."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again "
           "in 20s."),
@@ -402,6 +404,7 @@ class ResponsesServer(ModelServer):
 # -- Gemini API (gemini) ----------------------------------------------------------------------
 
 GEMINI_ERRORS = {
+    400: ("invalid_request_error", "messages: the request is malformed"),
     401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
     429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
 }
@@ -446,7 +449,7 @@ class GeminiServer(ModelServer):
             "modelVersion": match["model"],
         }  # fmt: skip
         if match["method"] == "streamGenerateContent":
-            handler.sse([(None, reply)])
+            handler.sse([(None, chunk) for chunk in _chunks(reply)])
         else:
             handler.send_json(200, reply)
 
@@ -492,3 +495,22 @@ def _fill(schema: dict[str, Any]) -> Any:
         return False
     enum = schema.get("enum")
     return enum[0] if isinstance(enum, list) and enum else "simple"
+
+
+def _chunks(reply: dict[str, Any], size: int = 16384) -> list[dict[str, Any]]:
+    """A long text reply streamed in pieces, as the API streams it (usage on the last one)."""
+    parts = reply["candidates"][0]["content"]["parts"]
+    text = parts[0].get("text") if len(parts) == 1 else None
+    if not isinstance(text, str) or len(text) <= size:
+        return [reply]
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    out = []
+    for n, piece in enumerate(pieces):
+        candidate = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+        if n == len(pieces) - 1:
+            candidate["finishReason"] = "STOP"
+        chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": reply["modelVersion"]}
+        if n == len(pieces) - 1:
+            chunk["usageMetadata"] = reply["usageMetadata"]
+        out.append(chunk)
+    return out
