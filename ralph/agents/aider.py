@@ -91,6 +91,7 @@ class Aider(Agent):
     auth_fix = "set `model` under [agents.aider] and that provider's key (e.g. ANTHROPIC_API_KEY)"
     cost_source = "reported"
     tested_versions = ("0.86.",)
+    setup = ("set model below and that provider's key (else aider waits for a browser login)",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [

@@ -41,6 +41,7 @@ class Amp(Agent):
     auth_fix = "set AMP_API_KEY or run `amp login`"
     cost_source = "reported"
     tested_versions = ("0.0.",)
+    setup = ("set AMP_API_KEY or run `amp login`",)
 
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)

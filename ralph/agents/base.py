@@ -130,6 +130,8 @@ class Agent:
     cost_source: ClassVar[CostSource] = "none"
     # The versions this adapter was tested with (a prefix of `--version`'s number), for doctor.
     tested_versions: ClassVar[tuple[str, ...]] = ()
+    # What a user sets up once for this CLI (`ralph init` writes these lines as comments).
+    setup: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

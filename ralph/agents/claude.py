@@ -150,6 +150,7 @@ class Claude(Agent):
     auth_fix = "run `claude` once and /login, or set ANTHROPIC_API_KEY"
     cost_source = "reported"
     tested_versions = ("2.1.",)
+    setup = ("run `claude` once and /login, or set ANTHROPIC_API_KEY",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [

@@ -88,6 +88,13 @@ class Codex(Agent):
     auth_fix = "run `codex login`, or set the env_key variable of your codex model provider"
     cost_source = "estimated"
     tested_versions = ("0.171.",)
+    setup = (
+        "run `codex login`, or use a provider of your own with its key in a variable:",
+        'args = ["-c", "model_provider=p", "-c", \'model_providers.p.name="p"\',',
+        '  "-c", \'model_providers.p.base_url="https://llm.example.com/v1"\',',
+        '  "-c", "model_providers.p.env_key=P_API_KEY",',
+        '  "-c", \'model_providers.p.wire_api="responses"\']',
+    )
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # workspace-write lets it edit the checkout but not .git, which suits ralph committing.

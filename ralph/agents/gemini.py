@@ -127,6 +127,10 @@ class Gemini(Agent):
     auth_fix = "set GEMINI_API_KEY or choose an auth method in ~/.gemini/settings.json"
     cost_source = "estimated"
     tested_versions = ("0.61.",)
+    setup = (
+        "set GEMINI_API_KEY and, in ~/.gemini/settings.json,",
+        '{"security": {"auth": {"selectedType": "gemini-api-key"}}} (else gemini exits 41)',
+    )
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # Headless gemini exits (55) in a folder the user never trusted unless told --skip-trust.

@@ -55,6 +55,7 @@ HELP: dict[str, str] = {
     "remote": "A git remote every host pushes its task commits to (several hosts, one queue).",
     "poll": "How often an idle worker looks for new tasks (with --watch).",
     "vars": "Extra values for the templates, as {{ vars.NAME }}.",
+    "prices": "USD per million tokens, to estimate the cost of agents reporting tokens only.",
 }
 EXAMPLES: dict[str, str] = {
     "prompt": '"prompts/task.md.j2"',
@@ -64,6 +65,7 @@ EXAMPLES: dict[str, str] = {
     "worker": '"night-shift-1"',
     "remote": '"origin"',
     "vars": '{ project = "my-app" }',
+    "prices": '{ "gpt-5-codex" = { input = 1.25, output = 10.0 } }',
 }
 AGENT_HELP = {
     "command": "argv of the agent (a list, or one string split like a shell would)",
@@ -173,7 +175,9 @@ def config_template() -> str:
     for name in known_agents():
         cls = _agents[name]
         doc = (cls.__doc__ or name).strip().splitlines()[0]
-        out += [f"# {doc}", f"# [agents.{name}]"]
+        out += [f"# {doc}"]
+        out += [f"# {'Setup:' if n == 0 else '      '} {line}" for n, line in enumerate(cls.setup)]
+        out.append(f"# [agents.{name}]")
         for key in SETTINGS:
             out.append(_agent_setting(cls, key))
         out.append("")
