@@ -136,7 +136,8 @@ class Codex(Agent):
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return None, f"`codex login status` failed: {exc}"
-        said = " ".join((out.stdout or out.stderr).split()[-8:])
+        lines = [ln.strip() for ln in (out.stdout + "\n" + out.stderr).splitlines() if ln.strip()]
+        said = lines[-1][:200] if lines else f"exit {out.returncode}"
         return out.returncode == 0, f"`codex login status`: {said}"
 
     def new_parser(self) -> StreamParser:

@@ -41,7 +41,7 @@ NETWORK_RE = re.compile(
     r"|temporary failure in name resolution|getaddrinfo (?:ENOTFOUND|EAI_AGAIN)|\bENOTFOUND\b"
     r"|\bECONNREFUSED\b|connection refused|\bENETUNREACH\b|network is unreachable"
     r"|\bEAI_AGAIN\b|dns error|error sending request for url|unable to connect\b"
-    r"|APIConnectionError|fetch failed",
+    r"|APIConnectionError|fetch failed|\bconnection error\b",
     re.IGNORECASE,
 )
 
