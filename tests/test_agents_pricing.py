@@ -77,3 +77,13 @@ def test_a_cost_the_cli_reports_is_kept_and_not_marked_estimated():
     parser.feed(json.dumps(result), "stdout")
     parser.finish(0)
     assert parser.report.cost_usd == 0.5 and not parser.report.cost_estimated
+
+
+def test_cursor_tokens_are_priced_by_the_model_its_init_event_names():
+    parser = get_agent("cursor").new_parser()
+    parser.feed(json.dumps({"type": "system", "subtype": "init", "model": "gpt-5"}), "stdout")
+    result = {"type": "result", "subtype": "success", "is_error": False,
+              "usage": {"input_tokens": 1_000_000, "output_tokens": 0}}  # fmt: skip
+    parser.feed(json.dumps(result), "stdout")
+    parser.finish(0)
+    assert parser.report.cost_usd == pytest.approx(1.25) and parser.report.cost_estimated

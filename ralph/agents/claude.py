@@ -45,6 +45,8 @@ class ClaudeParser(JsonLinesParser):
         kind = event.get("type")
         if kind == "system" and event.get("subtype") == "api_retry":
             return [self._api_retry(event)]
+        if kind == "system" and event.get("subtype") == "init" and event.get("model"):
+            self.report.model = str(event["model"])  # prices cursor's tokens (claude has a cost)
         if kind == "rate_limit_event":
             return [self._rate_limit_event(event)]
         if kind == "assistant":
