@@ -53,7 +53,9 @@ def run_checks(
         checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
         agent = None
     if agent is not None:
+        agent.prices = settings.prices
         checks += agent_checks(agent, name, version=True)
+        checks += cost_check(agent, name)
     checks += [git_identity(repo), clean_tree(repo), store_check(store_url)]
     return checks
 
@@ -91,6 +93,24 @@ def credentials_check(agent: Agent, name: str, env: Mapping[str, str] | None = N
     if ok is None:
         return Check(f"{name} credentials", True, detail)
     return Check(f"{name} credentials", ok, detail, None if ok else agent.auth_fix, fatal=True)
+
+
+def cost_check(agent: Agent, name: str) -> list[Check]:
+    """For a CLI that reports tokens only: is there a price for its model (else no cost, and
+    --max-cost cannot count it)? Gemini names its models as it runs, so it is not checked."""
+    if agent.cost_source != "estimated" or agent.name == "gemini":
+        return []
+    from ralph.pricing import price_of
+
+    if not agent.model:
+        return [Check(f"{name} cost", False, "no model set: its cost cannot be estimated",
+                      f"set model under [agents.{name}]")]  # fmt: skip
+    price = price_of(agent.model, agent.prices)
+    if price is None:
+        return [Check(f"{name} cost", False, f"no price for {agent.model!r}",
+                      f'add [prices."{agent.model}"] input = .. output = .. (USD per million '
+                      "tokens) to ralph.toml")]  # fmt: skip
+    return [Check(f"{name} cost", True, f"estimated at ${price[0]:g} / ${price[1]:g} per M tokens")]
 
 
 def git_identity(repo: Path) -> Check:

@@ -139,3 +139,17 @@ def test_dry_run_works_without_the_agent_binary_and_says_it_is_missing(setup):
     assert out.returncode == 0, out.stderr
     assert "'amp' is not on PATH" in out.stderr
     assert "$ amp --dangerously-allow-all" in out.stdout and "Write the parser" in out.stdout
+
+
+def test_doctor_says_when_a_token_only_agent_has_no_price(setup, tmp_path):
+    from ralph.config import parse_settings
+
+    repo, _, _ = setup
+    no_model = by_name(run_checks("codex", repo, None))["codex cost"]
+    assert not no_model.ok and "[agents.codex]" in no_model.fix
+    unknown = parse_settings({"agents": {"codex": {"model": "my-model"}}})
+    check = by_name(run_checks("codex", repo, None, unknown))["codex cost"]
+    assert not check.ok and '[prices."my-model"]' in check.fix
+    priced = parse_settings({"agents": {"codex": {"model": "my-model"}},
+                             "prices": {"my-model": {"input": 1, "output": 2}}})  # fmt: skip
+    assert by_name(run_checks("codex", repo, None, priced))["codex cost"].ok
