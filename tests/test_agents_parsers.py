@@ -455,3 +455,12 @@ def test_codex_usage_limit_with_a_clock_time_resets_then():
             "(https://chatgpt.com/explore/pro) or try again at 10:16 PM."}  # fmt: skip
     (signal,) = feed(get_agent("codex").new_parser(), [line])
     assert signal.kind == "rate_limited" and signal.reset_at is not None
+
+
+def test_aider_error_retried_away_by_a_later_successful_call_is_no_error():
+    parser = get_agent("aider").new_parser()
+    lines = ["litellm.InternalServerError: AnthropicException - Overloaded",
+             "Retrying in 0.2 seconds...",
+             "Tokens: 2.4k sent, 120 received. Cost: $0.01 message, $0.01 session."]  # fmt: skip
+    feed(parser, lines)
+    assert not parser.report.is_error and parser.final_signal(0) is None

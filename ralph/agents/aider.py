@@ -19,7 +19,7 @@ COST_RE = re.compile(r"Cost: \$([\d.]+) message, \$([\d.]+) session")
 # errors it retries) "Retrying in 0.2 seconds..."; it wraps long lines even with --no-pretty.
 ERROR_START_RE = re.compile(
     r"^(?:litellm\.\w+(?:Error|Exception)\b|The API provider (?:is not able to authenticate"
-    r"|has rate limited you)|Retrying in [\d.]+ seconds)"
+    r"|has rate limited you))"
 )
 ERROR_TAIL = 3  # lines after an error's first line that may hold its wrapped end
 # recorded (aider 0.86.2, no key): onboarding offers an OpenRouter login, which --yes-always
@@ -52,6 +52,9 @@ class AiderParser(TextParser):
             report.input_tokens = (report.input_tokens or 0) + _count(m[1], m[2])
             report.output_tokens = (report.output_tokens or 0) + _count(m[3], m[4])
             report.num_turns = (report.num_turns or 0) + 1
+            # a call went through: errors before it were retried away
+            report.is_error, self.error_tail = False, 0
+            self.errors.clear()
         if m := COST_RE.search(line):
             self.report.cost_usd = float(m[2])  # the session total so far
         if text.startswith(LOGIN_LINES):
