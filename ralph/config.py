@@ -52,6 +52,7 @@ class Settings:
     prd: str | None = None  # a prd.json whose stories' passes ralph sets (ralph.prd)
     max_discovered: int = 5  # follow-up tasks an agent may file per task (--discovered-from)
     vars: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)  # see ralph.pricing
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -159,6 +160,10 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             if not isinstance(items, list):
                 raise bad(key, "a command string or a list of them")
             settings.verify = [_argv(item, f"{source}: verify") for item in items]
+        elif key == "prices":
+            from ralph.pricing import parse_overrides
+
+            settings.prices = parse_overrides(value, source)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

@@ -285,7 +285,7 @@ class WorkerLoop:
                 session_id=report.session_id,
                 summary=note,
                 counted=outcome not in UNCOUNTED and outcome != "lease_lost",
-                cost_estimated=bool(getattr(report, "cost_estimated", False)),
+                cost_estimated=report.cost_estimated,
             )
             kind = self._settle(task, claim, attempt.id, end, sha, conflicts)
             duration = time.monotonic() - started
@@ -385,7 +385,7 @@ class WorkerLoop:
                 worker=self.opt.worker,
                 cost=report.cost_usd,
                 variables=self.opt.variables,
-                estimated=bool(getattr(report, "cost_estimated", False)),
+                estimated=report.cost_estimated,
             )
         ).strip()
         head, _, trailers = text.rpartition("\n\n")
@@ -426,7 +426,7 @@ class WorkerLoop:
     def _on_signal(self, sig: AgentSignal) -> None:
         """Runs on a reader thread the moment the parser sees an auth failure or a limit."""
         if sig.kind == "auth_failed":
-            fix = getattr(sig, "fix", None)
+            fix = sig.fix
             error = AgentAuthError(
                 f"agent {self.opt.agent_name!r} could not authenticate: {sig.message}",
                 hint=(fix + "; " if fix else "")
@@ -447,9 +447,10 @@ class WorkerLoop:
     def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
         report = parser.report
         signal = result.signal
-        if signal is None and (result.exit_code not in (0, None) or report.is_error):
-            final = getattr(parser, "final_signal", None)
-            signal = final(result.exit_code) if final else None
+        if signal is None and result.cancel_reason is None:
+            # After the exit: known exit codes and error lines of a run that failed (aider
+            # exits 0 even then: its parser knows); never the agent's prose.
+            signal = parser.final_signal(result.exit_code if result.exit_code is not None else -1)
             if signal is not None:
                 self._on_signal(signal)
         if signal is not None:

@@ -68,11 +68,16 @@ def test_aider_reads_the_prompt_file_and_leaves_commits_to_ralph():
     assert agent.stdin("do it") is None
 
 
-def test_amp_executes_the_prompt_from_stdin_with_claude_style_json():
+def test_amp_gets_the_prompt_in_argv_and_an_empty_stdin_its_login_flow_cannot_read():
     agent = get_agent("amp")
     got = agent.argv("do it", PROMPT_FILE)
-    assert got[0] == "amp" and got[-2:] == ["--stream-json", "-x"]
-    assert "--dangerously-allow-all" in got and agent.stdin("do it") == b"do it"
+    assert got[0] == "amp" and got[-2:] == ["--stream-json", "--execute=do it"]
+    assert "--dangerously-allow-all" in got and agent.stdin("do it") is None
+
+
+def test_amp_points_at_the_prompt_file_when_the_prompt_is_too_long_for_argv():
+    got = get_agent("amp").argv("x" * 200_000, PROMPT_FILE)
+    assert got[-1] == f"--execute=Read the task in {PROMPT_FILE} and do it."
 
 
 def test_amp_refuses_a_model_setting_and_says_what_to_use():

@@ -120,29 +120,44 @@ def test_claude_legacy_usage_limit_result_carries_the_epoch_reset():
     assert signal.kind == "rate_limited" and signal.reset_at == 1762952400
 
 
-def test_claude_records_edit_and_notebook_paths_once_each():
-    def use(name, **tool_input):
-        return {"type": "assistant", "message": {"content": [
-            {"type": "tool_use", "name": name, "input": tool_input}]}}  # fmt: skip
+def use(name, tool_id, **tool_input):
+    return {"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}]}}  # fmt: skip
 
+
+def result(tool_id, is_error=False):
+    return {"type": "user", "message": {"content": [
+        {"type": "tool_result", "tool_use_id": tool_id, "is_error": is_error,
+         "content": "error" if is_error else "ok"}]}}  # fmt: skip
+
+
+def test_claude_records_edit_and_notebook_paths_once_each():
     parser = get_agent("claude").new_parser()
-    feed(
-        parser,
-        [
-            use("Edit", file_path="a.py"),
-            use("Read", file_path="b.py"),
-            use("NotebookEdit", notebook_path="n.ipynb"),
-            use("Write", file_path="a.py"),
-        ],
-    )
+    calls = [
+        use("Edit", "t1", file_path="a.py"),
+        use("Read", "t2", file_path="b.py"),
+        use("NotebookEdit", "t3", notebook_path="n.ipynb"),
+        use("Write", "t4", file_path="a.py"),
+    ]
+    feed(parser, [*calls, *(result(f"t{n}") for n in (1, 2, 3, 4))])
     assert parser.report.changed_paths == ["a.py", "n.ipynb"]
 
 
-def test_claude_stderr_and_garbage_lines_go_through_the_text_matcher():
+def test_claude_changed_paths_skip_writes_whose_tool_result_failed():
+    parser = get_agent("claude").new_parser()
+    feed(parser, [use("Write", "ok", file_path="a.py"), use("Write", "bad", file_path="b.py"),
+                  result("bad", is_error=True), result("ok"),
+                  use("Edit", "pending", file_path="c.py")])  # fmt: skip
+    assert parser.report.changed_paths == ["a.py"]
+
+
+def test_claude_stderr_error_lines_count_only_when_claude_failed():
     parser = get_agent("claude").new_parser()
     assert parser.feed("{not json", "stdout") == []
-    (signal,) = parser.feed("Error: Invalid API key · Fix external API key", "stderr")
-    assert signal.kind == "auth_failed"
+    assert parser.feed("Error: Invalid API key · Fix external API key", "stderr") == []
+    assert parser.final_signal(0) is None
+    signal = parser.final_signal(1)
+    assert signal.kind == "auth_failed" and "ANTHROPIC_API_KEY" in signal.fix
 
 
 # recorded: codex exec --json with openai_base_url at the model server
@@ -173,10 +188,18 @@ def test_codex_first_401_reconnect_is_an_auth_failure():
     assert parser.report.session_id == "01a21e39-6d74-7130-8613-db928ae83a21"
 
 
-def test_codex_network_reconnects_signal_nothing():
+def test_codex_waiting_for_network_is_network_down_at_once():
     line = ('{"type":"error","message":"Reconnecting... waiting for network (Connection failed: '
             'error sending request)"}')  # fmt: skip
-    assert feed(get_agent("codex").new_parser(), [line]) == []
+    (signal,) = feed(get_agent("codex").new_parser(), [line])
+    assert signal.kind == "network_down" and signal.fix
+
+
+def test_codex_missing_key_variable_is_an_auth_failure_naming_the_variable():
+    # recorded: codex 0.171.0, a custom provider whose env_key variable is unset
+    line = '{"type":"turn.failed","error":{"message":"Missing environment variable: `FAKEKEY`."}}'
+    (signal,) = feed(get_agent("codex").new_parser(), [line])
+    assert signal.kind == "auth_failed" and "FAKEKEY" in signal.fix
 
 
 def test_codex_429_is_a_rate_limit_and_the_failed_turn_an_error():
@@ -337,28 +360,63 @@ def test_cursor_tool_calls_and_result():
     assert parser.report.cost_usd is None and parser.report.result_text == "ok"
 
 
-def test_aider_litellm_errors_are_recognised_in_plain_text():
-    # documented: aider prints litellm exceptions
+def test_aider_litellm_auth_error_marks_the_run_failed_and_classifies_as_auth():
+    # documented: aider prints litellm exceptions, then exits 0
     parser = get_agent("aider").new_parser()
-    (auth,) = parser.feed("litellm.AuthenticationError: AnthropicException - invalid x-api-key",
-                          "stdout")  # fmt: skip
-    assert auth.kind == "auth_failed"
-    (limit,) = parser.feed("litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit "
-                           "reached for gpt-4o. Please try again in 20s.", "stderr")  # fmt: skip
-    assert limit.kind == "rate_limited" and limit.retry_after == 20
+    line = "litellm.AuthenticationError: AnthropicException - invalid x-api-key"
+    assert parser.feed(line, "stdout") == []
+    assert parser.report.is_error
+    assert parser.final_signal(0).kind == "auth_failed"
+
+
+def test_aider_rate_limit_retry_time_wrapped_onto_the_next_line_is_read():
+    parser = get_agent("aider").new_parser()
+    lines = ["litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached",
+             "for gpt-4o. Please try again", "in 20s.", "Retrying in 0.2 seconds..."]  # fmt: skip
+    feed(parser, lines)
+    signal = parser.final_signal(0)
+    assert signal.kind == "rate_limited" and signal.retry_after == 20
+
+
+def test_aider_browser_login_offer_is_an_auth_failure_at_once():
+    parser = get_agent("aider").new_parser()
+    (signal,) = parser.feed("Please open this URL in your browser to connect Aider with "
+                            "OpenRouter:", "stdout")  # fmt: skip
+    assert signal.kind == "auth_failed" and "[agents.aider]" in signal.fix
 
 
 def test_aider_model_prose_about_rate_limiting_is_not_a_signal():
     parser = get_agent("aider").new_parser()
     assert parser.feed("I added a rate limiter and a 429 handler to api.py.", "stdout") == []
+    assert parser.feed("Now it says the API provider has rate limited you (429).", "stdout") == []
+    assert parser.final_signal(0) is None and not parser.report.is_error
 
 
-def test_command_agent_reads_cost_from_a_claude_result_line_and_limits_from_text():
+def test_command_agent_reads_cost_from_a_claude_result_line_and_no_free_text():
     parser = get_agent("command", {"command": ["wrapper"]}).new_parser()
     assert feed(parser, [CLAUDE_WRITE[-1]]) == []
     assert parser.report.cost_usd == 0.015 and parser.report.session_id == SID
-    (signal,) = parser.feed("Error: 429 Too Many Requests; retry-after: 12", "stdout")
-    assert signal.kind == "rate_limited" and signal.retry_after == 12
+    assert parser.feed("Error: 429 Too Many Requests; retry-after: 12", "stderr") == []
+    assert parser.final_signal(1) is None
+
+
+def test_command_agent_protocol_lines_and_exit_codes_count_only_on_failure():
+    def parser_with(*lines):
+        parser = get_agent("command", {"command": ["wrapper"]}).new_parser()
+        feed(parser, list(lines), stream="stderr")
+        return parser
+
+    limited = parser_with("ralph: rate-limited retry-after 90")
+    assert limited.final_signal(0) is None
+    assert limited.final_signal(1).retry_after == 90
+    until = parser_with("ralph: rate-limited until 2026-11-30T01:00:00Z").final_signal(75)
+    assert until.kind == "rate_limited" and until.reset_at == 1796000400
+    assert parser_with().final_signal(75).kind == "rate_limited"
+    assert parser_with().final_signal(77).kind == "auth_failed"
+    auth = parser_with("ralph: auth-failed token expired").final_signal(1)
+    assert auth.kind == "auth_failed" and auth.message == "token expired"
+    assert parser_with("ralph: network-down").final_signal(1).kind == "network_down"
+    assert parser_with().final_signal(1) is None
 
 
 def test_command_agent_plain_json_output_is_not_mistaken_for_events():
@@ -377,11 +435,19 @@ def test_aider_token_and_cost_lines_fill_the_report():
     assert report.cost_usd == 0.05 and report.num_turns == 2
 
 
-def test_amp_bad_key_on_stderr_is_an_auth_failure():
+def test_amp_bad_key_on_stderr_is_an_auth_failure_when_amp_fails():
     # recorded (by the CLI facts survey): amp with a rejected AMP_API_KEY
     line = "Error: Invalid or missing API key. Run 'amp login' to authenticate."
-    (signal,) = get_agent("amp").new_parser().feed(line, "stderr")
-    assert signal.kind == "auth_failed"
+    parser = get_agent("amp").new_parser()
+    assert parser.feed(line, "stderr") == []
+    assert parser.final_signal(1).kind == "auth_failed"
+
+
+def test_amp_login_flow_is_an_auth_failure_at_once():
+    # recorded (by the CLI facts survey): amp with no key
+    parser = get_agent("amp").new_parser()
+    (signal,) = parser.feed("No API key found. Starting login flow...", "stdout")
+    assert signal.kind == "auth_failed" and "AMP_API_KEY" in signal.fix
 
 
 def test_codex_usage_limit_with_a_clock_time_resets_then():
@@ -389,3 +455,12 @@ def test_codex_usage_limit_with_a_clock_time_resets_then():
             "(https://chatgpt.com/explore/pro) or try again at 10:16 PM."}  # fmt: skip
     (signal,) = feed(get_agent("codex").new_parser(), [line])
     assert signal.kind == "rate_limited" and signal.reset_at is not None
+
+
+def test_aider_error_retried_away_by_a_later_successful_call_is_no_error():
+    parser = get_agent("aider").new_parser()
+    lines = ["litellm.InternalServerError: AnthropicException - Overloaded",
+             "Retrying in 0.2 seconds...",
+             "Tokens: 2.4k sent, 120 received. Cost: $0.01 message, $0.01 session."]  # fmt: skip
+    feed(parser, lines)
+    assert not parser.report.is_error and parser.final_signal(0) is None

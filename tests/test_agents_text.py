@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ralph.agents.text import classify_text, parse_reset, span_seconds
+from ralph.agents.text import classify_lines, classify_text, parse_reset, span_seconds
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=UTC).timestamp()
 
@@ -95,3 +95,34 @@ def test_a_limit_without_a_time_leaves_the_backoff_to_the_loop():
 def test_spans_add_up_their_units():
     assert span_seconds("2 days 3 hours 4 minutes") == 2 * 86400 + 3 * 3600 + 4 * 60
     assert span_seconds("soon") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Reconnecting... waiting for network (Connection failed: error sending request)",
+        "stream disconnected before completion: failed to lookup address information",
+        "Attempt 1 failed. Retrying with backoff... Error: exception TypeError: fetch failed",
+        "Error: connect ECONNREFUSED 127.0.0.1:443",
+        "Error: getaddrinfo ENOTFOUND api.example.com",
+        "litellm.APIConnectionError: [Errno 111] Connection refused",
+        "Unable to connect. Is the computer able to access the url?",
+    ],
+)
+def test_network_failures_are_network_down(text):
+    assert classify_text(text, NOW).kind == "network_down"
+
+
+def test_an_error_naming_auth_and_the_network_is_an_auth_failure():
+    signal = classify_lines(["Error: fetch failed", "401 Unauthorized: invalid x-api-key"], NOW)
+    assert signal.kind == "auth_failed"
+
+
+def test_a_limit_wrapped_onto_the_next_lines_keeps_its_retry_time():
+    lines = ["RateLimitError: Rate limit reached for gpt-4o. Please try again", "in 20s.", "x"]
+    signal = classify_lines(lines, NOW)
+    assert signal.kind == "rate_limited" and signal.retry_after == 20
+
+
+def test_no_error_lines_no_signal():
+    assert classify_lines(["compiling", "done"], NOW) is None

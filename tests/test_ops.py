@@ -240,6 +240,7 @@ SUMMARY_KEYS = {
     "p90_duration_s",
     "total_duration_s",
     "cost_usd",
+    "cost_estimated",
     "input_tokens",
     "output_tokens",
     "outcomes",
@@ -276,6 +277,7 @@ def test_stats_json_groups_by_agent_with_rates_percentiles_and_cost(project: Pat
     assert (claude["key"], claude["attempts"], claude["success_rate"]) == ("claude", 2, 0.5)
     assert (codex["median_duration_s"], codex["p90_duration_s"]) == (40, 50)
     assert codex["cost_usd"] == pytest.approx(0.7)
+    assert (claude["cost_estimated"], codex["cost_estimated"]) == (False, True)  # tokens only
     total = result["total"]
     assert (total["attempts"], total["succeeded"], total["success_rate"]) == (5, 3, 0.6)
     assert total["cost_usd"] == pytest.approx(1.0) and total["input_tokens"] == 500

@@ -1,23 +1,47 @@
-"""Amp (`amp -x --stream-json`): prompt on stdin, Claude Code-compatible stream JSON."""
+"""Amp (`amp -x --stream-json`): the prompt in argv, Claude Code-compatible stream JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from ralph.agents.base import Agent, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.claude import ClaudeParser
 from ralph.agents.registry import register
 from ralph.errors import ConfigError
 
+# recorded (amp 0.0.1790142911, no key): it then reads a login code from stdin and waits.
+LOGIN_LINES = ("No API key found", "Starting login flow", "When prompted, paste your code")
+MAX_ARG = 100_000  # bytes; Linux refuses a single argument over 128 KiB
+
+
+class AmpParser(ClaudeParser):
+    """claude's stream JSON, plus amp's login prompt: an auth failure the moment it shows."""
+
+    def early(self, line: str, stream: Literal["stdout", "stderr"]) -> AgentSignal | None:
+        text = line.strip()
+        if text.startswith(LOGIN_LINES):
+            return self.signal("auth_failed", f"amp: {text}")
+        return None
+
 
 @register
 class Amp(Agent):
-    """`amp --dangerously-allow-all -x --stream-json`, prompt on stdin (execute mode reads it)."""
+    """`amp --dangerously-allow-all --no-notifications --stream-json --execute=<prompt>`.
+
+    The prompt goes in argv, not on stdin, and stdin is empty: without credentials amp starts a
+    login flow that reads a code from stdin, and would read the task's prompt as that code.
+    """
 
     name = "amp"
     executable = "amp"
-    prompt_mode = "stdin"
+    prompt_mode = "arg"
     install_hint = "npm install -g @sourcegraph/amp, then `amp login` or set AMP_API_KEY"
+    auth_fix = "set AMP_API_KEY or run `amp login`"
+    cost_source = "reported"
+    tested_versions = ("0.0.",)
+    setup = ("set AMP_API_KEY or run `amp login`",)
 
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
@@ -29,10 +53,21 @@ class Amp(Agent):
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [*self.command, "--dangerously-allow-all", "--no-notifications", *self.args]
-        if self.mode == "stdin":
-            return [*argv, "--stream-json", "-x"]
-        text = prompt if self.mode == "arg" else f"Read the task in {prompt_file} and do it."
+        if self.mode == "arg" and len(prompt.encode()) <= MAX_ARG:
+            text = prompt
+        else:  # "stdin" and "file", and prompts too long for one argument
+            text = f"Read the task in {prompt_file} and do it."
         return [*argv, "--stream-json", f"--execute={text}"]
 
+    def stdin(self, prompt: str) -> bytes | None:
+        return None
+
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        if env.get("AMP_API_KEY"):
+            return True, "AMP_API_KEY is set"
+        if (home / ".local" / "share" / "amp" / "secrets.json").is_file():
+            return True, "logged in (~/.local/share/amp/secrets.json)"
+        return False, "no AMP_API_KEY and no amp login found"
+
     def new_parser(self) -> StreamParser:
-        return ClaudeParser()
+        return self.configure(AmpParser())

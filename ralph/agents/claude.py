@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ralph.agents.base import Agent, AgentSignal, StreamParser
+from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.jsonl import JsonLinesParser, as_int
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text, parse_reset
 
+CLAUDE_KEY_VARS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+)
 # Tools whose input names a file the agent writes; the key holding the path.
 WRITE_TOOLS = {
     "Write": "file_path",
@@ -25,16 +34,25 @@ class ClaudeParser(JsonLinesParser):
 
     claude retries a 401/429 itself up to 10 times over minutes, announcing each retry as a
     `system/api_retry` line; the first one is enough to stop (401/403) or pause (429) the loop.
+    A written path counts once its tool_result came back without `is_error`.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending_writes: dict[str, str] = {}  # tool_use id -> path it writes
 
     def event(self, event: dict[str, Any]) -> list[AgentSignal | None]:
         kind = event.get("type")
         if kind == "system" and event.get("subtype") == "api_retry":
             return [self._api_retry(event)]
+        if kind == "system" and event.get("subtype") == "init" and event.get("model"):
+            self.report.model = str(event["model"])  # prices cursor's tokens (claude has a cost)
         if kind == "rate_limit_event":
             return [self._rate_limit_event(event)]
         if kind == "assistant":
             self._tool_uses(event.get("message"))
+        elif kind == "user":
+            self._tool_results(event.get("message"))
         elif kind == "result":
             return [self._result(event)]
         if session := event.get("session_id"):
@@ -50,6 +68,8 @@ class ClaudeParser(JsonLinesParser):
             delay = event.get("retry_delay_ms")
             retry_after = delay / 1000 if isinstance(delay, int | float) else None
             return AgentSignal("rate_limited", message, retry_after=retry_after)
+        if status is None and error in ("connection_error", "unknown", "network_error"):
+            return self.signal("network_down", f"claude cannot reach the API ({error})")
         return None  # 5xx/overloaded: claude's own retries are the right response
 
     def _rate_limit_event(self, event: dict[str, Any]) -> AgentSignal | None:
@@ -67,8 +87,16 @@ class ClaudeParser(JsonLinesParser):
             if isinstance(block, dict) and block.get("type") == "tool_use":
                 key = WRITE_TOOLS.get(str(block.get("name")))
                 tool_input = block.get("input")
-                if key and isinstance(tool_input, dict):
-                    self.add_path(tool_input.get(key))
+                if key and isinstance(tool_input, dict) and isinstance(tool_input.get(key), str):
+                    self.pending_writes[str(block.get("id"))] = tool_input[key]
+
+    def _tool_results(self, message: object) -> None:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                path = self.pending_writes.pop(str(block.get("tool_use_id")), None)
+                if path is not None and not block.get("is_error"):
+                    self.add_path(path)
 
     def _result(self, event: dict[str, Any]) -> AgentSignal | None:
         report = self.report
@@ -95,6 +123,8 @@ class ClaudeParser(JsonLinesParser):
         report.result_text = result if isinstance(result, str) else None
         if not report.is_error:
             return None
+        # An is_error result is claude's own error report ("Not logged in · Please run /login",
+        # the API's error message), not the model's prose, and claude exits right after it.
         text = report.result_text or ""
         signal = classify_text(text)
         status = event.get("api_error_status")
@@ -119,6 +149,10 @@ class Claude(Agent):
     executable = "claude"
     prompt_mode = "stdin"
     install_hint = "npm install -g @anthropic-ai/claude-code, then `claude` once to log in"
+    auth_fix = "run `claude` once and /login, or set ANTHROPIC_API_KEY"
+    cost_source = "reported"
+    tested_versions = ("2.1.",)
+    setup = ("run `claude` once and /login, or set ANTHROPIC_API_KEY",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [
@@ -152,5 +186,19 @@ class Claude(Agent):
         env.update(self.extra_env)
         return env
 
+    def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
+        for var in CLAUDE_KEY_VARS:
+            if env.get(var):
+                return True, f"{var} is set"
+        if (home / ".claude" / ".credentials.json").is_file():
+            return True, "logged in (~/.claude/.credentials.json)"
+        try:
+            state = json.loads((home / ".claude.json").read_text())
+        except (OSError, ValueError):
+            state = {}
+        if isinstance(state, dict) and state.get("oauthAccount"):
+            return True, "logged in (~/.claude.json)"  # macOS keeps the token in the Keychain
+        return False, "no ANTHROPIC_API_KEY and no claude login found"
+
     def new_parser(self) -> StreamParser:
-        return ClaudeParser()
+        return self.configure(ClaudeParser())

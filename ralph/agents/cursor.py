@@ -34,6 +34,8 @@ class Cursor(Agent):
     executable = "cursor-agent"
     prompt_mode = "arg"
     install_hint = "curl https://cursor.com/install -fsS | bash, then `cursor-agent login`"
+    auth_fix = "run `cursor-agent login` or set CURSOR_API_KEY"
+    cost_source = "estimated"
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # --force: run commands and writes without asking; there is nobody to ask.
@@ -50,4 +52,4 @@ class Cursor(Agent):
         return None
 
     def new_parser(self) -> StreamParser:
-        return CursorParser()
+        return self.configure(CursorParser())

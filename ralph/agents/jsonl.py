@@ -1,34 +1,36 @@
-"""A parser base for agents that print one JSON event per line, with text fallback for the rest."""
+"""A parser base for agents that print one JSON event per line on stdout."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Literal
 
-from ralph.agents.base import AgentSignal, StreamParser
-from ralph.agents.text import SignalOnce, classify_text
+from ralph.agents.base import AgentSignal
+from ralph.agents.text import TextParser
 
 
-class JsonLinesParser(StreamParser):
-    """JSON lines on stdout go to `event()`; stderr and other lines to the text matcher."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.once = SignalOnce()
+class JsonLinesParser(TextParser):
+    """JSON lines on stdout go to `event()`, which may signal (they are the CLI's own structured
+    events); stderr goes to `early()` (the CLI's fixed-format lines) and is kept for
+    `failure_signal`; other stdout lines (banners, prose) are never read for signals."""
 
     def feed(self, line: str, stream: Literal["stdout", "stderr"]) -> list[AgentSignal]:
         event = _json_object(line) if stream == "stdout" else None
-        if event is None:
-            return self.text(line, stream)
-        return [s for signal in self.event(event) for s in self.once(signal)]
+        if event is not None:
+            signals = self.event(event)
+        else:
+            if stream == "stderr":
+                self.keep_error_line(line)
+            signals = [self.early(line, stream)]
+        return [s for signal in signals for s in self.once(self.with_fix(signal))]
 
     def event(self, event: dict[str, Any]) -> list[AgentSignal | None]:
         """Handle one JSON event; return the signals it carries."""
         return []
 
-    def text(self, line: str, stream: Literal["stdout", "stderr"]) -> list[AgentSignal]:
-        """A line that is not a JSON event (stderr, banners, stack traces)."""
-        return self.once(classify_text(line))
+    def early(self, line: str, stream: Literal["stdout", "stderr"]) -> AgentSignal | None:
+        """A signal from one of the CLI's own fixed-format lines (a login prompt), else None."""
+        return None
 
     def add_path(self, path: object) -> None:
         """Record a file the agent reported writing (best effort, first report wins the order)."""

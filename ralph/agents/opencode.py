@@ -19,6 +19,8 @@ class OpencodeParser(JsonLinesParser):
     opencode retries a 429 itself and reports only the final `error` event.
     """
 
+    reported_zero = False
+
     def event(self, event: dict[str, Any]) -> list[AgentSignal | None]:
         kind = event.get("type")
         part = event.get("part") if isinstance(event.get("part"), dict) else {}
@@ -40,8 +42,11 @@ class OpencodeParser(JsonLinesParser):
     def _step(self, part: dict[str, Any]) -> None:
         report = self.report
         report.num_turns = (report.num_turns or 0) + 1
+        # A provider opencode has no price for reports cost 0: leave it to the estimate then.
         if isinstance(part.get("cost"), int | float):
-            report.cost_usd = (report.cost_usd or 0.0) + float(part["cost"])
+            self.reported_zero = self.reported_zero or part["cost"] == 0
+            if part["cost"] > 0:
+                report.cost_usd = (report.cost_usd or 0.0) + float(part["cost"])
         tokens = part.get("tokens")
         if isinstance(tokens, dict):
             cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
@@ -52,6 +57,11 @@ class OpencodeParser(JsonLinesParser):
             )
             report.output_tokens = (report.output_tokens or 0) + as_int(tokens.get("output"))
 
+    def estimate_cost(self) -> None:
+        super().estimate_cost()
+        if self.report.cost_usd is None and self.reported_zero:
+            self.report.cost_usd = 0.0  # a free model, or one whose price neither side knows
+
     def _error(self, error: object) -> AgentSignal | None:
         self.report.is_error = True
         data = error.get("data") if isinstance(error, dict) else None
@@ -60,6 +70,8 @@ class OpencodeParser(JsonLinesParser):
             data.get("message") or (error.get("name") if isinstance(error, dict) else "") or error
         )
         self.report.result_text = message
+        if isinstance(error, dict) and error.get("name") == "ProviderAuthError":
+            return AgentSignal("auth_failed", f"opencode: {message}")
         status = data.get("statusCode")
         if status in (401, 403):
             return AgentSignal("auth_failed", f"opencode API error {status}: {message}")
@@ -84,6 +96,9 @@ class Opencode(Agent):
     executable = "opencode"
     prompt_mode = "arg"
     install_hint = "npm install -g opencode-ai, then `opencode auth login`"
+    auth_fix = "run `opencode auth login`, or set the key of the provider in opencode.json"
+    cost_source = "reported"
+    tested_versions = ("1.18.",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # --auto: approve tool permissions without a person to ask (like claude's skip flag).
@@ -100,4 +115,4 @@ class Opencode(Agent):
         return None
 
     def new_parser(self) -> StreamParser:
-        return OpencodeParser()
+        return self.configure(OpencodeParser())

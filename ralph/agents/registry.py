@@ -69,6 +69,13 @@ def known_agents() -> list[str]:
     return sorted(_agents)
 
 
+def cost_is_estimated(name: str) -> bool:
+    """True when the agent's CLI reports tokens only, so ralph estimates its cost from prices."""
+    _load()
+    cls = _agents.get(name)
+    return cls is not None and cls.cost_source == "estimated"
+
+
 def get_agent(name: str, settings: Mapping[str, Any] | None = None) -> Agent:
     """The adapter `name`, configured from its `[agents.<name>]` table in ralph.toml."""
     _load()

@@ -1,26 +1,31 @@
-"""Recognise auth failures and rate/usage limits in free text, and read the reset time they name.
+"""Recognise auth failures, rate/usage limits and network outages in error text, and read the
+reset time a limit message names.
 
-Every adapter runs its stderr (and any output that is not its own JSON events) through
-`classify_text`; the patterns are deliberately specific ("429 Too Many Requests", not "rate"),
-because agents print model prose too and a task about "rate limiting" must not pause every worker.
+These are free-text matchers, so they only ever read text that is known to be an error: a CLI's
+JSON error event, or the stderr of a process that failed (`TextParser.failure_signal`). They never
+read an agent's normal output: an agent that prints "returns 401 Unauthorized" while fixing an
+endpoint and exits 0 must not stop the run. The patterns are specific ("429 Too Many Requests",
+not "rate") all the same.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ralph.agents.base import AgentSignal, StreamParser
+from ralph.agents.base import AgentSignal, SignalKind, StreamParser
 
 AUTH_RE = re.compile(
     r"not logged in|please run /login|invalid (?:or missing )?api key|invalid x-api-key"
     r"|incorrect api key|not able to authenticate you"
     r"|api key not valid|authentication_error|authentication_failed|AuthenticationError"
     r"|\b401 unauthorized|\b403 forbidden|status(?: code)?[:= ]+40[13]\b|oauth token has expired"
-    r"|permission_error",
+    r"|permission_error|authentication required",
     re.IGNORECASE,
 )
 LIMIT_RE = re.compile(
@@ -28,7 +33,15 @@ LIMIT_RE = re.compile(
     r"|rate[ _-]?limit(?:ed|_error| exceeded| reached)|RateLimitError|usage limit"
     r"|hit your (?:usage |session |weekly )?limit|(?:hour|daily|weekly|session|usage) limit reached"
     r"|out of (?:extra )?usage|has rate limited you|quota exceeded"
-    r"|exceeded your (?:current )?quota|RESOURCE_EXHAUSTED",
+    r"|exceeded your (?:current )?quota|RESOURCE_EXHAUSTED|resource has been exhausted",
+    re.IGNORECASE,
+)
+NETWORK_RE = re.compile(
+    r"waiting for network|failed to lookup address|name or service not known"
+    r"|temporary failure in name resolution|getaddrinfo (?:ENOTFOUND|EAI_AGAIN)|\bENOTFOUND\b"
+    r"|\bECONNREFUSED\b|connection refused|\bENETUNREACH\b|network is unreachable"
+    r"|\bEAI_AGAIN\b|dns error|error sending request for url|unable to connect\b"
+    r"|APIConnectionError|fetch failed|\bconnection error\b",
     re.IGNORECASE,
 )
 
@@ -136,24 +149,58 @@ def _clock_time(m: re.Match[str], now: float) -> float | None:
 _KEYWORDS = (
     "logged in", "/login", "api key", "api-key", "authenticat", "401", "403", "oauth",
     "permission", "429", "many requests", "rate limit", "rate_limit", "rate-limit", "ratelimit",
-    "limit", "usage", "quota", "resource_exhausted",
+    "limit", "usage", "quota", "resource_exhausted", "exhausted", "authentication required",
+)  # fmt: skip
+_NET_KEYWORDS = (
+    "network", "lookup", "name", "enotfound", "econnrefused", "refused", "unreachable",
+    "eai_again", "dns", "sending request", "connect", "fetch failed",
 )  # fmt: skip
 # Limit and auth messages are short; a line longer than this is data (a file, a tool result).
 _SCAN_CHARS = 8192
 
 
-def classify_text(text: str, now: float | None = None) -> AgentSignal | None:
-    """An auth_failed or rate_limited signal if `text` says so (auth wins), else None."""
+def classify_text(
+    text: str, now: float | None = None, *, network: bool = True
+) -> AgentSignal | None:
+    """An auth_failed, rate_limited or network_down signal if the error `text` says so (in that
+    order of precedence), else None. Only for text known to be an error (see the module note)."""
     text = text[:_SCAN_CHARS]
     low = text.lower()
-    if not any(key in low for key in _KEYWORDS):
-        return None
-    if AUTH_RE.search(text):
-        return AgentSignal("auth_failed", _clip(text))
-    if LIMIT_RE.search(text):
-        retry_after, reset_at = parse_reset(text, now)
-        return AgentSignal("rate_limited", _clip(text), retry_after=retry_after, reset_at=reset_at)
+    if any(key in low for key in _KEYWORDS):
+        if AUTH_RE.search(text):
+            return AgentSignal("auth_failed", _clip(text))
+        if LIMIT_RE.search(text):
+            retry_after, reset_at = parse_reset(text, now)
+            return AgentSignal(
+                "rate_limited", _clip(text), retry_after=retry_after, reset_at=reset_at
+            )
+    if network and any(key in low for key in _NET_KEYWORDS) and NETWORK_RE.search(text):
+        return AgentSignal("network_down", _clip(text))
     return None
+
+
+_PRECEDENCE: dict[SignalKind, int] = {"auth_failed": 0, "rate_limited": 1, "network_down": 2}
+
+
+def classify_lines(lines: Iterable[str], now: float | None = None) -> AgentSignal | None:
+    """The most serious signal in a failed run's error lines (auth, then limit, then network).
+
+    A limit message's retry time may be wrapped onto the lines after it ("Please try again" /
+    "in 20s."), so the time is read from the matching line joined with the next two.
+    """
+    items = list(lines)
+    best: AgentSignal | None = None
+    for i, line in enumerate(items):
+        found = classify_text(line, now)
+        if found is None:
+            continue
+        if found.kind == "rate_limited" and found.retry_after is None and found.reset_at is None:
+            found.retry_after, found.reset_at = parse_reset(" ".join(items[i : i + 3]), now)
+        if best is None or _PRECEDENCE[found.kind] < _PRECEDENCE[best.kind]:
+            best = found
+        if best.kind == "auth_failed":
+            break
+    return best
 
 
 def _clip(text: str, limit: int = 300) -> str:
@@ -174,12 +221,34 @@ class SignalOnce:
         return [signal]
 
 
+ERROR_LINES = 60  # stderr lines kept for classifying a failed run
+
+
 class TextParser(StreamParser):
-    """For agents that print plain text: every line goes through `classify_text`."""
+    """For agents that print plain text: nothing they print signals while they run; when the
+    process failed, the last lines of its stderr are classified."""
 
     def __init__(self) -> None:
         super().__init__()
         self.once = SignalOnce()
+        self.stderr: deque[str] = deque(maxlen=ERROR_LINES)
 
     def feed(self, line: str, stream: Literal["stdout", "stderr"]) -> list[AgentSignal]:
-        return self.once(classify_text(line))
+        if stream == "stderr":
+            self.keep_error_line(line)
+        return []
+
+    def keep_error_line(self, line: str) -> None:
+        """Remember one stderr line for `failure_signal` (long lines are data, not messages)."""
+        if line.strip():
+            self.stderr.append(line[:_SCAN_CHARS])
+
+    def failure_signal(self, exit_code: int | None) -> AgentSignal | None:
+        found = classify_lines(self.stderr)
+        return self.with_fix(found)
+
+    def with_fix(self, found: AgentSignal | None) -> AgentSignal | None:
+        """`found` with this agent's fix for its kind (if it has none yet)."""
+        if found is not None and found.fix is None:
+            found.fix = self.signal(found.kind, found.message).fix
+        return found

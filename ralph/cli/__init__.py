@@ -22,7 +22,7 @@ from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError, StoreError
 
-COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor")
+COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor", "doctor")
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".

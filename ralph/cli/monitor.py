@@ -359,7 +359,7 @@ def stats(
             rate,
             _seconds(s["median_duration_s"]),
             _seconds(s["p90_duration_s"]),
-            _money(s["cost_usd"]),
+            ("~" if s.get("cost_estimated") else "") + _money(s["cost_usd"]),
             _tokens(s["input_tokens"]),
             _tokens(s["output_tokens"]),
         )
@@ -371,6 +371,10 @@ def stats(
         return
     row("total", result["total"], style="bold")
     console().print(table)
+    if result["total"].get("cost_estimated"):
+        console().print(
+            "~ cost estimated from tokens with ralph's price table ([prices] in ralph.toml)"
+        )
 
 
 # -- trees ---------------------------------------------------------------------------------

@@ -414,8 +414,9 @@ def _duration(value: str | None, default: float | None, what: str) -> float | No
     return parse_duration(value, what=what)
 
 
-def resolve_agent(settings: Settings, flags: Flags) -> tuple[Agent, str]:
-    """The agent adapter to launch, its binary checked; ConfigError names what is wrong."""
+def resolve_agent(settings: Settings, flags: Flags, check: bool = True) -> tuple[Agent, str]:
+    """The agent adapter to launch, its binary checked (unless `check` is False, for
+    --dry-run: then a missing binary is only reported); ConfigError names what is wrong."""
     from ralph.config import PROMPT_MODES
 
     if flags.prompt_mode is not None and flags.prompt_mode not in PROMPT_MODES:
@@ -438,7 +439,14 @@ def resolve_agent(settings: Settings, flags: Flags) -> tuple[Agent, str]:
         if flags.prompt_mode:
             spec["prompt_mode"] = flags.prompt_mode
     agent = _make_agent(name, spec)
-    agent.check_installed()
+    agent.prices = settings.prices
+    if check:
+        agent.check_installed()
+    else:
+        try:
+            agent.check_installed()
+        except ConfigError as exc:
+            typer.echo(f"note: {exc.line()}; --dry-run shows what would run", err=True)
     return agent, name
 
 
@@ -480,7 +488,11 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
-    agent, agent_name = resolve_agent(settings, flags)
+    agent, agent_name = resolve_agent(settings, flags, check=not flags.dry_run)
+    if not flags.dry_run:
+        from ralph.doctor import preflight
+
+        preflight(agent, root)
     prompt = load_prompt(root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
     sample = sample_context(root, worker, agent_name, settings.vars)

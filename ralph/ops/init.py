@@ -66,6 +66,7 @@ HELP: dict[str, str] = {
     "(`ralph import prd.json --apply` sets it).",
     "max_discovered": "Follow-up tasks an agent may file per task (ralph add --discovered-from).",
     "vars": "Extra values for the templates, as {{ vars.NAME }}.",
+    "prices": "USD per million tokens, to estimate the cost of agents reporting tokens only.",
 }
 EXAMPLES: dict[str, str] = {
     "prompt": '"prompts/task.md.j2"',
@@ -76,6 +77,7 @@ EXAMPLES: dict[str, str] = {
     "remote": '"origin"',
     "prd": '"prd.json"',
     "vars": '{ project = "my-app" }',
+    "prices": '{ "gpt-5-codex" = { input = 1.25, output = 10.0 } }',
 }
 AGENT_HELP = {
     "command": "argv of the agent (a list, or one string split like a shell would)",
@@ -185,7 +187,9 @@ def config_template() -> str:
     for name in known_agents():
         cls = _agents[name]
         doc = (cls.__doc__ or name).strip().splitlines()[0]
-        out += [f"# {doc}", f"# [agents.{name}]"]
+        out += [f"# {doc}"]
+        out += [f"# {'Setup:' if n == 0 else '      '} {line}" for n, line in enumerate(cls.setup)]
+        out.append(f"# [agents.{name}]")
         for key in SETTINGS:
             out.append(_agent_setting(cls, key))
         out.append("")

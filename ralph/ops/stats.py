@@ -54,10 +54,23 @@ def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
         "p90_duration_s": None if p90 is None else round(p90, 3),
         "total_duration_s": round(sum(durations), 3),
         "cost_usd": round(sum(costs), 6) if costs else 0.0,
+        # part of cost_usd was computed from tokens with ralph.pricing (codex, gemini, cursor)
+        "cost_estimated": any(a.cost_usd is not None and _estimated(a.agent) for a in items),
         "input_tokens": sum(a.input_tokens or 0 for a in items),
         "output_tokens": sum(a.output_tokens or 0 for a in items),
         "outcomes": dict(sorted(Counter(a.outcome or "running" for a in items).items())),
     }
+
+
+def _estimated(agent: str) -> bool:
+    try:
+        from ralph.agents.registry import cost_is_estimated
+    except ImportError:  # a trimmed install without the adapters
+        return False
+    try:
+        return cost_is_estimated(agent)
+    except errors.RalphError:  # a broken agent plugin must not break the numbers
+        return False
 
 
 def attempt_stats(attempts: Sequence[Attempt], by: str = "agent") -> dict[str, Any]:

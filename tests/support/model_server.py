@@ -1,30 +1,42 @@
-"""A scripted, stdlib-only stand-in for the Anthropic Messages API, for driving the real claude CLI.
+"""Scripted, stdlib-only stand-ins for the model APIs the real agent CLIs call, on loopback.
+
+``ModelServer`` speaks the Anthropic Messages API (claude), ``ResponsesServer`` the OpenAI Responses
+API (codex) and ``GeminiServer`` the Gemini API (gemini); all share the modes below.
 
 Point claude at it with ``ANTHROPIC_BASE_URL=srv.url`` and ``ANTHROPIC_API_KEY=test-key``.
 Modes: ``"text"`` answers every turn with ``reply``. ``"write"`` answers the first tool-bearing turn
 with a ``Write`` tool_use taken from a prompt line ``WRITE <path>: <content>`` (a relative path is
 resolved against ``cwd``, else against the "Primary working directory:" in claude's system prompt;
-``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``. ``"401"``
-and ``"429"`` answer every POST with an Anthropic-shaped error; claude retries those 10 times
-(about 3 minutes) unless ``should_retry=False`` sends ``x-should-retry: false``.
+``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``.
+``"400"``, ``"401"`` and ``"429"`` answer every POST with the API's error; claude retries 401 and
+429 10 times (about 3 minutes) unless ``should_retry=False`` sends ``x-should-retry: false``.
+
+codex: ``-c model_provider=mock -c model_providers.mock.base_url="<url>/v1"
+-c model_providers.mock.env_key=<VAR> -c model_providers.mock.wire_api="responses"`` and a model
+name codex does not know (it then offers the ``exec_command`` tool, which "write" mode calls).
+gemini: ``GOOGLE_GEMINI_BASE_URL=<url>``, ``GEMINI_API_KEY`` and
+``{"security":{"auth":{"selectedType":"gemini-api-key"}}}`` in ``$HOME/.gemini/settings.json``;
+its routing ``generateContent`` call gets an answer filled from the schema it asks for.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODES = ("text", "write", "401", "429")
+MODES = ("text", "write", "400", "401", "429")
 WRITE_RE = re.compile(r"^\s*WRITE\s+(?P<path>[^:\n]+?)\s*:[ \t]?(?P<content>.*)$", re.MULTILINE)
 CWD_RE = re.compile(r"Primary working directory:\s*(?P<cwd>/\S+)")
 INPUT_TOKENS = 1200  # with OUTPUT_TOKENS, claude-sonnet-4-5 prices one turn at $0.0045
 OUTPUT_TOKENS = 60
 ERRORS = {
+    400: ("invalid_request_error", "messages: the request is malformed"),
     401: ("authentication_error", "invalid x-api-key"),
     429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
 }
@@ -122,6 +134,27 @@ class ModelServer:
                 headers["anthropic-ratelimit-unified-reset"] = str(self.unified_reset)
                 headers["anthropic-ratelimit-unified-representative-claim"] = "five_hour"
         return headers
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        """The API's error object for ``status``."""
+        kind, text = ERRORS[status]
+        return {"type": "error", "error": {"type": kind, "message": text}}
+
+    def handle(self, handler: Any, route: str, body: dict[str, Any]) -> None:
+        """Answer one successful POST (the handler sends the reply)."""
+        handler.anthropic(route, body)
+
+    def write_line(self, prompt: str, cwd: Path | None) -> tuple[Path, str] | None:
+        """(absolute path, content) of the prompt's ``WRITE`` line (relative to ``cwd``)."""
+        match = WRITE_RE.search(prompt)
+        if match is None:
+            return None
+        path = Path(match["path"].strip())
+        if not path.is_absolute():
+            if cwd is None:
+                raise ValueError("relative WRITE path and no cwd given")
+            path = cwd / path
+        return path, match["content"].replace("\\n", "\n")
 
     def answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """Content blocks answering one messages request, per the script."""
@@ -252,14 +285,32 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             entry = self._record()
             body = entry["json"] if isinstance(entry["json"], dict) else {}
-            if server.mode in ("401", "429"):
+            if server.mode in ("400", "401", "429"):
                 status = int(server.mode)
-                kind, text = ERRORS[status]
-                error = {"type": "error", "error": {"type": kind, "message": text}}
-                self._send(status, error, server.error_headers(status))
-            elif entry["route"] == "/v1/messages/count_tokens":
+                self._send(status, server.error_body(status), server.error_headers(status))
+            else:
+                server.handle(self, entry["route"], body)
+
+        send_json = _send
+
+        def sse(self, events: list[tuple[str | None, dict[str, Any]]]) -> None:
+            """Stream ``events`` as server-sent events and close the connection."""
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("connection", "close")
+            self.end_headers()
+            for name, data in events:
+                head = f"event: {name}\n" if name else ""
+                self.wfile.write(f"{head}data: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+            self.close_connection = True
+
+        def anthropic(self, route: str, body: dict[str, Any]) -> None:
+            """The Anthropic Messages API routes."""
+            if route == "/v1/messages/count_tokens":
                 self._send(200, {"input_tokens": INPUT_TOKENS})
-            elif entry["route"] == "/v1/messages":
+            elif route == "/v1/messages":
                 self._messages(body)
             else:
                 error = {"type": "not_found_error", "message": f"no route {self.path}"}
@@ -270,14 +321,196 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if not body.get("stream"):
                 self._send(200, message)
                 return
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("cache-control", "no-cache")
-            self.send_header("connection", "close")
-            self.end_headers()
-            for name, data in sse_events(message):
-                self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
-                self.wfile.flush()
-            self.close_connection = True
+            self.sse(list(sse_events(message)))
 
     return Handler
+
+
+# -- OpenAI Responses API (codex) -------------------------------------------------------------
+
+OPENAI_ERRORS = {
+    400: ("invalid_request_error", "messages: the request is malformed"),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: test."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again "
+          "in 20s."),
+}  # fmt: skip
+CODEX_CWD_RE = re.compile(r"<cwd>(?P<cwd>[^<]+)</cwd>")
+
+
+class ResponsesServer(ModelServer):
+    """The OpenAI Responses API (``POST /v1/responses``, streamed) as codex calls it."""
+
+    @property
+    def response_requests(self) -> list[dict[str, Any]]:
+        """Received ``POST /v1/responses`` requests."""
+        with self._lock:
+            return [r for r in self.requests if r["route"] == "/v1/responses"]
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        kind, code, text = OPENAI_ERRORS[status]
+        return {"error": {"message": text, "type": kind, "code": code, "param": None}}
+
+    def handle(self, handler: Any, route: str, body: dict[str, Any]) -> None:
+        if route != "/v1/responses":
+            handler.send_json(404, {"error": {"message": f"no route {route}"}})
+            return
+        items = self.output(body)
+        response = {
+            "id": "resp_" + uuid.uuid4().hex[:24],
+            "object": "response",
+            "status": "completed",
+            "model": body.get("model"),
+            "output": items,
+            "usage": {
+                "input_tokens": INPUT_TOKENS,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": OUTPUT_TOKENS,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
+            },
+        }
+        started = {**response, "status": "in_progress", "output": []}
+        events: list[tuple[str | None, dict[str, Any]]] = [
+            ("response.created", {"type": "response.created", "response": started})
+        ]
+        for i, item in enumerate(items):
+            done = {"type": "response.output_item.done", "output_index": i, "item": item}
+            events.append(("response.output_item.done", done))
+        events.append(("response.completed", {"type": "response.completed", "response": response}))
+        handler.sse(events)
+
+    def output(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Output items: an ``exec_command`` call writing the WRITE line's file, else a message."""
+        inputs = [i for i in body.get("input") or [] if isinstance(i, dict)]
+        tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+        follow_up = bool(inputs) and inputs[-1].get("type") == "function_call_output"
+        texts = [_text_of(i.get("content")) for i in inputs if i.get("role") == "user"]
+        write = None
+        if self.mode == "write" and "exec_command" in tools and not follow_up:
+            found = CODEX_CWD_RE.search("\n".join(texts))
+            cwd = Path(found["cwd"].strip()) if found and self.cwd is None else self.cwd
+            write = self.write_line("\n".join(texts), cwd)
+        if write is None:
+            content = [{"type": "output_text", "text": self.reply, "annotations": []}]
+            return [{"type": "message", "id": "msg_" + uuid.uuid4().hex[:24], "role": "assistant",
+                     "status": "completed", "content": content}]  # fmt: skip
+        path, text = write
+        cmd = f"printf '%s' {shlex.quote(text)} > {shlex.quote(str(path))}"
+        return [{"type": "function_call", "id": "fc_" + uuid.uuid4().hex[:24],
+                 "call_id": "call_" + uuid.uuid4().hex[:24], "name": "exec_command",
+                 "arguments": json.dumps({"cmd": cmd}), "status": "completed"}]  # fmt: skip
+
+
+# -- Gemini API (gemini) ----------------------------------------------------------------------
+
+GEMINI_ERRORS = {
+    400: ("invalid_request_error", "messages: the request is malformed"),
+    401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+}
+GEMINI_CWD_RE = re.compile(r"Workspace Directories:\**\s*\n\s*-\s*(?P<cwd>/\S+)")
+GEMINI_ROUTE_RE = re.compile(r"^/v1beta/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+
+
+class GeminiServer(ModelServer):
+    """The Gemini API (generateContent, streamGenerateContent?alt=sse) as gemini calls it."""
+
+    @property
+    def stream_requests(self) -> list[dict[str, Any]]:
+        """Received ``streamGenerateContent`` requests (the routing calls excluded)."""
+        with self._lock:
+            return [r for r in self.requests if r["route"].endswith(":streamGenerateContent")]
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        kind, text = GEMINI_ERRORS[status]
+        error: dict[str, Any] = {"code": status, "message": text, "status": kind}
+        if status == 429:
+            error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                 "retryDelay": f"{self.retry_after}s"}]  # fmt: skip
+        return {"error": error}
+
+    def handle(self, handler: Any, route: str, body: dict[str, Any]) -> None:
+        match = GEMINI_ROUTE_RE.match(route)
+        if match is None or match["method"] not in ("generateContent", "streamGenerateContent"):
+            handler.send_json(404, {"error": {"code": 404, "message": f"no route {route}"}})
+            return
+        config = body.get("generationConfig") or {}
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        if isinstance(schema, dict):  # the router's classification call
+            parts = [{"text": json.dumps(_fill(schema))}]
+        else:
+            parts = self.parts(body)
+        reply = {
+            "candidates": [{"content": {"role": "model", "parts": parts},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": INPUT_TOKENS,
+                              "candidatesTokenCount": OUTPUT_TOKENS,
+                              "totalTokenCount": INPUT_TOKENS + OUTPUT_TOKENS},
+            "modelVersion": match["model"],
+        }  # fmt: skip
+        if match["method"] == "streamGenerateContent":
+            handler.sse([(None, chunk) for chunk in _chunks(reply)])
+        else:
+            handler.send_json(200, reply)
+
+    def parts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``write_file`` call for the WRITE line on the first turn, else the reply text."""
+        contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
+        last = contents[-1].get("parts") if contents else None
+        follow_up = isinstance(last, list) and any(
+            isinstance(p, dict) and "functionResponse" in p for p in last
+        )
+        names = {
+            d.get("name")
+            for t in body.get("tools") or []
+            for d in (t.get("functionDeclarations") or [] if isinstance(t, dict) else [])
+        }
+        if self.mode == "write" and "write_file" in names and not follow_up:
+            texts = [
+                str(p.get("text", ""))
+                for c in contents
+                if c.get("role") == "user"
+                for p in c.get("parts") or []
+                if isinstance(p, dict)
+            ]
+            found = GEMINI_CWD_RE.search("\n".join(texts))
+            cwd = Path(found["cwd"]) if found and self.cwd is None else self.cwd
+            if write := self.write_line("\n".join(texts), cwd):
+                args = {"file_path": str(write[0]), "content": write[1]}
+                return [{"functionCall": {"name": "write_file", "args": args}}]
+        return [{"text": self.reply}]
+
+
+def _fill(schema: dict[str, Any]) -> Any:
+    """A value matching a (Gemini-style, upper-case types) JSON schema."""
+    kind = str(schema.get("type", "object")).lower()
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: _fill(v) for k, v in props.items() if isinstance(v, dict)}
+    if kind == "array":
+        return []
+    if kind in ("integer", "number"):
+        return 10
+    if kind == "boolean":
+        return False
+    enum = schema.get("enum")
+    return enum[0] if isinstance(enum, list) and enum else "simple"
+
+
+def _chunks(reply: dict[str, Any], size: int = 16384) -> list[dict[str, Any]]:
+    """A long text reply streamed in pieces, as the API streams it (usage on the last one)."""
+    parts = reply["candidates"][0]["content"]["parts"]
+    text = parts[0].get("text") if len(parts) == 1 else None
+    if not isinstance(text, str) or len(text) <= size:
+        return [reply]
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    out = []
+    for n, piece in enumerate(pieces):
+        candidate = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+        if n == len(pieces) - 1:
+            candidate["finishReason"] = "STOP"
+        chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": reply["modelVersion"]}
+        if n == len(pieces) - 1:
+            chunk["usageMetadata"] = reply["usageMetadata"]
+        out.append(chunk)
+    return out

@@ -1,0 +1,97 @@
+"""How the tests point the real agent CLIs at the loopback model servers, and run `ralph`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HANG_GUARD = 180  # seconds; only stops a broken run from hanging the suite
+KEY_VAR = "MOCK_OPENAI_KEY"  # the codex provider's env_key
+MODEL = "mock-model"  # a model codex has no metadata for: it then offers exec_command
+# every variable through which a developer's own credentials or endpoints could leak in
+SCRUBBED = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "AMP_", "RALPH_")
+
+
+def require(cli: str) -> str:
+    """The CLI's path; skip without it, except under CI=true where it must be installed."""
+    path = shutil.which(cli)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{cli} is not on PATH; .ci/run installs it")
+        pytest.skip(f"{cli} is not installed")
+    return path
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The caller's environment without agent credentials, HOME at `home`, a git identity."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
+    env.update(HOME=str(home), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
+               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", **extra)  # fmt: skip
+    return env
+
+
+def codex_args(url: str, key_var: str = KEY_VAR) -> list[str]:
+    """`[agents.codex] args` for a custom provider speaking the Responses API at `url`."""
+    return [
+        "-c", "model_provider=mock",
+        "-c", 'model_providers.mock.name="mock"',
+        "-c", f'model_providers.mock.base_url="{url}/v1"',
+        "-c", f"model_providers.mock.env_key={key_var}",
+        "-c", 'model_providers.mock.wire_api="responses"',
+    ]  # fmt: skip
+
+
+def gemini_home(home: Path, auth: str | None = "gemini-api-key") -> Path:
+    """A HOME whose ~/.gemini/settings.json selects `auth` (None: no settings at all)."""
+    home.mkdir(parents=True, exist_ok=True)
+    if auth is not None:
+        (home / ".gemini").mkdir(exist_ok=True)
+        settings = {"security": {"auth": {"selectedType": auth}}}
+        (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    return home
+
+
+def toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def git_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    (path / "README.md").write_text("scratch\n")
+    subprocess.run(["git", "-C", str(path), "add", "README.md"], check=True)
+    subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@x",
+                    "commit", "-qm", "init"], check=True)  # fmt: skip
+    return path
+
+
+def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ralph", *args], cwd=repo, env=env, capture_output=True,
+        text=True, timeout=HANG_GUARD,
+    )  # fmt: skip
+
+
+def add_task(repo: Path, env: dict[str, str], title: str, description: str) -> str:
+    out = ralph(repo, env, "add", title, "-d", description, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["id"]
+
+
+def task_commits(repo: Path) -> dict[str, int]:
+    """Task id -> number of commits on main carrying its `Task:` trailer."""
+    log = subprocess.run(["git", "-C", str(repo), "log", "main", "--format=%B%x00"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    counts: dict[str, int] = {}
+    for message in log.split("\0"):
+        for line in message.splitlines():
+            if line.startswith("Task: "):
+                counts[line[6:].strip()] = counts.get(line[6:].strip(), 0) + 1
+    return counts

@@ -1,0 +1,83 @@
+"""The real `codex` CLI through `ralph run`, against the scripted Responses API server on
+loopback (no credentials, no network). Skipped without `codex`, except in CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ralph.store import open_store
+from tests.support.clis import (
+    KEY_VAR,
+    MODEL,
+    add_task,
+    clean_env,
+    codex_args,
+    git_repo,
+    ralph,
+    require,
+    task_commits,
+    toml_list,
+)
+from tests.support.model_server import ResponsesServer
+
+pytestmark = pytest.mark.codex
+# 2 calls a task (the exec_command call, then the answer) of 1200 in / 60 out tokens each
+TASK_COST = (2400 * 2.0 + 120 * 8.0) / 1_000_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def codex_installed() -> None:
+    require("codex")
+
+
+def config(tmp_path: Path, url: str) -> Path:
+    """A ralph.toml outside the repo: codex on the mock provider, a price for its model."""
+    path = tmp_path / "ralph.toml"
+    path.write_text(
+        f'agent = "codex"\n[agents.codex]\nmodel = "{MODEL}"\nargs = {toml_list(codex_args(url))}\n'
+        f'[prices."{MODEL}"]\ninput = 2.0\noutput = 8.0\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ralph_run_with_codex_commits_each_task_once_with_tokens_and_estimated_cost(
+    tmp_path, workers
+):
+    repo = git_repo(tmp_path / "repo")
+    with ResponsesServer("write") as server:
+        env = clean_env(tmp_path / "home", **{KEY_VAR: "test-key"})
+        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
+        out = ralph(repo, env, "run", "--config", str(config(tmp_path, server.url)),
+                    "--workers", str(workers), "--quiet")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert task_commits(repo) == {t: 1 for t in tasks}
+    for n in range(3):
+        assert (repo / f"f{n}.txt").read_text() == f"file {n}"
+    store = open_store(repo / ".ralph" / "ralph.db")
+    try:
+        assert {store.get(t).status for t in tasks} == {"done"}
+        done = [a for a in store.attempts() if a.outcome == "success"]
+        assert len(done) == 3
+        assert all(a.input_tokens == 2400 and a.output_tokens == 120 for a in done)
+        assert all(a.cost_usd == pytest.approx(TASK_COST) for a in done)
+    finally:
+        store.close()
+
+
+def test_ralph_run_with_codex_stops_when_the_provider_key_is_missing(tmp_path):
+    repo = git_repo(tmp_path / "repo")
+    with ResponsesServer("write") as server:
+        env = clean_env(tmp_path / "home")  # KEY_VAR unset
+        task = add_task(repo, env, "Add f", "WRITE f.txt: f")
+        out = ralph(repo, env, "run", "--config", str(config(tmp_path, server.url)), "--quiet")
+        calls = len(server.response_requests)
+    assert out.returncode == 10, out.stderr
+    assert KEY_VAR in out.stderr and calls == 0
+    store = open_store(repo / ".ralph" / "ralph.db")
+    try:
+        assert store.get(task).attempts == 0
+    finally:
+        store.close()
