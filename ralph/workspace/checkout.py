@@ -77,6 +77,9 @@ class CheckoutWorkspace(GitWorkspace):
         base = str(marker.get("base") or "")
         head = g.rev(head_ref) or base
         attempt_base = base if base and g.is_ancestor(base, head) else head
+        task = str(marker.get("task") or "")
+        if task and g.rev(task_ref(task)) == head:
+            attempt_base = head  # killed right after its own landing: that commit stays
         keep = Path(str(marker.get("run_dir") or self.scratch)) / "leftovers.patch"
         kept: list[str] = []
         if not marker.get("allow_dirty"):
@@ -140,6 +143,7 @@ class CheckoutWorkspace(GitWorkspace):
     ) -> Landing:
         g = self.git
         with MergeLock(self.root / ".ralph" / LOCK_NAME, timeout=self.lock_timeout):
+            g.clear_stale_ref_locks([f"refs/heads/{self.target}", task_ref(task_id)])
             fence()
             already = g.rev(task_ref(task_id))
             if already:

@@ -168,6 +168,25 @@ class Git:
             except GitCommandError as exc:
                 raise RefRaceError(first_line(exc)) from None
 
+    def clear_stale_ref_locks(self, refs: Iterable[str], older_than: float = 5.0) -> list[str]:
+        """Remove `<ref>.lock` and `packed-refs.lock` files older than `older_than` seconds: a
+        git killed inside a ref transaction leaves them, and every later move of that ref
+        fails with "Another git process seems to be running" until they go. A live git holds
+        them for milliseconds. Call with the merge lock held; returns what was removed."""
+        import time
+
+        common = self.common_dir()
+        removed = []
+        for name in [*refs, "packed-refs"]:
+            lock = common / f"{name}.lock"
+            try:
+                if time.time() - lock.stat().st_mtime > older_than:
+                    lock.unlink()
+                    removed.append(str(lock))
+            except OSError:
+                continue
+        return removed
+
     def merge_tree(self, ours: str, theirs: str) -> tuple[str | None, list[str]]:
         """Merge two commits without a working tree: (tree, []) or (None, conflicted files)."""
         try:

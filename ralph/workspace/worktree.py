@@ -32,6 +32,13 @@ from ralph.workspace.git import IN_PROGRESS, Git, PushFailedError, RefRaceError,
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 WORKTREES_DIR = "worktrees"
+FAST_INDEX = {
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "core.untrackedCache",
+    "GIT_CONFIG_VALUE_0": "true",
+    "GIT_CONFIG_KEY_1": "core.splitIndex",
+    "GIT_CONFIG_VALUE_1": "true",
+}
 MAIN_SYNC = "main-sync.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -228,10 +235,12 @@ class Worktrees:
         return None
 
     def recover_main(self) -> None:
-        """A landing killed while it moved the main checkout (its files, index and ref are not
-        in step): put index and files back exactly at where the target's ref now is. Before the
+        """A landing killed inside its ref transaction leaves stale ref locks (removed); one
+        killed while it moved the main checkout (files, index and ref not in step) has the
+        index and files put back exactly at where the target's ref now is. Before the
         marker was written the checkout was clean, so nothing of the user's is lost. Call with
         the merge lock held."""
+        self.main.clear_stale_ref_locks([self.target_ref])
         marker = self.ralph_dir / MAIN_SYNC
         if not marker.exists():
             return
@@ -282,6 +291,9 @@ class WorktreeWorkspace(GitWorkspace):
     ):
         super().__init__(worktrees.root, worktrees.path_for(worker), worktrees.target)
         self.worktrees, self.worker, self.wait, self.log = worktrees, worker, wait, log
+        # ralph owns its worktrees: their commands may use git's fast index features (only for
+        # ralph's own commands, through the environment; the user's config is not touched).
+        self.git.g.update_environment(**FAST_INDEX)
 
     def marker_path(self) -> Path:
         return self.worktrees.marker_for(self.worker)
@@ -305,6 +317,7 @@ class WorktreeWorkspace(GitWorkspace):
         # the agent made, never staged): one checkout moves it.
         shutil.rmtree(self.path / ".ralph", ignore_errors=True)
         g("checkout", "-q", "-f", "--detach", base)
+        g("clean", "-ffdq")  # anything written between tasks (the untracked cache keeps it cheap)
         self.base = base
         self.write_marker(
             {"task": task_id, "attempt": attempt, "base": base, "run_dir": str(run_dir)}
@@ -326,6 +339,7 @@ class WorktreeWorkspace(GitWorkspace):
         while True:
             with self.worktrees.lock(self.worker):
                 self.worktrees.recover_main()
+                main.clear_stale_ref_locks([task_ref(task_id)])
                 try:
                     self.worktrees.refresh()
                 except errors.WorkspaceError as exc:
