@@ -265,3 +265,68 @@ SELECT * FROM attempts WHERE (:task_id IS NULL OR task_id = :task_id) ORDER BY i
 
 -- name: meta_get
 SELECT value FROM meta WHERE key = :key;
+
+-- name: task_retry
+UPDATE tasks SET status = 'open', not_before = 0, expiries = 0, lease_expires = 0,
+                 updated_at = :now
+WHERE id = :id AND status = 'failed';
+
+-- name: tasks_page
+-- One page of a filtered task list, newest first (dashboards). :state is a derived state of an
+-- open task: ready, blocked or running; :text matches the id or lowercased title/description.
+SELECT t.*, c.worker AS claimed_by
+FROM tasks t LEFT JOIN claims c ON c.task_id = t.id AND c.state = 'live'
+WHERE (:status IS NULL OR t.status = :status)
+  AND (:state IS NULL
+       OR (:state = 'ready' AND t.status = 'open' AND t.open_blockers = 0
+           AND t.open_children = 0 AND t.lease_expires <= :now AND t.not_before <= :now)
+       OR (:state = 'blocked' AND t.status = 'open'
+           AND (t.open_blockers > 0 OR t.open_children > 0))
+       OR (:state = 'running' AND t.status = 'open' AND t.lease_expires > :now))
+  AND (:label IS NULL OR EXISTS (SELECT 1 FROM json_each(t.labels) l WHERE l.value = :label))
+  AND (:capability IS NULL
+       OR EXISTS (SELECT 1 FROM json_each(t.requires) r WHERE r.value = :capability))
+  AND (:text IS NULL OR t.id = :text OR instr(lower(t.title), :text) > 0
+       OR instr(lower(t.description), :text) > 0)
+ORDER BY t.seq DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: tasks_page_count
+SELECT COUNT(*) AS n
+FROM tasks t
+WHERE (:status IS NULL OR t.status = :status)
+  AND (:state IS NULL
+       OR (:state = 'ready' AND t.status = 'open' AND t.open_blockers = 0
+           AND t.open_children = 0 AND t.lease_expires <= :now AND t.not_before <= :now)
+       OR (:state = 'blocked' AND t.status = 'open'
+           AND (t.open_blockers > 0 OR t.open_children > 0))
+       OR (:state = 'running' AND t.status = 'open' AND t.lease_expires > :now))
+  AND (:label IS NULL OR EXISTS (SELECT 1 FROM json_each(t.labels) l WHERE l.value = :label))
+  AND (:capability IS NULL
+       OR EXISTS (SELECT 1 FROM json_each(t.requires) r WHERE r.value = :capability))
+  AND (:text IS NULL OR t.id = :text OR instr(lower(t.title), :text) > 0
+       OR instr(lower(t.description), :text) > 0);
+
+-- name: queue_counts
+SELECT
+  COALESCE(SUM(CASE WHEN open_blockers = 0 AND open_children = 0 AND lease_expires <= :now
+                    AND not_before <= :now THEN 1 ELSE 0 END), 0) AS ready,
+  COALESCE(SUM(CASE WHEN open_blockers > 0 OR open_children > 0 THEN 1 ELSE 0 END), 0) AS blocked,
+  COALESCE(SUM(CASE WHEN lease_expires > :now THEN 1 ELSE 0 END), 0) AS running,
+  COALESCE(SUM(CASE WHEN not_before > :now AND lease_expires <= :now AND open_blockers = 0
+                    AND open_children = 0 THEN 1 ELSE 0 END), 0) AS retry_wait
+FROM tasks WHERE status = 'open';
+
+-- name: attempts_hourly
+SELECT CAST(started_at / 3600 AS INTEGER) * 3600 AS hour, agent, COUNT(*) AS attempts,
+       SUM(CASE WHEN outcome IN ('success', 'no_changes') THEN 1 ELSE 0 END) AS succeeded,
+       COALESCE(SUM(cost_usd), 0) AS cost_usd
+FROM attempts WHERE started_at >= :since
+GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- name: attempts_by_worker
+SELECT worker, COUNT(*) AS attempts, COALESCE(SUM(cost_usd), 0) AS cost_usd
+FROM attempts WHERE started_at >= :since GROUP BY worker;
+
+-- name: attempts_running
+SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;
