@@ -22,7 +22,7 @@ from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError
 
-COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor")
+COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor", "web")
 
 # `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
 CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
