@@ -9,9 +9,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from webutil import RALPH, clean_env, free_port, request, serve
 
 from ralph.store import open_store
-from webutil import RALPH, clean_env, free_port, request, serve
 
 
 @pytest.fixture
