@@ -47,7 +47,7 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["iso"] = iso
-    env.filters["money"] = lambda v: "-" if v is None else f"${v:,.4f}"
+    env.filters["money"] = lambda v: f"${v:,.4f}" if isinstance(v, int | float) else "-"
     env.filters["secs"] = _secs
     return env
 

@@ -26,8 +26,23 @@ def _git(repo: Path, *args: str) -> str | None:
     return done.stdout.decode("utf-8", errors="replace")
 
 
-def commit_info(repo: Path | None, sha: str | None) -> dict[str, Any] | None:
-    """{sha, subject, body, author, date, stat, diff, truncated, found}; None without a sha."""
+def task_commit(repo: Path, task_id: str) -> str | None:
+    """The commit of a task whose store row has none (done before ralph recorded it): the
+    task's ref `refs/ralph/tasks/<id>`, else the newest commit with a `Task: <id>` trailer."""
+    ref = _git(repo, "rev-parse", "--verify", "-q", f"refs/ralph/tasks/{task_id}^{{commit}}")
+    if ref and ref.strip():
+        return ref.strip()
+    pattern = "^Task: " + task_id.replace(".", "[.]") + "$"
+    found = _git(repo, "log", "--all", "-1", "--format=%H", "-E", f"--grep={pattern}")
+    return found.strip() or None if found else None
+
+
+def commit_info(
+    repo: Path | None, sha: str | None, task_id: str | None = None
+) -> dict[str, Any] | None:
+    """{sha, subject, body, author, date, stat, diff, truncated, found}; None without a commit."""
+    if not sha and repo is not None and task_id is not None:
+        sha = task_commit(repo, task_id)
     if not sha:
         return None
     info: dict[str, Any] = {"sha": sha, "found": False}

@@ -205,7 +205,7 @@ def task_detail(
         ],
         "chosen": chosen,
         "history": history,
-        "commit": commit_info(repo, task.commit_sha),
+        "commit": commit_info(repo, task.commit_sha, task.id if task.status == "done" else None),
         "last_event": history[-1]["id"] if history else 0,
     }
 
