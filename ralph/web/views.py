@@ -28,20 +28,27 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
     """Workers with what they run, the queue, the pause switch and the last events."""
     now = time.time() if now is None else now
     workers = [w for w in store.workers() if w.state(now) != "stopped"]
-    running = {a.worker: a for a in store.running_attempts()}
+    # Busy means holding a live claim: the claims table is what the fencing is built on, while
+    # a worker row's status is only as fresh as its last heartbeat.
+    held = {c.worker: c for c in store.claims() if c.expires_at > now}
+    running = {(a.worker, a.task_id): a for a in store.running_attempts()}
     since = min((w.started_at for w in workers), default=now)
     spent = store.spend_by_worker(since) if workers else {}
     rows = []
     for w in workers:
-        attempt = running.get(w.name) if w.state(now) == "busy" else None
+        state = w.state(now)
+        claim = held.get(w.name)
+        if state in ("idle", "busy"):
+            state = "busy" if claim else "idle"
+        attempt = running.get((w.name, claim.task_id)) if claim else None
         rows.append(
             {
                 "name": w.name,
-                "state": w.state(now),
+                "state": state,
                 "host": w.host or "",
                 "pid": w.pid,
                 "capabilities": w.capabilities,
-                "task": w.current_task or (attempt.task_id if attempt else None),
+                "task": claim.task_id if claim else None,
                 "attempt": attempt.attempt if attempt else None,
                 "agent": attempt.agent if attempt else None,
                 "since": attempt.started_at if attempt else None,
