@@ -58,6 +58,15 @@ def test_task_page_filters_searches_and_pages_newest_first(store):
     assert store.task_page(text="no such words") == ([], 0)
 
 
+def test_task_page_search_takes_percent_and_underscore_literally(store):
+    whole = store.add("Coverage at 100% of lines")
+    store.add("Coverage at 1000 lines")
+    snake = store.add("rename my_var")
+    store.add("rename myXvar")
+    assert ids(store.task_page(text="100%")[0]) == [whole.id]
+    assert ids(store.task_page(text="MY_VAR")[0]) == [snake.id]
+
+
 def test_task_page_states_ready_blocked_running(store):
     a, b, c = store.add("a"), store.add("b"), store.add("c")
     store.block(b.id, a.id)

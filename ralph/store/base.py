@@ -1101,12 +1101,17 @@ class SQLStore:
             status, state = None, status
         elif status is not None:
             _check_status(status)
+        words = (text or "").strip()
+        escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         params = {
             "status": status,
             "state": state,
             "label": label or None,
+            "label_json": _dump(label) if label else None,
             "capability": capability or None,
-            "text": text.strip().lower() or None if text else None,
+            "capability_json": _dump(capability) if capability else None,
+            "text": words or None,
+            "pattern": f"%{escaped}%",
         }
         with self.transaction(write=False) as tx:
             rows = tx.all("tasks_page", now=tx.now, limit=limit, offset=offset, **params)
@@ -1128,7 +1133,13 @@ class SQLStore:
         """Open tasks by state: ready, blocked (blockers or children open), running, retry_wait."""
         with self.transaction(write=False) as tx:
             row = tx.one("queue_counts", now=tx.now)
-        return {k: int(row[k] or 0) for k in ("ready", "blocked", "running", "retry_wait")}
+        n = {k: int(row[k] or 0) for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+        return {
+            "ready": n["unblocked"] - n["running_unblocked"] - n["retry_wait"],
+            "blocked": n["open"] - n["unblocked"],
+            "running": n["running"],
+            "retry_wait": n["retry_wait"],
+        }
 
     def spend_by_hour(self, since: float) -> list[dict[str, Any]]:
         """Attempts started since `since` per hour (epoch of the hour) and agent: how many,

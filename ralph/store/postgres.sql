@@ -329,7 +329,8 @@ WHERE id = %(id)s AND status = 'failed';
 
 -- name: tasks_page
 -- One page of a filtered task list, newest first (dashboards). %(state)s is a derived state of
--- an open task: ready, blocked or running; %(text)s matches the id or lowercased title/description.
+-- an open task: ready, blocked or running; %(text)s matches the id, %(pattern)s (an ILIKE
+-- pattern, \ escapes) the title or description.
 SELECT t.*, c.worker AS claimed_by
 FROM tasks t LEFT JOIN claims c ON c.task_id = t.id AND c.state = 'live'
 WHERE (%(status)s::text IS NULL OR t.status = %(status)s::text)
@@ -342,8 +343,7 @@ WHERE (%(status)s::text IS NULL OR t.status = %(status)s::text)
   AND (%(label)s::text IS NULL OR t.labels @> jsonb_build_array(%(label)s::text))
   AND (%(capability)s::text IS NULL OR t.requires @> jsonb_build_array(%(capability)s::text))
   AND (%(text)s::text IS NULL OR t.id = %(text)s::text
-       OR strpos(lower(t.title), %(text)s::text) > 0
-       OR strpos(lower(t.description), %(text)s::text) > 0)
+       OR t.title ILIKE %(pattern)s::text OR t.description ILIKE %(pattern)s::text)
 ORDER BY t.seq DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 
@@ -360,15 +360,15 @@ WHERE (%(status)s::text IS NULL OR t.status = %(status)s::text)
   AND (%(label)s::text IS NULL OR t.labels @> jsonb_build_array(%(label)s::text))
   AND (%(capability)s::text IS NULL OR t.requires @> jsonb_build_array(%(capability)s::text))
   AND (%(text)s::text IS NULL OR t.id = %(text)s::text
-       OR strpos(lower(t.title), %(text)s::text) > 0
-       OR strpos(lower(t.description), %(text)s::text) > 0);
+       OR t.title ILIKE %(pattern)s::text OR t.description ILIKE %(pattern)s::text);
 
 -- name: queue_counts
 SELECT
-  COUNT(*) FILTER (WHERE open_blockers = 0 AND open_children = 0
-                   AND lease_expires <= %(now)s AND not_before <= %(now)s) AS ready,
-  COUNT(*) FILTER (WHERE open_blockers > 0 OR open_children > 0) AS blocked,
+  COUNT(*) AS open,
+  COUNT(*) FILTER (WHERE open_blockers = 0 AND open_children = 0) AS unblocked,
   COUNT(*) FILTER (WHERE lease_expires > %(now)s) AS running,
+  COUNT(*) FILTER (WHERE lease_expires > %(now)s AND open_blockers = 0
+                   AND open_children = 0) AS running_unblocked,
   COUNT(*) FILTER (WHERE not_before > %(now)s AND lease_expires <= %(now)s
                    AND open_blockers = 0 AND open_children = 0) AS retry_wait
 FROM tasks WHERE status = 'open';
