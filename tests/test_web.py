@@ -146,6 +146,7 @@ def test_a_run_shows_live_busy_then_idle_workers_done_tasks_transcript_commit_an
 ):
     project.add("Write the parser", "A", labels=["backend"])
     project.add("Write the tests", "B", blocked_by=["A"])
+    (project.gate / "A.twostep").write_text("wait twice")
     with serve(project.root, project.env) as (_, base):
         page.goto(base + "/")
         expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
@@ -160,7 +161,10 @@ def test_a_run_shows_live_busy_then_idle_workers_done_tasks_transcript_commit_an
         expect(first_turn).to_have_text("Working on A <b>now</b>", timeout=WAIT_MS)
 
         project.open_gate("A")
-        # No reload from here on: the pages follow the events table.
+        # No reload from here on: the pages follow the events table and the run folder.
+        expect(task_tab.locator("#turns li.t-tool pre")).to_have_text("work/A.txt", timeout=WAIT_MS)
+        expect(task_tab.locator("#task-head .st")).to_have_text("running")
+        (project.gate / "A.end").write_text("end")
         expect(task_tab.locator("#task-head .st")).to_have_text("done", timeout=WAIT_MS)
         expect(task_tab.locator("#turns li.t-result pre")).to_have_text(
             "Finished A", timeout=WAIT_MS

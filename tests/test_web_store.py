@@ -5,6 +5,9 @@ Every test runs once per backend through the `store` fixture (tests/conftest.py)
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from ralph import errors
@@ -114,3 +117,26 @@ def test_spend_by_hour_and_by_worker_add_up_attempt_costs(store, clock):
         "w2": {"attempts": 1, "cost_usd": 0.5},
     }
     assert store.running_attempts() == []
+
+
+def test_ralph_retry_puts_a_failed_task_back_from_the_command_line(tmp_path):
+    from ralph.store import open_store
+
+    db = tmp_path / "ralph.db"
+    with open_store(db) as store:
+        task = store.add("flaky", id="F1")
+        claim = store.claim(task.id, "w")
+        store.fail(task.id, "w", claim.token, reason="gave up")
+    done = subprocess.run(
+        [sys.executable, "-m", "ralph", "--db", str(db), "retry", "F1"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Retrying F1: flaky (1 attempts so far)\n"
+    again = subprocess.run(
+        [sys.executable, "-m", "ralph", "--db", str(db), "retry", "F1"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 6 and "F1 is open, not failed" in again.stderr

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -84,6 +82,9 @@ def web(
         # Printed once: the server keeps no copy anywhere else.
         print(f"log in once at {url}login?token={guard.token}", file=sys.stderr, flush=True)
     if open_browser:
+        import threading
+        import webbrowser
+
         target = f"{url}login?token={guard.token}" if not guard.open_reads else url
         threading.Timer(0.8, webbrowser.open, args=(target,)).start()
     uvicorn.run(

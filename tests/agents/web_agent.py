@@ -4,7 +4,8 @@
 WEB_GATE is a folder the test controls: the agent prints its first turns, then waits until
 `<gate>/<task id>.go` or `<gate>/all.go` exists (so a test sees it busy for as long as it
 needs), writes work/<task>.txt and prints a result line with a cost. With `<gate>/<task id>.fail`
-present it exits 1 instead.
+present it exits 1 instead. With `<gate>/<task id>.twostep` it prints its tool call and then waits
+again, for `<gate>/<task id>.end`, before the result (a transcript seen growing while it runs).
 """
 
 import json
@@ -44,13 +45,16 @@ emit(
     {
         "type": "assistant",
         "message": {
-            "content": [
-                {"type": "tool_use", "name": "Write", "input": {"file_path": str(target)}}
-            ]
+            "content": [{"type": "tool_use", "name": "Write", "input": {"file_path": str(target)}}]
         },
     }
 )
 emit({"type": "user", "message": {"content": [{"type": "tool_result", "content": "written"}]}})
+if (gate / f"{task}.twostep").exists():
+    while not (gate / f"{task}.end").exists():
+        if time.monotonic() > deadline:
+            sys.exit("gave up waiting at the second gate")
+        time.sleep(0.05)
 emit(
     {
         "type": "result",
