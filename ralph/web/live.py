@@ -24,6 +24,8 @@ from ralph.web.views import event_dict
 POLL_SECONDS = 0.2  # event to screen well under a second
 KEEPALIVE_SECONDS = 15.0
 BATCH = 500
+CATCH_UP_BATCHES = 4  # a tab further behind than this many events redraws instead of replaying
+IDLE_SECONDS = 1.0
 
 
 def sse(data: Any, *, event: str | None = None, id: int | None = None) -> bytes:
@@ -54,10 +56,13 @@ class EventHub:
                 await self._task
 
     async def _run(self) -> None:
+        idle = 0.0
         while True:
+            full = False
             try:
                 if self.subscribers:
                     events = await anyio.to_thread.run_sync(self._fetch)
+                    full = len(events) == BATCH
                     if events:
                         self.last = events[-1]["id"]
                         for queue in list(self.subscribers):
@@ -65,17 +70,25 @@ class EventHub:
                                 self.subscribers.discard(queue)
                             else:
                                 queue.put_nowait(events)
-                else:
+                elif idle >= IDLE_SECONDS:
+                    # Nobody is watching: only keep up with where the log ends, so the first
+                    # tab that opens does not wait for a backlog to be read.
+                    idle = 0.0
                     recent = await anyio.to_thread.run_sync(self.store.recent_events, 1)
                     self.last = recent[-1].id if recent else self.last
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database is away for a moment: try again next poll
                 await asyncio.sleep(1.0)
-            await asyncio.sleep(self.poll)
+            if not full:  # a full batch means more are waiting: read on at once
+                await asyncio.sleep(self.poll)
+                idle += self.poll
 
     def _fetch(self) -> list[dict[str, Any]]:
-        return [event_dict(e) for e in self.store.events(after=self.last, limit=BATCH)]
+        return self._since(self.last)
+
+    def _since(self, after: int) -> list[dict[str, Any]]:
+        return [event_dict(e) for e in self.store.events(after=after, limit=BATCH)]
 
     async def stream(self, after: int) -> AsyncIterator[bytes]:
         """Events after `after` (those missed since the page was drawn), then live ones."""
@@ -84,13 +97,17 @@ class EventHub:
         try:
             yield b"retry: 1000\n\n"
             sent = after
-            if after:
-                missed = await anyio.to_thread.run_sync(
-                    lambda: [event_dict(e) for e in self.store.events(after=after, limit=BATCH)]
-                )
+            for _ in range(CATCH_UP_BATCHES if after else 0):
+                missed = await anyio.to_thread.run_sync(self._since, sent)
                 for item in missed:
                     sent = item["id"]
                     yield sse(item, event="ralph", id=item["id"])
+                if len(missed) < BATCH:
+                    break
+            else:
+                if after:  # too far behind to replay: the page redraws what it shows instead
+                    sent = max(sent, self.last)
+                    yield sse({"last": sent}, event="reset", id=sent)
             while True:
                 try:
                     batch = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)

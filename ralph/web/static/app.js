@@ -72,6 +72,10 @@
     const source = new EventSource("/events" + (last ? "?after=" + last : ""));
     source.addEventListener("open", () => { if (conn) { conn.textContent = "live"; conn.className = "conn on"; } });
     source.addEventListener("error", () => { if (conn) { conn.textContent = "reconnecting…"; conn.className = "conn off"; } });
+    source.addEventListener("reset", (msg) => {
+      last = JSON.parse(msg.data).last;
+      onEvent({ id: last, kind: "reset", task_id: null, reset: true });
+    });
     source.addEventListener("ralph", (msg) => {
       const ev = JSON.parse(msg.data);
       if (ev.id <= last) return;
@@ -240,7 +244,7 @@
     const charts = debounce(drawCharts, 1500);
     drawCharts();
     connect((ev) => {
-      addEventRow(ev);
+      if (!ev.reset) addEventRow(ev);
       refresh();
       if (["done", "failed", "released", "reconciled"].includes(ev.kind)) charts();
     });
@@ -249,7 +253,7 @@
   } else if (page === "tasks") {
     const live = $("#live");
     const refresh = debounce(() => refreshPart(live), 300);
-    connect((ev) => { if (ev.task_id) refresh(); });
+    connect((ev) => { if (ev.task_id || ev.reset) refresh(); });
   } else if (page === "task") {
     const live = $("#live");
     const id = live.dataset.task;
@@ -269,6 +273,6 @@
     transcriptBox.addEventListener("refreshed", followTranscript);
     drawGraph();
     followTranscript();
-    connect((ev) => { if (ev.task_id === id || (ev.data && ev.data.blocker === id)) refresh(); });
+    connect((ev) => { if (ev.task_id === id || ev.reset) refresh(); });
   }
 })();
