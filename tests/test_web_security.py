@@ -132,3 +132,15 @@ def test_actions_report_store_errors_as_a_page_not_a_crash(project):
         status, _, page = request(base, "POST", "/tasks/T1/retry", body=urlencode({"csrf": token}))
         assert status == 409 and "T1 is open, not failed" in page
         assert request(base, "GET", "/tasks/nope")[0] == 404
+
+
+def test_a_port_in_use_is_one_line_and_exit_code_2(project):
+    root, env = project
+    with serve(root, env) as (_, base):
+        port = base.rsplit(":", 1)[1]
+        done = subprocess.run(
+            [*RALPH, "web", "--port", port], cwd=root, env=env, capture_output=True, text=True
+        )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ralph.cli.common import store
-from ralph.errors import ConfigError
+from ralph.errors import ConfigError, UsageError
 
 TOKEN_ENV = "RALPH_WEB_TOKEN"
 
@@ -71,6 +71,7 @@ def web(
     if generated:
         token = new_token()
     guard = Guard.for_bind(host, port, token, read_only=read_only)
+    _check_port(host, port)
     db = store()
     label = redact(db.url) if "://" in db.url else db.url
     root = repo or project_root()
@@ -95,6 +96,26 @@ def web(
         access_log=False,
         timeout_graceful_shutdown=1,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line, before the store is opened, when the address cannot be served."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {host}: {exc.strerror or exc}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+                hint="pick another with --port",
+            ) from exc
 
 
 def register(app: typer.Typer, worker_app: typer.Typer) -> None:
