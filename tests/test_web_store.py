@@ -80,6 +80,13 @@ def test_task_page_states_ready_blocked_running(store):
     running, _ = store.task_page(status="running")
     assert ids(running) == [c.id] and running[0].claimed_by == "w"
     assert store.queue_counts() == {"ready": 1, "blocked": 1, "running": 1, "retry_wait": 0}
+    assert [store.task_page(status=s)[1] for s in ("ready", "blocked", "running", "open")] == [
+        1,
+        1,
+        1,
+        3,
+    ]
+    assert store.task_page(status="done") == ([], 0)
 
 
 def test_spend_by_hour_and_by_worker_add_up_attempt_costs(store, clock):

@@ -1115,7 +1115,13 @@ class SQLStore:
         }
         with self.transaction(write=False) as tx:
             rows = tx.all("tasks_page", now=tx.now, limit=limit, offset=offset, **params)
-            total = tx.one("tasks_page_count", now=tx.now, **params)
+            if label or capability or words:
+                total = int(tx.one("tasks_page_count", now=tx.now, **params)["n"])
+            elif state:  # counted from indexes, as the overview does, not by a scan
+                total = self._queue_counts(tx)[state]
+            else:
+                counts = {r["status"]: int(r["n"]) for r in tx.all("status_counts")}
+                total = counts.get(status, 0) if status else sum(counts.values())
             ids = _dump([r["id"] for r in rows])
             deps = tx.all("deps_of_tasks", ids=ids) if rows else []
         blockers: dict[str, list[str]] = defaultdict(list)
@@ -1127,12 +1133,17 @@ class SQLStore:
             task.claimed_by = row["claimed_by"]
             task.blocked_by = sorted(blockers.get(task.id, []))
             tasks.append(task)
-        return tasks, int(total["n"]) if total else 0
+        return tasks, total
 
     def queue_counts(self) -> dict[str, int]:
         """Open tasks by state: ready, blocked (blockers or children open), running, retry_wait."""
         with self.transaction(write=False) as tx:
-            row = tx.one("queue_counts", now=tx.now)
+            return self._queue_counts(tx)
+
+    @staticmethod
+    def _queue_counts(tx: Tx) -> dict[str, int]:
+        row = tx.one("queue_counts", now=tx.now)
+        assert row is not None
         n = {k: int(row[k] or 0) for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
         return {
             "ready": n["unblocked"] - n["running_unblocked"] - n["retry_wait"],
