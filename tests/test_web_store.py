@@ -87,6 +87,10 @@ def test_task_page_states_ready_blocked_running(store):
         3,
     ]
     assert store.task_page(status="done") == ([], 0)
+    later = store.add("later")
+    claim = store.claim(later.id, "w2")
+    store.release(later.id, "w2", claim.token, retry_in=30, count_attempt=True, note="red")
+    assert store.queue_counts() == {"ready": 1, "blocked": 1, "running": 1, "retry_wait": 1}
 
 
 def test_spend_by_hour_and_by_worker_add_up_attempt_costs(store, clock):
