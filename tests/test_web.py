@@ -186,9 +186,11 @@ def test_a_run_shows_live_busy_then_idle_workers_done_tasks_transcript_commit_an
         idle = page.locator("#workers tr.w-idle")
         expect(idle).to_have_count(2, timeout=WAIT_MS)
         expect(page.locator("#chart-cost svg rect")).not_to_have_count(0, timeout=WAIT_MS)
-        assert float(page.locator("#chart-cost").get_attribute("data-total")) == pytest.approx(
-            0.025
-        )
+        totals = {
+            name: float(page.locator(f"#chart-{name}").get_attribute("data-total"))
+            for name in ("done", "cost", "day")
+        }
+        assert totals == {"done": 2, "cost": pytest.approx(0.025), "day": pytest.approx(0.025)}
         shot(page, "overview.png")
         shot(task_tab, "task.png")
         task_tab.goto(base + "/tasks/B")

@@ -87,7 +87,7 @@ def event_dict(event: Any) -> dict[str, Any]:
 
 
 def series(store: SQLStore, now: float | None = None) -> dict[str, Any]:
-    """Chart data: per hour (last 48) tasks done and USD by agent; USD per local day (last 14)."""
+    """Chart data by agent: tasks done and USD per hour (last 48), USD per local day (last 14)."""
     now = time.time() if now is None else now
     hour_now = int(now // 3600 * 3600)
     first_hour = hour_now - (CHART_HOURS - 1) * 3600
@@ -96,9 +96,9 @@ def series(store: SQLStore, now: float | None = None) -> dict[str, Any]:
     agents = sorted({r["agent"] for r in rows})
     done = {a: [0] * CHART_HOURS for a in agents}
     cost = {a: [0.0] * CHART_HOURS for a in agents}
-    days: dict[str, float] = defaultdict(float)
+    days: dict[tuple[str, str], float] = defaultdict(float)
     for r in rows:
-        days[time.strftime("%Y-%m-%d", time.localtime(r["hour"]))] += r["cost_usd"]
+        days[time.strftime("%Y-%m-%d", time.localtime(r["hour"])), r["agent"]] += r["cost_usd"]
         i = (r["hour"] - first_hour) // 3600
         if 0 <= i < CHART_HOURS:
             done[r["agent"]][i] += r["succeeded"]
@@ -113,7 +113,7 @@ def series(store: SQLStore, now: float | None = None) -> dict[str, Any]:
         "done": done,
         "cost": {a: [round(v, 6) for v in vals] for a, vals in cost.items()},
         "days": day_keys,
-        "day_cost": [round(days.get(d, 0.0), 6) for d in day_keys],
+        "day_cost": {a: [round(days.get((d, a), 0.0), 6) for d in day_keys] for a in agents},
         "total_cost": round(sum(r["cost_usd"] for r in rows), 6),
     }
 

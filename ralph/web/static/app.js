@@ -140,7 +140,7 @@
     const count = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1));
     barChart($("#chart-done"), d.hours, d.agents.map((a) => ({ name: a, values: d.done[a] })), { title: "tasks done per hour", fmt: count, tick: hourLabel });
     barChart($("#chart-cost"), d.hours, d.agents.map((a) => ({ name: a, values: d.cost[a] })), { title: "USD per hour by agent", fmt: usd, tick: hourLabel });
-    barChart($("#chart-day"), d.days, [{ name: "all agents", values: d.day_cost }], { title: "USD per day", fmt: usd, tick: (s) => s.slice(5) });
+    barChart($("#chart-day"), d.days, d.agents.map((a) => ({ name: a, values: d.day_cost[a] })), { title: "USD per day by agent", fmt: usd, tick: (s) => s.slice(5) });
     const legend = $("#chart-legend");
     legend.replaceChildren();
     d.agents.forEach((a, i) => {
