@@ -102,7 +102,8 @@ class Project:
         cmd = shlex.join([sys.executable, str(AGENT)])
         self.run_proc = subprocess.Popen(
             [*RALPH, "run", "--workers", "2", "--agent-cmd", cmd]
-            + ["--watch", "--no-live", "--max-attempts", "1", "--quiet"],
+            + ["--watch", "--no-live", "--max-attempts", "1", "--quiet"]
+            + ["--verify", shlex.join([sys.executable, "-c", "print('verify says <ok>')"])],
             cwd=self.root,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -176,6 +177,8 @@ def test_a_run_shows_live_busy_then_idle_workers_done_tasks_transcript_commit_an
         task_tab.locator("#commit summary", has_text="Diff").click()
         expect(task_tab.locator("#diff")).to_contain_text("+A was here")
         expect(task_tab.locator("#attempts")).to_contain_text("$0.0125")
+        task_tab.locator("#transcript summary", has_text="Verify run 1").click()
+        expect(task_tab.locator("#transcript pre.verify")).to_have_text("verify says <ok>\n")
 
         events = page.locator("#events tr", has=page.locator("a.tid", has_text="A"))
         expect(events.filter(has_text="done").first).to_be_visible(timeout=WAIT_MS)
