@@ -221,7 +221,8 @@ def latency(port: int, db: Path, samples: int) -> tuple[list[float], int]:
                   new MutationObserver((records) => {
                     for (const r of records) for (const n of r.addedNodes) {
                       const a = n.querySelector && n.querySelector('a.tid');
-                      if (a && !(a.textContent in window.seen)) window.seen[a.textContent] = Date.now();
+                      const id = a && a.textContent;
+                      if (id && !(id in window.seen)) window.seen[id] = Date.now();
                     }
                   }).observe(document.querySelector('#events'), {childList: true});
                 }"""
