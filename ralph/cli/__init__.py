@@ -22,13 +22,24 @@ from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError, StoreError
 
-COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor", "doctor")
+COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor", "doctor", "web")
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".
 HELP_PANELS: dict[str, tuple[str, ...]] = {
     "Run": ("demo", "init", "run", "status", "logs", "stats", "web", "doctor"),
-    "Tasks": ("add", "list", "show", "update", "done", "block", "unblock", "ready", "dep"),
+    "Tasks": (
+        "add",
+        "list",
+        "show",
+        "update",
+        "done",
+        "retry",
+        "block",
+        "unblock",
+        "ready",
+        "dep",
+    ),
     "Claims": (
         "claim",
         "claim:renew",

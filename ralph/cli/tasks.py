@@ -1,4 +1,4 @@
-"""Task commands: add, list, show, update, done, block, unblock, ready."""
+"""Task commands: add, list, show, update, done, retry, block, unblock, ready."""
 
 from __future__ import annotations
 
@@ -310,6 +310,21 @@ def done(
     echo("\n".join([f"Done {task.id}: {task.title}", *(f"Now unblocked: {i}" for i in unblocked)]))
 
 
+def retry(task_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
+    """Put a failed task back in the queue; its earlier attempts stay counted.
+
+    \b
+    Example:
+      ralph retry rl-3k9x2a7b
+      Retrying rl-3k9x2a7b: Write the parser (2 attempts so far)
+    """
+    task = store().retry(task_id)
+    if as_json:
+        emit_json(task.to_dict())
+        return
+    echo(f"Retrying {task.id}: {task.title} ({task.attempts} attempts so far)")
+
+
 def block(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     blocker: Annotated[str, typer.Argument(metavar="BLOCKER")],
@@ -373,6 +388,7 @@ def register(app: typer.Typer, worker_app: typer.Typer) -> None:
     app.command()(show)
     app.command()(update)
     app.command()(done)
+    app.command()(retry)
     app.command()(block)
     app.command()(unblock)
     app.command()(ready)

@@ -327,3 +327,68 @@ ORDER BY id;
 
 -- name: meta_get
 SELECT value FROM meta WHERE key = %(key)s;
+
+-- name: task_retry
+UPDATE tasks SET status = 'open', not_before = 0, expiries = 0, lease_expires = 0,
+                 updated_at = %(now)s
+WHERE id = %(id)s AND status = 'failed';
+
+-- name: tasks_page
+-- One page of a filtered task list, newest first (dashboards). %(state)s is a derived state of
+-- an open task: ready, blocked or running; %(text)s matches the id, %(pattern)s (an ILIKE
+-- pattern, \ escapes) the title or description.
+SELECT t.*, c.worker AS claimed_by
+FROM tasks t LEFT JOIN claims c ON c.task_id = t.id AND c.state = 'live'
+WHERE (%(status)s::text IS NULL OR t.status = %(status)s::text)
+  AND (%(state)s::text IS NULL
+       OR (%(state)s::text = 'ready' AND t.status = 'open' AND t.open_blockers = 0
+           AND t.open_children = 0 AND t.lease_expires <= %(now)s AND t.not_before <= %(now)s)
+       OR (%(state)s::text = 'blocked' AND t.status = 'open'
+           AND (t.open_blockers > 0 OR t.open_children > 0))
+       OR (%(state)s::text = 'running' AND t.status = 'open' AND t.lease_expires > %(now)s))
+  AND (%(label)s::text IS NULL OR t.labels @> jsonb_build_array(%(label)s::text))
+  AND (%(capability)s::text IS NULL OR t.requires @> jsonb_build_array(%(capability)s::text))
+  AND (%(text)s::text IS NULL OR t.id = %(text)s::text
+       OR t.title ILIKE %(pattern)s::text OR t.description ILIKE %(pattern)s::text)
+ORDER BY t.seq DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: tasks_page_count
+SELECT COUNT(*) AS n
+FROM tasks t
+WHERE (%(status)s::text IS NULL OR t.status = %(status)s::text)
+  AND (%(state)s::text IS NULL
+       OR (%(state)s::text = 'ready' AND t.status = 'open' AND t.open_blockers = 0
+           AND t.open_children = 0 AND t.lease_expires <= %(now)s AND t.not_before <= %(now)s)
+       OR (%(state)s::text = 'blocked' AND t.status = 'open'
+           AND (t.open_blockers > 0 OR t.open_children > 0))
+       OR (%(state)s::text = 'running' AND t.status = 'open' AND t.lease_expires > %(now)s))
+  AND (%(label)s::text IS NULL OR t.labels @> jsonb_build_array(%(label)s::text))
+  AND (%(capability)s::text IS NULL OR t.requires @> jsonb_build_array(%(capability)s::text))
+  AND (%(text)s::text IS NULL OR t.id = %(text)s::text
+       OR t.title ILIKE %(pattern)s::text OR t.description ILIKE %(pattern)s::text);
+
+-- name: queue_counts
+SELECT
+  COUNT(*) AS open,
+  COUNT(*) FILTER (WHERE open_blockers = 0 AND open_children = 0) AS unblocked,
+  COUNT(*) FILTER (WHERE lease_expires > %(now)s) AS running,
+  COUNT(*) FILTER (WHERE lease_expires > %(now)s AND open_blockers = 0
+                   AND open_children = 0) AS running_unblocked,
+  COUNT(*) FILTER (WHERE not_before > %(now)s AND lease_expires <= %(now)s
+                   AND open_blockers = 0 AND open_children = 0) AS retry_wait
+FROM tasks WHERE status = 'open';
+
+-- name: attempts_hourly
+SELECT (floor(started_at / 3600) * 3600)::bigint AS hour, agent, COUNT(*) AS attempts,
+       COUNT(*) FILTER (WHERE outcome IN ('success', 'no_changes')) AS succeeded,
+       COALESCE(SUM(cost_usd), 0) AS cost_usd
+FROM attempts WHERE started_at >= %(since)s
+GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- name: attempts_by_worker
+SELECT worker, COUNT(*) AS attempts, COALESCE(SUM(cost_usd), 0) AS cost_usd
+FROM attempts WHERE started_at >= %(since)s GROUP BY worker;
+
+-- name: attempts_running
+SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;

@@ -271,3 +271,79 @@ SELECT * FROM attempts WHERE (:task_id IS NULL OR task_id = :task_id) ORDER BY i
 
 -- name: meta_get
 SELECT value FROM meta WHERE key = :key;
+
+-- name: task_retry
+UPDATE tasks SET status = 'open', not_before = 0, expiries = 0, lease_expires = 0,
+                 updated_at = :now
+WHERE id = :id AND status = 'failed';
+
+-- name: tasks_page
+-- One page of a filtered task list, newest first (dashboards). :state is a derived state of an
+-- open task: ready, blocked or running; :text matches the id, :pattern (a LIKE pattern with \
+-- as escape) the title or description; :label_json is the label as JSON, a cheap pre-filter.
+SELECT t.*, c.worker AS claimed_by
+FROM tasks t LEFT JOIN claims c ON c.task_id = t.id AND c.state = 'live'
+WHERE (:status IS NULL OR t.status = :status)
+  AND (:state IS NULL
+       OR (:state = 'ready' AND t.status = 'open' AND t.open_blockers = 0
+           AND t.open_children = 0 AND t.lease_expires <= :now AND t.not_before <= :now)
+       OR (:state = 'blocked' AND t.status = 'open'
+           AND (t.open_blockers > 0 OR t.open_children > 0))
+       OR (:state = 'running' AND t.status = 'open' AND t.lease_expires > :now))
+  AND (:label IS NULL OR (instr(t.labels, :label_json) > 0
+       AND EXISTS (SELECT 1 FROM json_each(t.labels) l WHERE l.value = :label)))
+  AND (:capability IS NULL OR (instr(t.requires, :capability_json) > 0
+       AND EXISTS (SELECT 1 FROM json_each(t.requires) r WHERE r.value = :capability)))
+  AND (:text IS NULL OR t.id = :text OR t.title LIKE :pattern ESCAPE '\'
+       OR t.description LIKE :pattern ESCAPE '\')
+ORDER BY t.seq DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: tasks_page_count
+SELECT COUNT(*) AS n
+FROM tasks t
+WHERE (:status IS NULL OR t.status = :status)
+  AND (:state IS NULL
+       OR (:state = 'ready' AND t.status = 'open' AND t.open_blockers = 0
+           AND t.open_children = 0 AND t.lease_expires <= :now AND t.not_before <= :now)
+       OR (:state = 'blocked' AND t.status = 'open'
+           AND (t.open_blockers > 0 OR t.open_children > 0))
+       OR (:state = 'running' AND t.status = 'open' AND t.lease_expires > :now))
+  AND (:label IS NULL OR (instr(t.labels, :label_json) > 0
+       AND EXISTS (SELECT 1 FROM json_each(t.labels) l WHERE l.value = :label)))
+  AND (:capability IS NULL OR (instr(t.requires, :capability_json) > 0
+       AND EXISTS (SELECT 1 FROM json_each(t.requires) r WHERE r.value = :capability)))
+  AND (:text IS NULL OR t.id = :text OR t.title LIKE :pattern ESCAPE '\'
+       OR t.description LIKE :pattern ESCAPE '\');
+
+-- name: queue_counts
+-- Counted from indexes where it can be: open tasks (tasks_status), unblocked ones (the partial
+-- tasks_ready index), running ones (live claims); only those waiting out a retry backoff need the
+-- rows. A CASE over every open row took 33 ms at 100k tasks. CROSS JOIN keeps the planner on
+-- the few live claims first (left free, it walked every open task).
+SELECT
+  (SELECT COUNT(*) FROM tasks WHERE status = 'open') AS open,
+  (SELECT COUNT(*) FROM tasks INDEXED BY tasks_ready
+   WHERE status = 'open' AND open_blockers = 0 AND open_children = 0) AS unblocked,
+  (SELECT COUNT(*) FROM claims c CROSS JOIN tasks t ON t.id = c.task_id
+   WHERE c.state = 'live' AND t.status = 'open' AND t.lease_expires > :now) AS running,
+  (SELECT COUNT(*) FROM claims c CROSS JOIN tasks t ON t.id = c.task_id
+   WHERE c.state = 'live' AND t.status = 'open' AND t.lease_expires > :now
+     AND t.open_blockers = 0 AND t.open_children = 0) AS running_unblocked,
+  (SELECT COUNT(*) FROM tasks NOT INDEXED
+   WHERE not_before > :now AND status = 'open' AND open_blockers = 0 AND open_children = 0
+     AND lease_expires <= :now) AS retry_wait;
+
+-- name: attempts_hourly
+SELECT CAST(started_at / 3600 AS INTEGER) * 3600 AS hour, agent, COUNT(*) AS attempts,
+       SUM(CASE WHEN outcome IN ('success', 'no_changes') THEN 1 ELSE 0 END) AS succeeded,
+       COALESCE(SUM(cost_usd), 0) AS cost_usd
+FROM attempts WHERE started_at >= :since
+GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- name: attempts_by_worker
+SELECT worker, COUNT(*) AS attempts, COALESCE(SUM(cost_usd), 0) AS cost_usd
+FROM attempts WHERE started_at >= :since GROUP BY worker;
+
+-- name: attempts_running
+SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;

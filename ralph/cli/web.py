@@ -1,0 +1,122 @@
+"""`ralph web`: serve the dashboard (needs the optional extra: pip install 'ralph[web]').
+
+Starlette and uvicorn are imported inside the command, so no other command pays for them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ralph.cli.common import store
+from ralph.errors import ConfigError, UsageError
+
+TOKEN_ENV = "RALPH_WEB_TOKEN"
+
+
+def web(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback needs no token).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8765,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse every action: look, don't touch.")
+    ] = False,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the dashboard in a browser.")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=TOKEN_ENV,
+            show_envvar=True,
+            help="Access token, required off loopback; 'generate' makes one and prints it once.",
+        ),
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--repo", help="Git repository the task commits are in. [default: the project's]"
+        ),
+    ] = None,
+) -> None:
+    """Serve the operator's dashboard: workers, queue, cost charts, tasks, live transcripts.
+
+    \b
+    Examples:
+      ralph web --open
+      ralph web --read-only
+      ralph web --host 0.0.0.0 --token generate     # prints the login URL once
+      RALPH_DB=postgresql://ralph@db/ralph ralph web --host 10.0.0.5 --token "$TOKEN"
+    """
+    try:
+        import uvicorn
+
+        from ralph.web.app import create_app
+        from ralph.web.security import Guard, new_token
+    except ImportError as exc:
+        raise ConfigError(
+            f"`ralph web` needs the web extra ({exc.name} is not installed)",
+            hint="pip install 'ralph[web]'",
+        ) from exc
+    from ralph.store import project_root
+    from ralph.store.postgres import redact
+
+    generated = token == "generate"
+    if generated:
+        token = new_token()
+    guard = Guard.for_bind(host, port, token, read_only=read_only)
+    _check_port(host, port)
+    db = store()
+    label = redact(db.url) if "://" in db.url else db.url
+    root = repo or project_root()
+    app = create_app(db, guard, repo=root if (root / ".git").exists() else None, db_label=label)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/"
+    print(f"ralph web: {label} at {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    if generated:
+        # Printed once: the server keeps no copy anywhere else.
+        print(f"log in once at {url}login?token={guard.token}", file=sys.stderr, flush=True)
+    if open_browser:
+        import threading
+        import webbrowser
+
+        target = f"{url}login?token={guard.token}" if not guard.open_reads else url
+        threading.Timer(0.8, webbrowser.open, args=(target,)).start()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=os.environ.get("RALPH_WEB_LOG", "warning"),
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line, before the store is opened, when the address cannot be served."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {host}: {exc.strerror or exc}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+                hint="pick another with --port",
+            ) from exc
+
+
+def register(app: typer.Typer, worker_app: typer.Typer) -> None:
+    app.command()(web)

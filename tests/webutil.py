@@ -1,0 +1,94 @@
+"""Start `ralph web` as a real process for the dashboard tests, and talk HTTP to it."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+RALPH = [sys.executable, "-m", "ralph"]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(
+    cwd: Path, env: Mapping[str, str], *args: str, host: str = "127.0.0.1"
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`ralph web --port P ARGS` until the block ends; yields the process and its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*RALPH, "web", "--host", host, "--port", str(port), *args],
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "ralph web did not start"
+            try:
+                status, _, _ = request(base, "GET", "/static/style.css")
+                if status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def request(
+    base: str,
+    method: str,
+    path: str,
+    *,
+    body: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, dict[str, str], str]:
+    """One HTTP request; returns status, headers (lowercased names) and the body as text."""
+    hostport = base.removeprefix("http://")
+    host, port = hostport.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        sent = dict(headers or {})
+        if body is not None:
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        conn.request(method, path, body=body, headers=sent)
+        res = conn.getresponse()
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, res.read().decode()
+    finally:
+        conn.close()
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The test's environment without any RALPH_ setting, with its own HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env["HOME"] = str(home)
+    env.update(extra)
+    return env
