@@ -22,7 +22,7 @@ def web(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback needs no token).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8765,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every action: look, don't touch.")
     ] = False,
