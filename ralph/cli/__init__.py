@@ -22,7 +22,7 @@ from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError
 
-COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor")
+COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor", "db")
 
 # `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
 CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
@@ -115,7 +115,9 @@ app.add_typer(worker_app)
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"ralph {__version__}")
+        from ralph.store.migrate import latest
+
+        typer.echo(f"ralph {__version__} (store schema {latest('sqlite')})")
         raise typer.Exit()
 
 
@@ -139,7 +141,10 @@ def _global(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and the store schema it writes, and exit.",
         ),
     ] = False,
 ) -> None:
