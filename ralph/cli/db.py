@@ -46,7 +46,7 @@ def status(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(state.to_dict())
         return
-    made_by = state.ralph or state.to_dict()["made_by"]
+    made_by = state.made_by
     if not state.exists:
         schema = "none yet: the first ralph command that writes creates it"
     else:

@@ -58,15 +58,21 @@ class SchemaState:
 
     @property
     def pending(self) -> list[int]:
-        return [v for v, _ in steps(self.backend, self.version)] if self.version >= 0 else []
+        """The migrations an upgrade would run (all of them for a store not made yet)."""
+        return [v for v, _ in steps(self.backend, self.version)]
 
     @property
     def exists(self) -> bool:
         return self.version > 0
 
+    @property
+    def made_by(self) -> str | None:
+        """The ralph release that made this schema, when known."""
+        return self.ralph or _RELEASE_OF_SCHEMA.get(self.version)
+
     def label(self) -> str:
         """The old release's name for a backup file: `0.1.0`, else `schema3`."""
-        return self.ralph or _RELEASE_OF_SCHEMA.get(self.version) or f"schema{self.version}"
+        return self.made_by or f"schema{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +81,7 @@ class SchemaState:
             "schema": self.version,
             "latest": self.latest,
             "pending": self.pending,
-            "made_by": self.ralph or _RELEASE_OF_SCHEMA.get(self.version),
+            "made_by": self.made_by,
             "ralph": ralph_version(),
             "upgraded_from": self.upgraded_from,
             "backup": self.backup,
