@@ -275,9 +275,15 @@ class Worktrees:
         return MergeLock(self.lock_path, timeout=self.lock_timeout, holder=holder)
 
     def start(self, workers: Iterable[str]) -> dict[str, Path]:
-        """Prune what git lost track of and make each worker's worktree ready (repaired or new)."""
-        self.git.worktree("prune")
-        return {w: self.repair(w) for w in workers}
+        """Prune what git lost track of and make each worker's worktree ready (repaired or new).
+
+        Under the merge lock: a `git worktree prune` in another process deletes the admin folder
+        of a worktree being added ("could not open .git/worktrees/NAME/locked"), which failed
+        one of four `ralph worker start` run at once in 2 to 3 rounds of 40.
+        """
+        with self.lock("start"):
+            self.git.worktree("prune")
+            return {w: self.repair(w) for w in workers}
 
     def repair(self, worker: str) -> Path:
         """Make the worker's worktree exist, registered, unlocked, not mid-operation and clean."""
@@ -372,7 +378,7 @@ class Worktrees:
 
     def close(self) -> None:
         """`git worktree prune` at exit (worktrees themselves stay for the next run to reuse)."""
-        with contextlib.suppress(GitCommandError):
+        with self.lock("close"), contextlib.suppress(GitCommandError):
             self.git.worktree("prune")
 
     # -- integration ------------------------------------------------------------------------

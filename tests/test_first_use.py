@@ -4,7 +4,8 @@ not exist yet all succeed, on SQLite and on PostgreSQL.
 Each process imports the CLI first and starts its command at one agreed wall-clock moment
 (tests/fixtures/run_ralph.py --at), so they reach the store together instead of staggered by
 their import times. Before creating the schema was made to wait for the lock, 4 `ralph worker
-start` on a missing SQLite store failed with "database is locked" in 2 of 20 rounds.
+start` on a missing SQLite store failed with "database is locked" in 2 of 20 rounds; before
+worktree setup took the repository's lock, with `git worktree add` in 2 to 3 rounds of 40.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ from ralph.store import migrate, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROUNDS = 20
-# What starts at once: the commands a user or a script runs first in a new project. One
-# `worker start` per round: two of them in one repository at once race in `git worktree add`,
-# which is not the store's doing.
+# What starts at once: the commands a user or a script runs first in a new project, two
+# persistent workers among them (they also set up their git worktrees at the same moment).
+WORKER = ["worker", "start", "--agent-cmd", "true", "--max-time", "200ms", "-q"]
 COMMANDS = [
-    ["worker", "start", "--agent-cmd", "true", "--max-time", "200ms", "-q"],
-    ["run", "--agent-cmd", "true", "-q"],
+    WORKER,
     ["add", "written at first use"],
+    WORKER,
     ["ready", "--json"],
+    ["run", "--agent-cmd", "true", "-q"],
     ["list"],
     ["worker", "list"],
     ["add", "written at first use"],
-    ["ready"],
 ]
 
 
@@ -63,6 +64,10 @@ def loops(count: int) -> int:
     return sum(a[0] == "run" or a[:2] == ["worker", "start"] for a in COMMANDS[:count])
 
 
+def adds(count: int) -> int:
+    return sum(a[0] == "add" for a in COMMANDS[:count])
+
+
 def new_repo(folder: Path) -> Path:
     folder.mkdir(parents=True)
     git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
@@ -79,7 +84,7 @@ def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
         failures += [(n, args, rc, err) for args, rc, err in outcomes if rc != 0]
         with open_store(repo / ".ralph" / "ralph.db", upgrade=False) as store:
             assert store.schema.version == migrate.latest("sqlite")
-            assert [t.title for t in store.list()] == ["written at first use"]
+            assert [t.title for t in store.list()] == ["written at first use"] * adds(4)
             assert len(store.workers()) == loops(4)
     assert failures == []
 
@@ -97,7 +102,7 @@ def test_eight_processes_on_an_empty_postgres_database_all_succeed(
             with open_store(url, upgrade=False) as store:
                 assert store.schema.version == migrate.latest("postgres")
                 titles = [t.title for t in store.list()]
-                assert titles == ["written at first use"] * 2
+                assert titles == ["written at first use"] * adds(8)
                 assert len(store.workers()) == loops(8)
         finally:
             pg_server.drop_database(url)
