@@ -56,7 +56,10 @@ def ralph010(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.fail(reason + " (CI=true needs it: clone with full history)", pytrace=False)
         pytest.skip(reason)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # Python before 3.11.4; the archive is this repository's own history
+            tar.extractall(dest)  # noqa: S202
     version = run(dest, "--version").stdout
     assert version.strip() == "ralph 0.1.0", version
     return dest
