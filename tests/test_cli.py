@@ -280,8 +280,10 @@ def test_events_show_the_audit_log_of_a_task(ralph: Run) -> None:
 
 def test_version_and_help(ralph: Run) -> None:
     from ralph import __version__
+    from ralph.store.migrate import latest
 
-    assert ok(ralph("--version")).stdout.strip() == f"ralph {__version__}"
+    shown = ok(ralph("--version")).stdout.strip()
+    assert shown == f"ralph {__version__} (store schema {latest('sqlite')})"
     text = ok(ralph("--help")).stdout
     assert "claim:release" in text and "Exit codes:" in text
 

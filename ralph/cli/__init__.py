@@ -22,7 +22,18 @@ from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError, StoreError
 
-COMMAND_MODULES = ("tasks", "claims", "workers", "events", "run", "ops", "monitor", "doctor", "web")
+COMMAND_MODULES = (
+    "tasks",
+    "claims",
+    "workers",
+    "events",
+    "run",
+    "ops",
+    "monitor",
+    "doctor",
+    "web",
+    "db",
+)
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".
@@ -189,7 +200,9 @@ app.add_typer(worker_app)
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"ralph {__version__}")
+        from ralph.store.migrate import latest
+
+        typer.echo(f"ralph {__version__} (store schema {latest('sqlite')})")
         raise typer.Exit()
 
 
@@ -213,7 +226,10 @@ def _global(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and the store schema it writes, and exit.",
         ),
     ] = False,
 ) -> None:

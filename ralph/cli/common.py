@@ -34,6 +34,13 @@ class Session:
     def store(self) -> SQLStore:
         if self._store is None:
             self._store = open_store(self.db)
+            done = self._store.schema
+            if done.upgraded_from:  # an older store, upgraded by this opening: say so once
+                kept = f"; copy kept: {done.backup}" if done.backup else ""
+                sys.stderr.write(
+                    f"ralph: upgraded {done.url} from schema {done.upgraded_from} to "
+                    f"{done.version}{kept}\n"
+                )
         return self._store
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ralph import errors
 from ralph.store.base import SQLStore
+from ralph.store.migrate import SchemaState
 
 Store = SQLStore
 
@@ -46,15 +47,43 @@ def resolve_url(url: str | os.PathLike[str] | None = None) -> str:
 
 
 def open_store(
-    url: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time
+    url: str | os.PathLike[str] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    upgrade: bool = True,
 ) -> SQLStore:
-    """Open (creating on first use) the store at a path, a sqlite:/// or a postgresql:// URL."""
+    """Open the store at a path, a sqlite:/// or a postgresql:// URL.
+
+    With `upgrade` (the default) a missing store is created and an older schema is upgraded
+    in place (ralph/store/migrate.py); without it nothing is written, and a missing or older
+    store raises StoreError saying to run `ralph db upgrade`. A newer schema always raises.
+    `store.schema` tells what was found and done.
+    """
+    return _open(url, clock=clock, upgrade=upgrade)
+
+
+def schema_status(url: str | os.PathLike[str] | None = None) -> SchemaState:
+    """The schema state of the store at `url` (missing, older, current or newer), read only."""
+    store = _open(url, clock=time.time, upgrade=False, inspect=True)
+    try:
+        return store.schema
+    finally:
+        store.close()
+
+
+def _open(
+    url: str | os.PathLike[str] | None,
+    *,
+    clock: Callable[[], float],
+    upgrade: bool,
+    inspect: bool = False,
+) -> SQLStore:
     target = resolve_url(url)
     scheme = target.split("://", 1)[0].lower() if "://" in target else ""
     if scheme in ("postgresql", "postgres"):
         from ralph.store.postgres import PostgresStore
 
-        return PostgresStore(target, clock=clock)
+        return PostgresStore(target, clock=clock, upgrade=upgrade, inspect=inspect)
     if scheme == "sqlite":
         target = target.split("://", 1)[1]
         if target.startswith("/") and target[1:2] == "/":
@@ -65,8 +94,13 @@ def open_store(
             hint="use a file path, sqlite:///path or postgresql://user@host/db",
         )
     path = Path(target).expanduser()
-    if path.name == DEFAULT_NAME and path.parent.name == DEFAULT_DIR and not path.exists():
+    if (
+        upgrade
+        and path.name == DEFAULT_NAME
+        and path.parent.name == DEFAULT_DIR
+        and not path.exists()
+    ):
         ensure_ralph_dir(path.parent.parent)
     from ralph.store.sqlite import SQLiteStore
 
-    return SQLiteStore(path, clock=clock)
+    return SQLiteStore(path, clock=clock, upgrade=upgrade, inspect=inspect)

@@ -32,6 +32,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -40,7 +41,7 @@ from tenacity import (
 )
 
 from ralph import errors
-from ralph.store import queries
+from ralph.store import migrate, queries
 from ralph.store.base import Row, SQLStore
 
 RETRY_SECONDS = 30.0
@@ -81,6 +82,13 @@ _MARK_READ = "SELECT mark FROM commit_marks WHERE conn_id = %s FOR UPDATE"  # wa
 _MARK_DROP = "DELETE FROM commit_marks WHERE conn_id = %s"  # COMMIT the server still runs
 _MARKS_PRUNE = "DELETE FROM commit_marks WHERE at < extract(epoch FROM now()) - 86400"
 _NOW = "SELECT extract(epoch FROM now())::float8 AS now"
+_META_CREATE = "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)"
+_META_READ = "SELECT key, value FROM meta"
+_META_PUT = (
+    "INSERT INTO meta (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_EVENT = "INSERT INTO events (at, kind, data) VALUES (extract(epoch FROM now()), %s, %s)"
 _STARTING = ("is starting up", "is shutting down", "in recovery mode", "not yet accepting")
 
 
@@ -213,7 +221,16 @@ class PostgresStore(SQLStore):
 
     backend = "postgres"
 
-    def __init__(self, url: str, *, clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        upgrade: bool = True,
+        inspect: bool = False,
+    ):
+        """Connect and set the schema up (rule: ralph/store/migrate.py); `upgrade=False` writes
+        nothing and refuses an older or empty database, `inspect=True` only reads its state."""
         self._url = redact(url)
         self._secrets = _secrets(url)
         self.clock = None if clock is time.time else clock
@@ -231,7 +248,7 @@ class PostgresStore(SQLStore):
         self._idle: list[psycopg.Connection[Row]] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._migrate()
+        self.schema = self._open_schema(upgrade=upgrade and not inspect, inspect=inspect)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._url!r})"
@@ -303,23 +320,20 @@ class PostgresStore(SQLStore):
                     ) from None
         raise AssertionError("unreachable")
 
-    def _migrate(self) -> None:
+    def _open_schema(self, *, upgrade: bool, inspect: bool) -> migrate.SchemaState:
         """Create or upgrade the schema; an advisory lock lets many processes start at once."""
-        migrations = queries.schema("postgres")
-        latest = migrations[-1][0]
         try:
             conn = self._new_connection(self._connect(autocommit=True))
             try:
-                if self._version(conn) < latest:
-                    # A session lock taken before BEGIN: the transaction then starts after the
-                    # previous holder committed, so it sees that holder's tables in the catalog.
-                    conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
-                    try:
-                        with conn.transaction():
-                            self._apply(conn, migrations)
-                    finally:
-                        conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
-                conn.execute(_MARKS_PRUNE)  # marks of connections that died without a goodbye
+                state = self._schema_state(conn)
+                if not inspect:
+                    migrate.refuse_newer(state)  # before anything is written
+                    if state.version < state.latest:
+                        if not upgrade:
+                            raise migrate.too_old(state)
+                        state = self._upgrade(conn)
+                    if upgrade:
+                        conn.execute(_MARKS_PRUNE)  # marks of connections that died silently
             except BaseException:
                 conn.close()
                 raise
@@ -328,36 +342,58 @@ class PostgresStore(SQLStore):
             raise errors.StoreError(
                 f"cannot set up the schema in {self._url}: {self._scrub(_first_line(exc))}"
             ) from None
+        return state
 
-    def _apply(self, conn: psycopg.Connection[Row], migrations: list[tuple[int, str]]) -> None:
-        current = self._version(conn)
-        if current == 0 and self._has_table(conn, "tasks"):
-            raise errors.StoreError(
-                f"{self._url} has a 'tasks' table that is not ralph's",
-                hint="give ralph a database (or schema) of its own",
-            )
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)")
-        for version, script in migrations:
-            if version > current:
-                conn.execute(script)
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(migrations[-1][0]),),
+    def _upgrade(self, conn: psycopg.Connection[Row]) -> migrate.SchemaState:
+        """Run the pending migrations in one transaction, under the migration lock.
+
+        The session lock is taken before BEGIN: the transaction then starts after the previous
+        holder committed, so it sees that holder's tables in the catalog. A process arriving
+        meanwhile waits on the lock, then finds nothing left to do.
+        """
+        conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
+        try:
+            with conn.transaction():
+                state = self._schema_state(conn)
+                migrate.refuse_newer(state)
+                if state.version == state.latest:
+                    return state
+                if not state.exists and self._has_table(conn, "tasks"):
+                    raise errors.StoreError(
+                        f"{self._url} has a 'tasks' table that is not ralph's",
+                        hint="give ralph a database (or schema) of its own",
+                    )
+                conn.execute(_META_CREATE)
+                for _, script in migrate.steps(self.backend, state.version):
+                    conn.execute(script)
+                ralph = migrate.ralph_version()
+                conn.execute(_META_PUT, (migrate.VERSION_KEY, str(state.latest)))
+                conn.execute(_META_PUT, (migrate.RALPH_KEY, ralph))
+                if state.exists:
+                    data = {"from": state.version, "to": state.latest, "ralph": ralph}
+                    conn.execute(_EVENT, (migrate.UPGRADE_EVENT, Jsonb(data)))
+                return migrate.SchemaState(
+                    self._url,
+                    self.backend,
+                    state.latest,
+                    state.latest,
+                    ralph=ralph,
+                    upgraded_from=state.version,
+                )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+
+    def _schema_state(self, conn: psycopg.Connection[Row]) -> migrate.SchemaState:
+        meta: dict[str, str] = {}
+        if self._has_table(conn, "meta"):
+            meta = {r["key"]: r["value"] for r in conn.execute(_META_READ)}
+        return migrate.SchemaState(
+            self._url,
+            self.backend,
+            int(meta.get(migrate.VERSION_KEY, 0)),
+            migrate.latest(self.backend),
+            ralph=meta.get(migrate.RALPH_KEY),
         )
-
-    def _version(self, conn: psycopg.Connection[Row]) -> int:
-        if not self._has_table(conn, "meta"):
-            return 0
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row["value"]) if row else 0
-        latest = queries.schema("postgres")[-1][0]
-        if version > latest:
-            raise errors.StoreError(
-                f"{self._url} has schema version {version}, newer than this ralph ({latest})",
-                hint="upgrade ralph",
-            )
-        return version
 
     @staticmethod
     def _has_table(conn: psycopg.Connection[Row], name: str) -> bool:

@@ -7,6 +7,9 @@ the write lock up front and waits for it under busy_timeout instead.
 
 from __future__ import annotations
 
+import json
+import os
+import random
 import sqlite3
 import threading
 import time
@@ -16,10 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from ralph import errors
-from ralph.store import queries
+from ralph.store import migrate, queries
 from ralph.store.base import Row, SQLStore
 
 BUSY_TIMEOUT_MS = 60_000
+# Schema plumbing, not domain queries (those live in sqlite.sql).
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
+_META_CREATE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"
+_META_READ = "SELECT key, value FROM meta"
+_META_PUT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+_EVENT = "INSERT INTO events (at, kind, data) VALUES (?, ?, ?)"
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class _SQLiteTx:
@@ -43,12 +60,23 @@ class _SQLiteTx:
 
 
 class SQLiteStore(SQLStore):
-    """The default store: one SQLite file (`.ralph/ralph.db`), one connection per thread."""
+    """The default store: one SQLite file (`.ralph/ralph.db`), one connection per thread.
+
+    Opening sets the schema up (see ralph/store/migrate.py for the rule): `upgrade=False`
+    writes nothing and refuses an older or missing store; `inspect=True` only reads the
+    schema state into `self.schema` (for `ralph db status`), creating no file.
+    """
 
     backend = "sqlite"
 
     def __init__(
-        self, path: str | Path, *, clock: Callable[[], float] = time.time, create: bool = True
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        create: bool = True,
+        upgrade: bool = True,
+        inspect: bool = False,
     ):
         self.path = Path(path)
         self.clock = clock
@@ -62,10 +90,16 @@ class SQLiteStore(SQLStore):
                 hint="pass a file path with --db or RALPH_DB",
             )
         if not self.path.exists():
+            missing = migrate.SchemaState(self.url, self.backend, 0, migrate.latest(self.backend))
+            if inspect:
+                self.schema = missing
+                return
             if not create:
                 raise errors.StoreError(f"no database at {self.path}")
+            if not upgrade:
+                raise migrate.too_old(missing)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        self.schema = self._open_schema(upgrade=upgrade and not inspect, inspect=inspect)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -85,9 +119,9 @@ class SQLiteStore(SQLStore):
                     check_same_thread=False,
                 )
                 conn.row_factory = sqlite3.Row
+                # Neither takes a lock. The journal mode (WAL) is kept in the file: it is set
+                # once, when the schema is set up, not by every connection.
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             except sqlite3.DatabaseError as exc:
                 raise self._unusable(exc) from exc
@@ -104,53 +138,117 @@ class SQLiteStore(SQLStore):
             )
         return errors.StoreError(f"cannot use {self.path}: {exc}")
 
-    def _migrate(self) -> None:
+    # -- schema ------------------------------------------------------------------------------
+    def _open_schema(self, *, upgrade: bool, inspect: bool) -> migrate.SchemaState:
+        """Set the schema up, waiting (like any write) while another process holds the lock.
+
+        Some lock requests get SQLITE_BUSY at once, whatever busy_timeout says: switching to
+        WAL (it reads the header, then needs an exclusive lock) and a read that meets another
+        connection's WAL switch or recovery. Four `ralph worker start` on a missing store lost
+        that race in 2 of 20 rounds. Such an answer starts the whole setup again after a short
+        random sleep, until the busy timeout has passed.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.002
+        while True:
+            try:
+                return self._setup(upgrade=upgrade, inspect=inspect)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise self._unusable(exc) from exc
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from exc
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, 0.1)
+
+    def _setup(self, *, upgrade: bool, inspect: bool) -> migrate.SchemaState:
         conn = self._conn()
+        state = self._state(conn)
+        if inspect:
+            return state
+        migrate.refuse_newer(state)  # before anything is written, the journal mode included
+        if state.version == state.latest:
+            if upgrade:
+                self._use_wal(conn)
+            return state
+        if not upgrade:
+            raise migrate.too_old(state)
+        self._use_wal(conn)  # outside the transaction: SQLite cannot switch inside one
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: a concurrent upgrader waits here
         try:
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-        except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from exc
+            state = self._state(conn)  # as left by whoever held the lock before us
+            migrate.refuse_newer(state)
+            if state.version < state.latest:
+                state = self._upgrade(conn, state)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return state
+
+    def _state(self, conn: sqlite3.Connection) -> migrate.SchemaState:
+        tables = {r[0] for r in conn.execute(_TABLES)}
         if tables and "meta" not in tables:
             raise errors.StoreError(
                 f"{self.path} is a SQLite database but not ralph's",
                 hint="point --db or RALPH_DB at a ralph database file",
             )
-        migrations = queries.schema("sqlite")
-        latest = migrations[-1][0]
-        if tables and self._version(conn) == latest:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            current = self._version(conn)
-            if current > latest:
-                raise errors.StoreError(
-                    f"{self.path} has schema version {current}, newer than this ralph ({latest})",
-                    hint="upgrade ralph",
-                )
-            for version, sql in migrations:
-                if version > current:
-                    for statement in sql.split(";\n"):
-                        if statement.strip():
-                            conn.execute(statement)
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(latest),),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        meta = dict(conn.execute(_META_READ).fetchall()) if tables else {}
+        return migrate.SchemaState(
+            self.url,
+            self.backend,
+            int(meta.get(migrate.VERSION_KEY, 0)),
+            migrate.latest(self.backend),
+            ralph=meta.get(migrate.RALPH_KEY),
+        )
 
     @staticmethod
-    def _version(conn: sqlite3.Connection) -> int:
+    def _use_wal(conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+
+    def _upgrade(self, conn: sqlite3.Connection, state: migrate.SchemaState) -> migrate.SchemaState:
+        """Run the pending migrations in the caller's write transaction; keep a copy first."""
+        backup = self._backup(state) if state.exists else None
+        conn.execute(_META_CREATE)
+        for _, script in migrate.steps(self.backend, state.version):
+            for statement in migrate.sqlite_statements(script):
+                conn.execute(statement)
+        ralph = migrate.ralph_version()
+        conn.execute(_META_PUT, (migrate.VERSION_KEY, str(state.latest)))
+        conn.execute(_META_PUT, (migrate.RALPH_KEY, ralph))
+        if state.exists:
+            data = {"from": state.version, "to": state.latest, "ralph": ralph, "backup": backup}
+            conn.execute(_EVENT, (self.clock(), migrate.UPGRADE_EVENT, json.dumps(data)))
+        return migrate.SchemaState(
+            self.url,
+            self.backend,
+            state.latest,
+            state.latest,
+            ralph=ralph,
+            upgraded_from=state.version,
+            backup=backup,
+        )
+
+    def _backup(self, state: migrate.SchemaState) -> str:
+        """Copy the store to `<db>.<old release>.bak` while the caller holds the write lock.
+
+        The copy is read through a second connection: WAL readers are not blocked by the
+        lock, and nobody else can commit until the upgrade does.
+        """
+        target = self.path.with_name(f"{self.path.name}.{state.label()}.bak")
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        source = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+        copy = sqlite3.connect(partial)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.OperationalError:
-            return 0
-        return int(row[0]) if row else 0
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+        os.replace(partial, target)
+        return str(target)
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[_SQLiteTx]:

@@ -137,10 +137,12 @@ class Worktrees:
     def start(self, workers: Iterable[str]) -> dict[str, Path]:
         """Prune what git lost track of, put a half-moved main checkout right, and make each
         worker's worktree exist."""
-        self.main("worktree", "prune")
+        # Under the merge lock: one process's `worktree prune` would otherwise delete another's
+        # half-added worktree when several workers start at once.
         with self.lock("start"):
+            self.main("worktree", "prune")
             self.recover_main()
-        return {w: self.repair(w) for w in workers}
+            return {w: self.repair(w) for w in workers}
 
     def repair(self, worker: str) -> Path:
         """Make the worker's worktree exist, registered, unlocked and not mid-operation."""
@@ -196,7 +198,7 @@ class Worktrees:
             Git(path, self.env).reset_hard(self.head(), keep_ralph_dir=False)
 
     def close(self) -> None:
-        with contextlib.suppress(GitCommandError):
+        with self.lock("close"), contextlib.suppress(GitCommandError):
             self.main("worktree", "prune")
 
     # -- moving the target ------------------------------------------------------------------

@@ -12,3 +12,14 @@ CREATE TABLE control (
     value  text NOT NULL,
     at     double precision NOT NULL
 );
+
+-- Rows written before schema 2 (see sqlite_0002.sql): attempts take the token of the claim they
+-- ran under and the host their worker registered from.
+UPDATE attempts SET token = (
+    SELECT c.id FROM claims c
+    WHERE c.task_id = attempts.task_id AND c.worker = attempts.worker
+      AND c.claimed_at <= attempts.started_at
+    ORDER BY c.id DESC LIMIT 1
+) WHERE token IS NULL;
+UPDATE attempts SET host = (SELECT w.host FROM workers w WHERE w.name = attempts.worker)
+WHERE host IS NULL;

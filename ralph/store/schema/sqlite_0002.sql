@@ -15,3 +15,16 @@ CREATE TABLE control (
     value  TEXT NOT NULL,
     at     REAL NOT NULL
 );
+
+-- Rows written before schema 2. An attempt ran under its worker's claim of that task made last
+-- before the attempt started: it takes that claim's token, so the expiry of a claim still live at
+-- the upgrade closes its crashed attempt. Its host is the one its worker registered from. Their
+-- commit, discovered-from link and estimated-cost flag were never recorded: NULL, NULL, 0.
+UPDATE attempts SET token = (
+    SELECT c.id FROM claims c
+    WHERE c.task_id = attempts.task_id AND c.worker = attempts.worker
+      AND c.claimed_at <= attempts.started_at
+    ORDER BY c.id DESC LIMIT 1
+) WHERE token IS NULL;
+UPDATE attempts SET host = (SELECT w.host FROM workers w WHERE w.name = attempts.worker)
+WHERE host IS NULL;
