@@ -31,9 +31,10 @@ class Session:
         self.close()
         self.db, self.debug = db, debug
 
-    def store(self) -> SQLStore:
+    def store(self, *, upgrade: bool = True) -> SQLStore:
+        """The session's store; `upgrade=False` (read-only users) never migrates it."""
         if self._store is None:
-            self._store = open_store(self.db)
+            self._store = open_store(self.db, upgrade=upgrade)
             done = self._store.schema
             if done.upgraded_from:  # an older store, upgraded by this opening: say so once
                 kept = f"; copy kept: {done.backup}" if done.backup else ""

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ralph.cli.common import store
+from ralph.cli.common import session
 from ralph.errors import ConfigError, UsageError
 
 TOKEN_ENV = "RALPH_WEB_TOKEN"
@@ -72,7 +72,7 @@ def web(
         token = new_token()
     guard = Guard.for_bind(host, port, token, read_only=read_only)
     _check_port(host, port)
-    db = store()
+    db = session.store(upgrade=not read_only)  # --read-only never migrates a store
     label = redact(db.url) if "://" in db.url else db.url
     root = repo or project_root()
     app = create_app(db, guard, repo=root if (root / ".git").exists() else None, db_label=label)
