@@ -29,6 +29,8 @@ SECTIONS = [
     ("Crash recovery", "bench_recovery.py", []),
     ("Worker memory", "bench_memory.py", []),
     ("Parallel workers", "bench_parallel.py", []),
+    ("Chaos", "bench_chaos.py", ["--pg", "auto"]),
+    ("Web dashboard", "bench_web.py", []),
 ]
 
 

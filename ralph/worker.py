@@ -128,6 +128,7 @@ class WorkerLoop:
         self.worker_id: str | None = None
         self.current: str | None = None
         self._said_paused: str | None = None
+        self.asked_to_stop = False
         self._said_waiting: float | None = None
 
     def log(self, line: str) -> None:
@@ -138,7 +139,7 @@ class WorkerLoop:
         heartbeat = self._start_heartbeat()
         try:
             while self.control.wait_while_paused() and self._not_paused_by_store():
-                if not self.control.take_task():
+                if self.asked_to_stop or not self.control.take_task():
                     break
                 claim = self.store.claim_next(
                     self.opt.worker, self.opt.capabilities, self.opt.lease
@@ -208,8 +209,12 @@ class WorkerLoop:
         try:
             status = "busy" if self.current else "idle"
             assert self.worker_id is not None
-            if self.store.heartbeat(self.worker_id, status=status, current_task=self.current):
-                self.control.stop_all(f"{self.opt.worker} was asked to stop")
+            if (
+                self.store.heartbeat(self.worker_id, status=status, current_task=self.current)
+                and not self.asked_to_stop
+            ):  # `ralph worker stop NAME` (or the web page): this worker only, after its task
+                self.asked_to_stop = True
+                self.log("asked to stop: taking no new task")
         except Exception as exc:  # a missed heartbeat is not worth stopping for
             self.log(f"heartbeat failed: {exc}")
 

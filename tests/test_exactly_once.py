@@ -327,7 +327,15 @@ def test_chaos_forty_tasks_twenty_kills_every_task_done_once_with_one_commit(
     assert result.kills + result.hook_kills >= 20
     assert set(statuses(db).values()) == {"done"}
     sqlite_db = Path(db) if backend == "sqlite" else None
-    check_history(repo, [s["id"] for s in specs], sqlite_db, since)
+    try:
+        check_history(repo, [s["id"] for s in specs], sqlite_db, since)
+    except AssertionError:
+        with open_store(db) as store:  # what the store says of tasks without exactly one commit
+            for spec in specs:
+                events = [(e.kind, e.worker, e.token, e.data) for e in store.events(task_id=spec["id"])]
+                attempts = [(a.outcome, a.summary) for a in store.attempts(spec["id"])]
+                print(spec["id"], store.get(spec["id"]).commit_sha, events, attempts)
+        raise
     assert result.late == [], f"the agent ran again for landed tasks: {result.late}"
     with open_store(db) as store:
         done_events = [e.task_id for e in store.events(kind="done")]

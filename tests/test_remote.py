@@ -321,7 +321,7 @@ def work(
     wt: RemoteWorktrees, worker: str, task: str, files: dict[str, str]
 ) -> tuple[WorktreeWorkspace, Collected]:
     """What a worker does for a task: a clean start at the remote's head, edits, collected."""
-    ws = wt.workspace(worker, wait=lambda seconds: False)
+    ws = wt.workspace(worker, wait=lambda seconds: not time.sleep(min(seconds, 0.01)))
     base = ws.prepare(task, 1, wt.ralph_dir / "runs" / task / "1")
     for name, text in files.items():
         (ws.path / name).parent.mkdir(parents=True, exist_ok=True)

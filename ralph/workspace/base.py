@@ -17,12 +17,10 @@ from typing import Literal
 
 from ralph.workspace.git import (
     ATTEMPT_REFS,
-    TASK_REFS,
     Change,
     Git,
     attempt_ref,
     git_env,
-    task_ref,
 )
 
 Fence = Callable[[], None]
@@ -140,16 +138,11 @@ class GitWorkspace:
 
     def landed(self, task_id: str) -> str | None:
         """The commit that completed `task_id` on the target, if one landed (any process)."""
-        return self.main.rev(task_ref(task_id))
+        return self.main.landed(task_id, f"refs/heads/{self.target}")
 
     def landed_all(self) -> dict[str, str]:
         """Every task whose commit landed: {task id: sha} (the run-start reconcile)."""
-        out = self.main("for-each-ref", "--format=%(refname) %(objectname)", TASK_REFS)
-        found = {}
-        for line in out.splitlines():
-            ref, _, sha = line.partition(" ")
-            found[ref.removeprefix(TASK_REFS)] = sha
-        return found
+        return self.main.landed_all(f"refs/heads/{self.target}")
 
     def guard(self) -> None:
         """Remember hooks and git config before an agent runs (see GuardedFiles)."""

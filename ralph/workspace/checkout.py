@@ -143,9 +143,10 @@ class CheckoutWorkspace(GitWorkspace):
     ) -> Landing:
         g = self.git
         with MergeLock(self.root / ".ralph" / LOCK_NAME, timeout=self.lock_timeout):
-            g.clear_stale_ref_locks([f"refs/heads/{self.target}", task_ref(task_id)])
+            g.clear_stale_ref_locks([f"refs/heads/{self.target}"])
+            g.repair_task_ref(task_id, f"refs/heads/{self.target}")
             fence()
-            already = g.rev(task_ref(task_id))
+            already = self.landed(task_id)
             if already:
                 return Landing("already", already)
             head = g.rev(f"refs/heads/{self.target}")
@@ -168,7 +169,7 @@ class CheckoutWorkspace(GitWorkspace):
                     self.scratch,
                 )
             except RefRaceError as exc:
-                landed = g.rev(task_ref(task_id))
+                landed = self.landed(task_id)
                 if landed:
                     return Landing("already", landed)
                 return Landing("moved", note=str(exc))

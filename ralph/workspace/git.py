@@ -187,6 +187,49 @@ class Git:
                 continue
         return removed
 
+    def landed(self, task_id: str, target: str) -> str | None:
+        """The task's commit, if its ref exists and the target holds it. A ref the target does
+        not hold is what a git killed inside a landing's ref transaction can leave."""
+        sha = self.rev(task_ref(task_id))
+        return sha if sha and self.is_ancestor(sha, target) else None
+
+    def landed_all(self, target: str) -> dict[str, str]:
+        """Every task whose ref exists and whose commit the target holds: {task id: sha}."""
+        out = self(
+            "for-each-ref", "--merged", target, "--format=%(refname) %(objectname)", TASK_REFS
+        )
+        found = {}
+        for line in out.splitlines():
+            ref, _, sha = line.partition(" ")
+            found[ref.removeprefix(TASK_REFS)] = sha
+        return found
+
+    def repair_task_ref(self, task_id: str, target: str, older_than: float = 5.0) -> str:
+        """Finish or undo what a git killed inside a landing's ref transaction left for this
+        task (call with the merge lock held): its stale ref lock is rolled forward when the
+        target holds the commit in it, and a ref the target does not hold is deleted. Returns
+        what was done, or ''."""
+        import time
+
+        ref = task_ref(task_id)
+        lock = self.common_dir() / f"{ref}.lock"
+        done = ""
+        try:
+            stale = time.time() - lock.stat().st_mtime > older_than
+        except OSError:
+            stale = False
+        if stale:
+            sha = lock.read_text().strip()
+            lock.unlink(missing_ok=True)
+            if sha and self.rev(ref) is None and self.rev(sha) and self.is_ancestor(sha, target):
+                self("update-ref", ref, sha, "")
+                done = f"{ref} created from the lock a killed landing left"
+        sha = self.rev(ref)
+        if sha and not self.is_ancestor(sha, target):
+            self("update-ref", "-d", ref, sha)
+            done = f"{ref} deleted: {target} does not hold {sha[:10]} (a torn landing)"
+        return done
+
     def merge_tree(self, ours: str, theirs: str) -> tuple[str | None, list[str]]:
         """Merge two commits without a working tree: (tree, []) or (None, conflicted files)."""
         try:

@@ -112,9 +112,16 @@ class RemoteWorktrees(Worktrees):
             self.log(why)
         return super().start(workers)
 
+    def landed_all(self) -> dict[str, str]:
+        return self.main.landed_all(self.remote_ref)
+
+    def repair_task_ref(self, task_id: str) -> str:
+        """The remote's refs move in the remote's own transaction; nothing to repair here."""
+        return ""
+
     def landed(self, task_id: str) -> str | None:
         """Asked of the remote itself (one round trip): another host may have landed it."""
-        local = self.main.rev(task_ref(task_id))
+        local = self.main.landed(task_id, self.remote_ref)
         if local:
             return local
         try:

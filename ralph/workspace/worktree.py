@@ -203,7 +203,13 @@ class Worktrees:
 
     # -- moving the target ------------------------------------------------------------------
     def landed(self, task_id: str) -> str | None:
-        return self.main.rev(task_ref(task_id))
+        return self.main.landed(task_id, self.target_ref)
+
+    def landed_all(self) -> dict[str, str]:
+        return self.main.landed_all(self.target_ref)
+
+    def repair_task_ref(self, task_id: str) -> str:
+        return self.main.repair_task_ref(task_id, self.target_ref)
 
     def advance(self, task_id: str, old: str, new: str) -> str | None:
         """Move the target from old to new and create the task's ref, in one ref transaction;
@@ -303,6 +309,9 @@ class WorktreeWorkspace(GitWorkspace):
     def landed(self, task_id: str) -> str | None:
         return self.worktrees.landed(task_id)
 
+    def landed_all(self) -> dict[str, str]:
+        return self.worktrees.landed_all()
+
     def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str:
         """The worktree exactly at the target's head: HEAD, index, files; leftovers of a killed
         attempt are saved as a patch beside that attempt's output first."""
@@ -341,7 +350,9 @@ class WorktreeWorkspace(GitWorkspace):
         while True:
             with self.worktrees.lock(self.worker):
                 self.worktrees.recover_main()
-                main.clear_stale_ref_locks([task_ref(task_id)])
+                repaired = self.worktrees.repair_task_ref(task_id)
+                if repaired:
+                    self.log(f"{task_id}: {repaired}")
                 try:
                     self.worktrees.refresh()
                 except errors.WorkspaceError as exc:
@@ -371,6 +382,7 @@ class WorktreeWorkspace(GitWorkspace):
                             g("update-ref", "--no-deref", "HEAD", collected.base)
                             return Landing("verify_failed", note=note)
                         fence()
+                raced = False
                 try:
                     blocked = self.worktrees.advance(task_id, head, new)
                 except PushFailedError as exc:
@@ -381,10 +393,14 @@ class WorktreeWorkspace(GitWorkspace):
                         return Landing(
                             "push_failed", note=f"lost the race to land {races} times: {exc}"
                         )
-                    continue
-                if blocked is None:
+                    raced, blocked = True, ""
+                if not raced and blocked is None:
                     self.clear_marker()
                     return Landing("landed", new)
+            if raced:  # shortly again, outside the lock (a stale ref lock ages out meanwhile)
+                if not self.wait(min(1.0, 0.1 * races)):
+                    return Landing("interrupted", note="the run stopped while landing")
+                continue
             if not waited:
                 self.log(f"{task_id}: waiting to land: {blocked}")
                 waited = True
