@@ -332,7 +332,8 @@ def test_chaos_forty_tasks_twenty_kills_every_task_done_once_with_one_commit(
     except AssertionError:
         with open_store(db) as store:  # what the store says of tasks without exactly one commit
             for spec in specs:
-                events = [(e.kind, e.worker, e.token, e.data) for e in store.events(task_id=spec["id"])]
+                found = store.events(task_id=spec["id"])
+                events = [(e.kind, e.worker, e.token, e.data) for e in found]
                 attempts = [(a.outcome, a.summary) for a in store.attempts(spec["id"])]
                 print(spec["id"], store.get(spec["id"]).commit_sha, events, attempts)
         raise
