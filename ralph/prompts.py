@@ -200,3 +200,21 @@ def commit_context(
         "cost_usd": cost,
         "vars": dict(variables or {}),
     }
+
+
+def commit_message(
+    template: Template, context: dict[str, Any], task_id: str, token: int, subjects: list[str]
+) -> str:
+    """The template's message, the agent's own commit subjects in its body, and the trailers
+    ralph relies on (`Task:`, `Ralph-Token:`) whatever the template says."""
+    text = template.render(context).strip()
+    head, _, trailers = text.rpartition("\n\n")
+    if not head:
+        head, trailers = text, ""
+    if subjects:
+        head += "\n\nThe agent's own commits:\n" + "\n".join(f"- {s}" for s in subjects)
+    lines = [line for line in trailers.splitlines() if line.strip()]
+    if f"Task: {task_id}" not in lines:
+        lines.append(f"Task: {task_id}")
+    lines.append(f"Ralph-Token: {token}")
+    return head + "\n\n" + "\n".join(lines) + "\n"

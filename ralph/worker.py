@@ -29,26 +29,14 @@ from ralph.control import RunControl, TaskOutcome, backoff_delay
 from ralph.errors import AgentAuthError, BreakerOpenError, LeaseLostError, RalphError
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
+from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify
+from ralph.outcomes import note as failure_note
 from ralph.process import AgentProcess, ProcessResult
-from ralph.prompts import Template, commit_context, prompt_context
+from ralph.prompts import Template, commit_context, commit_message
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
 
-NOTE_CHARS = 2000
 HOST = os.uname().nodename
-
-# Outcomes that say nothing about the task itself: its claim goes back, no attempt is counted.
-UNCOUNTED = {
-    "auth_failed",
-    "rate_limited",
-    "network_down",
-    "interrupted",
-    "internal_error",
-    "target_moved",
-}
-# Of those, the ones that must not use up --max-tasks either: nothing was tried.
-NOT_TRIED = {"auth_failed", "rate_limited", "network_down"}
-DONE = {"success", "no_changes", "reconciled"}
 
 
 class Workspace(Protocol):
@@ -361,7 +349,7 @@ class WorkerLoop:
         message = self._message(task, claim, collected, proc.parser.report)
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
-        return _LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
+        return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
 
     def _remember(self, task: Task, run_dir: Path, collected: Collected) -> Collected:
         """The RALPH memory and prd.json, in the task's own commit: an entry with what the
@@ -381,30 +369,17 @@ class WorkerLoop:
         return self.workspace.restage(collected, paths) if paths else collected
 
     def _message(self, task: Task, claim: Claim, collected: Collected, report: AgentReport) -> str:
-        """The template's message, the agent's own commit subjects in its body, and the
-        trailers ralph relies on (Task, Ralph-Token) whatever the template says."""
-        text = self.opt.commit_message.render(
-            commit_context(
-                task,
-                agent=self.opt.agent_name,
-                worker=self.opt.worker,
-                cost=report.cost_usd,
-                variables=self.opt.variables,
-                estimated=report.cost_estimated,
-            )
-        ).strip()
-        head, _, trailers = text.rpartition("\n\n")
-        if not head:
-            head, trailers = text, ""
-        if collected.subjects:
-            head += "\n\nThe agent's own commits:\n" + "\n".join(
-                f"- {s}" for s in collected.subjects
-            )
-        lines = [line for line in trailers.splitlines() if line.strip()]
-        if f"Task: {task.id}" not in lines:
-            lines.append(f"Task: {task.id}")
-        lines.append(f"Ralph-Token: {claim.token}")
-        return head + "\n\n" + "\n".join(lines) + "\n"
+        context = commit_context(
+            task,
+            agent=self.opt.agent_name,
+            worker=self.opt.worker,
+            cost=report.cost_usd,
+            variables=self.opt.variables,
+            estimated=report.cost_estimated,
+        )
+        return commit_message(
+            self.opt.commit_message, context, task.id, claim.token, collected.subjects
+        )
 
     def _reverifier(self, task: Task, run_dir: Path) -> Reverify:
         def reverify(path: Path) -> str | None:
@@ -414,6 +389,8 @@ class WorkerLoop:
         return reverify
 
     def _context(self, task: Task, cwd: Path) -> dict[str, Any]:
+        from ralph.preview import task_context
+
         return task_context(self.store, task, self.opt, cwd)
 
     def _env(self, task: Task, run_dir: Path) -> dict[str, str]:
@@ -450,33 +427,12 @@ class WorkerLoop:
         self.control.pause_until(until, f"{what}: {sig.message}")
 
     def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
-        report = parser.report
-        signal = result.signal
-        if signal is None and result.cancel_reason is None:
-            # After the exit: known exit codes and error lines of a run that failed (aider
-            # exits 0 even then: its parser knows); never the agent's prose.
-            signal = parser.final_signal(result.exit_code if result.exit_code is not None else -1)
-            if signal is not None:
-                self._on_signal(signal)
-        if signal is not None:
-            kinds = {"auth_failed": "auth_failed", "network_down": "network_down"}
-            return kinds.get(signal.kind, "rate_limited"), signal.message
-        if result.cancel_reason == "lease_lost":
-            return "lease_lost", "the lease was lost while the agent worked; agent killed"
-        if result.ending == "cancelled":  # an agent that finished within the grace period counts
-            return "interrupted", "the run was stopped while the agent worked"
-        if result.ending in ("timeout", "idle_timeout"):
-            limit = self.opt.task_timeout if result.ending == "timeout" else self.opt.idle_timeout
-            what = "ran longer than" if result.ending == "timeout" else "printed nothing for"
-            return result.ending, _note(f"the agent {what} {limit:g}s and was killed", result)
-        if result.exit_code != 0:
-            return "agent_error", _note(f"the agent exited with code {result.exit_code}", result)
-        if report.is_error:
-            return "agent_error", _note(
-                f"the agent reported an error: {(report.result_text or '').strip()[:500]}", result
-            )
-        self.rate_limits_in_a_row = 0
-        return "success", None
+        outcome, note, late = classify(result, parser, self.opt.task_timeout, self.opt.idle_timeout)
+        if late is not None:  # read from how the run failed, after the exit
+            self._on_signal(late)
+        if outcome == "success":
+            self.rate_limits_in_a_row = 0
+        return outcome, note
 
     def _verify(
         self, task: Task, cwd: Path, run_dir: Path, *, again: bool = False
@@ -503,7 +459,7 @@ class WorkerLoop:
             if not result.ok:
                 shown = " ".join(argv)
                 where = " on the target's newer head" if again else ""
-                return "verify_failed", _note(
+                return "verify_failed", failure_note(
                     f"verify command `{shown}` failed{where} (exit {result.exit_code})", result
                 )
         return "success", None
@@ -610,63 +566,3 @@ class WorkerLoop:
             "num_turns": report.num_turns,
         }
         (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")
-
-
-_LANDED = {
-    "landed": "success",
-    "already": "reconciled",
-    "empty": "no_changes",
-    "conflict": "merge_conflict",
-    "moved": "target_moved",
-    "verify_failed": "verify_failed",
-    "push_failed": "push_failed",
-    "interrupted": "interrupted",
-}
-
-
-def _note(head: str, result: ProcessResult) -> str:
-    tail = result.tail()
-    text = f"{head}\n{tail}" if tail else head
-    return text[-NOTE_CHARS:]
-
-
-def task_context(store: SQLStore, task: Task, options: RunOptions, cwd: Path) -> dict[str, Any]:
-    """What the prompt template sees for `task` (its parent, blockers, last failure, ...)."""
-    parent = store.get(task.parent) if task.parent else None
-    blockers = [
-        {"id": b.id, "title": b.title, "status": b.status}
-        for b in (store.get(i) for i in task.blocked_by)
-    ]
-    return prompt_context(
-        task,
-        attempt=task.attempts + 1,
-        previous_failure=task.last_error,
-        worker=options.worker,
-        repo=cwd,
-        agent=options.agent_name,
-        parent=parent,
-        blockers=blockers,
-        variables=options.variables,
-        progress=memory.render_progress(cwd, options.settings),
-    )
-
-
-def preview(store: SQLStore, root: Path, options: RunOptions) -> list[dict[str, Any]]:
-    """--dry-run: the prompt and argv each ready task would get; claims and launches nothing."""
-    limit = 1 if options.once else options.max_tasks
-    shown = []
-    for ready in store.ready(limit=limit, capabilities=options.capabilities):
-        task = store.get(ready.id)
-        prompt = options.prompt.render(task_context(store, task, options, root))
-        shown.append(
-            {
-                "task": task.id,
-                "title": task.title,
-                "argv": options.agent.argv(
-                    prompt, root / ".ralph" / "runs" / task.id / "prompt.md"
-                ),
-                "stdin": options.agent.stdin(prompt) is not None,
-                "prompt": prompt,
-            }
-        )
-    return shown

@@ -548,9 +548,9 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
+    from ralph.preview import preview
     from ralph.runner import run as run_workers
     from ralph.runner import worker_names
-    from ralph.worker import preview
 
     names: list[str] = []
     parallel = flags.workers > 1 or flags.names is not None or flags.worktree
