@@ -209,10 +209,18 @@ def record(workspace_path: Path, settings: Settings, entry: ProgressEntry) -> Pa
     return path
 
 
+_UNION_DONE: set[tuple[str, str]] = set()  # (checkout, path) already set up by this process
+
+
 def ensure_union_merge(checkout: Path, relpath: str) -> None:
     """Make git merge the progress file by keeping both sides' lines (parallel workers append
     to it on different branches), in the repository's own info/attributes: shared by all its
-    worktrees, never committed, and the user's .gitattributes stays untouched."""
+    worktrees, never committed, and the user's .gitattributes stays untouched. Once per
+    checkout and process (a worker calls it for every task)."""
+    key = (str(checkout), relpath)
+    if key in _UNION_DONE:
+        return
+    _UNION_DONE.add(key)
     try:
         common = subprocess.run(
             ["git", "-C", str(checkout), "rev-parse", "--path-format=absolute", "--git-common-dir"],

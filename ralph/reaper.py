@@ -90,6 +90,18 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists (a crashed worker's row, or a
+    marker, looks live a while after it died)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
     st = _stat(pid)

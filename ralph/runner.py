@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from ralph import errors
+from ralph import errors, reaper
 from ralph.control import RunControl, RunSummary
 from ralph.store.base import SQLStore
 from ralph.sweeper import Sweeper
@@ -59,30 +59,18 @@ def check_names_free(store: SQLStore, names: Iterable[str]) -> None:
         if (
             w.name in wanted
             and w.state(now) in ("idle", "busy")
-            and not (w.host == host and w.pid and not _alive(w.pid))
+            and not (w.host == host and w.pid and not reaper.alive(w.pid))
         ):
             raise errors.UsageError(
                 f"worker {w.name} is already running (pid {w.pid} on {w.host})",
                 hint="pick other names with --names, or stop it with `ralph worker stop`",
             )
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host still exists (a crashed worker's row looks live a while)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
 def _end_orphans(workspace: Workspace, grace: float, log: Any) -> None:
     """Agents of a killed run outlive it (own sessions) and write on into its workspaces; the
     names are ours now (check_names_free), so whatever still runs there is an orphan."""
-    from ralph import reaper
-
     found = reaper.find_env(RALPH_WORKSPACE=str(workspace.path))
     if found:
         ended = reaper.reap(found, grace)

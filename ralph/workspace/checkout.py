@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ralph import reaper
 from ralph.errors import WorkspaceError
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
 from ralph.workspace.git import Git, RefRaceError, attempt_ref, task_ref
@@ -64,7 +65,7 @@ class CheckoutWorkspace(GitWorkspace):
         if marker is None:
             return []
         pid = marker.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and reaper.alive(pid):
             raise WorkspaceError(
                 f"another ralph run (pid {pid}) is working on {marker.get('task')} in {self.root}",
                 hint="one run per checkout: wait for it, stop it, or use --workers N (worktrees)",
@@ -219,14 +220,3 @@ class CheckoutWorkspace(GitWorkspace):
     def finish(self) -> None:
         """Nothing to tidy: the checkout stays on the target branch."""
         self.clear_marker()
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host still exists (the marker's run may still be working)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
