@@ -50,7 +50,6 @@ class Workspace(Protocol):
     def landed_all(self) -> dict[str, str]: ...
     def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str: ...
     def collect(self, task_id: str, attempt: int, base: str) -> Collected: ...
-    def restage(self, collected: Collected, paths: list[str]) -> Collected: ...
     def land(
         self,
         task_id: str,
@@ -334,10 +333,11 @@ class WorkerLoop:
         proc: AgentProcess,
     ) -> tuple[str, str | None, str | None]:
         """Collect, verify, land. Returns (outcome, note, sha of the commit on the target)."""
+        ours = self._remember(task, run_dir)  # in the task's own commit, staged with the rest
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
             self.log(f"{task.id}: {line}")
-        if not collected.changes:
+        if not [c for c in collected.changes if c.path not in ours]:
             lease.check()
             if self.opt.no_changes == "fail":
                 return "no_changes_failed", "the agent finished without changing any file", None
@@ -345,28 +345,28 @@ class WorkerLoop:
         outcome, note = self._verify(task, self.workspace.path, run_dir)
         if outcome != "success":
             return outcome, note, None
-        collected = self._remember(task, run_dir, collected)
         message = self._message(task, claim, collected, proc.parser.report)
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
 
-    def _remember(self, task: Task, run_dir: Path, collected: Collected) -> Collected:
-        """The RALPH memory and prd.json, in the task's own commit: an entry with what the
+    def _remember(self, task: Task, run_dir: Path) -> set[str]:
+        """The RALPH memory and prd.json, for the task's own commit: an entry with what the
         agent says it learned (its $RALPH_NOTES) appended to the progress log, and the story's
-        `passes` set. The next fresh agent reads them in its prompt."""
+        `passes` set. The next fresh agent reads them in its prompt. Returns the paths written
+        (changes of ralph's own, which alone do not make a task's work)."""
         settings, where = self.opt.settings, self.workspace.path
         notes = memory.read_notes(memory.notes_path(run_dir))
         entry = memory.ProgressEntry(
             task.id, task.title, "done", None, self.opt.worker, time.time(), notes
         )
-        paths = []
+        paths = set()
         written = memory.record(where, settings, entry)
         if written is not None:
-            paths.append(str(written.relative_to(where)))
+            paths.add(str(written.relative_to(where)))
         if settings.prd and prd.mark_passed(where, settings.prd, task, notes):
-            paths.append(settings.prd)
-        return self.workspace.restage(collected, paths) if paths else collected
+            paths.add(settings.prd)
+        return paths
 
     def _message(self, task: Task, claim: Claim, collected: Collected, report: AgentReport) -> str:
         context = commit_context(

@@ -189,15 +189,6 @@ class GitWorkspace:
         tree = g.write_tree()
         return Collected(base, tree, changes, subjects, kept, repairs)
 
-    def restage(self, collected: Collected, paths: list[str]) -> Collected:
-        """Add files ralph itself wrote after `collect` (the progress log, prd.json)."""
-        g = self.git
-        g("add", "-A", "--", *paths)
-        theirs = set(self.excluded())
-        collected.changes = [c for c in g.staged(collected.base) if c.path not in theirs]
-        collected.tree = g.write_tree()
-        return collected
-
     def excluded(self) -> list[str]:
         """Paths never staged (a single checkout's pre-existing changes under --allow-dirty)."""
         return []

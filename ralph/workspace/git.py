@@ -62,9 +62,11 @@ def attempt_ref(task_id: str, attempt: int) -> str:
     return f"{ATTEMPT_REFS}{task_id}/{attempt}"
 
 
-def git_env(root: Path) -> dict[str, str]:
-    """The environment ralph's git commands run with: never prompt, never open an editor, and
-    an identity when the repository has none (commit-tree refuses to run without one)."""
+def git_env(root: Path, **config: str) -> dict[str, str]:
+    """The environment ralph's git commands run with: never prompt, never open an editor, an
+    identity when the repository has none (commit-tree refuses to run without one), the hooks
+    the repository had when ralph started (see `hooks_snapshot`), and `config` (key: value)
+    for ralph's own commands only, never written to the user's config."""
     env = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
     identity = os.environ.get("GIT_AUTHOR_EMAIL") or os.environ.get("EMAIL")
     if not identity:
@@ -72,7 +74,54 @@ def git_env(root: Path) -> dict[str, str]:
             identity = git.Git(str(root)).config("--get", "user.email")
     if not identity:
         env.update(FALLBACK_IDENTITY)
+    pairs = {"core.hooksPath": str(hooks_snapshot(root)), **config}
+    env["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for n, (key, value) in enumerate(pairs.items()):
+        env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
     return env
+
+
+_SNAPSHOTS: dict[Path, Path] = {}
+
+
+def hooks_snapshot(root: Path) -> Path:
+    """A copy of the repository's hooks as they are when ralph starts, which ralph's own git
+    commands use: a hook an agent installs (in `.git/hooks`, shared by every worktree, or
+    through `core.hooksPath`) never runs for ralph, not even while another worker's agent is
+    still running. One copy per content, made once per process."""
+    root = root.resolve()
+    if root in _SNAPSHOTS:
+        return _SNAPSHOTS[root]
+    import hashlib
+    import shutil
+
+    try:
+        out = git.Git(str(root)).rev_parse("--path-format=absolute", "--git-path", "hooks")
+        source = Path(out)
+    except GitCommandError:
+        source = root / ".git" / "hooks"
+    hooks = (
+        sorted(p for p in source.iterdir() if p.is_file() and not p.name.endswith(".sample"))
+        if source.is_dir()
+        else []
+    )
+    digest = hashlib.sha256()
+    for hook in hooks:
+        digest.update(hook.name.encode() + b"\0" + hook.read_bytes() + b"\0")
+    from ralph.store import ensure_ralph_dir
+
+    dest = ensure_ralph_dir(root) / "hooks" / digest.hexdigest()[:16]
+    if not dest.is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=dest.parent))
+        for hook in hooks:
+            shutil.copy2(hook, staging / hook.name)
+        try:
+            staging.rename(dest)
+        except OSError:  # another process made the same copy first
+            shutil.rmtree(staging, ignore_errors=True)
+    _SNAPSHOTS[root] = dest
+    return dest
 
 
 class Git:
@@ -90,10 +139,47 @@ class Git:
 
     # -- reading -------------------------------------------------------------------------
     def rev(self, ref: str) -> str | None:
+        """The commit `ref` names, or None. Plain refs (HEAD, refs/...) are read from git's
+        files without starting a process: a task reads a handful, and each git start costs
+        about a millisecond."""
+        if ref == "HEAD" or ref.startswith("refs/"):
+            try:
+                return self.read_ref(ref)
+            except OSError:
+                pass  # anything unusual: ask git
         try:
             return self("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
         except GitCommandError:
             return None
+
+    def read_ref(self, name: str) -> str | None:
+        """A ref's value from its loose file or packed-refs, following symbolic refs. git
+        replaces ref files by rename, so a read sees the old value or the new one."""
+        for _ in range(5):
+            per_worktree = name == "HEAD" or name.startswith(("refs/worktree/", "refs/bisect/"))
+            folder = self.git_dir() if per_worktree else self.common_dir()
+            try:
+                text = (folder / name).read_text().strip()
+            except FileNotFoundError:
+                return self._packed_ref(name)
+            if text.startswith("ref: "):
+                name = text[5:].strip()
+                continue
+            if len(text) not in (40, 64):
+                raise OSError(f"unexpected content in {folder / name}")
+            return text
+        raise OSError(f"symbolic ref loop at {name}")
+
+    def _packed_ref(self, name: str) -> str | None:
+        try:
+            packed = (self.common_dir() / "packed-refs").read_text()
+        except FileNotFoundError:
+            return None
+        suffix = " " + name
+        for line in packed.splitlines():
+            if line.endswith(suffix) and not line.startswith(("#", "^")):
+                return line.split(" ", 1)[0]
+        return None
 
     def tree_of(self, ref: str) -> str:
         return self("rev-parse", f"{ref}^{{tree}}")
@@ -107,6 +193,11 @@ class Git:
 
     def head_ref(self) -> str | None:
         """The branch HEAD points at (`refs/heads/x`), or None when detached."""
+        try:
+            text = (self.git_dir() / "HEAD").read_text().strip()
+            return text[5:].strip() if text.startswith("ref: ") else None
+        except OSError:
+            pass
         try:
             return self("symbolic-ref", "-q", "HEAD")
         except GitCommandError:

@@ -32,13 +32,8 @@ from ralph.workspace.git import IN_PROGRESS, Git, PushFailedError, RefRaceError,
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 WORKTREES_DIR = "worktrees"
-FAST_INDEX = {
-    "GIT_CONFIG_COUNT": "2",
-    "GIT_CONFIG_KEY_0": "core.untrackedCache",
-    "GIT_CONFIG_VALUE_0": "true",
-    "GIT_CONFIG_KEY_1": "core.splitIndex",
-    "GIT_CONFIG_VALUE_1": "true",
-}
+# ralph owns its worktrees: their commands may use git's fast index features.
+FAST_INDEX = {"core.untrackedCache": "true", "core.splitIndex": "true"}
 MAIN_SYNC = "main-sync.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -299,9 +294,7 @@ class WorktreeWorkspace(GitWorkspace):
     ):
         super().__init__(worktrees.root, worktrees.path_for(worker), worktrees.target)
         self.worktrees, self.worker, self.wait, self.log = worktrees, worker, wait, log
-        # ralph owns its worktrees: their commands may use git's fast index features (only for
-        # ralph's own commands, through the environment; the user's config is not touched).
-        self.git.g.update_environment(**FAST_INDEX)
+        self.git.g.update_environment(**git_env(self.root, **FAST_INDEX))
 
     def marker_path(self) -> Path:
         return self.worktrees.marker_for(self.worker)
