@@ -14,6 +14,7 @@ instead of running the agent again), duplicates and lost tasks (must be 0).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +39,7 @@ def tasks() -> list[dict]:
 
 def one_round(base: Path, db: str | None, seed: int, kills: int) -> list:
     repo = chaos.make_repo(base / "repo")
-    (repo / "ralph.toml").write_text("max_expiries = 50\nmax_attempts = 10\nbackoff = 0.2\n")
+    (repo / "ralph.toml").write_text(chaos.CONFIG)
     chaos.git(repo, "add", "ralph.toml")
     chaos.git(repo, "commit", "-q", "-m", "config")
     since = chaos.git(repo, "rev-parse", "HEAD")
@@ -103,11 +104,12 @@ def main() -> None:
     try:
         for name, _ in backends:
             for n in range(rounds):
-                with tempfile.TemporaryDirectory() as tmp:
-                    db = None
-                    if name == "PostgreSQL" and server is not None:
-                        db = server.fresh_database(f"chaos_{n}")
-                    rows.append([name, *one_round(Path(tmp), db, seed=100 + n, kills=kills)])
+                tmp = Path(tempfile.mkdtemp(prefix="ralph-chaos-"))
+                db = None
+                if name == "PostgreSQL" and server is not None:
+                    db = server.fresh_database(f"chaos_{n}")
+                rows.append([name, *one_round(tmp, db, seed=100 + n, kills=kills)])
+                shutil.rmtree(tmp)  # kept (with its logs) when the round failed
     finally:
         if server is not None:
             server.close()

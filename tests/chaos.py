@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 AGENTS = Path(__file__).parent / "agents"
+# Kills fail attempts and lose leases far more often than real life: room for both, and a short
+# backoff so a much-killed task is not left waiting past the run's deadline.
+CONFIG = "max_expiries = 50\nmax_attempts = 10\nbackoff = 0.2\nbackoff_max = 1\n"
 RALPH = [sys.executable, "-m", "ralph"]
 
 # Installed as the repository's own reference-transaction hook: right after the target ref

@@ -305,7 +305,7 @@ def test_chaos_forty_tasks_twenty_kills_every_task_done_once_with_one_commit(
     db = str(tmp_path / "ralph.db") if backend == "sqlite" else request.getfixturevalue("pg_url")
     specs = chaos_tasks()
     add_tasks(db, specs)
-    (repo / "ralph.toml").write_text("max_expiries = 50\nmax_attempts = 10\nbackoff = 0.2\n")
+    (repo / "ralph.toml").write_text(chaos.CONFIG)
     git(repo, "add", "ralph.toml")
     git(repo, "commit", "-q", "-m", "config")
     since = git(repo, "rev-parse", "HEAD")
