@@ -268,3 +268,35 @@ def test_auth_failure_through_the_command_adapter_stops_with_exit_10(
         (attempt,) = store.attempts()
         assert (attempt.outcome, attempt.counted) == ("auth_failed", False)
     assert git(repo, "log", "--format=%s") == "start\n"
+
+
+def test_pause_from_the_cli_holds_every_worker_until_resume(repo: Path, env: dict[str, str]):
+    paused = ralph(repo, env, "pause", "--reason", "deploying")
+    assert paused.returncode == 0 and "deploying" in paused.stdout
+    proc = subprocess.Popen(
+        [*RALPH, "worker", "start", "--name", "w", "--agent-cmd", agent_cmd("edit.py")],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open_store(repo / ".ralph" / "ralph.db") as store:
+            deadline = time.monotonic() + 30
+            while not [w for w in store.workers() if w.name == "w"]:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+            time.sleep(2.5)  # longer than a worker's poll: an unpaused worker would claim A
+            assert "claimed" not in [e.kind for e in store.events(task_id="A")]
+            resumed = ralph(repo, env, "resume")
+            assert resumed.returncode == 0 and "Resumed" in resumed.stdout
+            deadline = time.monotonic() + 30
+            while store.get("A").status != "done":
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert "paused by cli: deploying" in err
+    assert ralph(repo, env, "resume").stdout.strip() == "Nothing was paused"

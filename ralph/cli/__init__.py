@@ -61,7 +61,7 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
         "claim:expire",
         "events",
     ),
-    "Workers": ("worker",),
+    "Workers": ("worker", "pause", "resume"),
     "Import/export": ("import", "export"),
     "Store": ("db",),
 }

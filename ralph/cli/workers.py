@@ -1,4 +1,5 @@
-"""Worker commands: `worker list` and `worker stop` (`worker start` belongs to the loop)."""
+"""Worker commands: `worker list`, `worker stop`, and `pause`/`resume` of every worker on every
+host (`worker start` belongs to the loop)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,40 @@ def stop(name: Annotated[str, typer.Argument(metavar="NAME", help="Worker name o
     echo(f"Asked {worker.name} ({worker.id}) to stop")
 
 
+def pause(
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Shown to the workers and in events.")
+    ] = "paused by hand",
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", metavar="DURATION", help="Resume by itself after this long."),
+    ] = None,
+) -> None:
+    """Take no new task on any worker of any host (running agents finish) until `ralph resume`.
+
+    \b
+    Example:
+      ralph pause --reason "deploying" --for 30m
+    """
+    from ralph.durations import parse_duration
+
+    until = time.time() + parse_duration(for_, what="--for") if for_ else None
+    store().pause(reason, until=until, by="cli")
+    echo(f"Paused every worker: {reason}" + (f" (for {for_})" if for_ else ""))
+
+
+def resume() -> None:
+    """Let every worker take tasks again after `ralph pause` (or the web page's pause).
+
+    \b
+    Example:
+      ralph resume
+    """
+    echo("Resumed every worker" if store().resume(by="cli") else "Nothing was paused")
+
+
 def register(app: typer.Typer, worker_app: typer.Typer) -> None:
     worker_app.command("list")(list_workers)
     worker_app.command()(stop)
+    app.command()(pause)
+    app.command()(resume)
