@@ -347,3 +347,44 @@ def test_chaos_forty_tasks_twenty_kills_every_task_done_once_with_one_commit(
         f"{sum(result.launches.values())} agent launches "
         f"({sum(result.launches.values()) / len(specs):.2f} per task), {result.wall_s:.0f}s"
     )
+
+
+# -- a main checkout caught half updated ----------------------------------------------------
+
+HALF_UPDATE_WRAPPER = """#!/bin/sh
+# The first `read-tree -m -u` (moving the main checkout to a landed commit) does its work and
+# then dies by SIGKILL, as a git killed with its worker's process group would.
+case " $* " in
+*" read-tree -m -u "*)
+    if [ -e "$HALF_FILE" ]; then
+        rm -f "$HALF_FILE"
+        {real} "$@"
+        kill -9 $$
+    fi;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
+    tmp_path: Path, repo: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, [{"id": f"m{n}", "title": f"task {n}"} for n in range(4)])
+    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "wrapper").mkdir()
+    wrapper = tmp_path / "wrapper" / "git"
+    wrapper.write_text(HALF_UPDATE_WRAPPER.format(real=real_git))
+    wrapper.chmod(0o755)
+    half = tmp_path / "half-now"
+    half.write_text("")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
+    env.update(HALF_FILE=str(half), PATH=f"{wrapper.parent}:{env['PATH']}")
+    done = subprocess.run(
+        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not half.exists()  # the kill happened
+    assert set(statuses(db).values()) == {"done"}
+    check_history(repo, [f"m{n}" for n in range(4)], Path(db))  # includes a clean checkout

@@ -12,7 +12,6 @@ After a push the local target follows the remote the way a local landing moves i
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -180,11 +179,9 @@ class RemoteWorktrees(Worktrees):
             self.main("read-tree", "-m", "-u", local, new)
             self.main("update-ref", self.target_ref, new, local)
         except GitCommandError as exc:
-            with contextlib.suppress(GitCommandError):
-                self.main("read-tree", "-m", "-u", new, local)
+            self._reset_main(marker)  # files and index back where the branch is
             return f"local {self.target} not updated: {first_line(exc)}"
-        finally:
-            marker.unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
         return ""
 
 

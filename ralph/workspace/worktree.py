@@ -225,15 +225,14 @@ class Worktrees:
         marker.write_text(json.dumps({"old": old, "new": new}))
         try:
             self.main("read-tree", "-m", "-u", old, new)
-        except GitCommandError as exc:
-            marker.unlink(missing_ok=True)
-            return f"cannot update the main checkout: {exc.stderr or exc}".strip()
-        try:
             self.main.update_refs(lines, scratch)
-        except RefRaceError:
-            self.main("read-tree", "-m", "-u", new, self.main.rev(self.target_ref) or old)
-            marker.unlink(missing_ok=True)
-            raise
+        except (GitCommandError, RefRaceError) as exc:
+            # Files, index and ref out of step (a refused ref move, or a read-tree that failed
+            # or was killed half way): back to where the ref is; the marker stays if that fails.
+            self._reset_main(marker)
+            if isinstance(exc, RefRaceError):
+                raise
+            return f"cannot update the main checkout: {exc.stderr or exc}".strip()
         marker.unlink(missing_ok=True)
         return None
 
@@ -245,14 +244,20 @@ class Worktrees:
         the merge lock held."""
         self.main.clear_stale_ref_locks([self.target_ref])
         marker = self.ralph_dir / MAIN_SYNC
-        if not marker.exists():
-            return
+        if marker.exists():
+            self._reset_main(marker)
+
+    def _reset_main(self, marker: Path) -> None:
+        """Index and files of the main checkout exactly at the target's ref (it was clean there
+        before the marker was written); the marker goes once that worked."""
         if self.main.head_ref() == self.target_ref:
             (self.main.git_dir() / "index.lock").unlink(missing_ok=True)  # a killed read-tree's
             head = self.main.rev(self.target_ref)
             if head:
-                with contextlib.suppress(GitCommandError):
+                try:
                     self.main("read-tree", "--reset", "-u", head)
+                except GitCommandError:
+                    return  # left for the next landing's recover_main
         marker.unlink(missing_ok=True)
 
     def _main_dirty(self) -> str:
