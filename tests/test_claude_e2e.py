@@ -3,12 +3,10 @@ model server on loopback (no credentials, no network). Skipped without `claude`,
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from ralph.agents import get_agent
 from ralph.agents.base import AgentSignal, StreamParser
 from ralph.store import open_store
+from tests.support.clis import add_task, ralph
 from tests.support.model_server import ModelServer
 
 pytestmark = pytest.mark.claude
@@ -110,19 +109,6 @@ def test_first_api_retry_is_signalled_before_claude_gives_up(tmp_path, mode, kin
 
 
 # -- the whole loop: `ralph run --agent claude` ---------------------------------------------
-
-
-def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ralph", *args], cwd=repo, env=env, capture_output=True,
-        text=True, timeout=HANG_GUARD,
-    )  # fmt: skip
-
-
-def add_task(repo: Path, env: dict[str, str], title: str, description: str) -> str:
-    out = ralph(repo, env, "add", title, "-d", description, "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["id"]
 
 
 def test_ralph_run_with_claude_commits_each_task_with_trailers_and_cost(tmp_path):

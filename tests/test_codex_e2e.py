@@ -12,12 +12,12 @@ from tests.support.clis import (
     KEY_VAR,
     MODEL,
     add_task,
+    check_each_task_done_once,
     clean_env,
     codex_args,
     git_repo,
     ralph,
     require,
-    task_commits,
     toml_list,
 )
 from tests.support.model_server import ResponsesServer
@@ -53,18 +53,7 @@ def test_ralph_run_with_codex_commits_each_task_once_with_tokens_and_estimated_c
         out = ralph(repo, env, "run", "--config", str(config(tmp_path, server.url)),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert task_commits(repo) == {t: 1 for t in tasks}
-    for n in range(3):
-        assert (repo / f"f{n}.txt").read_text() == f"file {n}"
-    store = open_store(repo / ".ralph" / "ralph.db")
-    try:
-        assert {store.get(t).status for t in tasks} == {"done"}
-        done = [a for a in store.attempts() if a.outcome == "success"]
-        assert len(done) == 3
-        assert all(a.input_tokens == 2400 and a.output_tokens == 120 for a in done)
-        assert all(a.cost_usd == pytest.approx(TASK_COST) for a in done)
-    finally:
-        store.close()
+    check_each_task_done_once(repo, tasks, (2400, 120), TASK_COST)
 
 
 def test_ralph_run_with_codex_stops_when_the_provider_key_is_missing(tmp_path):

@@ -10,12 +10,12 @@ import pytest
 from ralph.store import open_store
 from tests.support.clis import (
     add_task,
+    check_each_task_done_once,
     clean_env,
     gemini_home,
     git_repo,
     ralph,
     require,
-    task_commits,
 )
 from tests.support.model_server import GeminiServer
 
@@ -52,18 +52,7 @@ def test_ralph_run_with_gemini_commits_each_task_once_with_tokens_and_estimated_
         out = ralph(repo, env, "run", "--config", str(config(tmp_path)),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert task_commits(repo) == {t: 1 for t in tasks}
-    for n in range(3):
-        assert (repo / f"f{n}.txt").read_text() == f"file {n}"
-    store = open_store(repo / ".ralph" / "ralph.db")
-    try:
-        assert {store.get(t).status for t in tasks} == {"done"}
-        done = [a for a in store.attempts() if a.outcome == "success"]
-        assert len(done) == 3
-        assert all(a.input_tokens == 3600 and a.output_tokens == 180 for a in done)
-        assert all(a.cost_usd == pytest.approx(TASK_COST) for a in done)
-    finally:
-        store.close()
+    check_each_task_done_once(repo, tasks, (3600, 180), TASK_COST)
 
 
 def test_ralph_run_with_gemini_without_an_auth_method_stops_before_any_claim(tmp_path):

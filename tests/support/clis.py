@@ -95,3 +95,21 @@ def task_commits(repo: Path) -> dict[str, int]:
             if line.startswith("Task: "):
                 counts[line[6:].strip()] = counts.get(line[6:].strip(), 0) + 1
     return counts
+
+
+def check_each_task_done_once(
+    repo: Path, tasks: list[str], tokens: tuple[int, int], cost: float
+) -> None:
+    """One commit per task on main, each task's file written, every task done, and each
+    successful attempt with the tokens the scripted server reported and the cost from them."""
+    from ralph.store import open_store
+
+    assert task_commits(repo) == {t: 1 for t in tasks}
+    for n in range(len(tasks)):
+        assert (repo / f"f{n}.txt").read_text() == f"file {n}"
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert {store.get(t).status for t in tasks} == {"done"}
+        done = [a for a in store.attempts() if a.outcome == "success"]
+        assert len(done) == len(tasks)
+        assert all((a.input_tokens, a.output_tokens) == tokens for a in done)
+        assert all(a.cost_usd == pytest.approx(cost) for a in done)
