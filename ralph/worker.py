@@ -260,6 +260,9 @@ class WorkerLoop:
                     self.log(f"{task.id}: {reaped}")
                 outcome, note = self._classify(result, proc.parser)
                 if outcome == "success":
+                    # Until the landing says otherwise: a git failure inside it (an exception)
+                    # must leave the task open, never "success" without a commit.
+                    outcome, note = "internal_error", "ralph failed while landing the commit"
                     outcome, note, sha = self._land(task, claim, base, run_no, run_dir, lease, proc)
         except LeaseLostError as exc:
             outcome, note = "lease_lost", exc.message

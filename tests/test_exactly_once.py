@@ -388,3 +388,47 @@ def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
     assert not half.exists()  # the kill happened
     assert set(statuses(db).values()) == {"done"}
     check_history(repo, [f"m{n}" for n in range(4)], Path(db))  # includes a clean checkout
+
+
+FAILING_COMMIT_TREE = """#!/bin/sh
+# The first `commit-tree` (building a task's commit) dies by SIGKILL, as a git killed with its
+# worker's process group would.
+case " $* " in
+*" commit-tree "*)
+    if [ -e "$FAIL_FILE" ]; then
+        rm -f "$FAIL_FILE"
+        kill -9 $$
+    fi;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_a_git_failure_while_landing_leaves_the_task_open_never_done_without_a_commit(
+    tmp_path: Path, repo: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, [{"id": "t1", "title": "only"}])
+    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "wrapper").mkdir()
+    wrapper = tmp_path / "wrapper" / "git"
+    wrapper.write_text(FAILING_COMMIT_TREE.format(real=real_git))
+    wrapper.chmod(0o755)
+    fail = tmp_path / "fail-now"
+    fail.write_text("")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")
+    env.update(FAIL_FILE=str(fail), PATH=f"{wrapper.parent}:{env['PATH']}")
+    first = subprocess.run(
+        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert not fail.exists()  # the landing's git died
+    assert first.returncode != 0
+    assert statuses(db) == {"t1": "open"}  # not done: its commit never landed
+    second = subprocess.run(
+        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert statuses(db) == {"t1": "done"}
+    check_history(repo, ["t1"], Path(db))
