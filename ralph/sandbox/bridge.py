@@ -17,27 +17,28 @@ agent exits we exit with its code (128+N if a signal N ended it: what bwrap repo
 a signal ended). We are one more process in the sandbox and never outlive the agent: listener
 threads are daemons.
 
-Stdlib only, no ralph import, run as a file with `-I -S`: it starts in a few milliseconds.
+Stdlib only, no ralph import, run as a file with `-I -S`, and built on the C modules
+`_socket`, `_signal` and `_thread`: `socket` and `signal` import `enum` and `selectors`, which
+took 15 ms of a 28 ms start here (bench/bench_sandbox_net.py measures what is left).
 """
 
-from __future__ import annotations
-
+import _signal
+import _socket
+import _thread
 import os
-import signal
-import socket
 import sys
-import threading
+import time
 
 CHUNK = 64 * 1024
 HEAD_MAX = 16 * 1024
 CONNECT_TIMEOUT = 30.0
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)  # fmt: skip
+FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+             _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)  # fmt: skip
 # reset to the default in the agent: Python ignores SIGPIPE/SIGXFSZ, and an ignored signal
 # would stay ignored across exec (subprocess's restore_signals does the same)
-DEFAULTED = (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED)
-PAUSE = threading.Event()  # never set: a short wait after a failed accept
+DEFAULTED = (_signal.SIGPIPE, _signal.SIGXFSZ, *FORWARDED)
 USAGE = "usage: bridge.py --socket PATH [--port N] [--forward PORT=HOST:PORT ...] -- ARGV..."
+Socket = _socket.socket
 
 
 class Gate:
@@ -49,8 +50,8 @@ class Gate:
             self.dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
             self.path = f"/proc/self/fd/{self.dirfd}/{os.path.basename(path)}"
 
-    def connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def connect(self) -> Socket:
+        sock = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(self.path)
         except OSError:
@@ -59,26 +60,29 @@ class Gate:
         return sock
 
 
-def shut(sock: socket.socket, how: int) -> None:
-    """shutdown() that ignores a socket already gone (no contextlib: it costs ms at start)."""
+def shut(sock: Socket, how: int) -> None:
+    """shutdown() that ignores a socket already gone."""
     try:
         sock.shutdown(how)
     except OSError:
         return
 
 
-def pump(src: socket.socket, dst: socket.socket) -> None:
+def pump(src: Socket, dst: Socket, done: _thread.LockType | None = None) -> None:
     """Copy src to dst until src ends, then half-close dst; on an error end both ways."""
     try:
         while data := src.recv(CHUNK):
             dst.sendall(data)
-        shut(dst, socket.SHUT_WR)
+        shut(dst, _socket.SHUT_WR)
     except OSError:
-        shut(src, socket.SHUT_RDWR)
-        shut(dst, socket.SHUT_RDWR)
+        shut(src, _socket.SHUT_RDWR)
+        shut(dst, _socket.SHUT_RDWR)
+    finally:
+        if done is not None:
+            done.release()
 
 
-def tunnel(gate: socket.socket, client: socket.socket, target: str) -> bool:
+def tunnel(gate: Socket, client: Socket, target: str) -> bool:
     """Ask the gate for a tunnel to target; True once it answered 200 (whatever the far end
     already sent after that answer is passed on to the client)."""
     gate.settimeout(CONNECT_TIMEOUT)
@@ -98,16 +102,17 @@ def tunnel(gate: socket.socket, client: socket.socket, target: str) -> bool:
     return True
 
 
-def relay(client: socket.socket, gates: Gate, target: str | None) -> None:
+def relay(client: Socket, gates: Gate, target: str | None) -> None:
     """One client connection: to the gate (through a tunnel to target if given), both ways."""
     gate = None
     try:
         gate = gates.connect()
         if target is None or tunnel(gate, client, target):
-            back = threading.Thread(target=pump, args=(gate, client), daemon=True)
-            back.start()
+            back = _thread.allocate_lock()
+            back.acquire()
+            _thread.start_new_thread(pump, (gate, client, back))
             pump(client, gate)
-            back.join()
+            back.acquire()  # the other direction is over too
     except OSError:
         pass
     finally:
@@ -116,21 +121,21 @@ def relay(client: socket.socket, gates: Gate, target: str | None) -> None:
             gate.close()
 
 
-def serve(listener: socket.socket, gates: Gate, target: str | None) -> None:
+def serve(listener: Socket, gates: Gate, target: str | None) -> None:
     while True:
         try:
-            client, _ = listener.accept()
+            fd, _ = listener._accept()
         except OSError:  # e.g. ECONNABORTED, EMFILE: the listener lives as long as we do
-            PAUSE.wait(0.05)
+            time.sleep(0.05)
             continue
-        threading.Thread(target=relay, args=(client, gates, target), daemon=True).start()
+        _thread.start_new_thread(relay, (Socket(fileno=fd), gates, target))
 
 
-def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def listen(host: str, port: int) -> Socket:
+    family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+    sock = Socket(family, _socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)
     except OSError:
@@ -168,7 +173,7 @@ def parse(args: list[str]) -> tuple[str, int, list[tuple[int, str]], list[str]]:
 def main(args: list[str]) -> int:
     path, port, forwards, argv = parse(args)
     gates = Gate(path)
-    servers: list[tuple[socket.socket, str | None]] = []
+    servers: list[tuple[Socket, str | None]] = []
     try:
         servers.append((listen("127.0.0.1", port), None))
         for fport, target in forwards:
@@ -194,7 +199,7 @@ def main(args: list[str]) -> int:
             return  # exited already; waitpid() has its status
 
     for sig in FORWARDED:
-        signal.signal(sig, forward)
+        _signal.signal(sig, forward)
     try:
         child = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=DEFAULTED)
     except OSError as exc:
@@ -203,7 +208,7 @@ def main(args: list[str]) -> int:
     for signum in pending:
         forward(signum, None)
     for listener, target in servers:
-        threading.Thread(target=serve, args=(listener, gates, target), daemon=True).start()
+        _thread.start_new_thread(serve, (listener, gates, target))
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
