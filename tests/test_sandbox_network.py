@@ -165,6 +165,7 @@ def sock(tmp_path: Path) -> Path:
         ("127.0.0.1:8080", "localhost", 8080, True),  # loopback is one host, however spelt
         ("localhost:8080", "::1", 8080, True),
         ("[::1]:8080", "127.0.0.1", 8080, True),
+        ("127.0.0.1:8080", "::ffff:127.0.0.1", 8080, True),  # IPv4-mapped
         ("127.0.0.1:8080", "127.0.0.1", 8081, False),
         ("127.0.0.1:8080", "192.0.2.2", 8080, False),
         ("192.0.2.2:22", "192.0.2.2", 22, True),
@@ -287,6 +288,39 @@ def test_the_gate_denies_names_outside_a_suffix_rule(sock, where):
         conn.close()
     assert head.startswith(b"HTTP/1.1 403 ")
     assert logs == [f"sandbox: denied connect to {where}"]
+
+
+def test_a_name_that_resolves_to_loopback_needs_the_loopback_address_allowed_too(sock):
+    logs: list[str] = []
+    with ModelServer() as server:
+        port = port_of(server)
+        name = "2130706433"  # a name getaddrinfo resolves to 127.0.0.1, as a DNS record could
+        request = f"CONNECT {name}:{port} HTTP/1.1\r\n\r\n".encode()
+        with NetworkGate([f"{name}:{port}"], sock, logs.append):
+            conn, refused, rest = proxy_request(sock, request)
+            conn.close()
+        with NetworkGate([f"{name}:{port}", f"127.0.0.1:{port}"], sock, logs.append):
+            conn, opened, rest = proxy_request(sock, request)
+            conn.close()
+    assert refused.startswith(b"HTTP/1.1 403 ") and opened.startswith(b"HTTP/1.1 200 ")
+    assert logs == [
+        f"sandbox: denied connect to {name}:{port} (it resolves to 127.0.0.1, which the allow "
+        "list does not name)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"CONNECT exa\x1bmple.com:443", b"CONNECT example.com", b"GET /relative",
+     b"GET http://user@example.com/", b"GET https://example.com/"],
+)  # fmt: skip
+def test_a_malformed_proxy_request_gets_400_and_is_not_logged(sock, request_line):
+    logs: list[str] = []
+    with NetworkGate(["example.com", "*.com"], sock, logs.append):
+        conn, head, rest = proxy_request(sock, request_line + b" HTTP/1.1\r\n\r\n")
+        conn.close()
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert logs == []
 
 
 def test_a_closed_gate_ends_its_tunnels_and_leaves_no_thread_or_socket(sock):

@@ -24,6 +24,11 @@ Allow entries (host names compare case-insensitively, a trailing dot ignored):
 - `"127.0.0.1:8080"`, `"localhost:8080"`, `"[::1]:8080"`: loopback is one host here: a loopback
   entry allows `localhost`, `127.x.x.x` and `::1` on its port, since clients spell it any way.
 - An IP address matches only that address: a name that resolves to it is not allowed by it.
+- A name may resolve to an address only this machine reaches (loopback, link-local such as
+  169.254.169.254, unspecified) only if the list names that address and port too: otherwise a
+  wildcard entry whose DNS someone controls would open the host's own ports (the store's
+  PostgreSQL, the dashboard) or a cloud's metadata service. Numeric tricks (`2130706433`,
+  `0x7f.1`, `::ffff:127.0.0.1`) are names or mapped addresses and meet the same check.
 
 Bounds: a request head must arrive within `HEAD_TIMEOUT` and fit in `MAX_HEAD` bytes; a connect
 gets `CONNECT_TIMEOUT`; at most `MAX_CONNECTIONS` run at once (more get a 503); each direction
@@ -37,12 +42,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 DEFAULT_PORTS = (443, 80)  # what a bare host in the allow list opens
@@ -54,6 +61,7 @@ MAX_CONNECTIONS = 256
 CHUNK = 64 * 1024
 SUN_PATH_MAX = 107  # bytes of a unix socket path the kernel takes (sun_path is 108 with the NUL)
 BRIDGE = Path(__file__).with_name("bridge.py")
+HOST_RE = re.compile(r"[a-z0-9_.:%-]+")  # names, IPv4, IPv6 (with a zone); nothing to inject
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization"}
 
 
@@ -74,12 +82,6 @@ class Rule:
             return is_loopback(host)
         return host == self.host
 
-    @property
-    def text(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        host = f"*.{host}" if self.suffix else host
-        return host if self.port is None else f"{host}:{self.port}"
-
 
 def normal_host(host: str) -> str:
     """A host as rules compare it: lower case, no brackets, no trailing dot."""
@@ -89,20 +91,36 @@ def normal_host(host: str) -> str:
     return host.rstrip(".")
 
 
+def address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """host as an IP address (an IPv4-mapped IPv6 one as its IPv4 address), or None."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def is_loopback(host: str) -> bool:
     """True for `localhost` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    ip = address(host)
+    return host == "localhost" or (ip is not None and ip.is_loopback)
+
+
+def is_host_only(host: str) -> bool:
+    """True for addresses that reach this machine or its link only (loopback, link-local such
+    as a cloud's metadata service at 169.254.169.254, unspecified): a name allowed by the list
+    may resolve to one only if the list allows that address too."""
+    ip = address(host)
+    return ip is not None and (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
 
 
 def split_host_port(text: str, default: int | None = None) -> tuple[str, int | None]:
     """`host`, `host:port`, `[v6]`, `[v6]:port`, or a bare v6 address -> (host, port or default).
 
-    Raises ValueError for an empty host or a port that is not 1-65535."""
+    Raises ValueError for a host with characters no host name or address has (an empty one,
+    `*`, `@`, `/`, control characters) or a port that is not 1-65535."""
     text = text.strip()
     port_text: str | None = None
     if text.startswith("["):
@@ -115,8 +133,8 @@ def split_host_port(text: str, default: int | None = None) -> tuple[str, int | N
     else:
         host = text  # a name, or an IPv6 address without brackets (no port then)
     host = normal_host(host)
-    if not host:
-        raise ValueError(f"no host in {text!r}")
+    if not HOST_RE.fullmatch(host):
+        raise ValueError(f"bad host in {text!r}")
     if port_text is None:
         return host, default
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -127,9 +145,10 @@ def split_host_port(text: str, default: int | None = None) -> tuple[str, int | N
 def parse_rule(entry: str) -> Rule:
     """One allow-list entry as a Rule; ValueError says what is wrong with it."""
     suffix = entry.strip().startswith("*.")
-    host, port = split_host_port(entry.strip()[2:] if suffix else entry)
-    if "*" in host or "/" in host or " " in host:
-        raise ValueError(f"allow entry {entry!r}: use 'host', 'host:port' or '*.domain'")
+    try:
+        host, port = split_host_port(entry.strip()[2:] if suffix else entry)
+    except ValueError:
+        raise ValueError(f"allow entry {entry!r}: use 'host', 'host:port' or '*.domain'") from None
     return Rule(host, port, suffix)
 
 
@@ -222,9 +241,10 @@ def origin_request(head: bytes, method: str, url: str, version: str) -> tuple[st
     """(host, port, head for the origin server) of an absolute-URI request: origin-form target,
     proxy headers dropped, `Connection: close` (the next request may be for another host)."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    if parts.scheme != "http":
         raise ValueError(url)
-    host, port = normal_host(parts.hostname), parts.port or 80
+    host, port = split_host_port(parts.netloc, 80)
+    assert port is not None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     lines = [f"{method} {target} {version}".encode()]
     has_host = False
@@ -261,7 +281,9 @@ def splice(a: socket.socket, b: socket.socket, name: str) -> None:
 
 
 class NetworkGate:
-    """The host side of one attempt's network: an allow-list proxy on a unix socket."""
+    """The host side of one attempt's network: an allow-list proxy on a unix socket.
+
+    `log` gets one line per denied or failed connect, called from the gate's threads."""
 
     def __init__(self, allow: list[str], socket_path: Path, log: Callable[[str], None]):
         self.rules = parse_allow(allow)  # ValueError for a malformed entry, before any socket
@@ -402,6 +424,9 @@ class NetworkGate:
             conn.sendall(reply("403 Forbidden", f"sandbox: denied connect to {where}"))
             return None
         upstream = self._connect(host, port)
+        if upstream is False:
+            conn.sendall(reply("403 Forbidden", f"sandbox: denied connect to {where}"))
+            return None
         if upstream is None:
             conn.sendall(reply("502 Bad Gateway", f"sandbox: cannot connect to {where}"))
             return None
@@ -411,13 +436,25 @@ class NetworkGate:
             upstream.sendall(forward)
         return upstream
 
-    def _connect(self, host: str, port: int) -> socket.socket | None:
-        """Connect from the host to the first address of host:port that answers."""
+    def _connect(self, host: str, port: int) -> socket.socket | None | Literal[False]:
+        """Connect from the host to the first address of host:port that answers; False when
+        every address it resolves to is one only this machine reaches and the list does not
+        allow it (a wildcard name pointed at 127.0.0.1 must not open the host's own ports)."""
         error: OSError | None = None
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             infos, error = [], exc
+        refused = [
+            i for i in infos if is_host_only(i[4][0]) and not allowed(self.rules, i[4][0], port)
+        ]
+        infos = [i for i in infos if i not in refused]
+        if refused and not infos:
+            self.log(
+                f"sandbox: denied connect to {hostport(host, port)}"
+                f" (it resolves to {refused[0][4][0]}, which the allow list does not name)"
+            )
+            return False
         for family, kind, proto, _, addr in infos:
             sock = socket.socket(family, kind, proto)
             if not self._track(sock):
