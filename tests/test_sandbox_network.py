@@ -22,6 +22,7 @@ from ralph import reaper
 from ralph.agents import get_agent
 from ralph.agents.base import Agent
 from ralph.process import AgentProcess
+from ralph.sandbox import network
 from ralph.sandbox.network import (
     NetworkGate,
     allowed,
@@ -321,6 +322,22 @@ def test_a_malformed_proxy_request_gets_400_and_is_not_logged(sock, request_line
         conn.close()
     assert head.startswith(b"HTTP/1.1 400 ")
     assert logs == []
+
+
+def test_connections_beyond_the_gate_limit_get_503_while_the_open_one_works(sock, monkeypatch):
+    monkeypatch.setattr(network, "MAX_CONNECTIONS", 1)
+    with ModelServer() as server, NetworkGate([f"127.0.0.1:{port_of(server)}"], sock, print):
+        where = f"127.0.0.1:{port_of(server)}"
+        first, opened, _ = proxy_request(sock, f"CONNECT {where} HTTP/1.1\r\n\r\n".encode())
+        second, busy, rest = proxy_request(sock, f"CONNECT {where} HTTP/1.1\r\n\r\n".encode())
+        body = read_all(second, rest)
+        first.sendall(f"GET /first HTTP/1.1\r\nHost: {where}\r\nConnection: close\r\n\r\n".encode())
+        answer = read_all(first)
+        first.close()
+        second.close()
+    assert opened.startswith(b"HTTP/1.1 200 ") and busy.startswith(b"HTTP/1.1 503 ")
+    assert body == b"sandbox: too many connections\n"
+    assert answer.startswith(b"HTTP/1.1 200 ") and paths(server) == ["/first"]
 
 
 def test_a_closed_gate_ends_its_tunnels_and_leaves_no_thread_or_socket(sock):

@@ -31,7 +31,8 @@ Allow entries (host names compare case-insensitively, a trailing dot ignored):
   `0x7f.1`, `::ffff:127.0.0.1`) are names or mapped addresses and meet the same check.
 
 Bounds: a request head must arrive within `HEAD_TIMEOUT` and fit in `MAX_HEAD` bytes; a connect
-gets `CONNECT_TIMEOUT`; at most `MAX_CONNECTIONS` run at once (more get a 503); each direction
+gets `CONNECT_TIMEOUT`; at most `MAX_CONNECTIONS` tunnels are open at once (the next request
+gets a 503; beyond `SPARE` more waiting requests a connection is closed at once); each direction
 moves `CHUNK` bytes at a time, so memory stays bounded. An open tunnel has no idle limit (a
 model's stream may be quiet for minutes): it ends when either side closes it, or at `close()`,
 which shuts every socket and joins every thread (a connect in flight ends within its timeout).
@@ -58,6 +59,7 @@ HEAD_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 MAX_HEAD = 64 * 1024
 MAX_CONNECTIONS = 256
+SPARE = 16  # requests read (and answered 503) while MAX_CONNECTIONS tunnels are open
 CHUNK = 64 * 1024
 SUN_PATH_MAX = 107  # bytes of a unix socket path the kernel takes (sun_path is 108 with the NUL)
 BRIDGE = Path(__file__).with_name("bridge.py")
@@ -293,6 +295,7 @@ class NetworkGate:
         self._closed = False
         self._socks: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
+        self._tunnels = 0  # upstream connections open or being opened
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
 
@@ -353,17 +356,14 @@ class NetworkGate:
                 if self._closed:
                     conn.close()
                     return
-                busy = len(self._threads) >= MAX_CONNECTIONS
-                if not busy:
+                full = len(self._threads) >= MAX_CONNECTIONS + SPARE
+                if not full:
                     t = threading.Thread(
                         target=self._serve, args=(conn,), name="ralph-netgate-conn", daemon=True
                     )
                     self._threads.add(t)
                     self._socks.add(conn)
-            if busy:
-                with contextlib.suppress(OSError):
-                    conn.settimeout(1.0)
-                    conn.sendall(reply("503 Service Unavailable", "sandbox: too many connections"))
+            if full:
                 conn.close()
             else:
                 t.start()
@@ -390,6 +390,8 @@ class NetworkGate:
             pass  # the client went away or timed out; nothing to report
         finally:
             with self._lock:
+                if upstream is not None:
+                    self._tunnels -= 1
                 self._threads.discard(threading.current_thread())
                 for s in (conn, upstream):
                     self._socks.discard(s)  # type: ignore[arg-type]
@@ -423,7 +425,17 @@ class NetworkGate:
             self.log(f"sandbox: denied connect to {where}")
             conn.sendall(reply("403 Forbidden", f"sandbox: denied connect to {where}"))
             return None
+        with self._lock:
+            busy = self._tunnels >= MAX_CONNECTIONS
+            if not busy:
+                self._tunnels += 1
+        if busy:
+            conn.sendall(reply("503 Service Unavailable", "sandbox: too many connections"))
+            return None
         upstream = self._connect(host, port)
+        if not upstream:
+            with self._lock:
+                self._tunnels -= 1
         if upstream is False:
             conn.sendall(reply("403 Forbidden", f"sandbox: denied connect to {where}"))
             return None
