@@ -15,6 +15,13 @@ transparently (it sends the CONNECT itself), so a CLI whose base URL is `http://
 works whether or not it sends loopback through the proxy. `proxy_env` gives the variables that
 point the agent at the bridge.
 
+Use, per attempt: `gate = NetworkGate(allow, <attempt dir>/net.sock, log)`, `gate.start()`;
+run `bwrap ... --unshare-net --ro-bind <sock> <sock> ... -- *bridge_argv(sock, allow), *agent`
+with `proxy_env()` in the agent's environment (a read-only bind is enough to connect);
+`gate.close()` once the attempt is over. `sys.executable` and this package's directory must be
+readable inside. Leave out bwrap's `--as-pid-1`: bwrap's own init reaps orphans, the bridge
+does not.
+
 Allow entries (host names compare case-insensitively, a trailing dot ignored):
 - `"example.com"`: that host on its web ports, 443 and 80 (HTTPS, and plain HTTP that usually
   redirects to it); no other port.
