@@ -294,15 +294,13 @@ class Git:
         except FileNotFoundError:
             return ""
         age = time.time() - st.st_mtime
-        if age < min_age:
-            return "another git command holds the index lock"
         if Path("/proc/self/fd").is_dir():
             opened, git_running = _lock_holders(lock, self.path)
         else:
             opened, git_running = "", "unknown"
         holder = opened or (git_running if age < blind_age else "")
-        if holder:
-            return f"another git command holds the index lock ({holder})"
+        if holder or age < min_age:
+            return f"another git command holds its index lock ({holder or 'just taken'})"
         with contextlib.suppress(OSError):
             if lock.stat().st_ino == st.st_ino:  # not a lock taken since we looked
                 lock.unlink()

@@ -174,9 +174,7 @@ class RemoteWorktrees(Worktrees):
             )
         except GitCommandError as exc:
             return f"local {self.target} not updated: {first_line(exc)}"
-        if why:
-            return f"local {self.target} not updated: the main checkout has changes ({why})"
-        return ""
+        return f"local {self.target} not updated: {why}" if why else ""
 
 
 def _refusal(exc: GitCommandError) -> str:

@@ -217,13 +217,7 @@ class Worktrees:
         if self.main.head_ref() != self.target_ref:
             self.main.update_refs(lines, scratch)
             return None
-        why = self.move_main(old, new, lambda: self.main.update_refs(lines, scratch))
-        if why:
-            return (
-                f"the main checkout has local changes on {self.target} ({why}); "
-                f"commit or stash them so ralph can fast-forward {self.target}"
-            )
-        return None
+        return self.move_main(old, new, lambda: self.main.update_refs(lines, scratch)) or None
 
     def move_main(self, old: str, new: str, move_ref: Callable[[], None]) -> str:
         """Move the checked-out target from old to new (`move_ref` moves the ref) and the main
@@ -233,12 +227,15 @@ class Worktrees:
         it, nothing was touched. Call with the merge lock held."""
         busy = self._main_busy()
         if busy:
-            return busy
+            return f"the main checkout is busy: {busy}"
         sync = self._sync()
         paths = sync.changed(old, new)
         users = sync.users(old, paths)
         if users:
-            return _shown(users)
+            return (
+                f"the main checkout has local changes on {self.target} ({_shown(users)}); "
+                f"commit or stash them so ralph can fast-forward {self.target}"
+            )
         marker = self.ralph_dir / MAIN_SYNC
         marker.write_text(json.dumps({"old": old, "new": new}))
         try:
