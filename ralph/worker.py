@@ -340,6 +340,8 @@ class WorkerLoop:
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
             self.log(f"{task.id}: {line}")
+        if collected.refused:
+            return "user_work_touched", collected.refused, None
         if not [c for c in collected.changes if c.path not in ours]:
             lease.check()
             if self.opt.no_changes == "fail":

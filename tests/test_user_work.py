@@ -250,3 +250,36 @@ def test_a_project_whose_gitignore_lists_ralph_runs_and_commits_normally(
 
     again = project.run("edit.py", *KINDS[kind])  # and the next run starts
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+# -- --allow-dirty: the user's own paths are theirs ------------------------------------------
+
+
+def test_allow_dirty_an_agent_change_to_a_user_dirty_file_fails_the_attempt_and_is_undone(
+    project: Project,
+) -> None:
+    mine = b"start\nthe user's draft, not committed\r\n"
+    (project.root / "README.md").write_bytes(mine)
+    (project.root / "draft.txt").write_bytes(b"an untracked draft\n")
+    (project.tmp / "ralph.toml").write_text("")
+    project.add("T1")
+
+    failed = project.run("appends.py", "--allow-dirty", "--max-attempts", "1")
+
+    assert "README.md" in failed.stderr, failed.stderr[-2000:]
+    assert project.statuses() == {"T1": "failed"}
+    shown = json.loads(project.ralph("show", "T1", "--json").stdout)
+    assert "README.md" in json.dumps(shown) and "uncommitted" in json.dumps(shown)
+    assert (project.root / "README.md").read_bytes() == mine
+    assert (project.root / "draft.txt").read_bytes() == b"an untracked draft\n"
+    assert not (project.root / "work" / "T1.txt").exists()
+    assert git(project.root, "rev-list", "--count", "main") == "1"  # nothing landed
+
+    project.add("T2")  # a task that leaves the user's paths alone lands, without them
+    landed = project.run("edit.py", "--allow-dirty")
+    assert landed.returncode == 0, landed.stderr[-2000:]
+    files = git(project.root, "show", "--name-only", "--format=", "refs/ralph/tasks/T2")
+    assert [f for f in files.splitlines() if f != "progress.md"] == ["work/T2.txt"]
+    assert (project.root / "README.md").read_bytes() == mine
+    assert (project.root / "draft.txt").read_bytes() == b"an untracked draft\n"
+    git(project.root, "fsck", "--no-progress", "--strict")

@@ -7,7 +7,10 @@ patch, then cleaned) from the user's own uncommitted work (refused, or kept unde
 
 from __future__ import annotations
 
+import filecmp
+import json
 import os
+import shutil
 from pathlib import Path
 
 from ralph import reaper
@@ -99,6 +102,94 @@ class CheckoutWorkspace(GitWorkspace):
     def excluded(self) -> list[str]:
         return self.baseline
 
+    # -- the user's own paths under --allow-dirty --------------------------------------------
+    def _userwork_dir(self) -> Path:
+        return self.scratch / "userwork"
+
+    def _snapshot_user(self) -> None:
+        """Copy the user's dirty paths before an agent runs, to tell whether it changed them
+        and to put their bytes back exactly if it did."""
+        folder = self._userwork_dir()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        manifest: dict[str, dict[str, object]] = {}
+        for n, path in enumerate(self.baseline):
+            full = self.root / path
+            if full.is_symlink():
+                manifest[path] = {"link": os.readlink(full)}
+            elif full.is_file():
+                shutil.copy2(full, folder / str(n), follow_symlinks=False)
+                manifest[path] = {"copy": str(n)}
+            elif not full.exists():
+                manifest[path] = {"absent": True}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    def _user_manifest(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads((self._userwork_dir() / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _user_paths_changed(self) -> list[str]:
+        """The user's dirty paths whose bytes are not what they were before the agent ran."""
+        folder, changed = self._userwork_dir(), []
+        for path, saved in self._user_manifest().items():
+            full = self.root / path
+            if "link" in saved:
+                same = full.is_symlink() and os.readlink(full) == saved["link"]
+            elif "copy" in saved:
+                same = (
+                    full.is_file()
+                    and not full.is_symlink()
+                    and filecmp.cmp(full, folder / str(saved["copy"]), shallow=False)
+                )
+            else:
+                same = not full.exists() and not full.is_symlink()
+            if not same:
+                changed.append(path)
+        return changed
+
+    def _restore_user(self, paths: list[str], keep: Path) -> list[str]:
+        """Put the user's bytes back at `paths`; what was there goes beside `keep`."""
+        folder, manifest, done = self._userwork_dir(), self._user_manifest(), []
+        for path in paths:
+            saved, full = manifest.get(path), self.root / path
+            if saved is None:
+                continue
+            if full.is_file() and not full.is_symlink():
+                copy = keep.parent / "agent-changed-user-paths" / path
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(full, copy)
+            tmp = full.with_name(f".{full.name}.ralph-restore")
+            tmp.unlink(missing_ok=True)
+            if "link" in saved:
+                os.symlink(str(saved["link"]), tmp)
+            elif "copy" in saved:
+                shutil.copy2(folder / str(saved["copy"]), tmp)
+            else:
+                full.unlink(missing_ok=True)
+                done.append(f"put back {path} as you had it (deleted)")
+                continue
+            full.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, full)
+            done.append(f"put back {path} as you had it (the agent had changed it)")
+        return done
+
+    def collect(self, task_id: str, attempt: int, base: str) -> Collected:
+        """As every workspace; under --allow-dirty a result that changed one of the user's own
+        dirty paths is refused (it would be mixed into the user's file and left out of the
+        commit), naming the paths."""
+        collected = super().collect(task_id, attempt, base)
+        touched = self._user_paths_changed() if self.baseline else []
+        if touched:
+            shown = ", ".join(touched[:5]) + (" ..." if len(touched) > 5 else "")
+            collected.refused = (
+                f"the agent changed {shown}, which hold(s) the user's uncommitted changes "
+                "(--allow-dirty): ralph never commits or mixes into those; leave them alone"
+            )
+        return collected
+
     def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str:
         """The checkout on the target branch at its head, nothing else changed (but the user's
         own --allow-dirty paths)."""
@@ -111,6 +202,8 @@ class CheckoutWorkspace(GitWorkspace):
         if self.read_marker() is not None:  # an attempt of this run did not end cleanly
             self.recover()
         self.base = base
+        if self.baseline:
+            self._snapshot_user()
         self.write_marker(
             {
                 "task": task_id,
@@ -198,10 +291,10 @@ class CheckoutWorkspace(GitWorkspace):
         """Under --allow-dirty: keep a patch of the attempt's paths, then undo only those."""
         g("reset", "-q")  # unstage what collect staged; the user's staging is lost (documented)
         theirs = set(self.baseline)
+        kept = self._restore_user(self._user_paths_changed(), keep)
         ours = [p for p in self._dirty() if p not in theirs]
         if not ours:
-            return []
-        kept = []
+            return kept
         patch = g("diff", "--binary", base, self._tree_with(g, base, ours), stdout_as_string=False)
         if patch:
             keep.parent.mkdir(parents=True, exist_ok=True)
