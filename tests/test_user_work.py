@@ -283,3 +283,66 @@ def test_allow_dirty_an_agent_change_to_a_user_dirty_file_fails_the_attempt_and_
     assert (project.root / "README.md").read_bytes() == mine
     assert (project.root / "draft.txt").read_bytes() == b"an untracked draft\n"
     git(project.root, "fsck", "--no-progress", "--strict")
+
+
+def _small_disk(tmp_path: Path) -> Path:
+    """A 6 MB tmpfs (root only): the disk that fills up."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)])
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    return disk
+
+
+@pytest.mark.parametrize("db", ["store_elsewhere", "store_on_the_full_disk"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_full_disk_fails_the_attempt_keeps_its_marker_and_the_next_run_completes(
+    tmp_path: Path, kind: str, db: str
+) -> None:
+    disk = _small_disk(tmp_path)
+    try:
+        root = init_repo(disk / "repo", {"README.md": "start\n", "notes.txt": "notes\n"})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+        env["HOME"] = str(tmp_path / "home")
+        if db == "store_elsewhere":
+            env["RALPH_DB"] = str(tmp_path / "ralph.db")
+        project = Project(root, tmp_path, env)
+        ballast = disk / "ballast"  # what the user deletes to free space
+        ballast.write_bytes(os.urandom(1_500_000))
+        project.add("T1")
+        fill = tmp_path / "fill-once"
+        fill.write_text("")
+
+        # A short lease: a store on the full disk cannot record the release, so the claim
+        # is taken back by its expiry, as after any crash.
+        flags = [*KINDS[kind], "--lease", "4s"]
+        full = project.run("fills_disk.py", *flags, FILL_ONCE=str(fill))
+
+        assert not fill.exists()
+        assert "Traceback" not in full.stderr and "cannot rollback" not in full.stderr
+        # A clean stop, not a crash: the workspace's error, or the store's when the store
+        # itself cannot be written (then the attempt cannot be recorded either).
+        code = 9 if db == "store_elsewhere" else 7
+        assert full.returncode == code, full.stderr[-3000:]
+        assert "disk is full" in full.stderr.splitlines()[-1]
+        assert project.statuses() == {"T1": "open"}
+        markers = [root / ".ralph" / "checkout.json"]
+        markers += list((root / ".ralph" / "worktrees").glob("*.json"))
+        assert any(m.exists() for m in markers)  # the attempt's files are still there
+
+        ballast.unlink()
+        again = project.run("fills_disk.py", *flags, FILL_ONCE=str(fill))
+
+        assert again.returncode == 0, again.stderr[-3000:]
+        project.check(["T1"], {"README.md": b"start\n", "notes.txt": b"notes\n"})
+        files = git(root, "show", "--name-only", "--format=", "refs/ralph/tasks/T1")
+        assert [f for f in files.splitlines() if f != "progress.md"] == ["work/T1.txt"]
+        assert git(root, "status", "--porcelain") == ""
+        patches = list((root / ".ralph" / "runs" / "T1").glob("*/leftovers.patch"))
+        patches += list((root / ".ralph" / "runs" / "T1").glob("*/changes.patch"))
+        assert any("work/T1.big" in p.read_text() for p in patches)  # the work was kept
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])

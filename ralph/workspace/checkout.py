@@ -13,10 +13,12 @@ import os
 import shutil
 from pathlib import Path
 
+from git.exc import GitCommandError
+
 from ralph import reaper
 from ralph.errors import WorkspaceError
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import Git, RefRaceError, attempt_ref, task_ref
+from ralph.workspace.git import Git, RefRaceError, attempt_ref, disk_full, task_ref
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 MARKER = "checkout.json"
@@ -50,7 +52,9 @@ class CheckoutWorkspace(GitWorkspace):
         return self.root / ".ralph" / MARKER
 
     def _dirty(self) -> list[str]:
-        out = self.git("status", "--porcelain", "-z", "--untracked-files=all")
+        out = self.git(
+            "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all"
+        )
         paths, entries, i = [], out.split("\0"), 0
         while i < len(entries):
             entry, i = entries[i], i + 1
@@ -63,7 +67,19 @@ class CheckoutWorkspace(GitWorkspace):
         return [p for p in paths if not (p == ".ralph" or p.startswith(".ralph/"))]
 
     def recover(self) -> list[str]:
-        """Clean up after an attempt that was killed in this checkout; returns what was kept."""
+        """Clean up after an attempt that was killed in this checkout; returns what was kept.
+        On a full disk the marker stays (nothing is cleaned before it is saved)."""
+        try:
+            return self._recover()
+        except (OSError, GitCommandError) as exc:
+            if not disk_full(exc):
+                raise
+            raise WorkspaceError(
+                f"the disk is full: cannot save what the last attempt left in {self.root}",
+                hint="free some space and run again",
+            ) from exc
+
+    def _recover(self) -> list[str]:
         marker = self.read_marker()
         if marker is None:
             return []
@@ -311,5 +327,11 @@ class CheckoutWorkspace(GitWorkspace):
         return [*kept, f"reverted {len(ours)} path(s) of the attempt"]
 
     def finish(self) -> None:
-        """Nothing to tidy: the checkout stays on the target branch."""
-        self.clear_marker()
+        """The checkout stays on the target branch. The marker goes only when the tree is
+        clean: an attempt whose discard failed (a full disk) leaves it for the next run's
+        `recover`, which saves and cleans what the attempt left."""
+        if self.read_marker() is None:
+            return
+        theirs = set(self.baseline)
+        if not [p for p in self._dirty() if p not in theirs]:
+            self.clear_marker()

@@ -423,6 +423,16 @@ def _lock_holders(lock: Path, root: Path) -> tuple[str, str]:
     return opened, running
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (an OSError, a failed git, a store error) says the disk is full."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = f"{exc} {getattr(exc, 'stderr', '')}"
+    return "No space left on device" in text or "disk is full" in text or "Disk quota" in text
+
+
 def first_line(exc: GitCommandError) -> str:
     text = str(exc.stderr or exc.stdout or exc).strip().strip("'").strip()
     for line in text.splitlines():

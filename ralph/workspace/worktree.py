@@ -28,7 +28,15 @@ from git.exc import GitCommandError
 from ralph import errors
 from ralph.store import ensure_ralph_dir
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import IN_PROGRESS, Git, PushFailedError, RefRaceError, git_env, task_ref
+from ralph.workspace.git import (
+    IN_PROGRESS,
+    Git,
+    PushFailedError,
+    RefRaceError,
+    disk_full,
+    git_env,
+    task_ref,
+)
 from ralph.workspace.mainsync import MainSync
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
@@ -182,8 +190,16 @@ class Worktrees:
         base = str(data.get("base")) if data else g.rev("HEAD")
         if data and base:
             keep = Path(str(data.get("run_dir") or self.ralph_dir / "tmp")) / "leftovers.patch"
-            if g.save_patch(base, keep):
-                saved = str(keep)
+            try:
+                if g.save_patch(base, keep):
+                    saved = str(keep)
+            except (OSError, GitCommandError) as exc:
+                if not disk_full(exc):
+                    raise
+                raise errors.WorkspaceError(
+                    f"the disk is full: cannot save what the last attempt left in {g.path}",
+                    hint="free some space and run again",
+                ) from exc
         g.reset_hard(g.rev("HEAD") or self.head(), keep_ralph_dir=False)
         marker.unlink(missing_ok=True)
         return saved
@@ -431,7 +447,10 @@ class WorktreeWorkspace(GitWorkspace):
                 return Landing("interrupted", note=f"the run stopped while waiting: {blocked}")
 
     def finish(self) -> None:
-        self.clear_marker()
+        """Clean for the next run, unless an attempt did not end cleanly (its discard failed,
+        e.g. on a full disk): its marker stays, and the next run saves its work, then cleans."""
+        if self.read_marker() is not None:
+            return
         self.worktrees.finish(self.worker)
 
 
