@@ -139,7 +139,8 @@ class MainSync:
         return [
             p
             for p in paths
-            if index.get(p) != want.get(p) or not self.is_one_of(self.root / p, p, {want.get(p)})
+            if index.get(p) != want.get(p)
+            or not (_gitlink(want.get(p)) or self.is_one_of(self.root / p, p, {want.get(p)}))
         ]
 
     def is_one_of(self, full: Path, path: str, versions: set[Version]) -> bool:
@@ -170,6 +171,8 @@ class MainSync:
             ours = versions[p]
             if index.get(p) in ours and index.get(p) != target.get(p):
                 set_index[p] = target.get(p)
+            if any(_gitlink(v) for v in ours) or self._outside(p):
+                continue  # a submodule's folder is its own; git never writes through a link
             if self.file_version(self.root / p) == target.get(p):
                 continue
             if not self._swap(p, ours, target.get(p), want, n):
@@ -179,6 +182,15 @@ class MainSync:
             self.g("update-index", "-q", "--refresh")
         saved = self._save(want, kept) if kept else None
         return Synced(kept, saved)
+
+    def _outside(self, path: str) -> bool:
+        """Whether a folder on the way to `path` is a symlink (writing would leave the tree)."""
+        folder = (self.root / path).parent
+        while folder != self.root and self.root in folder.parents:
+            if folder.is_symlink():
+                return True
+            folder = folder.parent
+        return False
 
     def _swap(self, path: str, ours: set[Version], want: Version, commit: str, n: int) -> bool:
         """Replace the file at `path` by `want` if it is one of `ours`; False (the file left
@@ -304,3 +316,7 @@ class MainSync:
             fh.write(data)
             fh.seek(0)
             return self.g("hash-object", "-w", "--no-filters", "--stdin", istream=fh)
+
+
+def _gitlink(version: Version) -> bool:
+    return version is not None and version.mode == "160000"
