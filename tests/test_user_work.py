@@ -261,10 +261,13 @@ def test_allow_dirty_an_agent_change_to_a_user_dirty_file_fails_the_attempt_and_
     mine = b"start\nthe user's draft, not committed\r\n"
     (project.root / "README.md").write_bytes(mine)
     (project.root / "draft.txt").write_bytes(b"an untracked draft\n")
-    (project.tmp / "ralph.toml").write_text("")
+    (project.root / "notes.txt").write_bytes(b"notes, staged by the user\n")
+    git(project.root, "add", "notes.txt")
     project.add("T1")
 
-    failed = project.run("appends.py", "--allow-dirty", "--max-attempts", "1")
+    failed = project.run(
+        "appends.py", "--allow-dirty", "--max-attempts", "1", args=("README.md", "notes.txt")
+    )
 
     assert "README.md" in failed.stderr, failed.stderr[-2000:]
     assert project.statuses() == {"T1": "failed"}
@@ -274,6 +277,9 @@ def test_allow_dirty_an_agent_change_to_a_user_dirty_file_fails_the_attempt_and_
     assert (project.root / "draft.txt").read_bytes() == b"an untracked draft\n"
     assert not (project.root / "work" / "T1.txt").exists()
     assert git(project.root, "rev-list", "--count", "main") == "1"  # nothing landed
+    assert (project.root / "notes.txt").read_bytes() == b"notes, staged by the user\n"
+    assert git(project.root, "show", ":notes.txt") == "notes, staged by the user"
+    assert git(project.root, "status", "--porcelain") == "M README.md\nM  notes.txt\n?? draft.txt"
 
     project.add("T2")  # a task that leaves the user's paths alone lands, without them
     landed = project.run("edit.py", "--allow-dirty")

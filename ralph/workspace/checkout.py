@@ -11,6 +11,7 @@ import filecmp
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from git.exc import GitCommandError
@@ -139,6 +140,28 @@ class CheckoutWorkspace(GitWorkspace):
             elif not full.exists():
                 manifest[path] = {"absent": True}
         (folder / "manifest.json").write_text(json.dumps(manifest))
+        staged = []  # the user's index entries of those paths ("" where none)
+        listed = self.git("--literal-pathspecs", "ls-files", "-s", "-z", "--", *self.baseline)
+        entries = dict(reversed(e.split("\t", 1)) for e in listed.split("\0") if "\t" in e)
+        for path in self.baseline:
+            meta = entries.get(path, "")
+            staged.append(f"{meta.split(' ')[0]} {meta.split(' ')[1]}\t{path}" if meta else path)
+        (folder / "index.json").write_text(json.dumps(staged))
+
+    def _restore_user_index(self, g: Git) -> None:
+        """The user's staged entries of their own paths, as they were before the agent ran."""
+        try:
+            staged = json.loads((self._userwork_dir() / "index.json").read_text())
+        except (OSError, ValueError):
+            return
+        zero = "0" * len(g.rev("HEAD") or "0" * 40)
+        lines = [e if "\t" in e else f"0 {zero}\t{e}" for e in staged]
+        if lines:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.scratch) as fh:
+                fh.write(("\0".join(lines) + "\0").encode())
+                fh.seek(0)
+                g("update-index", "-z", "--index-info", istream=fh)
 
     def _user_manifest(self) -> dict[str, dict[str, object]]:
         try:
@@ -305,7 +328,8 @@ class CheckoutWorkspace(GitWorkspace):
 
     def _discard_some(self, g: Git, base: str, keep: Path) -> list[str]:
         """Under --allow-dirty: keep a patch of the attempt's paths, then undo only those."""
-        g("reset", "-q")  # unstage what collect staged; the user's staging is lost (documented)
+        g("reset", "-q")  # unstage what collect staged, then the user's own staging back
+        self._restore_user_index(g)
         theirs = set(self.baseline)
         kept = self._restore_user(self._user_paths_changed(), keep)
         ours = [p for p in self._dirty() if p not in theirs]
