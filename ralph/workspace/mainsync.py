@@ -19,7 +19,7 @@ import hashlib
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ralph.workspace.git import Git
@@ -46,8 +46,14 @@ class Synced:
 
     kept: list[str]
     saved: str | None = None
+    strays: list[str] = field(default_factory=list)
 
     def note(self) -> str:
+        if self.strays:
+            return f"{self._kept()}; also kept {', '.join(self.strays)}"
+        return self._kept()
+
+    def _kept(self) -> str:
         if not self.kept:
             return ""
         more = f" and {len(self.kept) - 3} more" if len(self.kept) > 3 else ""
@@ -64,6 +70,7 @@ class MainSync:
     def __init__(self, g: Git, root: Path, scratch: Path):
         self.g, self.root, self.scratch = g, root, scratch
         self._algo: str | None = None
+        self.strays: list[str] = []  # a user's file saved twice while it was checked
 
     # -- reading ------------------------------------------------------------------------
     def changed(self, old: str, new: str) -> list[str]:
@@ -181,7 +188,7 @@ class MainSync:
         with contextlib.suppress(Exception):  # only stat data: status would refresh it too
             self.g("update-index", "-q", "--refresh")
         saved = self._save(want, kept) if kept else None
-        return Synced(kept, saved)
+        return Synced(kept, saved, self.strays)
 
     def _outside(self, path: str) -> bool:
         """Whether a folder on the way to `path` is a symlink (writing would leave the tree)."""
@@ -255,6 +262,7 @@ class MainSync:
         except FileExistsError:
             kept = aside.with_name(f"user-copy-{int(time.time())}-{aside.name}")
             os.rename(aside, kept)
+            self.strays.append(f"{full.relative_to(self.root)} (an earlier save) in {kept}")
 
     def _prune_dirs(self, folder: Path) -> None:
         while folder != self.root and self.root in folder.parents:

@@ -300,7 +300,7 @@ class Worktrees:
             self.log(f"the main checkout is not yet at {self.target}: {exc}; tried again later")
             return
         marker.unlink(missing_ok=True)
-        if synced.kept:
+        if synced.kept or synced.strays:
             self.log(synced.note())
 
     def _sync(self) -> MainSync:
