@@ -6,10 +6,12 @@ merge lock: the task's commit is merged onto the target's current head with `git
 (the merge-queue rule), fenced, and the target moves together with `refs/ralph/tasks/<id>` in one
 ref transaction.
 
-The main checkout. When the target is checked out there and clean, its files follow the target
-(a two-way `read-tree -m -u`, like `receive.denyCurrentBranch=updateInstead`); when it is dirty
-the landing waits. `.ralph/main-sync.json` is written around that step, so a kill between the
-files and the ref is put right by the next landing (or run), never left as "local changes".
+The main checkout. When the target is checked out there, its index and files follow the target,
+only the paths the landing changes and only where they are ralph's (workspace/mainsync.py); the
+user's edits elsewhere never block it, an edit to one of those paths makes the landing wait, and
+one made meanwhile is kept (a copy under `refs/ralph/saved/`). `.ralph/main-sync.json` is written
+around that step, so a kill between the ref and the files is finished by the next landing (or
+run), without touching what the user changed since.
 """
 
 from __future__ import annotations
