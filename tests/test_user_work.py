@@ -255,9 +255,12 @@ def test_a_project_whose_gitignore_lists_ralph_runs_and_commits_normally(
 # -- --allow-dirty: the user's own paths are theirs ------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_allow_dirty_an_agent_change_to_a_user_dirty_file_fails_the_attempt_and_is_undone(
-    project: Project,
+    project: Project, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    if backend == "postgres":
+        project.env["RALPH_DB"] = request.getfixturevalue("pg_url")
     mine = b"start\nthe user's draft, not committed\r\n"
     (project.root / "README.md").write_bytes(mine)
     (project.root / "draft.txt").write_bytes(b"an untracked draft\n")
@@ -303,18 +306,20 @@ def _small_disk(tmp_path: Path) -> Path:
     return disk
 
 
-@pytest.mark.parametrize("db", ["store_elsewhere", "store_on_the_full_disk"])
+@pytest.mark.parametrize("db", ["sqlite_elsewhere", "sqlite_on_the_full_disk", "postgres"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_a_full_disk_fails_the_attempt_keeps_its_marker_and_the_next_run_completes(
-    tmp_path: Path, kind: str, db: str
+    tmp_path: Path, kind: str, db: str, request: pytest.FixtureRequest
 ) -> None:
     disk = _small_disk(tmp_path)
     try:
         root = init_repo(disk / "repo", {"README.md": "start\n", "notes.txt": "notes\n"})
         env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
         env["HOME"] = str(tmp_path / "home")
-        if db == "store_elsewhere":
+        if db == "sqlite_elsewhere":
             env["RALPH_DB"] = str(tmp_path / "ralph.db")
+        elif db == "postgres":
+            env["RALPH_DB"] = request.getfixturevalue("pg_url")
         project = Project(root, tmp_path, env)
         ballast = disk / "ballast"  # what the user deletes to free space
         ballast.write_bytes(os.urandom(1_500_000))
@@ -331,7 +336,7 @@ def test_a_full_disk_fails_the_attempt_keeps_its_marker_and_the_next_run_complet
         assert "Traceback" not in full.stderr and "cannot rollback" not in full.stderr
         # A clean stop, not a crash: the workspace's error, or the store's when the store
         # itself cannot be written (then the attempt cannot be recorded either).
-        code = 9 if db == "store_elsewhere" else 7
+        code = 7 if db == "sqlite_on_the_full_disk" else 9
         assert full.returncode == code, full.stderr[-3000:]
         assert "disk is full" in full.stderr.splitlines()[-1]
         assert project.statuses() == {"T1": "open"}
