@@ -104,6 +104,7 @@ class RemoteWorktrees(Worktrees):
             self._fetch(
                 f"+refs/heads/{self.target}:{self.remote_ref}", f"+{TASK_REFS}*:{TASK_REFS}*"
             )
+            self.recover_main()  # a killed follow's paths first, then the next one
             why = self.follow(self.head())
         if why:
             self.log(why)
