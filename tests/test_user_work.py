@@ -142,7 +142,7 @@ def test_an_edit_made_after_a_kill_mid_main_update_is_kept_by_the_next_run(
 
 SAVE_AT_MAIN_MOVE = """
 case " $* " in
-*" read-tree -m -u "*|*" update-ref --stdin "*)
+*" read-tree -m -u "*|*" update-ref --stdin "*|*" update-ref refs/heads/main "*)
     if [ "$(pwd -P)" = "$MAIN" ] && [ -e "$TRIGGER" ]; then
         rm -f "$TRIGGER"
         printf 'saved by the user just now\\n' >> README.md
@@ -151,9 +151,17 @@ esac
 """
 
 
+@pytest.mark.parametrize("mode", ["workers2", "remote"])
 def test_a_file_saved_after_the_main_checkout_was_checked_is_never_overwritten(
-    project: Project,
+    project: Project, mode: str
 ) -> None:
+    flags = ["--workers", "2"]
+    if mode == "remote":  # the local branch follows the remote's: the same main-checkout move
+        bare = project.tmp / "remote.git"
+        git(project.tmp, "clone", "-q", "--bare", str(project.root), str(bare))
+        git(project.root, "remote", "add", "origin", str(bare))
+        git(project.root, "fetch", "-q", "origin")
+        flags = ["--remote", "origin"]
     project.add("T1")
     trigger = project.tmp / "trigger"
     trigger.write_text("")
@@ -161,8 +169,7 @@ def test_a_file_saved_after_the_main_checkout_was_checked_is_never_overwritten(
 
     result = project.run(
         "appends.py",
-        "--workers",
-        "2",
+        *flags,
         PATH=path,
         MAIN=str(project.root.resolve()),
         TRIGGER=str(trigger),
