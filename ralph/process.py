@@ -314,13 +314,23 @@ class AgentProcess:
         assert stream is not None
         tail = self._tails[name]
         filename = self.names[0] if name == "stdout" else self.names[1]
-        with open(self.out_dir / filename, "wb") as out:
+        try:
+            out: IO[bytes] | None = open(self.out_dir / filename, "wb")  # noqa: SIM115
+        except OSError:  # a full disk: keep reading, or the agent blocks on a full pipe
+            out = None
+        try:
             while True:
                 raw = stream.readline(MAX_LINE)
                 if not raw:
                     break
-                out.write(raw)
-                out.flush()  # `ralph logs --follow` reads the file while the agent runs
+                if out is not None:
+                    try:
+                        out.write(raw)
+                        out.flush()  # `ralph logs --follow` reads the file while the agent runs
+                    except OSError:  # a full disk: the tail and the parser still see the output
+                        with contextlib.suppress(OSError):
+                            out.close()
+                        out = None
                 self._last_output = time.monotonic()
                 self._bytes += len(raw)
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -329,6 +339,10 @@ class AgentProcess:
                     signals = [s for s in self.parser.feed(line, name) or () if s is not None]
                 if signals:
                     self._raise(signals[0])
+        finally:
+            if out is not None:
+                with contextlib.suppress(OSError):
+                    out.close()
         stream.close()
 
     def _raise(self, sig: AgentSignal) -> None:

@@ -176,7 +176,7 @@ def _workspaces(
         from ralph.workspace.remote import RemoteWorktrees
 
         worktrees = RemoteWorktrees(repo, remote, target=target, push_branches=push_branches)
-        worktrees.log = control.log
+    worktrees.log = control.log
     worktrees.start(names)
     spaces: list[Workspace] = [
         worktrees.workspace(

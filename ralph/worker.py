@@ -26,7 +26,13 @@ from ralph import memory, prd
 from ralph.agents.base import Agent, AgentReport, AgentSignal
 from ralph.config import Settings
 from ralph.control import RunControl, TaskOutcome, backoff_delay
-from ralph.errors import AgentAuthError, BreakerOpenError, LeaseLostError, RalphError
+from ralph.errors import (
+    AgentAuthError,
+    BreakerOpenError,
+    LeaseLostError,
+    RalphError,
+    WorkspaceError,
+)
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
 from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify
@@ -35,6 +41,7 @@ from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, commit_message
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
+from ralph.workspace.git import disk_full
 
 HOST = os.uname().nodename
 
@@ -263,7 +270,15 @@ class WorkerLoop:
                     # Until the landing says otherwise: a git failure inside it (an exception)
                     # must leave the task open, never "success" without a commit.
                     outcome, note = "internal_error", "ralph failed while landing the commit"
-                    outcome, note, sha = self._land(task, claim, base, run_no, run_dir, lease, proc)
+                    try:
+                        outcome, note, sha = self._land(
+                            task, claim, base, run_no, run_dir, lease, proc
+                        )
+                    except Exception as exc:
+                        if not disk_full(exc):
+                            raise
+                        outcome, note = "disk_full", f"the disk filled up while landing: {exc}"
+                        self._stop_disk_full(str(exc))
         except LeaseLostError as exc:
             outcome, note = "lease_lost", exc.message
         finally:
@@ -286,7 +301,10 @@ class WorkerLoop:
             duration = time.monotonic() - started
             record = TaskOutcome(task.id, outcome, sha, report.cost_usd, round(duration, 3), note)
             self.control.record(record, kind)
-            self._write_result(run_dir, record, result, report)
+            try:
+                self._write_result(run_dir, record, result, report)
+            except OSError as exc:  # a full disk: the store has the outcome
+                self.log(f"{task.id}: could not write {run_dir / 'result.json'}: {exc}")
             self.current = None
         cost = f", ${report.cost_usd:.4f}" if report.cost_usd is not None else ""
         what = f"commit {sha[:10]}" if sha else outcome
@@ -340,6 +358,8 @@ class WorkerLoop:
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
             self.log(f"{task.id}: {line}")
+        if collected.refused:
+            return "user_work_touched", collected.refused, None
         if not [c for c in collected.changes if c.path not in ours]:
             lease.check()
             if self.opt.no_changes == "fail":
@@ -472,9 +492,18 @@ class WorkerLoop:
             kept = self.workspace.discard(task.id, run_no, run_dir / "changes.patch")
         except Exception as exc:  # never let cleanup hide the real outcome
             self.log(f"could not put back the workspace after {task.id}: {exc}")
+            if disk_full(exc):  # its marker stays: the next run saves and cleans it
+                self._stop_disk_full(str(exc))
             return
         for item in kept:
             self.log(f"{task.id}: kept the attempt's work: {item}")
+
+    def _stop_disk_full(self, why: str) -> None:
+        error = WorkspaceError(
+            f"the disk is full ({why.splitlines()[0][:200]})",
+            hint="free some space and run again: the attempt's files are saved and cleaned then",
+        )
+        self.control.stop_all(error.message, error=error)
 
     # -- ending a task ------------------------------------------------------------------------
     def _settle_without_attempt(

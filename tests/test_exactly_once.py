@@ -352,10 +352,11 @@ def test_chaos_forty_tasks_twenty_kills_every_task_done_once_with_one_commit(
 # -- a main checkout caught half updated ----------------------------------------------------
 
 HALF_UPDATE_WRAPPER = """#!/bin/sh
-# The first `read-tree -m -u` (moving the main checkout to a landed commit) does its work and
-# then dies by SIGKILL, as a git killed with its worker's process group would.
+# The first index write of a main-checkout update (after the target moved and the files were
+# written) does its work and then dies by SIGKILL, as a git killed with its worker's process
+# group would.
 case " $* " in
-*" read-tree -m -u "*)
+*" update-index -z --index-info "*)
     if [ -e "$HALF_FILE" ]; then
         rm -f "$HALF_FILE"
         {real} "$@"

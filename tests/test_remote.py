@@ -465,7 +465,7 @@ def test_dirty_main_checkout_is_left_alone_while_the_push_lands(
     wt.start(["w"])
     (hosts[0] / "README.md").write_text("my own edit\n")
     before = git(hosts[0], "rev-parse", "main")
-    ws, collected = work(wt, "w", "t1", {"work/t1.txt": "x\n"})
+    ws, collected = work(wt, "w", "t1", {"work/t1.txt": "x\n", "README.md": "the task's\n"})
 
     result = land(ws, "t1", collected)
 

@@ -238,11 +238,14 @@ def test_clean_main_checkout_on_target_is_updated_with_the_landing(repo: Path) -
     assert not (repo / ".ralph" / MAIN_SYNC).exists()
 
 
-def test_dirty_main_checkout_on_target_is_left_untouched_and_the_landing_waits(repo: Path) -> None:
+def test_a_user_edit_to_a_path_the_task_changes_is_untouched_and_the_landing_waits(
+    repo: Path,
+) -> None:
     wt = Worktrees(repo)
     wt.start(["w1"])
     logged: list[str] = []
-    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"}, log=logged.append)
+    task_files = {"feature.txt": "new\n", "README.md": "demo v2\n"}
+    ws, collected = work(wt, "w1", "t1", task_files, log=logged.append)
     (repo / "README.md").write_text("user is editing\n")
     head = git(repo, "rev-parse", "main")
 
@@ -262,10 +265,29 @@ def test_dirty_main_checkout_on_target_is_left_untouched_and_the_landing_waits(r
         git(repo, "checkout", "--", "README.md")
         return True
 
-    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"}, attempt=2, wait=user_finishes)
+    ws, collected = work(wt, "w1", "t1", task_files, attempt=2, wait=user_finishes)
     (repo / "README.md").write_text("user is editing again\n")
     assert land(ws, "t1", collected).status == "landed"
     assert len(waits) == 1 and (repo / "feature.txt").exists()
+    assert (repo / "README.md").read_text() == "demo v2\n"
+
+
+def test_a_user_edit_to_a_path_the_task_does_not_change_neither_blocks_nor_is_touched(
+    repo: Path,
+) -> None:
+    wt = Worktrees(repo)
+    wt.start(["w1"])
+    ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"})
+    (repo / "README.md").write_bytes(b"user is editing\r\nno newline")
+    (repo / "shared.txt").write_text("staged by the user\n")
+    git(repo, "add", "shared.txt")
+
+    assert land(ws, "t1", collected).status == "landed"
+
+    assert (repo / "feature.txt").read_text() == "new\n"
+    assert (repo / "README.md").read_bytes() == b"user is editing\r\nno newline"
+    assert git(repo, "status", "--porcelain") == "M README.md\nM  shared.txt"  # " M", "M "
+    assert git(repo, "show", ":shared.txt") == "staged by the user"
 
 
 def test_target_not_checked_out_in_main_repo_moves_only_the_ref(repo: Path) -> None:

@@ -259,13 +259,19 @@ class SQLiteStore(SQLStore):
             raise errors.StoreError(f"cannot lock {self.path}: {exc}") from exc
         try:
             yield _SQLiteTx(conn, self._sql, self.clock())
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite rolls a transaction back by itself on some errors (a full disk, an I/O
+            # error): a ROLLBACK then fails with "no transaction is active" and hides them.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+                raise errors.StoreError(f"cannot write to {self.path}: {exc}") from exc
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise errors.StoreError(f"cannot commit to {self.path}: {exc}") from exc
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ class Collected:
     subjects: list[str] = field(default_factory=list)  # the agent's own commit subjects
     kept: str | None = None  # refs/ralph/attempts/<task>/<n> when the agent committed
     repairs: list[str] = field(default_factory=list)  # what ralph put back (hooks, HEAD)
+    refused: str = ""  # why this result must not land (it changed the user's own paths)
 
 
 @dataclass

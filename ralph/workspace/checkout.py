@@ -7,13 +7,19 @@ patch, then cleaned) from the user's own uncommitted work (refused, or kept unde
 
 from __future__ import annotations
 
+import filecmp
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from git.exc import GitCommandError
 
 from ralph import reaper
 from ralph.errors import WorkspaceError
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import Git, RefRaceError, attempt_ref, task_ref
+from ralph.workspace.git import Git, RefRaceError, attempt_ref, disk_full, task_ref
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 MARKER = "checkout.json"
@@ -47,7 +53,9 @@ class CheckoutWorkspace(GitWorkspace):
         return self.root / ".ralph" / MARKER
 
     def _dirty(self) -> list[str]:
-        out = self.git("status", "--porcelain", "-z", "--untracked-files=all")
+        out = self.git(
+            "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all"
+        )
         paths, entries, i = [], out.split("\0"), 0
         while i < len(entries):
             entry, i = entries[i], i + 1
@@ -60,7 +68,19 @@ class CheckoutWorkspace(GitWorkspace):
         return [p for p in paths if not (p == ".ralph" or p.startswith(".ralph/"))]
 
     def recover(self) -> list[str]:
-        """Clean up after an attempt that was killed in this checkout; returns what was kept."""
+        """Clean up after an attempt that was killed in this checkout; returns what was kept.
+        On a full disk the marker stays (nothing is cleaned before it is saved)."""
+        try:
+            return self._recover()
+        except (OSError, GitCommandError) as exc:
+            if not disk_full(exc):
+                raise
+            raise WorkspaceError(
+                f"the disk is full: cannot save what the last attempt left in {self.root}",
+                hint="free some space and run again",
+            ) from exc
+
+    def _recover(self) -> list[str]:
         marker = self.read_marker()
         if marker is None:
             return []
@@ -99,6 +119,116 @@ class CheckoutWorkspace(GitWorkspace):
     def excluded(self) -> list[str]:
         return self.baseline
 
+    # -- the user's own paths under --allow-dirty --------------------------------------------
+    def _userwork_dir(self) -> Path:
+        return self.scratch / "userwork"
+
+    def _snapshot_user(self) -> None:
+        """Copy the user's dirty paths before an agent runs, to tell whether it changed them
+        and to put their bytes back exactly if it did."""
+        folder = self._userwork_dir()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        manifest: dict[str, dict[str, object]] = {}
+        for n, path in enumerate(self.baseline):
+            full = self.root / path
+            if full.is_symlink():
+                manifest[path] = {"link": os.readlink(full)}
+            elif full.is_file():
+                shutil.copy2(full, folder / str(n), follow_symlinks=False)
+                manifest[path] = {"copy": str(n)}
+            elif not full.exists():
+                manifest[path] = {"absent": True}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        staged = []  # the user's index entries of those paths ("" where none)
+        listed = self.git("--literal-pathspecs", "ls-files", "-s", "-z", "--", *self.baseline)
+        entries = dict(reversed(e.split("\t", 1)) for e in listed.split("\0") if "\t" in e)
+        for path in self.baseline:
+            meta = entries.get(path, "")
+            staged.append(f"{meta.split(' ')[0]} {meta.split(' ')[1]}\t{path}" if meta else path)
+        (folder / "index.json").write_text(json.dumps(staged))
+
+    def _restore_user_index(self, g: Git) -> None:
+        """The user's staged entries of their own paths, as they were before the agent ran."""
+        try:
+            staged = json.loads((self._userwork_dir() / "index.json").read_text())
+        except (OSError, ValueError):
+            return
+        zero = "0" * len(g.rev("HEAD") or "0" * 40)
+        lines = [e if "\t" in e else f"0 {zero}\t{e}" for e in staged]
+        if lines:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.scratch) as fh:
+                fh.write(("\0".join(lines) + "\0").encode())
+                fh.seek(0)
+                g("update-index", "-z", "--index-info", istream=fh)
+
+    def _user_manifest(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads((self._userwork_dir() / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _user_paths_changed(self) -> list[str]:
+        """The user's dirty paths whose bytes are not what they were before the agent ran."""
+        folder, changed = self._userwork_dir(), []
+        for path, saved in self._user_manifest().items():
+            full = self.root / path
+            if "link" in saved:
+                same = full.is_symlink() and os.readlink(full) == saved["link"]
+            elif "copy" in saved:
+                same = (
+                    full.is_file()
+                    and not full.is_symlink()
+                    and filecmp.cmp(full, folder / str(saved["copy"]), shallow=False)
+                )
+            else:
+                same = not full.exists() and not full.is_symlink()
+            if not same:
+                changed.append(path)
+        return changed
+
+    def _restore_user(self, paths: list[str], keep: Path) -> list[str]:
+        """Put the user's bytes back at `paths`; what was there goes beside `keep`."""
+        folder, manifest, done = self._userwork_dir(), self._user_manifest(), []
+        for path in paths:
+            saved, full = manifest.get(path), self.root / path
+            if saved is None:
+                continue
+            if full.is_file() and not full.is_symlink():
+                copy = keep.parent / "agent-changed-user-paths" / path
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(full, copy)
+            tmp = full.with_name(f".{full.name}.ralph-restore")
+            tmp.unlink(missing_ok=True)
+            if "link" in saved:
+                os.symlink(str(saved["link"]), tmp)
+            elif "copy" in saved:
+                shutil.copy2(folder / str(saved["copy"]), tmp)
+            else:
+                full.unlink(missing_ok=True)
+                done.append(f"put back {path} as you had it (deleted)")
+                continue
+            full.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, full)
+            done.append(f"put back {path} as you had it (the agent had changed it)")
+        return done
+
+    def collect(self, task_id: str, attempt: int, base: str) -> Collected:
+        """As every workspace; under --allow-dirty a result that changed one of the user's own
+        dirty paths is refused (it would be mixed into the user's file and left out of the
+        commit), naming the paths."""
+        collected = super().collect(task_id, attempt, base)
+        touched = self._user_paths_changed() if self.baseline else []
+        if touched:
+            shown = ", ".join(touched[:5]) + (" ..." if len(touched) > 5 else "")
+            collected.refused = (
+                f"the agent changed {shown}, which hold(s) the user's uncommitted changes "
+                "(--allow-dirty): ralph never commits or mixes into those; leave them alone"
+            )
+        return collected
+
     def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str:
         """The checkout on the target branch at its head, nothing else changed (but the user's
         own --allow-dirty paths)."""
@@ -111,6 +241,8 @@ class CheckoutWorkspace(GitWorkspace):
         if self.read_marker() is not None:  # an attempt of this run did not end cleanly
             self.recover()
         self.base = base
+        if self.baseline:
+            self._snapshot_user()
         self.write_marker(
             {
                 "task": task_id,
@@ -196,12 +328,13 @@ class CheckoutWorkspace(GitWorkspace):
 
     def _discard_some(self, g: Git, base: str, keep: Path) -> list[str]:
         """Under --allow-dirty: keep a patch of the attempt's paths, then undo only those."""
-        g("reset", "-q")  # unstage what collect staged; the user's staging is lost (documented)
+        g("reset", "-q")  # unstage what collect staged, then the user's own staging back
+        self._restore_user_index(g)
         theirs = set(self.baseline)
+        kept = self._restore_user(self._user_paths_changed(), keep)
         ours = [p for p in self._dirty() if p not in theirs]
         if not ours:
-            return []
-        kept = []
+            return kept
         patch = g("diff", "--binary", base, self._tree_with(g, base, ours), stdout_as_string=False)
         if patch:
             keep.parent.mkdir(parents=True, exist_ok=True)
@@ -218,5 +351,11 @@ class CheckoutWorkspace(GitWorkspace):
         return [*kept, f"reverted {len(ours)} path(s) of the attempt"]
 
     def finish(self) -> None:
-        """Nothing to tidy: the checkout stays on the target branch."""
-        self.clear_marker()
+        """The checkout stays on the target branch. The marker goes only when the tree is
+        clean: an attempt whose discard failed (a full disk) leaves it for the next run's
+        `recover`, which saves and cleans what the attempt left."""
+        if self.read_marker() is None:
+            return
+        theirs = set(self.baseline)
+        if not [p for p in self._dirty() if p not in theirs]:
+            self.clear_marker()

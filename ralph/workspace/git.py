@@ -222,7 +222,9 @@ class Git:
     # -- staging and committing ----------------------------------------------------------
     def stage_all(self, exclude: Iterable[str] = ()) -> None:
         """Stage every change in the working tree except `.ralph/` (one scan of the tree)."""
-        spec = [".", f":(exclude,literal){RALPH_DIR}"]
+        # A glob, not `:(exclude,literal).ralph`: a project whose .gitignore lists `.ralph`
+        # makes `git add` exit 1 on a literal pathspec naming an ignored path.
+        spec = [".", f":(exclude,glob)[{RALPH_DIR[0]}]{RALPH_DIR[1:]}/**"]
         spec += [f":(exclude,literal){p}" for p in exclude]
         self("add", "-A", "--", *spec)
 
@@ -277,6 +279,32 @@ class Git:
             except OSError:
                 continue
         return removed
+
+    def clear_stale_index_lock(self, min_age: float = 2.0, blind_age: float = 60.0) -> str:
+        """Remove this checkout's `index.lock` when no live git holds it: older than `min_age`
+        seconds, open in no process, and no git process working in this repository (git may
+        close the lock file while it holds it), or, past `blind_age` seconds, open in no
+        process (a pager left open, a stuck command). Without /proc, `blind_age` alone decides.
+        Returns why the lock stays, or ''."""
+        import time
+
+        lock = self.git_dir() / "index.lock"
+        try:
+            st = lock.stat()
+        except FileNotFoundError:
+            return ""
+        age = time.time() - st.st_mtime
+        if Path("/proc/self/fd").is_dir():
+            opened, git_running = _lock_holders(lock, self.path)
+        else:
+            opened, git_running = "", "unknown"
+        holder = opened or (git_running if age < blind_age else "")
+        if holder or age < min_age:
+            return f"another git command holds its index lock ({holder or 'just taken'})"
+        with contextlib.suppress(OSError):
+            if lock.stat().st_ino == st.st_ino:  # not a lock taken since we looked
+                lock.unlink()
+        return ""
 
     def landed(self, task_id: str, target: str) -> str | None:
         """The task's commit, if its ref exists and the target holds it. A ref the target does
@@ -368,6 +396,41 @@ class Git:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(patch + b"\n")  # type: ignore[operator]
         return True
+
+
+def _lock_holders(lock: Path, root: Path) -> tuple[str, str]:
+    """(a process that has `lock` open, a git process working under `root`), '' for none;
+    the second is 'unknown' when some process could not be looked at."""
+    root_s, lock_s = str(root.resolve()), str(lock)
+    opened, running = "", ""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            if comm.startswith("git") and not running:
+                cwd = os.readlink(proc / "cwd")
+                if cwd == root_s or cwd.startswith(root_s + os.sep):
+                    running = f"{comm} pid {proc.name}"
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == lock_s:
+                        return f"{comm} pid {proc.name}", running
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        except OSError:
+            running = running or "unknown"
+    return opened, running
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (an OSError, a failed git, a store error) says the disk is full."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = f"{exc} {getattr(exc, 'stderr', '')}"
+    return "No space left on device" in text or "disk is full" in text or "Disk quota" in text
 
 
 def first_line(exc: GitCommandError) -> str:

@@ -12,7 +12,6 @@ After a push the local target follows the remote the way a local landing moves i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from git.exc import GitCommandError
@@ -20,7 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from ralph import errors
 from ralph.workspace.git import TASK_REFS, PushFailedError, RefRaceError, first_line, task_ref
-from ralph.workspace.worktree import MAIN_SYNC, Worktrees
+from ralph.workspace.worktree import Worktrees
 
 FETCH_ATTEMPTS = 3
 # What git prints when another host won the race to move a ref.
@@ -60,7 +59,6 @@ class RemoteWorktrees(Worktrees):
         self.remote_ref = f"refs/remotes/{remote}/{self.target}"
         self.push_branches = push_branches
         self.retry_wait = retry_wait
-        self.log = lambda line: None
 
     @property
     def upstream(self) -> str:
@@ -106,6 +104,7 @@ class RemoteWorktrees(Worktrees):
             self._fetch(
                 f"+refs/heads/{self.target}:{self.remote_ref}", f"+{TASK_REFS}*:{TASK_REFS}*"
             )
+            self.recover_main()  # a killed follow's paths first, then the next one
             why = self.follow(self.head())
         if why:
             self.log(why)
@@ -170,19 +169,13 @@ class RemoteWorktrees(Worktrees):
         if self.main.head_ref() != self.target_ref:
             self.main("update-ref", self.target_ref, new, local)
             return ""
-        dirty = self._main_dirty()
-        if dirty:
-            return f"local {self.target} not updated: the main checkout has changes ({dirty})"
-        marker = self.ralph_dir / MAIN_SYNC
-        marker.write_text(json.dumps({"old": local, "new": new}))
         try:
-            self.main("read-tree", "-m", "-u", local, new)
-            self.main("update-ref", self.target_ref, new, local)
+            why = self.move_main(
+                local, new, lambda: self.main("update-ref", self.target_ref, new, local)
+            )
         except GitCommandError as exc:
-            self._reset_main(marker)  # files and index back where the branch is
             return f"local {self.target} not updated: {first_line(exc)}"
-        marker.unlink(missing_ok=True)
-        return ""
+        return f"local {self.target} not updated: {why}" if why else ""
 
 
 def _refusal(exc: GitCommandError) -> str:

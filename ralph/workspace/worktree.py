@@ -6,10 +6,12 @@ merge lock: the task's commit is merged onto the target's current head with `git
 (the merge-queue rule), fenced, and the target moves together with `refs/ralph/tasks/<id>` in one
 ref transaction.
 
-The main checkout. When the target is checked out there and clean, its files follow the target
-(a two-way `read-tree -m -u`, like `receive.denyCurrentBranch=updateInstead`); when it is dirty
-the landing waits. `.ralph/main-sync.json` is written around that step, so a kill between the
-files and the ref is put right by the next landing (or run), never left as "local changes".
+The main checkout. When the target is checked out there, its index and files follow the target,
+only the paths the landing changes and only where they are ralph's (workspace/mainsync.py); the
+user's edits elsewhere never block it, an edit to one of those paths makes the landing wait, and
+one made meanwhile is kept (a copy under `refs/ralph/saved/`). `.ralph/main-sync.json` is written
+around that step, so a kill between the ref and the files is finished by the next landing (or
+run), without touching what the user changed since.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from git.exc import GitCommandError
 from ralph import errors
 from ralph.store import ensure_ralph_dir
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import IN_PROGRESS, Git, PushFailedError, RefRaceError, git_env, task_ref
+from ralph.workspace.git import (
+    IN_PROGRESS,
+    Git,
+    PushFailedError,
+    RefRaceError,
+    disk_full,
+    git_env,
+    task_ref,
+)
+from ralph.workspace.mainsync import MainSync
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 WORKTREES_DIR = "worktrees"
@@ -70,6 +81,7 @@ class Worktrees:
         self.dir = self.ralph_dir / WORKTREES_DIR
         self.lock_timeout = lock_timeout
         self.race_limit = 20
+        self.log: Callable[[str], None] = lambda line: None
         self.target = target or self._current_branch()
         if self.main.rev(f"refs/heads/{self.target}") is None:
             raise errors.UsageError(
@@ -180,8 +192,16 @@ class Worktrees:
         base = str(data.get("base")) if data else g.rev("HEAD")
         if data and base:
             keep = Path(str(data.get("run_dir") or self.ralph_dir / "tmp")) / "leftovers.patch"
-            if g.save_patch(base, keep):
-                saved = str(keep)
+            try:
+                if g.save_patch(base, keep):
+                    saved = str(keep)
+            except (OSError, GitCommandError) as exc:
+                if not disk_full(exc):
+                    raise
+                raise errors.WorkspaceError(
+                    f"the disk is full: cannot save what the last attempt left in {g.path}",
+                    hint="free some space and run again",
+                ) from exc
         g.reset_hard(g.rev("HEAD") or self.head(), keep_ralph_dir=False)
         marker.unlink(missing_ok=True)
         return saved
@@ -215,64 +235,87 @@ class Worktrees:
         if self.main.head_ref() != self.target_ref:
             self.main.update_refs(lines, scratch)
             return None
-        dirty = self._main_dirty()
-        if dirty:
+        return self.move_main(old, new, lambda: self.main.update_refs(lines, scratch)) or None
+
+    def move_main(self, old: str, new: str, move_ref: Callable[[], None]) -> str:
+        """Move the checked-out target from old to new (`move_ref` moves the ref) and the main
+        checkout's index and files with it, touching only the paths the move changes; returns
+        why not ('' when moved). A path of the move the user changed makes it wait; what the
+        move then finds changed is kept (see mainsync). The ref moves first: when git refuses
+        it, nothing was touched. Call with the merge lock held."""
+        busy = self._main_busy()
+        if busy:
+            return f"the main checkout is busy: {busy}"
+        sync = self._sync()
+        paths = sync.changed(old, new)
+        users = sync.users(old, paths)
+        if users:
             return (
-                f"the main checkout has local changes on {self.target} ({dirty}); "
+                f"the main checkout has local changes on {self.target} ({_shown(users)}); "
                 f"commit or stash them so ralph can fast-forward {self.target}"
             )
         marker = self.ralph_dir / MAIN_SYNC
         marker.write_text(json.dumps({"old": old, "new": new}))
         try:
-            self.main("read-tree", "-m", "-u", old, new)
-            self.main.update_refs(lines, scratch)
-        except (GitCommandError, RefRaceError) as exc:
-            # Files, index and ref out of step (a refused ref move, or a read-tree that failed
-            # or was killed half way): back to where the ref is; the marker stays if that fails.
-            self._reset_main(marker)
-            if isinstance(exc, RefRaceError):
-                raise
-            return f"cannot update the main checkout: {exc.stderr or exc}".strip()
-        marker.unlink(missing_ok=True)
-        return None
+            move_ref()
+        except BaseException:
+            marker.unlink(missing_ok=True)
+            raise
+        self._finish_main(marker, old, new, paths)
+        return ""
 
     def recover_main(self) -> None:
         """A landing killed inside its ref transaction leaves stale ref locks (removed); one
-        killed while it moved the main checkout (files, index and ref not in step) has the
-        index and files put back exactly at where the target's ref now is. Before the
-        marker was written the checkout was clean, so nothing of the user's is lost. Call with
-        the merge lock held."""
+        killed while it moved the main checkout (its marker is there) has the paths of that
+        move put where the target's ref now is, except those the user changed since (kept,
+        with a copy under refs/ralph/saved/). Call with the merge lock held."""
         self.main.clear_stale_ref_locks([self.target_ref])
         marker = self.ralph_dir / MAIN_SYNC
-        if marker.exists():
-            self._reset_main(marker)
+        if not marker.exists():
+            return
+        try:
+            data = json.loads(marker.read_text())
+            old, new = str(data["old"]), str(data["new"])
+        except (OSError, ValueError, KeyError, TypeError):
+            marker.unlink(missing_ok=True)
+            return
+        if self.main.head_ref() != self.target_ref or self.main.rev(self.target_ref) is None:
+            marker.unlink(missing_ok=True)  # the user switched branches: their files now
+            return
+        if self._main_busy():
+            return  # left for the next landing
+        try:
+            paths = self._sync().changed(old, new)
+        except GitCommandError:
+            marker.unlink(missing_ok=True)  # a commit that is gone: nothing of ours to finish
+            return
+        self._finish_main(marker, old, new, paths)
 
-    def _reset_main(self, marker: Path) -> None:
-        """Index and files of the main checkout exactly at the target's ref (it was clean there
-        before the marker was written); the marker goes once that worked."""
-        if self.main.head_ref() == self.target_ref:
-            (self.main.git_dir() / "index.lock").unlink(missing_ok=True)  # a killed read-tree's
-            head = self.main.rev(self.target_ref)
-            if head:
-                try:
-                    self.main("read-tree", "--reset", "-u", head)
-                except GitCommandError:
-                    return  # left for the next landing's recover_main
+    def _finish_main(self, marker: Path, old: str, new: str, paths: list[str]) -> None:
+        """The paths of a move at the target's ref, the user's left alone; the marker goes
+        once that worked (otherwise the next landing's recover_main does it again)."""
+        head = self.main.rev(self.target_ref)
+        assert head is not None
+        try:
+            synced = self._sync().apply(head, [old, new], paths)
+        except (GitCommandError, OSError) as exc:
+            self.log(f"the main checkout is not yet at {self.target}: {exc}; tried again later")
+            return
         marker.unlink(missing_ok=True)
+        if synced.kept or synced.strays:
+            self.log(synced.note())
 
-    def _main_dirty(self) -> str:
+    def _sync(self) -> MainSync:
+        return MainSync(self.main, self.root, self.ralph_dir / "tmp")
+
+    def _main_busy(self) -> str:
+        """Why the main checkout cannot be moved now: a git operation in progress there, or
+        its index lock held by a live git (a stale one is removed)."""
         gitdir = self.main.git_dir()
         for name, (command, _) in IN_PROGRESS.items():
             if (gitdir / name).exists():
                 return f"a {command} is in progress"
-        if (gitdir / "index.lock").exists():
-            return "another git command holds the index lock"
-        changed = self.main("status", "--porcelain", "--untracked-files=no").splitlines()
-        if changed:
-            names = [line[3:] for line in changed]
-            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-            return ", ".join(names[:3]) + more
-        return ""
+        return self.main.clear_stale_index_lock()
 
     def workspace(
         self,
@@ -406,8 +449,16 @@ class WorktreeWorkspace(GitWorkspace):
                 return Landing("interrupted", note=f"the run stopped while waiting: {blocked}")
 
     def finish(self) -> None:
-        self.clear_marker()
+        """Clean for the next run, unless an attempt did not end cleanly (its discard failed,
+        e.g. on a full disk): its marker stays, and the next run saves its work, then cleans."""
+        if self.read_marker() is not None:
+            return
         self.worktrees.finish(self.worker)
+
+
+def _shown(paths: list[str]) -> str:
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return ", ".join(paths[:3]) + more
 
 
 def _conflict_note(main: Git, target: str, base: str, head: str, files: list[str]) -> str:
