@@ -92,7 +92,7 @@ def import_(
     """
     from ralph.ops.importers import import_file
 
-    plan = import_file(store(), file, fmt=fmt, chain=chain, apply=apply)
+    plan = import_file(store(create=True), file, fmt=fmt, chain=chain, apply=apply)
     if as_json:
         emit_json(plan.to_dict())
         return
