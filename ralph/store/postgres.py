@@ -232,6 +232,7 @@ class PostgresStore(SQLStore):
         """Connect and set the schema up (rule: ralph/store/migrate.py); `upgrade=False` writes
         nothing and refuses an older or empty database, `inspect=True` only reads its state."""
         self._url = redact(url)
+        self._given_url = url  # for connect_url() only; everything shown uses self._url
         self._secrets = _secrets(url)
         self.clock = None if clock is time.time else clock
         self._state = _CallState()
@@ -257,6 +258,10 @@ class PostgresStore(SQLStore):
     def url(self) -> str:
         """The database URL, password shown as ***."""
         return self._url
+
+    def connect_url(self) -> str:
+        """The URL as given, password included: for an agent's RALPH_DB, never for output."""
+        return self._given_url
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
