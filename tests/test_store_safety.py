@@ -171,3 +171,12 @@ def test_db_backup_of_a_postgres_store_says_to_use_pg_dump(tmp_path, env, pg_url
     out = ralph(tmp_path, env, "--db", pg_url, "db", "backup")
     assert out.returncode == 7 and "pg_dump" in out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_a_read_on_an_empty_postgres_database_creates_no_schema(tmp_path, env, pg_url):
+    out = ralph(tmp_path, env, "--db", pg_url, "list", "--json")
+    assert out.returncode == 7 and "ralph init" in out.stderr
+    assert ralph(tmp_path, env, "--db", pg_url, "db", "status").stdout.count("none yet") == 1
+    assert ralph(tmp_path, env, "--db", pg_url, "add", "first").returncode == 0
+    listed = ralph(tmp_path, env, "--db", pg_url, "list", "--json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1

@@ -91,7 +91,8 @@ def open_store(
     in place (ralph/store/migrate.py); without it nothing is written, and a missing or older
     store raises StoreError saying to run `ralph db upgrade`. A newer schema always raises.
     `store.schema` tells what was found and done. Without `create` (read commands) a SQLite
-    file that does not exist raises NoStoreError instead of being created.
+    file that does not exist, or a PostgreSQL database without ralph's schema, raises
+    NoStoreError instead of being created.
     """
     return _open(url, clock=clock, upgrade=upgrade, create=create)
 
@@ -118,7 +119,7 @@ def _open(
     if path is None:
         from ralph.store.postgres import PostgresStore
 
-        return PostgresStore(target, clock=clock, upgrade=upgrade, inspect=inspect)
+        return PostgresStore(target, clock=clock, upgrade=upgrade, inspect=inspect, create=create)
     if not create and not inspect and not path.exists():
         raise errors.NoStoreError(str(path))
     if (

@@ -228,9 +228,12 @@ class PostgresStore(SQLStore):
         clock: Callable[[], float] | None = None,
         upgrade: bool = True,
         inspect: bool = False,
+        create: bool = True,
     ):
         """Connect and set the schema up (rule: ralph/store/migrate.py); `upgrade=False` writes
-        nothing and refuses an older or empty database, `inspect=True` only reads its state."""
+        nothing and refuses an older or empty database, `inspect=True` only reads its state,
+        `create=False` (read commands) refuses a database without ralph's schema."""
+        self._create = create
         self._url = redact(url)
         self._given_url = url  # for connect_url() only; everything shown uses self._url
         self._secrets = _secrets(url)
@@ -331,6 +334,8 @@ class PostgresStore(SQLStore):
             conn = self._new_connection(self._connect(autocommit=True))
             try:
                 state = self._schema_state(conn)
+                if not inspect and not self._create and not state.exists:
+                    raise errors.NoStoreError(self._url)
                 if not inspect:
                     migrate.refuse_newer(state)  # before anything is written
                     if state.version < state.latest:
