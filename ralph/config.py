@@ -1,4 +1,5 @@
-"""Project settings for `ralph run`: `ralph.toml`, else `[tool.ralph]` in pyproject.toml.
+"""Project settings for `ralph run`: `ralph.toml`, else `[tool.ralph]` in pyproject.toml, with
+an untracked `ralph.local.toml` (secrets, this machine's choices) read over either.
 
 Every key is optional; an unknown key or a value of the wrong type is a ConfigError naming the
 file and the key, raised before anything runs. Bare numbers in durations are minutes (as in tx).
@@ -104,9 +105,42 @@ def load_settings(root: Path, path: Path | None = None) -> Settings:
             found = (path, found[1].get("tool", {}).get("ralph", {}))
     else:
         found = find_config(root)
+    local = _local_config(root)
+    if local is not None:
+        if found is None:
+            found = local
+        else:
+            found = (found[0], _merged(found[1], local[1]))
+            return parse_settings(found[1], source=f"{found[0]} + {LOCAL_NAME}")
     if found is None:
         return Settings()
     return parse_settings(found[1], source=str(found[0]))
+
+
+LOCAL_NAME = "ralph.local.toml"
+
+
+def _local_config(root: Path) -> tuple[Path, dict[str, Any]] | None:
+    """`ralph.local.toml` under `root`: this machine's settings and secrets (API keys in an
+    agent's env), kept out of git by `ralph init`, read over ralph.toml."""
+    path = root / LOCAL_NAME
+    if not path.is_file():
+        return None
+    try:
+        return path, tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, tables merged key by key ([agents.claude] env included)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Settings:

@@ -154,6 +154,15 @@ def store_check(store_url: str | None) -> Check:
     except RalphError as exc:
         return Check("task store", False, exc.message, exc.hint or "check --db / RALPH_DB", True)
     store.close()
+    path = getattr(store, "path", None)
+    if path is not None:  # SQLite: pages are read lazily, so a damaged one only shows here
+        from ralph.store.backup import quick_check, restore_hint
+
+        problems = quick_check(path)
+        if problems:
+            detail = f"{target} is corrupted (quick_check: {problems[0]})"
+            return Check("task store", False, detail, restore_hint(path), True)
+        return Check("task store", True, f"{target} (quick_check ok)")
     return Check("task store", True, _redact(target))
 
 

@@ -105,6 +105,17 @@ class StoreError(RalphError):
     exit_code = 7
 
 
+class NoStoreError(StoreError):
+    """No task store here yet: run `ralph init` (or `ralph add`) to start a project."""
+
+    def __init__(self, where: str):
+        super().__init__(
+            f"no task store at {where}",
+            hint="run `ralph init` to start a project here, or point --db or RALPH_DB at a store",
+            where=where,
+        )
+
+
 class ConfigError(RalphError):
     """The configuration is invalid."""
 
@@ -149,7 +160,8 @@ EXIT_CODES: dict[int, str] = {
     4: "already claimed by another worker",
     5: "lease lost: expired, released, or held by someone else",
     6: "invalid transition (done twice, blocked, cycle, open children)",
-    7: "task store unusable (not a database, bad URL, unreachable server)",
+    7: "task store unusable (not a database, corrupted, bad URL, unreachable server) or none "
+    "yet (a read command outside a project: run `ralph init`)",
     8: "configuration error (ralph.toml, templates, agents)",
     9: "git working tree unusable (not a repository, uncommitted changes, git failed)",
     10: "`ralph run`: an agent could not authenticate; every worker stopped",

@@ -39,6 +39,7 @@ from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify
 from ralph.outcomes import note as failure_note
 from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, commit_message
+from ralph.store import agent_db
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
 from ralph.workspace.git import disk_full
@@ -421,7 +422,7 @@ class WorkerLoop:
         env.update(
             RALPH_TASK_ID=task.id,
             RALPH_WORKER=self.opt.worker,
-            RALPH_DB=str(getattr(self.store, "url", "")),
+            RALPH_DB=agent_db(self.store),  # absolute; PostgreSQL's with its password
             RALPH_RUN_DIR=str(run_dir),
             RALPH_NOTES=str(memory.notes_path(run_dir)),
             RALPH_WORKSPACE=str(self.workspace.path),

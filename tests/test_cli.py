@@ -39,6 +39,7 @@ class Result:
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("RALPH_DB", raising=False)
     monkeypatch.chdir(tmp_path)
+    open_store(tmp_path / "ralph.db").close()  # reads never create a store; `ralph init` does
     return tmp_path / "ralph.db"
 
 

@@ -139,8 +139,9 @@ def test_a_store_with_a_valid_header_and_junk_pages_exits_7(tmp_path: Path):
     result = subprocess.run([*RALPH, "--db", str(db), "list"], capture_output=True, text=True)
     assert result.returncode == 7
     assert result.stderr == (
-        f"error: cannot use {db}: database disk image is malformed (restore it from a backup, "
-        "or point --db or RALPH_DB at another database file)\n"
+        f"error: cannot use {db}: database disk image is malformed (no backup in "
+        f"{db.parent / 'backups'}: point --db or RALPH_DB at another database file, or move "
+        "this one away to start a new store)\n"
     )
 
 

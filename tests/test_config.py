@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ralph.config import Settings, load_settings
 from ralph.errors import ConfigError
+from tests.support.clis import clean_env, git_repo, ralph
+
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
 
 
 def test_defaults_without_a_config_file(tmp_path: Path):
@@ -52,3 +59,71 @@ def test_invalid_values_name_the_file_and_key(tmp_path: Path, text: str, words: 
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path)
     assert words in info.value.message and "ralph.toml" in info.value.message
+
+
+def test_ralph_local_toml_is_read_over_ralph_toml_with_tables_merged_key_by_key(tmp_path: Path):
+    (tmp_path / "ralph.toml").write_text(
+        'agent = "claude"\nlease = "10m"\n[agents.claude]\nmodel = "sonnet"\n'
+    )
+    (tmp_path / "ralph.local.toml").write_text(
+        'lease = "20m"\n[agents.claude]\nenv = { ANTHROPIC_API_KEY = "sk-local-only" }\n'
+    )
+    s = load_settings(tmp_path)
+    assert (s.agent, s.lease) == ("claude", 1200)
+    assert s.agent_settings("claude") == {
+        "model": "sonnet",
+        "env": {"ANTHROPIC_API_KEY": "sk-local-only"},
+    }
+    (tmp_path / "ralph.toml").unlink()
+    assert load_settings(tmp_path).agent_settings("claude") == {
+        "env": {"ANTHROPIC_API_KEY": "sk-local-only"}
+    }
+
+
+def test_a_bad_key_in_ralph_local_toml_is_a_config_error_naming_it(tmp_path: Path):
+    (tmp_path / "ralph.toml").write_text('agent = "claude"\n')
+    (tmp_path / "ralph.local.toml").write_text('agnet = "codex"\n')
+    with pytest.raises(ConfigError, match="ralph.local.toml: unknown key 'agnet'"):
+        load_settings(tmp_path)
+
+
+SECRET_ASSIGNMENT = re.compile(r"(API_KEY|TOKEN|PASSWORD|SECRET)\w*\"?\s*=", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("has_gitignore", [True, False], ids=["gitignore", "no-gitignore"])
+def test_ralph_init_suggests_no_secret_in_a_committed_file_and_keeps_the_local_one_out_of_git(
+    tmp_path: Path, has_gitignore: bool
+):
+    repo = git_repo(tmp_path / "repo")
+    if has_gitignore:
+        (repo / ".gitignore").write_text("node_modules")  # no final newline
+        subprocess.run(["git", "-C", str(repo), "add", ".gitignore"], check=True)
+        subprocess.run(["git", "-C", str(repo), "commit", "-qm", "ignore"], check=True,
+                       env={**os.environ, **IDENTITY})  # fmt: skip
+    (repo / "CLAUDE.md").write_text("# Notes\n")
+    env = clean_env(tmp_path / "home")
+    first = ralph(repo, env, "init")
+    assert first.returncode == 0, first.stderr
+    assert "ralph.local.toml" in first.stdout
+    # Everything init wrote that git would see (what the user commits) suggests no secret.
+    shown = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "-uall"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    committed = [line[3:] for line in shown.splitlines()]
+    assert "ralph.toml" in committed and "ralph.local.toml" not in committed
+    for name in committed:
+        for line in (repo / name).read_text().splitlines():
+            assert not SECRET_ASSIGNMENT.search(line), (name, line)
+    assert "ralph.local.toml" in (repo / "ralph.toml").read_text()
+    (repo / "ralph.local.toml").write_text('[agents.claude]\nenv = { ANTHROPIC_API_KEY = "k" }\n')
+    ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", "ralph.local.toml"])
+    assert ignored.returncode == 0
+    if has_gitignore:
+        assert (repo / ".gitignore").read_text() == "node_modules\n/ralph.local.toml\n"
+    else:
+        assert not (repo / ".gitignore").exists()  # a new untracked file would dirty the tree
+    again = ralph(repo, env, "init")
+    assert again.returncode == 0
+    if has_gitignore:
+        assert (repo / ".gitignore").read_text() == "node_modules\n/ralph.local.toml\n"
+    exclude = (repo / ".git" / "info" / "exclude").read_text()
+    assert exclude.count("ralph.local.toml") == (0 if has_gitignore else 1)

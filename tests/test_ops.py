@@ -300,6 +300,7 @@ def test_stats_by_task_and_day_and_text(project: Path):
 
 
 def test_stats_on_an_empty_store_says_so(project: Path):
+    open_store(project / "e.db").close()  # a read never creates the store
     assert "No attempts yet" in ok(run("stats", db=project / "e.db")).stdout
 
 

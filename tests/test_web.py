@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from webutil import CHROMIUM, RALPH, clean_env, serve
+from webutil import CHROMIUM, RALPH, clean_env, login_path, serve
 
 from ralph.store import open_store
 
@@ -204,12 +204,14 @@ def test_the_retry_action_brings_a_failed_task_back(project: Project, page):
     project.add("Flaky job", "F")
     (project.gate / "F.fail").write_text("fail")
     project.open_gate()
-    with serve(project.root, project.env) as (_, base):
+    with serve(project.root, project.env) as (proc, base):
+        page.goto(base + login_path(proc))  # changes need the printed login link
         project.start_run()
         page.goto(base + "/tasks/F")
         expect(page.locator("#task-head .st")).to_have_text("failed", timeout=WAIT_MS)
         expect(page.locator("#turns")).to_contain_text("Working on F", timeout=WAIT_MS)
         (project.gate / "F.fail").unlink()
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: no script reads the session
         page.get_by_role("button", name="Retry").click()
         expect(page.locator("#task-head .st")).to_have_text("done", timeout=WAIT_MS)
         kinds = [e.kind for e in project.store.events(task_id="F")]
@@ -219,7 +221,8 @@ def test_the_retry_action_brings_a_failed_task_back(project: Project, page):
 
 def test_pause_stops_new_claims_and_resume_restarts_them(project: Project, page):
     project.open_gate()
-    with serve(project.root, project.env) as (_, base):
+    with serve(project.root, project.env) as (proc, base):
+        page.goto(base + login_path(proc))  # changes need the printed login link
         project.start_run()
         page.goto(base + "/")
         expect(page.locator("#workers tr.w-idle")).to_have_count(2, timeout=WAIT_MS)
@@ -247,7 +250,8 @@ def test_pause_stops_new_claims_and_resume_restarts_them(project: Project, page)
 
 def test_stop_asks_a_worker_to_stop_and_it_leaves_the_overview(project: Project, page):
     project.open_gate()
-    with serve(project.root, project.env) as (_, base):
+    with serve(project.root, project.env) as (proc, base):
+        page.goto(base + login_path(proc))  # changes need the printed login link
         project.start_run()
         page.goto(base + "/")
         expect(page.locator("#workers tr.w-idle")).to_have_count(2, timeout=WAIT_MS)
@@ -262,7 +266,8 @@ def test_stop_asks_a_worker_to_stop_and_it_leaves_the_overview(project: Project,
 def test_a_title_made_of_markup_shows_as_text_and_opens_no_dialog(project: Project, page):
     title = "<img src=x onerror=alert(1)>"
     project.add(title, "X", description="<script>alert(2)</script>")
-    with serve(project.root, project.env) as (_, base):
+    with serve(project.root, project.env) as (proc, base):
+        page.goto(base + login_path(proc))  # changes need the printed login link
         page.goto(base + "/tasks")
         expect(page.locator("#task-table td.title a")).to_have_text(title)
         page.goto(base + "/tasks/X")

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from webutil import clean_env, request, serve
+from webutil import clean_env, login, request, serve
 
 from ralph.models import AttemptEnd
 from ralph.store import open_store
@@ -50,7 +50,7 @@ def test_the_dashboard_reads_a_postgres_store_from_another_process_and_hides_its
         empty = tmp_path / "elsewhere"
         empty.mkdir()
         env = clean_env(tmp_path / "home", RALPH_DB=url)
-        with serve(empty, env) as (_, base):
+        with serve(empty, env) as (proc, base):
             status, _, page = request(base, "GET", "/")
             assert status == 200
             assert "far-away-1" in page and "host-b" in page and 'href="/tasks/P1"' in page
@@ -76,10 +76,13 @@ def test_the_dashboard_reads_a_postgres_store_from_another_process_and_hides_its
             assert found and (found[-1]["kind"], found[-1]["task_id"]) == ("done", "P1")
             assert all(e["id"] > last for e in found)
 
-            token = request(base, "GET", "/")[2].split('name="ralph-csrf" content="')[1]
-            token = token.split('"')[0]
+            cookie, token = login(proc, base)
             status, _, _ = request(
-                base, "POST", "/actions/pause", body=urlencode({"csrf": token, "reason": "lunch"})
+                base,
+                "POST",
+                "/actions/pause",
+                body=urlencode({"csrf": token, "reason": "lunch"}),
+                headers=cookie,
             )
             assert status == 303
         assert store.paused()["reason"] == "lunch"

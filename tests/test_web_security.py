@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from webutil import RALPH, clean_env, free_port, request, serve
+from webutil import RALPH, clean_env, free_port, login, login_path, request, serve
 
 from ralph.store import open_store
 
@@ -22,12 +22,6 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     with open_store(root / "ralph.db") as store:
         store.add("First task", id="T1")
     return root, env
-
-
-def csrf_of(page: str) -> str:
-    match = re.search(r'name="ralph-csrf" content="([^"]+)"', page)
-    assert match, "the page carries no CSRF token"
-    return match.group(1)
 
 
 def test_binding_a_non_loopback_address_without_a_token_refuses_to_start(project):
@@ -49,21 +43,80 @@ def test_a_post_without_the_token_is_refused_and_changes_nothing(project):
     root, env = project
     with serve(root, env) as (_, base):
         status, _, _ = request(base, "POST", "/actions/pause", body="reason=x")
-        assert status == 403
+        assert status == 401
         status, _, _ = request(base, "POST", "/tasks/T1/block", body="blocker=T1&csrf=wrong")
-        assert status == 403
+        assert status == 401
         with open_store(root / "ralph.db") as store:
             assert store.paused() is None
 
 
-def test_a_post_with_the_token_from_another_origin_is_refused(project):
+def test_a_page_fetched_without_login_carries_no_credential_and_no_form(project):
     root, env = project
-    with serve(root, env) as (_, base):
-        token = csrf_of(request(base, "GET", "/")[2])
-        body = urlencode({"csrf": token, "reason": "x"})
-        evil = {"Origin": "http://evil.example"}
+    with serve(root, env) as (proc, base):
+        token = login_path(proc).split("token=", 1)[1]
+        for path in ("/", "/tasks", "/tasks/T1", "/part/tasks/T1", "/nope"):
+            status, headers, page = request(base, "GET", path)
+            assert status in (200, 404), path
+            assert token not in page and token not in str(headers), path
+            assert 'name="ralph-csrf" content=""' in page or path.startswith("/part/"), path
+            assert '<form method="post"' not in page, path
+        # What a local process could do before: post the page's token back. Refused, no change.
+        body = urlencode({"csrf": token, "reason": "from curl"})
+        assert request(base, "POST", "/actions/pause", body=body)[0] == 401
+        with open_store(root / "ralph.db") as store:
+            assert store.paused() is None
+
+
+def test_a_post_with_the_session_cookie_needs_the_session_csrf_token(project):
+    root, env = project
+    with serve(root, env) as (proc, base):
+        cookie, csrf = login(proc, base)
+        token = login_path(proc).split("token=", 1)[1]
+        assert csrf != token
+        for body in ({"reason": "no csrf"}, {"csrf": "wrong", "reason": "x"}):
+            status, _, _ = request(
+                base, "POST", "/actions/pause", body=urlencode(body), headers=cookie
+            )
+            assert status == 403
+        # Another session's CSRF token does not fit this session either.
+        other_cookie, other_csrf = login(proc, base)
+        assert other_csrf != csrf
+        body = urlencode({"csrf": other_csrf, "reason": "x"})
+        assert request(base, "POST", "/actions/pause", body=body, headers=cookie)[0] == 403
+        with open_store(root / "ralph.db") as store:
+            assert store.paused() is None
+        body = urlencode({"csrf": csrf, "reason": "both"})
+        status, headers, _ = request(base, "POST", "/actions/pause", body=body, headers=cookie)
+        assert status == 303 and headers["location"] == "/"
+        # fetch() sends the CSRF token in a header instead of the form.
+        status, _, _ = request(
+            base, "POST", "/actions/resume", headers={**cookie, "X-Ralph-Token": csrf}, body=""
+        )
+        assert status == 303
+        with open_store(root / "ralph.db") as store:
+            assert [e.kind for e in store.events()][-2:] == ["paused", "resumed"]
+
+
+def test_a_script_may_change_things_with_the_token_as_a_bearer_header(project):
+    root, env = project
+    with serve(root, env) as (proc, base):
+        token = login_path(proc).split("token=", 1)[1]
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert request(base, "POST", "/actions/pause", body="reason=x", headers=wrong)[0] == 401
+        right = {"Authorization": f"Bearer {token}"}
+        assert request(base, "POST", "/actions/pause", body="reason=x", headers=right)[0] == 303
+        with open_store(root / "ralph.db") as store:
+            assert store.paused()["reason"] == "x"
+
+
+def test_a_post_with_the_session_from_another_origin_is_refused(project):
+    root, env = project
+    with serve(root, env) as (proc, base):
+        cookie, csrf = login(proc, base)
+        body = urlencode({"csrf": csrf, "reason": "x"})
+        evil = {**cookie, "Origin": "http://evil.example"}
         assert request(base, "POST", "/actions/pause", body=body, headers=evil)[0] == 403
-        status, headers, _ = request(base, "POST", "/actions/pause", body=body)
+        status, headers, _ = request(base, "POST", "/actions/pause", body=body, headers=cookie)
         assert status == 303 and headers["location"] == "/"
         with open_store(root / "ralph.db") as store:
             assert store.paused()["reason"] == "x"
@@ -71,12 +124,11 @@ def test_a_post_with_the_token_from_another_origin_is_refused(project):
 
 def test_read_only_serves_pages_without_forms_and_refuses_every_action(project):
     root, env = project
-    with serve(root, env, "--read-only") as (_, base):
+    with serve(root, env, "--read-only", "--token", "ro-token") as (_, base):
         status, _, page = request(base, "GET", "/tasks/T1")
         assert status == 200 and '<form method="post"' not in page and "read-only" in page
-        token = csrf_of(page)
-        body = urlencode({"csrf": token})
-        assert request(base, "POST", "/actions/resume", body=body)[0] == 403
+        bearer = {"Authorization": "Bearer ro-token"}
+        assert request(base, "POST", "/actions/resume", body="", headers=bearer)[0] == 403
 
 
 def test_pages_carry_a_strict_content_security_policy_and_refuse_other_host_names(project):
@@ -99,8 +151,19 @@ def test_off_loopback_every_read_needs_the_token_given_once_by_login(project):
         assert status == 303
         cookie = headers["set-cookie"].split(";")[0]
         assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
+        assert "Secure" not in headers["set-cookie"]  # plain http: a Secure cookie never returns
+        assert "s3cret-token" not in cookie  # the cookie names a session, not the token
         status, _, page = request(base, "GET", "/tasks", headers={"Cookie": cookie})
-        assert status == 200 and "First task" in page
+        assert status == 200 and "First task" in page and "s3cret-token" not in page
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(project):
+    root, env = project
+    with serve(root, env, "--token", "s3cret-token", host="0.0.0.0") as (_, base):
+        # uvicorn takes the scheme from X-Forwarded-Proto of a proxy on 127.0.0.1.
+        tls = {"X-Forwarded-Proto": "https"}
+        status, headers, _ = request(base, "GET", "/login?token=s3cret-token", headers=tls)
+        assert status == 303 and "; Secure" in headers["set-cookie"]
 
 
 def test_a_generated_token_is_printed_once_as_a_login_url(project):
@@ -127,9 +190,10 @@ def test_ralph_web_without_the_web_extra_says_how_to_install_it(project):
 
 def test_actions_report_store_errors_as_a_page_not_a_crash(project):
     root, env = project
-    with serve(root, env) as (_, base):
-        token = csrf_of(request(base, "GET", "/")[2])
-        status, _, page = request(base, "POST", "/tasks/T1/retry", body=urlencode({"csrf": token}))
+    with serve(root, env) as (proc, base):
+        cookie, csrf = login(proc, base)
+        body = urlencode({"csrf": csrf})
+        status, _, page = request(base, "POST", "/tasks/T1/retry", body=body, headers=cookie)
         assert status == 409 and "T1 is open, not failed" in page
         assert request(base, "GET", "/tasks/nope")[0] == 404
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,3 +93,30 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env["HOME"] = str(home)
     env.update(extra)
     return env
+
+
+def login_path(proc: subprocess.Popen[str]) -> str:
+    """`/login?token=...` from the link `ralph web` printed at start: the only place the write
+    token appears (it is printed before the server answers, so it is there to read)."""
+    cached = getattr(proc, "login_path", None)
+    if cached:
+        return cached
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        match = re.search(r"https?://\S+?(/login\?token=\S+)", line)
+        if match:
+            proc.login_path = match.group(1)  # type: ignore[attr-defined]
+            return match.group(1)
+    raise AssertionError("ralph web printed no login link")
+
+
+def login(proc: subprocess.Popen[str], base: str) -> tuple[dict[str, str], str]:
+    """Log in through the printed link: the session cookie header and the session's CSRF token
+    (read from a page, as the page's own script does)."""
+    status, headers, _ = request(base, "GET", login_path(proc))
+    assert status == 303, status
+    cookie = {"Cookie": headers["set-cookie"].split(";")[0]}
+    page = request(base, "GET", "/", headers=cookie)[2]
+    match = re.search(r'name="ralph-csrf" content="([^"]+)"', page)
+    assert match, "a logged-in page carries no CSRF token"
+    return cookie, match.group(1)

@@ -167,7 +167,16 @@ def _store_error(exc: Exception) -> StoreError | None:
 
     if type(exc) is not sqlite3.DatabaseError:  # subclasses (locked, constraint) are not corruption
         return None
-    where = getattr(session._store, "path", None) or session.db or "the task store"
+    from ralph.store import sqlite_path  # the session's store is closed by now
+    from ralph.store.backup import restore_hint
+
+    try:
+        path = sqlite_path(session.db)
+    except StoreError:
+        path = None
+    if path is not None:
+        return StoreError(f"cannot use {path}: {exc}", hint=restore_hint(path))
+    where = session.db or "the task store"
     return StoreError(
         f"cannot use {where}: {exc}",
         hint="restore it from a backup, or point --db or RALPH_DB at another database file",

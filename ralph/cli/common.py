@@ -31,10 +31,11 @@ class Session:
         self.close()
         self.db, self.debug = db, debug
 
-    def store(self, *, upgrade: bool = True) -> SQLStore:
-        """The session's store; `upgrade=False` (read-only users) never migrates it."""
+    def store(self, *, upgrade: bool = True, create: bool = True) -> SQLStore:
+        """The session's store; `upgrade=False` (read-only users) never migrates it and
+        `create=False` (read commands) refuses a missing SQLite file instead of making one."""
         if self._store is None:
-            self._store = open_store(self.db, upgrade=upgrade)
+            self._store = open_store(self.db, upgrade=upgrade, create=create)
             done = self._store.schema
             if done.upgraded_from:  # an older store, upgraded by this opening: say so once
                 kept = f"; copy kept: {done.backup}" if done.backup else ""
@@ -53,9 +54,13 @@ class Session:
 session = Session()
 
 
-def store() -> SQLStore:
-    """The store named by --db / RALPH_DB / the project's `.ralph/ralph.db`."""
-    return session.store()
+def store(*, create: bool = False) -> SQLStore:
+    """The store named by --db / RALPH_DB / the project's `.ralph/ralph.db`.
+
+    Only commands that add work (`add`, `import`) pass `create`: a read, or a change to a
+    task that cannot exist yet, outside a project says to run `ralph init` (NoStoreError).
+    """
+    return session.store(create=create)
 
 
 def echo(text: str = "") -> None:

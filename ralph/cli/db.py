@@ -1,12 +1,14 @@
-"""`ralph db status` and `ralph db upgrade`: the store's schema version and its migrations."""
+"""`ralph db status|upgrade|backup|restore`: the store's schema, its integrity and its copies."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ralph.cli.common import echo, emit_json, session
+from ralph.errors import StoreError
 
 db_app = typer.Typer(name="db", rich_markup_mode=None, add_completion=False)
 
@@ -15,12 +17,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 
 @db_app.callback(invoke_without_command=True)
 def _db(ctx: typer.Context) -> None:
-    """The store's schema: which version it has, which migrations are pending; run them.
+    """The store's schema, integrity and copies: check it, upgrade it, back it up, restore it.
 
     \b
     Example:
       ralph db status
       ralph db upgrade
+      ralph db backup
+      ralph db restore .ralph/backups/ralph-20261206T031500123456Z.db
     """
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
@@ -43,8 +47,17 @@ def status(as_json: JsonOpt = False) -> None:
     from ralph.store.migrate import ralph_version
 
     state = schema_status(session.db)
+    problems = _integrity(state.url) if state.exists else []
     if as_json:
-        emit_json(state.to_dict())
+        emit_json({**state.to_dict(), "integrity": problems or ["ok"]})
+    if problems:
+        from ralph.store.backup import restore_hint
+
+        raise StoreError(
+            f"{state.url} is corrupted (quick_check: {problems[0]})",
+            hint=restore_hint(Path(state.url)),
+        )
+    if as_json:
         return
     made_by = state.made_by
     if not state.exists:
@@ -65,6 +78,11 @@ def status(as_json: JsonOpt = False) -> None:
                 f"schema   {schema}",
                 f"ralph    {ralph_version()} (schema {state.latest})",
                 f"pending  {pending}",
+                *(
+                    ["check    ok (quick_check)"]
+                    if state.exists and state.backend == "sqlite"
+                    else []
+                ),
             ]
         )
     )
@@ -89,6 +107,62 @@ def upgrade(as_json: JsonOpt = False) -> None:
     else:
         kept = f" (copy kept: {state.backup})" if state.backup else ""
         echo(f"Upgraded {state.url} from schema {state.upgraded_from} to {state.version}{kept}")
+
+
+@db_app.command()
+def backup() -> None:
+    """Copy the SQLite store now to .ralph/backups/ (the newest 5 are kept; `ralph run` takes
+    one at start). For PostgreSQL use pg_dump.
+
+    \b
+    Example:
+      ralph db backup
+      Backed up .ralph/ralph.db to .ralph/backups/ralph-20261206T031500123456Z.db
+    """
+    from ralph.store import backup as copies
+
+    path = _sqlite_path("backup", "pg_dump")
+    echo(f"Backed up {path} to {copies.backup(path)}")
+
+
+@db_app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A copy made by `ralph db backup`.")],
+) -> None:
+    """Put a backup in place of the SQLite store; refused while a worker uses the store. The
+    replaced store is kept in .ralph/backups/ as ralph-replaced-<time>.db.
+
+    \b
+    Example:
+      ralph db restore .ralph/backups/ralph-20261206T031500123456Z.db
+    """
+    from ralph.store import backup as copies
+
+    path = _sqlite_path("restore", "pg_restore")
+    kept = copies.restore(path, file)
+    echo(f"Restored {path} from {file}" + (f" (the replaced store kept: {kept})" if kept else ""))
+
+
+def _sqlite_path(what: str, tool: str) -> Path:
+    """The SQLite store's file, or one line saying PostgreSQL has its own tools."""
+    from ralph.store import sqlite_path
+
+    path = sqlite_path(session.db)
+    if path is None:
+        raise StoreError(
+            f"`ralph db {what}` is for SQLite stores",
+            hint=f"back PostgreSQL up with pg_dump/{tool}",
+        )
+    return path
+
+
+def _integrity(url: str) -> list[str]:
+    """quick_check's problems for a SQLite store ([] when sound; PostgreSQL is not checked)."""
+    if "://" in url:
+        return []
+    from ralph.store.backup import quick_check
+
+    return quick_check(Path(url))
 
 
 def register(app: typer.Typer, worker_app: typer.Typer) -> None:

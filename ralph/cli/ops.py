@@ -40,12 +40,15 @@ def init(as_json: JsonFlag = False) -> None:
         return
     lines = [f"ralph initialised in {report.root}"]
     lines += [f"  created   {p}" for p in report.created]
-    lines += [f"  appended  {p} (a 'Working under ralph' section)" for p in report.appended]
+    what = dict.fromkeys((".gitignore", ".git/info/exclude"), "a line for ralph.local.toml")
+    section = "a 'Working under ralph' section"
+    lines += [f"  appended  {p} ({what.get(p, section)})" for p in report.appended]
     lines += [f"  kept      {p}" for p in report.kept]
     lines += [f"  note: {n}" for n in report.notes]
     if report.created or report.appended:
         lines += [
-            "Next: review ralph.toml, commit it with prompts/, then",
+            "Next: review ralph.toml, commit it with prompts/ (keys and passwords go in your",
+            "  environment or in ralph.local.toml, which git ignores; never in ralph.toml), then",
             '  ralph import prd.json --apply   (or ralph add "...")',
             "  ralph run",
         ]
@@ -92,7 +95,7 @@ def import_(
     """
     from ralph.ops.importers import import_file
 
-    plan = import_file(store(), file, fmt=fmt, chain=chain, apply=apply)
+    plan = import_file(store(create=True), file, fmt=fmt, chain=chain, apply=apply)
     if as_json:
         emit_json(plan.to_dict())
         return

@@ -539,6 +539,10 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     )
     store = session.store()
     store.max_expiries = settings.max_expiries
+    if not flags.dry_run and getattr(store, "path", None):  # SQLite: a copy per run, newest 5
+        from ralph.store.backup import backup
+
+        backup(store.path)
     ensure_ralph_dir(root)
     log = (lambda line: None) if flags.quiet else None
     control = RunControl(

@@ -94,7 +94,7 @@ def add(
         return
     if title is None:
         raise errors.UsageError("missing TITLE", hint='ralph add "What to do"')
-    task = store().add(
+    task = store(create=True).add(
         title,
         description=description,
         priority=priority,
@@ -123,7 +123,7 @@ def _max_discovered() -> int:
 def _add_from(source: str, as_json: bool) -> None:
     pairs = read_task_objects(source)
     try:
-        tasks = store().add_many([obj for obj, _ in pairs])
+        tasks = store(create=True).add_many([obj for obj, _ in pairs])
     except errors.RalphError as exc:
         # The store numbers tasks from 1; point at the line of the file instead.
         match = _TASK_N.match(exc.message)

@@ -20,7 +20,10 @@ TOKEN_ENV = "RALPH_WEB_TOKEN"
 
 def web(
     host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (loopback needs no token).")
+        str,
+        typer.Option(
+            "--host", help="Address to listen on (loopback: reads need no login, changes do)."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
     read_only: Annotated[
@@ -46,6 +49,9 @@ def web(
     ] = None,
 ) -> None:
     """Serve the operator's dashboard: workers, queue, cost charts, tasks, live transcripts.
+
+    On loopback anyone on this machine may look; changes need the login link printed at start
+    (it sets an HttpOnly cookie; no page carries the token). Off loopback every page needs it.
 
     \b
     Examples:
@@ -79,14 +85,16 @@ def web(
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
     print(f"ralph web: {label} at {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
-    if generated:
-        # Printed once: the server keeps no copy anywhere else.
-        print(f"log in once at {url}login?token={guard.token}", file=sys.stderr, flush=True)
+    login = f"{url}login?token={guard.token}"
+    if generated or (guard.open_reads and not read_only and not token):
+        # Printed once, to this terminal only: no page carries it. Loopback reads are open;
+        # changes (and off loopback, reads too) need the session this link opens.
+        print(f"log in (to make changes) at {login}", file=sys.stderr, flush=True)
     if open_browser:
         import threading
         import webbrowser
 
-        target = f"{url}login?token={guard.token}" if not guard.open_reads else url
+        target = url if read_only and guard.open_reads else login
         threading.Timer(0.8, webbrowser.open, args=(target,)).start()
     uvicorn.run(
         app,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ralph.config import Settings
+from ralph.config import LOCAL_NAME, Settings
 from ralph.prompts import INSTRUCTION_FILES, TEMPLATE_NAME, builtin_prompt_path
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ AGENT_HELP = {
     "args": "extra arguments after ralph's own flags",
     "model": "model name passed to the agent",
     "prompt_mode": 'how the prompt is passed: "stdin", "arg" (after --) or "file"',
-    "env": 'extra environment variables, e.g. { ANTHROPIC_API_KEY = "..." }',
+    "env": "extra environment variables; never a key or password here (this file is "
+    "committed): set them in your environment or in ralph.local.toml",
 }
 
 
@@ -109,8 +110,9 @@ class InitReport:
 
 
 def init_project(root: Path, *, db: str | None = None) -> InitReport:
-    """Create `.ralph/`, `ralph.toml`, `prompts/task.md.j2`, the store, and a section in
-    CLAUDE.md/AGENTS.md; a file that exists is kept, so running it twice changes nothing."""
+    """Create `.ralph/`, `ralph.toml`, `prompts/task.md.j2`, the store, a `.gitignore` line for
+    `ralph.local.toml` (where secrets go) and a section in CLAUDE.md/AGENTS.md; a file that
+    exists is kept, so running it twice changes nothing."""
     from ralph.store import DEFAULT_DIR, ensure_ralph_dir, open_store
 
     report = InitReport(root)
@@ -128,6 +130,8 @@ def init_project(root: Path, *, db: str | None = None) -> InitReport:
     else:
         config.write_text(config_template())
         report.created.append(CONFIG_NAME)
+
+    _ignore_local_config(root, report)
 
     prompt = root / "prompts" / TEMPLATE_NAME
     rel = f"prompts/{TEMPLATE_NAME}"
@@ -152,6 +156,33 @@ def init_project(root: Path, *, db: str | None = None) -> InitReport:
     return report
 
 
+def _ignore_local_config(root: Path, report: InitReport) -> None:
+    """Keep ralph.local.toml (secrets) out of git, once: a line in the project's .gitignore;
+    without one, in .git/info/exclude, because a new untracked .gitignore would leave the
+    tree dirty and `ralph run` in the checkout refuses a dirty tree."""
+    import subprocess
+
+    ignore = root / ".gitignore"
+    if not ignore.is_file():
+        found = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--git-path", "info/exclude"],
+            capture_output=True,
+            text=True,
+        )
+        if found.returncode != 0:  # not a git repository: nothing to keep it out of
+            return
+        ignore = root / found.stdout.strip()
+        ignore.parent.mkdir(parents=True, exist_ok=True)
+    name = ".gitignore" if ignore.name == ".gitignore" else ".git/info/exclude"
+    text = ignore.read_text(encoding="utf-8") if ignore.is_file() else ""
+    if any(line.strip() in (LOCAL_NAME, "/" + LOCAL_NAME) for line in text.splitlines()):
+        report.kept.append(name)
+        return
+    with ignore.open("a", encoding="utf-8") as out:
+        out.write(("\n" if text and not text.endswith("\n") else "") + f"/{LOCAL_NAME}\n")
+    (report.appended if text else report.created).append(name)
+
+
 def _pyproject_has_ralph(root: Path) -> bool:
     import tomllib
 
@@ -174,6 +205,9 @@ def config_template() -> str:
         "# ralph.toml: settings of `ralph run` and `ralph worker start`.",
         "# Every setting is commented out at its default; uncomment a line to change it.",
         "# Durations: a bare number is minutes; or 90s, 30m, 2h.",
+        "# This file is meant to be committed: no secrets in it. API keys and passwords go in",
+        f"# your environment or in {LOCAL_NAME} (same keys, read over this file; `ralph init`",
+        "# keeps it out of git), e.g. an [agents.claude] env table holding ANTHROPIC_API_KEY.",
         "",
     ]
     for f in fields(Settings):

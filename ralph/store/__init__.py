@@ -46,20 +46,55 @@ def resolve_url(url: str | os.PathLike[str] | None = None) -> str:
     return str(url)
 
 
+def sqlite_path(url: str | os.PathLike[str] | None = None) -> Path | None:
+    """The SQLite file a path or sqlite:/// URL names; None for a PostgreSQL URL."""
+    target = resolve_url(url)
+    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
+    if scheme in ("postgresql", "postgres"):
+        return None
+    if scheme == "sqlite":
+        target = target.split("://", 1)[1]
+        if target.startswith("/") and target[1:2] == "/":
+            target = target[1:]
+    elif scheme:
+        raise errors.StoreError(
+            f"unsupported database URL scheme {scheme + '://'!r}",
+            hint="use a file path, sqlite:///path or postgresql://user@host/db",
+        )
+    return Path(target).expanduser()
+
+
+def agent_db(store: SQLStore) -> str:
+    """RALPH_DB for an agent the loop launches: a store URL that works from any folder.
+
+    SQLite: the file's absolute path (an agent runs in a worktree, where a relative path
+    named a new, empty store). PostgreSQL: the URL with its password, because the agent's
+    own `ralph` must connect; it goes only into the agent's environment, never into output.
+    """
+    path = getattr(store, "path", None)
+    if path is not None:
+        return str(Path(path).resolve())
+    connect = getattr(store, "connect_url", None)
+    return connect() if connect is not None else str(getattr(store, "url", ""))
+
+
 def open_store(
     url: str | os.PathLike[str] | None = None,
     *,
     clock: Callable[[], float] = time.time,
     upgrade: bool = True,
+    create: bool = True,
 ) -> SQLStore:
     """Open the store at a path, a sqlite:/// or a postgresql:// URL.
 
     With `upgrade` (the default) a missing store is created and an older schema is upgraded
     in place (ralph/store/migrate.py); without it nothing is written, and a missing or older
     store raises StoreError saying to run `ralph db upgrade`. A newer schema always raises.
-    `store.schema` tells what was found and done.
+    `store.schema` tells what was found and done. Without `create` (read commands) a SQLite
+    file that does not exist, or a PostgreSQL database without ralph's schema, raises
+    NoStoreError instead of being created.
     """
-    return _open(url, clock=clock, upgrade=upgrade)
+    return _open(url, clock=clock, upgrade=upgrade, create=create)
 
 
 def schema_status(url: str | os.PathLike[str] | None = None) -> SchemaState:
@@ -77,23 +112,16 @@ def _open(
     clock: Callable[[], float],
     upgrade: bool,
     inspect: bool = False,
+    create: bool = True,
 ) -> SQLStore:
     target = resolve_url(url)
-    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
-    if scheme in ("postgresql", "postgres"):
+    path = sqlite_path(target)
+    if path is None:
         from ralph.store.postgres import PostgresStore
 
-        return PostgresStore(target, clock=clock, upgrade=upgrade, inspect=inspect)
-    if scheme == "sqlite":
-        target = target.split("://", 1)[1]
-        if target.startswith("/") and target[1:2] == "/":
-            target = target[1:]
-    elif scheme:
-        raise errors.StoreError(
-            f"unsupported database URL scheme {scheme + '://'!r}",
-            hint="use a file path, sqlite:///path or postgresql://user@host/db",
-        )
-    path = Path(target).expanduser()
+        return PostgresStore(target, clock=clock, upgrade=upgrade, inspect=inspect, create=create)
+    if not create and not inspect and not path.exists():
+        raise errors.NoStoreError(str(path))
     if (
         upgrade
         and path.name == DEFAULT_NAME

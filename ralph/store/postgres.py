@@ -228,10 +228,14 @@ class PostgresStore(SQLStore):
         clock: Callable[[], float] | None = None,
         upgrade: bool = True,
         inspect: bool = False,
+        create: bool = True,
     ):
         """Connect and set the schema up (rule: ralph/store/migrate.py); `upgrade=False` writes
-        nothing and refuses an older or empty database, `inspect=True` only reads its state."""
+        nothing and refuses an older or empty database, `inspect=True` only reads its state,
+        `create=False` (read commands) refuses a database without ralph's schema."""
+        self._create = create
         self._url = redact(url)
+        self._given_url = url  # for connect_url() only; everything shown uses self._url
         self._secrets = _secrets(url)
         self.clock = None if clock is time.time else clock
         self._state = _CallState()
@@ -257,6 +261,10 @@ class PostgresStore(SQLStore):
     def url(self) -> str:
         """The database URL, password shown as ***."""
         return self._url
+
+    def connect_url(self) -> str:
+        """The URL as given, password included: for an agent's RALPH_DB, never for output."""
+        return self._given_url
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -326,6 +334,8 @@ class PostgresStore(SQLStore):
             conn = self._new_connection(self._connect(autocommit=True))
             try:
                 state = self._schema_state(conn)
+                if not inspect and not self._create and not state.exists:
+                    raise errors.NoStoreError(self._url)
                 if not inspect:
                     migrate.refuse_newer(state)  # before anything is written
                     if state.version < state.latest:

@@ -136,6 +136,10 @@ class SQLiteStore(SQLStore):
                 f"{self.path} is not a SQLite database",
                 hint="point --db or RALPH_DB at a ralph database file",
             )
+        if "malformed" in str(exc):
+            from ralph.store.backup import restore_hint
+
+            return errors.StoreError(f"cannot use {self.path}: {exc}", hint=restore_hint(self.path))
         return errors.StoreError(f"cannot use {self.path}: {exc}")
 
     # -- schema ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ralph.models import iso
 from ralph.store.base import SQLStore
 from ralph.web import views
 from ralph.web.live import EventHub, follow_transcript
-from ralph.web.security import Guard, GuardMiddleware
+from ralph.web.security import Guard, GuardMiddleware, csrf_ok
 
 HERE = Path(__file__).parent
 STATUS_FOR_ERROR = {3: 404, 2: 400, 4: 409, 5: 409, 6: 409}
@@ -76,9 +76,11 @@ class Dashboard:
 
     # -- rendering -------------------------------------------------------------------------
     def page(self, name: str, request: Request, status: int = 200, **ctx: Any) -> HTMLResponse:
+        csrf = request.scope.get("state", {}).get("csrf")  # the session's; never the token
         html = self.env.get_template(name).render(
-            csrf=self.guard.token,
-            read_only=self.guard.read_only,
+            csrf=csrf or "",
+            read_only=self.guard.read_only or csrf is None,
+            logged_out=csrf is None and not self.guard.read_only,
             db=self.db_label,
             version=__version__,
             path=request.url.path,
@@ -157,10 +159,7 @@ class Dashboard:
     # -- actions (each is the library call the CLI makes) ----------------------------------
     async def action(self, request: Request) -> Response:
         form = await _form(request)
-        if not (
-            request.scope.get("state", {}).get("csrf_header")
-            or self.guard.matches(form.get("csrf"))
-        ):
+        if not csrf_ok(request.scope.get("state", {}), form.get("csrf")):
             return PlainTextResponse("403: missing or wrong CSRF token\n", status_code=403)
         name = request.path_params.get("action") or request.url.path.rsplit("/", 1)[-1]
         task_id = request.path_params.get("task_id")

@@ -1,4 +1,12 @@
-"""Who may use the dashboard: loopback or a token, a CSRF check on every change, strict headers.
+"""Who may use the dashboard: reads open on loopback, changes only for a logged-in session.
+
+The token `ralph web` prints (in its login link) is the write credential, and no page carries
+it: before, every page embedded it as the CSRF token, so any local process could read a page
+and then add tasks with curl. Now `/login?token=...` opens a session: an HttpOnly,
+SameSite=Strict cookie (Secure over TLS) naming a random session id, with its own CSRF token
+that only that session's pages carry. A change needs the session cookie and its CSRF token (in
+the form or the X-Ralph-Token header), or the token itself as `Authorization: Bearer` (scripts;
+a browser never sends that header on its own). Off loopback every read needs a session too.
 
 Task text and agent output are untrusted, so pages carry a Content-Security-Policy that allows
 no inline script or style; templates escape everything (jinja2 autoescape) and the page's own
@@ -33,6 +41,7 @@ HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_SESSIONS = 256  # logins kept; the oldest is forgotten (it logs in again) beyond this
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Any]
 
@@ -78,8 +87,30 @@ class Guard:
             )
         return cls(token, open_reads=False, read_only=read_only)
 
+    sessions: dict[str, str] = field(default_factory=dict)  # session id -> its CSRF token
+
     def matches(self, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(str(given).encode(), self.token.encode())
+        return _same(given, self.token)
+
+    def open_session(self) -> str:
+        """A new session id (the cookie's value); its CSRF token is `self.sessions[id]`."""
+        session = new_token()
+        self.sessions[session] = new_token()
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.pop(next(iter(self.sessions)))
+        return session
+
+    def csrf_of(self, session: str | None) -> str | None:
+        """The CSRF token of a logged-in session, None for anyone else."""
+        return self.sessions.get(session) if session else None
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    return (
+        bool(given)
+        and bool(expected)
+        and hmac.compare_digest(str(given).encode(), str(expected).encode())
+    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -125,28 +156,37 @@ class GuardMiddleware:
         login = query.get("token", [None])[0]
         if method == "GET" and login is not None and scope["path"] == "/login":
             if guard.matches(login):
-                await _redirect_with_cookie(send, guard.token)
+                secure = scope.get("scheme") == "https"
+                await _redirect_with_cookie(send, guard.open_session(), secure=secure)
             else:
                 await _deny(send, 403, "wrong token")
             return
-        authed = guard.matches(cookie_token(scope)) or guard.matches(
+        csrf = guard.csrf_of(cookie_token(scope))
+        bearer = guard.matches(
             (_header(scope, b"authorization") or "").removeprefix("Bearer ").strip()
         )
+        authed = csrf is not None or bearer
         if not guard.open_reads and not authed and not scope["path"].startswith("/static/"):
-            await _deny(send, 401, "log in with /login?token=TOKEN (the token `ralph web` printed)")
+            await _deny(send, 401, "log in with /login?token=TOKEN (the link `ralph web` printed)")
             return
+        # What the pages of this request may carry: the session's CSRF token, nothing else.
+        state = scope.setdefault("state", {})
+        state["csrf"] = csrf
         if method not in SAFE_METHODS:
             if guard.read_only:
                 await _deny(send, 403, "this dashboard is read-only (started with --read-only)")
                 return
+            if not authed:
+                await _deny(send, 401, "changes need a login: open the link `ralph web` printed")
+                return
             if not self._same_origin(scope, host):
                 await _deny(send, 403, "cross-origin request refused")
                 return
-            # The CSRF token rides in a header (fetch) or a form field, read by the endpoint:
-            # mark the request so the endpoint checks it; headers are checked here.
-            scope.setdefault("state", {})["csrf_header"] = guard.matches(
-                _header(scope, CSRF_HEADER.encode())
-            )
+            # A bearer token is not sent by browsers on their own: no CSRF token needed. A
+            # session's CSRF token rides in a header (fetch), checked here, or a form field,
+            # checked by the endpoint against `csrf_expected`.
+            state["csrf_expected"] = None if bearer else csrf
+            state["csrf_header"] = bearer or _same(_header(scope, CSRF_HEADER.encode()), csrf)
         await self.app(scope, receive, _with_headers(send))
 
     @staticmethod
@@ -180,8 +220,14 @@ async def _deny(send: Any, status: int, why: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _redirect_with_cookie(send: Any, token: str) -> None:
-    cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/".encode()
+def csrf_ok(state: MutableMapping[str, Any], given: str | None) -> bool:
+    """For the endpoint of a change: the header was right, or the form field is."""
+    return bool(state.get("csrf_header")) or _same(given, state.get("csrf_expected"))
+
+
+async def _redirect_with_cookie(send: Any, session: str, *, secure: bool) -> None:
+    flags = "; Secure" if secure else ""
+    cookie = f"{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/{flags}".encode()
     await send(
         {
             "type": "http.response.start",
