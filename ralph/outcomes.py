@@ -18,9 +18,13 @@ UNCOUNTED = {
     "interrupted",
     "internal_error",
     "target_moved",
+    "remote_failed",
 }
 # Of those, the ones that must not use up --max-tasks either: nothing was tried.
-NOT_TRIED = {"auth_failed", "rate_limited", "network_down"}
+NOT_TRIED = {"auth_failed", "rate_limited", "network_down", "remote_failed"}
+# Counted like an agent's failure (backoff, then `failed` after max attempts), though the agent
+# did its part: "git_failed" (git refused or failed while landing, not a race) and
+# "lock_timeout" (the merge lock stayed held). Retrying them at once could only spin.
 # Outcomes that end the task done (with its landed commit, if any).
 DONE = {"success", "no_changes", "reconciled"}
 # A workspace's Landing status -> the attempt's outcome.

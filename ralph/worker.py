@@ -22,11 +22,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from git.exc import GitCommandError
+
 from ralph import memory, prd
 from ralph.agents.base import Agent, AgentReport, AgentSignal
 from ralph.config import Settings
 from ralph.control import RunControl, TaskOutcome, backoff_delay
-from ralph.errors import AgentAuthError, BreakerOpenError, LeaseLostError, RalphError
+from ralph.errors import (
+    AgentAuthError,
+    BreakerOpenError,
+    LeaseLostError,
+    MergeLockTimeoutError,
+    RalphError,
+    WorkspaceError,
+)
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
 from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify
@@ -35,6 +44,7 @@ from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, commit_message
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
+from ralph.workspace.git import RefRefusedError, first_line
 
 HOST = os.uname().nodename
 
@@ -112,6 +122,7 @@ class WorkerLoop:
         self.ralph_dir = workspace.root / ".ralph"
         self.failures_in_a_row = 0
         self.rate_limits_in_a_row = 0
+        self.remote_failures = 0  # in a row: the backoff of a task the remote did not answer for
         self.worker_id: str | None = None
         self.current: str | None = None
         self._said_paused: str | None = None
@@ -214,10 +225,15 @@ class WorkerLoop:
         self.log(f"claimed {task.id}: {task.title}")
         try:
             landed = self._before_launch(task)
+        except WorkspaceError as exc:  # the remote did not answer: this task later, run goes on
+            self.remote_failures += 1
+            self._settle_without_attempt(task, claim, "remote_failed", exc.line())
+            return
         except RalphError as exc:
             self._settle_without_attempt(task, claim, "internal_error", exc.line())
             self.control.stop_all(exc.line(), error=exc)
             return
+        self.remote_failures = 0
         if landed:
             self._settle_without_attempt(task, claim, "reconciled", None, landed)
             return
@@ -350,7 +366,18 @@ class WorkerLoop:
             return outcome, note, None
         message = self._message(task, claim, collected, proc.parser.report)
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
-        landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+        try:
+            landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+        except MergeLockTimeoutError as exc:  # a stuck holder: this task waits, the run goes on
+            return "lock_timeout", exc.line(), None
+        except (RefRefusedError, GitCommandError, WorkspaceError) as exc:
+            # Not a race: git refused or failed. Counted, with backoff, so a refusal that
+            # repeats ends the task `failed` instead of relaunching its agent at once forever.
+            if isinstance(exc, GitCommandError):
+                why = first_line(exc)
+            else:
+                why = exc.line() if isinstance(exc, WorkspaceError) else str(exc)
+            return "git_failed", f"landing failed: {why}", None
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
 
     def _remember(self, task: Task, run_dir: Path) -> set[str]:
@@ -517,6 +544,11 @@ class WorkerLoop:
             else:
                 verdict, kind = "retry", "retried"
             end.counted = False
+        elif outcome == "remote_failed":
+            # Nothing was tried, so nothing counts; the wait grows while the remote stays away,
+            # so an unreachable remote never makes the workers spin.
+            verdict, kind = "retry", "retried"
+            retry_in = backoff_delay(self.remote_failures, self.opt.backoff, self.opt.backoff_max)
         elif outcome not in UNCOUNTED:
             self.failures_in_a_row += 1
             attempts = task.attempts + 1

@@ -15,7 +15,17 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ralph import errors
-from ralph.models import ID_PATTERN, STATUSES, Attempt, AttemptEnd, Claim, Event, Task, Worker
+from ralph.models import (
+    ID_PATTERN,
+    ID_RULES,
+    STATUSES,
+    Attempt,
+    AttemptEnd,
+    Claim,
+    Event,
+    Task,
+    Worker,
+)
 
 Row = Mapping[str, Any]
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -69,7 +79,7 @@ def _check_id(task_id: str) -> str:
     if not isinstance(task_id, str) or not ID_PATTERN.match(task_id):
         raise errors.UsageError(
             f"invalid task id {task_id!r}",
-            hint="ids are 1-64 letters, digits, '.', '_', ':' or '-', not starting with '-'",
+            hint=ID_RULES,
         )
     return task_id
 

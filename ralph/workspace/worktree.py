@@ -28,7 +28,15 @@ from git.exc import GitCommandError
 from ralph import errors
 from ralph.store import ensure_ralph_dir
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import IN_PROGRESS, Git, PushFailedError, RefRaceError, git_env, task_ref
+from ralph.workspace.git import (
+    IN_PROGRESS,
+    Git,
+    PushFailedError,
+    RefRaceError,
+    RefRefusedError,
+    git_env,
+    task_ref,
+)
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 WORKTREES_DIR = "worktrees"
@@ -386,6 +394,8 @@ class WorktreeWorkspace(GitWorkspace):
                 except PushFailedError as exc:
                     return Landing("push_failed", note=str(exc))
                 except RefRaceError as exc:
+                    if isinstance(exc, RefRefusedError):
+                        raise  # not a race: an attempt that failed (the worker counts it)
                     races += 1  # the task's ref appeared or the target moved: look again
                     if races >= self.worktrees.race_limit:
                         return Landing(

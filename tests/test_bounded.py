@@ -1,0 +1,186 @@
+"""Every loop is bounded: a task id git refuses, a git that refuses a ref move, a stuck merge
+lock, a remote that does not answer, a closed stdout, a worker restarted under its old name and
+a title written to look like trailers each end in a bounded number of launches (or none), never
+in a spinning, hanging or crashed run. Real `ralph` processes, real git, faults made by a `git`
+wrapper first on PATH or by signals, at deterministic points.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from chaos import RALPH, agent_cmd, chaos_env, check_history, git, make_repo
+
+from ralph.store import open_store
+
+FAST_RETRIES = "max_attempts = 3\nbackoff = 0.05\nbackoff_max = 0.1\n"
+REAL_GIT = shutil.which("git") or "git"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = make_repo(tmp_path / "repo")
+    (root / "ralph.toml").write_text(FAST_RETRIES)
+    git(root, "add", "ralph.toml")
+    git(root, "commit", "-q", "-m", "config")
+    return root
+
+
+def ralph(
+    cwd: Path, env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RALPH, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def launches(tmp_path: Path) -> list[str]:
+    path = tmp_path / "launches.txt"
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wrapper_on_path(tmp_path: Path, env: dict[str, str], script: str) -> None:
+    """A `git` first on PATH that runs `script` (a sh case over "$*") before the real git."""
+    folder = tmp_path / "wrapper"
+    folder.mkdir(exist_ok=True)
+    wrapper = folder / "git"
+    wrapper.write_text(f'#!/bin/sh\n{script}\nexec {REAL_GIT} "$@"\n')
+    wrapper.chmod(0o755)
+    env["PATH"] = f"{folder}:{env['PATH']}"
+
+
+def run_args(kind: str) -> list[str]:
+    return ["run", "--agent-cmd", agent_cmd()] + (
+        ["--workers", "2", "--no-live"] if kind == "worktree" else []
+    )
+
+
+# -- 1. task ids git refuses in a ref name are refused at the door -----------------------------
+
+BAD_IDS = ["US:1", "x.lock", "a..b", "ends.", "with space", "-dash", ".dot", "a~1", "a^b", "a@{1}"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_add_refuses_an_id_git_cannot_name_a_ref_and_changes_nothing(
+    tmp_path: Path, repo: Path, bad: str
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    env = chaos_env(tmp_path, db)
+    assert ralph(repo, env, "add", "a good one", "--id", "good-1").returncode == 0
+    refused = ralph(repo, env, "add", "a bad one", "--id", bad)
+    assert refused.returncode == 2, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "invalid task id" in refused.stderr
+    with open_store(db) as store:
+        assert [t.id for t in store.list(limit=None)] == ["good-1"]
+
+
+def test_every_id_add_accepts_is_a_valid_git_ref_name(tmp_path: Path, repo: Path) -> None:
+    from ralph.models import ID_PATTERN
+
+    candidates = BAD_IDS + ["US-001", "a.b", "rl-abc12345", "x.lock.y", "A_b-9", "a" * 64]
+    for task_id in candidates:
+        ok = subprocess.run(
+            [REAL_GIT, "check-ref-format", f"refs/ralph/tasks/{task_id}"], capture_output=True
+        )
+        if ID_PATTERN.match(task_id):
+            assert ok.returncode == 0, task_id
+
+
+def test_jsonl_import_with_an_id_git_refuses_names_the_line_and_writes_nothing(
+    tmp_path: Path, repo: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    env = chaos_env(tmp_path, db)
+    source = tmp_path / "tasks.jsonl"
+    source.write_text(
+        json.dumps({"id": "ok-1", "title": "fine"})
+        + "\n"
+        + json.dumps({"id": "US:1", "title": "x"})
+    )
+    refused = ralph(repo, env, "add", "--from", str(source))
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    with open_store(db) as store:
+        assert store.list(limit=None) == []
+
+
+def test_prd_story_ids_git_refuses_become_valid_task_ids_that_land(
+    tmp_path: Path, repo: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")
+    prd = {"userStories": [{"id": "US:1", "title": "colon story", "passes": False}]}
+    (repo / "prd.json").write_text(json.dumps(prd, indent=2) + "\n")
+    git(repo, "add", "prd.json")
+    git(repo, "commit", "-q", "-m", "prd")
+    imported = ralph(repo, env, "import", "prd.json", "--apply")
+    assert imported.returncode == 0, imported.stderr
+    git(repo, "commit", "-q", "-am", "ralph.toml names the prd")
+    with open_store(db) as store:
+        (task,) = store.list(limit=None)
+    assert task.metadata["story_id"] == "US:1"
+    git(repo, "check-ref-format", f"refs/ralph/tasks/{task.id}")
+    done = ralph(repo, env, *run_args("checkout"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert launches(tmp_path) == [task.id]
+    assert git(repo, "rev-parse", f"refs/ralph/tasks/{task.id}") == git(repo, "rev-parse", "main")
+    assert json.loads((repo / "prd.json").read_text())["userStories"][0]["passes"] is True
+
+
+# -- 2. a git refusal that is not a race counts as an attempt -----------------------------------
+
+REFUSE_UPDATE_REF = """case " $* " in
+*" update-ref --stdin "*) echo "fatal: update_ref failed: Input/output error" >&2; exit 128;;
+esac"""
+
+
+@pytest.mark.parametrize("kind", ["checkout", "worktree"])
+def test_a_git_that_refuses_the_ref_move_ends_the_task_failed_after_max_attempts(
+    tmp_path: Path, repo: Path, kind: str
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    with open_store(db) as store:
+        store.add("refused", id="t1")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")
+    wrapper_on_path(tmp_path, env, REFUSE_UPDATE_REF)
+    start = git(repo, "rev-parse", "main")
+    result = ralph(repo, env, *run_args(kind))
+    assert result.returncode == 13, result.stderr[-3000:]  # tasks failed, no crash
+    assert "Traceback" not in result.stderr
+    assert launches(tmp_path) == ["t1"] * 3  # max_attempts launches, not one more
+    with open_store(db) as store:
+        task = store.get("t1")
+        outcomes = [a.outcome for a in store.attempts("t1")]
+    assert task.status == "failed" and task.attempts == 3
+    assert outcomes == ["git_failed"] * 3
+    assert git(repo, "rev-parse", "main") == start
+    assert git(repo, "status", "--porcelain") == ""
+    git(repo, "fsck", "--no-progress", "--strict")
+
+
+@pytest.mark.parametrize("kind", ["checkout", "worktree"])
+def test_a_stored_id_git_refuses_ends_failed_after_max_attempts_instead_of_spinning(
+    tmp_path: Path, repo: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ralph.store import base
+
+    db = str(tmp_path / "ralph.db")
+    monkeypatch.setattr(base, "ID_PATTERN", re.compile(r".+"))  # a store from before the check
+    with open_store(db) as store:
+        store.add("colon", id="US:1")
+        store.add("fine", id="ok-1")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")
+    result = ralph(repo, env, *run_args(kind))
+    assert result.returncode == 13, result.stderr[-3000:]
+    assert sorted(launches(tmp_path)) == ["US:1"] * 3 + ["ok-1"]
+    with open_store(db) as store:
+        assert store.get("US:1").status == "failed"
+        assert store.get("ok-1").status == "done"
+    check_history(repo, ["ok-1"], Path(db), since=git(repo, "rev-parse", "main~1"))
