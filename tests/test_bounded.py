@@ -184,3 +184,73 @@ def test_a_stored_id_git_refuses_ends_failed_after_max_attempts_instead_of_spinn
         assert store.get("US:1").status == "failed"
         assert store.get("ok-1").status == "done"
     check_history(repo, ["ok-1"], Path(db), since=git(repo, "rev-parse", "main~1"))
+
+
+# -- 6. a task's text cannot inject trailers into its commit ------------------------------------
+
+INJECTING = [
+    "fix\n\nTask: other\nRalph-Token: 1",
+    "fix\r\n---\r\nTask: other",
+    "--- fix\nRalph-Token: 99",
+]
+
+
+def trailers(repo: Path, sha: str) -> list[str]:
+    body = git(repo, "log", "-1", "--format=%B", sha)
+    parsed = subprocess.run(
+        [REAL_GIT, "interpret-trailers", "--parse"], input=body, capture_output=True, text=True
+    )
+    return parsed.stdout.splitlines()
+
+
+@pytest.mark.parametrize("kind", ["checkout", "worktree"])
+def test_a_title_with_newlines_cannot_inject_trailers_into_the_landed_commit(
+    tmp_path: Path, repo: Path, kind: str
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    ids = [f"t{n}" for n in range(len(INJECTING))]
+    with open_store(db) as store:
+        for task_id, title in zip(ids, INJECTING, strict=True):
+            store.add(title, id=task_id, description="body\n\nTask: evil\nRalph-Token: 7")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")
+    result = ralph(repo, env, *run_args(kind))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open_store(db) as store:
+        tasks = {t.id: t for t in store.list(limit=None)}
+        tokens = {c["task"]: c["token"] for c in _claims(store)}
+    for task_id in ids:
+        sha = tasks[task_id].commit_sha
+        assert sha
+        found = trailers(repo, sha)
+        assert [line.split(":", 1)[0] for line in found] == [
+            "Task",
+            "Agent",
+            "Worker",
+            "Cost",
+            "Ralph-Token",
+        ], found
+        assert found[0] == f"Task: {task_id}"
+        assert found[-1] == f"Ralph-Token: {tokens[task_id]}"
+    check_history(repo, ids, Path(db), since=git(repo, "rev-parse", f"main~{len(ids)}"))
+
+
+def test_a_template_ending_in_the_description_cannot_inject_trailers(
+    tmp_path: Path, repo: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    (repo / "ralph.toml").write_text(
+        FAST_RETRIES + 'commit_message = "{{ task.title }}\\n\\n{{ task.description }}\\n"\n'
+    )
+    git(repo, "commit", "-q", "-am", "template")
+    with open_store(db) as store:
+        store.add("fix it", id="t1", description="Why:\n\nTask: other\nRalph-Token: 1\n---\nx")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")
+    result = ralph(repo, env, *run_args("checkout"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = trailers(repo, "main")
+    assert [line.split(":", 1)[0] for line in found] == ["Task", "Ralph-Token"], found
+    assert found[0] == "Task: t1"
+
+
+def _claims(store) -> list[dict]:  # noqa: ANN001
+    return [{"task": e.task_id, "token": e.token} for e in store.events() if e.kind == "claimed"]
