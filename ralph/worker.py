@@ -193,6 +193,7 @@ class WorkerLoop:
             pid=os.getpid(),
             host=HOST,
             heartbeat_interval=heartbeat_interval(self.opt.lease),
+            dead_pid=self._dead_predecessor(),
         )
         self.worker_id = worker.id
 
@@ -202,6 +203,16 @@ class WorkerLoop:
 
         threading.Thread(target=beat, name=f"heartbeat-{self.opt.worker}", daemon=True).start()
         return done
+
+    def _dead_predecessor(self) -> int | None:
+        """The pid of this name's previous holder when it ran on this host and is gone (a
+        SIGKILLed run restarted under the same name): its claims need no lease to run out."""
+        from ralph import reaper
+
+        for w in self.store.workers():
+            if w.name == self.opt.worker and w.host == HOST and w.pid and w.pid != os.getpid():
+                return None if reaper.alive(w.pid) else w.pid
+        return None
 
     def _beat(self) -> None:
         try:

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,45 @@ def test_a_template_ending_in_the_description_cannot_inject_trailers(
 
 def _claims(store) -> list[dict]:  # noqa: ANN001
     return [{"task": e.task_id, "token": e.token} for e in store.events() if e.kind == "claimed"]
+
+
+# -- 5. a worker restarted under its name takes back its dead claim at once ---------------------
+
+
+def wait_for_line(path: Path, proc: subprocess.Popen) -> None:
+    """Until `path` has a line (the agent's launch); fails if the run ended first."""
+    while not (path.exists() and path.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["checkout", "worktree"])
+def test_a_restart_under_the_same_name_expires_the_dead_holders_claim_at_once(
+    tmp_path: Path, repo: Path, kind: str
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    with open_store(db) as store:
+        store.add("survives a kill", id="t1")
+    args = [*run_args(kind), "--lease", "2h"]
+    if kind == "checkout":
+        args += ["--worker", "w1"]
+    env = chaos_env(tmp_path, db, CHAOS_MIN="3600", CHAOS_MAX="3600")
+    first = subprocess.Popen(
+        [*RALPH, *args], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    wait_for_line(tmp_path / "launches.txt", first)
+    first.kill()
+    first.communicate()
+    with open_store(db) as store:
+        (claim,) = store.claims()
+        assert claim.state == "live"  # the dead run's claim, 2 h of lease left
+    second = ralph(repo, {**env, "CHAOS_MIN": "0", "CHAOS_MAX": "0"}, *args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    with open_store(db) as store:
+        expired = store.events(task_id="t1", kind="expired")
+        task = store.get("t1")
+    assert [(e.token, e.data.get("reason")) for e in expired] == [(claim.token, "holder_dead")]
+    assert task.status == "done"
+    assert len(launches(tmp_path)) == 2
+    check_history(repo, ["t1"], Path(db), since=git(repo, "rev-parse", "main~1"))
