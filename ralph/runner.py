@@ -232,6 +232,13 @@ def run_workers(
                     )
                 else:
                     control.stop_all(f"{name} again: killing running agents", grace=0)
+    except BaseException:
+        # This thread handles the signals: if it fails, nothing else would ever stop the
+        # workers, and a worker thread waiting to land keeps the process alive for good.
+        control.stop_all("the run's main thread failed; stopping every worker", grace=0)
+        for t in threads:
+            t.join()
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -297,3 +299,66 @@ def test_a_restart_under_the_same_name_expires_the_dead_holders_claim_at_once(
     assert task.status == "done"
     assert len(launches(tmp_path)) == 2
     check_history(repo, ["t1"], Path(db), since=git(repo, "rev-parse", "main~1"))
+
+
+# -- 4. a closed stdout never hangs or crashes a run --------------------------------------------
+
+GATED = Path(__file__).parent / "agents" / "gated.py"
+
+
+def start_piped(tmp_path: Path, repo: Path, db: str, *extra: str) -> subprocess.Popen:
+    """`ralph run -w 2 2>&1 | head -1`: the first line is read, then the reader goes away."""
+    env = chaos_env(
+        tmp_path,
+        db,
+        GATE=str(tmp_path / "gate"),
+        GATED_LAUNCHES=str(tmp_path / "launches.txt"),
+        GATED_DONE=str(tmp_path / "agents-done"),
+    )
+    proc = subprocess.Popen(
+        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd",
+         f"{sys.executable} {GATED}", *extra],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline()  # what `head -1` prints
+    proc.stdout.close()  # and then it exits
+    return proc
+
+
+def test_a_run_whose_reader_went_away_finishes_every_task(tmp_path: Path, repo: Path) -> None:
+    db = str(tmp_path / "ralph.db")
+    ids = ["t1", "t2", "t3"]
+    with open_store(db) as store:
+        for task_id in ids:
+            store.add(f"task {task_id}", id=task_id)
+    proc = start_piped(tmp_path, repo, db)
+    (tmp_path / "gate").write_text("")
+    assert proc.wait(timeout=180) == 0
+    with open_store(db) as store:
+        assert {t.id: t.status for t in store.list(limit=None)} == dict.fromkeys(ids, "done")
+        assert store.claims() == [] or all(c.state != "live" for c in store.claims())
+    assert sorted(launches(tmp_path)) == ids
+    check_history(repo, ids, Path(db), since=git(repo, "rev-parse", f"main~{len(ids)}"))
+
+
+def test_sigterm_stops_a_run_whose_reader_went_away_while_a_landing_waits(
+    tmp_path: Path, repo: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    with open_store(db) as store:
+        store.add("waits to land", id="t1")
+    readme = repo / "README.md"
+    readme.write_text("the user's own edit\n")  # the landing waits for a clean checkout
+    proc = start_piped(tmp_path, repo, db)
+    (tmp_path / "gate").write_text("")
+    while not (tmp_path / "agents-done" / "t1").exists():  # the agent finished: landing next
+        assert proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 12  # interrupted while an agent's work was in hand
+    assert readme.read_text() == "the user's own edit\n"
+    with open_store(db) as store:
+        assert store.get("t1").status == "open"
+        assert all(c.state != "live" for c in store.claims())
+    assert git(repo, "rev-list", "--count", "main") == "2"  # nothing landed
