@@ -8,6 +8,7 @@ wrapper first on PATH or by signals, at deterministic points.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -21,7 +22,7 @@ from chaos import RALPH, agent_cmd, chaos_env, check_history, git, make_repo
 
 from ralph.store import open_store
 
-FAST_RETRIES = "max_attempts = 3\nbackoff = 0.05\nbackoff_max = 0.1\n"
+FAST_RETRIES = 'max_attempts = 3\nbackoff = "50ms"\nbackoff_max = "100ms"\n'
 REAL_GIT = shutil.which("git") or "git"
 
 
@@ -362,3 +363,129 @@ def test_sigterm_stops_a_run_whose_reader_went_away_while_a_landing_waits(
         assert store.get("t1").status == "open"
         assert all(c.state != "live" for c in store.claims())
     assert git(repo, "rev-list", "--count", "main") == "2"  # nothing landed
+
+
+# -- 3. merge-lock waits, re-verify and remote hiccups: retries of one task ---------------------
+
+VERIFY_WAITS = Path(__file__).parent / "agents" / "verify_waits.py"
+
+
+def gated_env(tmp_path: Path, db: str, **extra: str) -> dict[str, str]:
+    return chaos_env(tmp_path, db, GATED_LAUNCHES=str(tmp_path / "launches.txt"), **extra)
+
+
+def test_the_re_verify_runs_outside_the_merge_lock_and_a_newer_head_is_verified_again(
+    tmp_path: Path, repo: Path
+) -> None:
+    # t2 lands after t1, so its result is verified again on t1's head. While that re-verify
+    # runs, t3 (started after t1 landed) must be able to land: under the lock it could not, and
+    # the re-verify waits for t3. Then t2 is merged onto t3's head and verified a third time.
+    (repo / "ralph.toml").write_text(
+        FAST_RETRIES + 'merge_lock_timeout = "20s"\ntask_timeout = "90s"\n'
+    )
+    git(repo, "commit", "-q", "-am", "config")
+    db = str(tmp_path / "ralph.db")
+    with open_store(db) as store:
+        for n, prio in ((1, 3), (2, 2), (3, 1)):
+            store.add(f"task {n}", id=f"t{n}", priority=prio)
+    started = tmp_path / "reverify-started"
+    refs = repo / ".git" / "refs" / "ralph" / "tasks"
+    env = gated_env(
+        tmp_path, db,
+        GATE_t2=str(refs / "t1"), GATE_t3=str(started),
+        VERIFY_COUNTS=str(tmp_path / "verify-counts"), VERIFY_BLOCK_TASK="t2",
+        VERIFY_STARTED=str(started), VERIFY_UNTIL=str(refs / "t3"),
+    )  # fmt: skip
+    result = ralph(
+        repo, env, "run", "--workers", "2", "--no-live", "--agent-cmd",
+        f"{sys.executable} {GATED}", "--verify", f"{sys.executable} {VERIFY_WAITS}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open_store(db) as store:
+        assert {t.id: t.status for t in store.list(limit=None)} == dict.fromkeys(
+            ["t1", "t2", "t3"], "done"
+        )
+        assert [a.outcome for a in store.attempts("t2")] == ["success"]
+    assert (tmp_path / "verify-counts" / "t2").read_text() == "xxx"  # first, on t1, on t3
+    order = git(repo, "log", "--reverse", "--format=%(trailers:key=Task,valueonly)", "-3", "main")
+    assert order.split() == ["t1", "t3", "t2"]
+    check_history(repo, ["t1", "t2", "t3"], Path(db), since=git(repo, "rev-parse", "main~3"))
+
+
+@pytest.mark.parametrize("kind", ["checkout", "worktree"])
+def test_a_merge_lock_held_past_its_timeout_fails_one_task_after_max_attempts_not_the_run(
+    tmp_path: Path, repo: Path, kind: str
+) -> None:
+    import fcntl
+
+    (repo / "ralph.toml").write_text(FAST_RETRIES + 'merge_lock_timeout = "1s"\n')
+    git(repo, "commit", "-q", "-am", "config")
+    db = str(tmp_path / "ralph.db")
+    with open_store(db) as store:
+        store.add("never lands", id="t1")
+    env = gated_env(tmp_path, db, GATE=str(tmp_path / "gate"))
+    args = [*RALPH, "run", "--agent-cmd", f"{sys.executable} {GATED}"]
+    if kind == "worktree":
+        args += ["--workers", "2", "--no-live"]
+    proc = subprocess.Popen(args, cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    wait_for_line(tmp_path / "launches.txt", proc)  # the run has started: now a stopped
+    lock = os.open(repo / ".ralph" / "merge.lock", os.O_RDWR | os.O_CREAT)  # holder keeps it
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (tmp_path / "gate").write_text("")
+        _, err = proc.communicate(timeout=180)
+    finally:
+        os.close(lock)
+    assert proc.returncode == 13, err[-3000:]  # the task failed; nothing crashed
+    assert "Traceback" not in err
+    assert launches(tmp_path) == ["t1"] * 3
+    with open_store(db) as store:
+        assert [a.outcome for a in store.attempts("t1")] == ["lock_timeout"] * 3
+        assert store.get("t1").status == "failed"
+    assert git(repo, "rev-list", "--count", "main") == "3"  # start, config, config: no landing
+    assert git(repo, "status", "--porcelain") == ""
+
+
+FAIL_TWO_LS_REMOTES = """case " $* " in
+*" ls-remote "*)
+    if mkdir "$FAILS/0" 2>/dev/null || mkdir "$FAILS/1" 2>/dev/null; then
+        echo "fatal: unable to access 'origin': Could not resolve host" >&2
+        exit 128
+    fi;;
+esac"""
+
+
+def test_a_remote_that_does_not_answer_ls_remote_delays_one_task_and_kills_no_agent(
+    tmp_path: Path, repo: Path
+) -> None:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "fetch", "-q", "origin")
+    db = str(tmp_path / "ralph.db")
+    ids = ["t1", "t2", "t3"]
+    with open_store(db) as store:
+        for task_id in ids:
+            store.add(f"task {task_id}", id=task_id)
+    fails = tmp_path / "fails"
+    fails.mkdir()
+    env = gated_env(tmp_path, db, FAILS=str(fails))
+    wrapper_on_path(tmp_path, env, FAIL_TWO_LS_REMOTES)
+    result = ralph(
+        repo, env, "run", "--workers", "2", "--no-live", "--remote", "origin",
+        "--agent-cmd", f"{sys.executable} {GATED}",
+    )  # fmt: skip
+    assert len(list(fails.iterdir())) == 2  # both refusals happened
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    with open_store(db) as store:
+        assert {t.id: t.status for t in store.list(limit=None)} == dict.fromkeys(ids, "done")
+        notes = [e.data.get("note") or "" for e in store.events(kind="released")]
+        relaunched = [a.task_id for a in store.attempts() if a.outcome == "git_failed"]
+    assert sum("cannot ask origin" in note for note in notes) == 2
+    # Before a launch: no agent ran; inside a landing: a counted attempt, its agent run again.
+    # Either way no other worker's agent was stopped.
+    assert sorted(launches(tmp_path)) == sorted(ids + relaunched)
+    assert "stopping" not in result.stderr
+    git(repo, "fetch", "-q", "origin")
+    check_history(repo, ids, Path(db), since=git(repo, "rev-parse", "main~3"))
