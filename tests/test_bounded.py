@@ -489,3 +489,25 @@ def test_a_remote_that_does_not_answer_ls_remote_delays_one_task_and_kills_no_ag
     assert "stopping" not in result.stderr
     git(repo, "fetch", "-q", "origin")
     check_history(repo, ids, Path(db), since=git(repo, "rev-parse", "main~3"))
+
+
+def test_registering_over_a_dead_holder_expires_its_claims_in_one_step(store) -> None:  # noqa: ANN001
+    """The store half of the restart, on both backends: only a row still naming the pid the
+    caller found dead (on that host) has its claims expired; a live or foreign one keeps them."""
+    for task_id in ("a", "b", "c"):
+        store.add(f"task {task_id}", id=task_id)
+    store.register_worker("w1", pid=111, host="here")
+    store.register_worker("w2", pid=222, host="there")
+    held = store.claim("a", "w1"), store.claim("b", "w1"), store.claim("c", "w2")
+    store.register_worker("w1", pid=333, host="here", dead_pid=999)  # not the pid in the row
+    store.register_worker("w2", pid=444, host="here", dead_pid=222)  # another host's worker
+    assert {c.task_id for c in store.claims() if c.state == "live"} == {"a", "b", "c"}
+    store.register_worker("w1", pid=555, host="here", dead_pid=333)
+    live = {c.task_id for c in store.claims() if c.state == "live"}
+    assert live == {"c"}
+    expired = store.events(kind="expired")
+    assert sorted((e.task_id, e.token, e.data["reason"]) for e in expired) == [
+        ("a", held[0].token, "holder_dead"),
+        ("b", held[1].token, "holder_dead"),
+    ]
+    assert {t.id for t in store.ready()} == {"a", "b"}
