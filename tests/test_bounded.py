@@ -511,3 +511,23 @@ def test_registering_over_a_dead_holder_expires_its_claims_in_one_step(store) ->
         ("b", held[1].token, "holder_dead"),
     ]
     assert {t.id for t in store.ready()} == {"a", "b"}
+
+
+def test_a_refused_ref_move_is_told_apart_from_a_race(tmp_path: Path) -> None:
+    from ralph.workspace.git import Git, RefRaceError, RefRefusedError, git_env
+
+    root = make_repo(tmp_path / "repo")
+    g = Git(root, git_env(root))
+    head = git(root, "rev-parse", "main")
+    other = git(root, "commit-tree", "-p", head, "-m", "other", f"{head}^{{tree}}")
+    scratch = tmp_path / "scratch"
+    with pytest.raises(RefRaceError) as race:  # the target is not where the landing saw it
+        g.update_refs([f"update refs/heads/main {other} {other}"], scratch)
+    assert not isinstance(race.value, RefRefusedError)
+    g.update_refs([f"create refs/ralph/tasks/t1 {head}"], scratch)
+    with pytest.raises(RefRaceError) as again:  # the task's ref exists: landed elsewhere
+        g.update_refs([f"create refs/ralph/tasks/t1 {other}"], scratch)
+    assert not isinstance(again.value, RefRefusedError)
+    with pytest.raises(RefRefusedError):  # no race can explain this one
+        g.update_refs([f"create refs/ralph/tasks/US:1 {head}"], scratch)
+    assert git(root, "rev-parse", "main") == head

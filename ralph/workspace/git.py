@@ -275,9 +275,22 @@ class Git:
                 self("update-ref", "--stdin", "-m", "ralph", istream=fh)
             except GitCommandError as exc:
                 text = f"{exc.stderr}\n{exc.stdout}"
-                if any(mark in text for mark in _RACE_MARKS):
+                if any(mark in text for mark in _RACE_MARKS) or self._moved(lines):
                     raise RefRaceError(first_line(exc)) from None
                 raise RefRefusedError(f"git refused to move the refs: {first_line(exc)}") from None
+
+    def _moved(self, lines: list[str]) -> bool:
+        """Whether a ref of these `update-ref --stdin` lines is no longer where they expect it
+        (whatever git's message said): then the refusal was a race."""
+        for line in lines:
+            verb, ref, *values = line.split()
+            with contextlib.suppress(OSError, GitCommandError):
+                now = self.rev(ref)
+                if verb == "create" and now is not None:
+                    return True
+                if verb == "update" and len(values) == 2 and now != values[1]:
+                    return True
+        return False
 
     def clear_stale_ref_locks(self, refs: Iterable[str], older_than: float = 5.0) -> list[str]:
         """Remove `<ref>.lock` and `packed-refs.lock` files older than `older_than` seconds: a
