@@ -32,19 +32,18 @@ from ralph.errors import (
     AgentAuthError,
     BreakerOpenError,
     LeaseLostError,
-    MergeLockTimeoutError,
     RalphError,
     WorkspaceError,
 )
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
-from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify
+from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify, landing_failure
 from ralph.outcomes import note as failure_note
 from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, commit_message
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
-from ralph.workspace.git import RefRefusedError, first_line
+from ralph.workspace.git import RefRefusedError
 
 HOST = os.uname().nodename
 
@@ -379,16 +378,8 @@ class WorkerLoop:
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         try:
             landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
-        except MergeLockTimeoutError as exc:  # a stuck holder: this task waits, the run goes on
-            return "lock_timeout", exc.line(), None
         except (RefRefusedError, GitCommandError, WorkspaceError) as exc:
-            # Not a race: git refused or failed. Counted, with backoff, so a refusal that
-            # repeats ends the task `failed` instead of relaunching its agent at once forever.
-            if isinstance(exc, GitCommandError):
-                why = first_line(exc)
-            else:
-                why = exc.line() if isinstance(exc, WorkspaceError) else str(exc)
-            return "git_failed", f"landing failed: {why}", None
+            return *landing_failure(exc), None  # one counted attempt, never a crashed run
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
 
     def _remember(self, task: Task, run_dir: Path) -> set[str]:
