@@ -41,6 +41,7 @@ class Settings:
     breaker: int = 5
     max_expiries: int = 3  # the poison pill: claims lost this often fail the task
     max_conflicts: int = 10  # merge conflicts a task may hit before it fails
+    merge_lock_timeout: float = 15 * 60.0  # then the landing is one failed attempt of its task
     no_changes: str = "done"
     capabilities: list[str] = field(default_factory=list)
     worker: str | None = None
@@ -71,6 +72,7 @@ _DURATIONS = {
     "backoff_max",
     "rate_limit_pause",
     "poll",
+    "merge_lock_timeout",
 }
 _OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
 

@@ -4,6 +4,7 @@ summary. The runner (ralph/runner.py) owns the threads and the signals.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -22,6 +23,31 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     state = tenacity.RetryCallState(None, None, (), {})
     state.attempt_number = max(1, attempt)
     return float(tenacity.wait_exponential(multiplier=base, max=cap)(state))
+
+
+_closed: set[int] = set()
+
+
+def console_line(line: str, stream: Any = None) -> None:
+    """Print one progress line (stderr by default). Once the stream's reader is gone
+    (`ralph run 2>&1 | head -1`) the stream is pointed at /dev/null and the run goes on: a
+    closed pipe must not kill a worker thread holding a claim, nor the thread that handles
+    SIGTERM. The attempt's files and the events table keep the record."""
+    stream = stream or sys.stderr
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        fd = -1
+    if fd in _closed:
+        return
+    try:
+        print(line, file=stream, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError, or a stream already closed
+        _closed.add(fd)
+        if fd >= 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)  # what is still buffered, and Python's flush at exit, go nowhere
+            os.close(devnull)
 
 
 @dataclass
@@ -71,7 +97,7 @@ class RunControl:
         self.max_tasks, self.max_cost = max_tasks, max_cost
         self.deadline = time.time() + max_time if max_time else None
         self.started_at = time.time()
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = log or console_line
         self.stopping = threading.Event()
         self.reason: str | None = None
         self.error: RalphError | None = None

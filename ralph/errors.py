@@ -128,6 +128,10 @@ class WorkspaceError(RalphError):
     exit_code = 9
 
 
+class MergeLockTimeoutError(WorkspaceError):
+    """Waited too long for the merge lock: another landing holds it (or a stopped process)."""
+
+
 class AgentAuthError(RalphError):
     """The agent could not authenticate; every worker stopped and no attempt was counted."""
 

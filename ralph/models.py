@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 STATUSES = ("open", "done", "failed", "cancelled")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+# A task id is a component of git ref names (`refs/ralph/tasks/<id>`), so it follows git's
+# ref-name rules (git check-ref-format) without starting git: no ':', no '..', not ending in
+# '.' or '.lock'. git refused such ids only at landing time, and the task was retried forever.
+ID_PATTERN = re.compile(r"^(?!.*\.\.)(?!.*\.lock\Z)(?!.*\.\Z)[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+ID_RULES = (
+    "ids are 1-64 letters, digits, '.', '_' or '-', start with a letter or digit, and must be "
+    "a valid git ref name: no '..', not ending in '.' or '.lock'"
+)
 
 
 def iso(ts: float | None) -> str | None:

@@ -18,9 +18,10 @@ UNCOUNTED = {
     "interrupted",
     "internal_error",
     "target_moved",
+    "remote_failed",
 }
 # Of those, the ones that must not use up --max-tasks either: nothing was tried.
-NOT_TRIED = {"auth_failed", "rate_limited", "network_down"}
+NOT_TRIED = {"auth_failed", "rate_limited", "network_down", "remote_failed"}
 # Outcomes that end the task done (with its landed commit, if any).
 DONE = {"success", "no_changes", "reconciled"}
 # A workspace's Landing status -> the attempt's outcome.
@@ -34,6 +35,24 @@ LANDED = {
     "push_failed": "push_failed",
     "interrupted": "interrupted",
 }
+
+
+def landing_failure(exc: Exception) -> tuple[str, str]:
+    """(outcome, note) for a landing that raised: "lock_timeout" (the merge lock stayed held)
+    or "git_failed" (git refused or failed, not a race). Both are counted like an agent's
+    failure, with backoff and `failed` after max attempts: retried at once they only spin."""
+    from git.exc import GitCommandError
+
+    from ralph.errors import MergeLockTimeoutError, RalphError
+    from ralph.workspace.git import first_line
+
+    if isinstance(exc, MergeLockTimeoutError):
+        return "lock_timeout", exc.line()
+    if isinstance(exc, GitCommandError):
+        why = first_line(exc)
+    else:
+        why = exc.line() if isinstance(exc, RalphError) else str(exc)
+    return "git_failed", f"landing failed: {why}"
 
 
 def note(head: str, result: ProcessResult) -> str:

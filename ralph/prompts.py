@@ -7,6 +7,7 @@ then the copy shipped inside the package.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,12 @@ def sample_context(
     )
 
 
+def one_line(text: str) -> str:
+    """`text` with every run of line breaks and other control characters made one space: a
+    title that reaches a commit message must not start paragraphs or trailers of its own."""
+    return _CONTROL.sub(" ", text).strip()
+
+
 def commit_context(
     task: Task,
     *,
@@ -192,8 +199,10 @@ def commit_context(
     estimated: bool = False,
 ) -> dict[str, Any]:
     shown = "unknown" if cost is None else f"${cost:.4f}" + (" (estimated)" if estimated else "")
+    fields = task_dict(task)
+    fields["title"] = one_line(task.title)
     return {
-        "task": task_dict(task),
+        "task": fields,
         "agent": agent,
         "worker": worker,
         "cost": shown,
@@ -206,15 +215,28 @@ def commit_message(
     template: Template, context: dict[str, Any], task_id: str, token: int, subjects: list[str]
 ) -> str:
     """The template's message, the agent's own commit subjects in its body, and the trailers
-    ralph relies on (`Task:`, `Ralph-Token:`) whatever the template says."""
+    ralph relies on (`Task:`, `Ralph-Token:`) whatever the template says. Whatever the task's
+    text holds, the last paragraph (what git reads as trailers) has only `Key: value` lines,
+    ralph's own `Task:` and `Ralph-Token:` exactly once, and no line of the body starts with
+    `---` (git's patch divider, after which `interpret-trailers` sees no trailers at all)."""
     text = template.render(context).strip()
-    head, _, trailers = text.rpartition("\n\n")
+    head, _, block = text.rpartition("\n\n")
     if not head:
-        head, trailers = text, ""
+        head, block = text, ""
+    lines = [line for line in block.splitlines() if line.strip()]
+    kept = [line for line in lines if _TRAILER.match(line)]
+    prose = [line for line in lines if not _TRAILER.match(line)]
+    if prose:
+        head += "\n\n" + "\n".join(prose)
     if subjects:
-        head += "\n\nThe agent's own commits:\n" + "\n".join(f"- {s}" for s in subjects)
-    lines = [line for line in trailers.splitlines() if line.strip()]
-    if f"Task: {task_id}" not in lines:
-        lines.append(f"Task: {task_id}")
-    lines.append(f"Ralph-Token: {token}")
-    return head + "\n\n" + "\n".join(lines) + "\n"
+        head += "\n\nThe agent's own commits:\n" + "\n".join(f"- {one_line(s)}" for s in subjects)
+    head = _DIVIDER.sub("- --", head)  # not a divider, even where a tool strips the line
+    theirs = [line for line in kept if line.split(":", 1)[0].strip().lower() not in _OURS]
+    trailers = [f"Task: {task_id}", *theirs, f"Ralph-Token: {token}"]
+    return head + "\n\n" + "\n".join(trailers) + "\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_TRAILER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*: ?\S")
+_DIVIDER = re.compile(r"^---", re.MULTILINE)
+_OURS = {"task", "ralph-token"}

@@ -120,8 +120,9 @@ def run(
 
     control.log = log
     workspaces, worktrees = _workspaces(
-        names, Path(repo), mode, allow_dirty, target, remote, push_branches, control
-    )
+        names, Path(repo), mode, allow_dirty, target, remote, push_branches, control,
+        options.settings.merge_lock_timeout,
+    )  # fmt: skip
     for name, ws in zip(names, workspaces, strict=True):
         _end_orphans(ws, options.kill_grace, lambda line, n=name: control.log(f"[{n}] {line}"))
         for kept in getattr(ws, "leftovers", []):
@@ -161,21 +162,24 @@ def _workspaces(
     remote: str | None,
     push_branches: bool,
     control: RunControl,
+    lock_timeout: float = 900.0,
 ) -> tuple[list[Workspace], Any]:
     if mode == "checkout":
         from ralph.workspace.checkout import CheckoutWorkspace
 
         if len(names) != 1:
             raise errors.UsageError("one checkout holds one worker; use worktrees for more")
-        return [CheckoutWorkspace(repo, allow_dirty=allow_dirty)], None
+        return [CheckoutWorkspace(repo, allow_dirty=allow_dirty, lock_timeout=lock_timeout)], None
     if remote is None:
         from ralph.workspace.worktree import Worktrees
 
-        worktrees = Worktrees(repo, target=target)
+        worktrees = Worktrees(repo, target=target, lock_timeout=lock_timeout)
     else:
         from ralph.workspace.remote import RemoteWorktrees
 
-        worktrees = RemoteWorktrees(repo, remote, target=target, push_branches=push_branches)
+        worktrees = RemoteWorktrees(
+            repo, remote, target=target, push_branches=push_branches, lock_timeout=lock_timeout
+        )
     worktrees.log = control.log
     worktrees.start(names)
     spaces: list[Workspace] = [
@@ -232,6 +236,13 @@ def run_workers(
                     )
                 else:
                     control.stop_all(f"{name} again: killing running agents", grace=0)
+    except BaseException:
+        # This thread handles the signals: if it fails, nothing else would ever stop the
+        # workers, and a worker thread waiting to land keeps the process alive for good.
+        control.stop_all("the run's main thread failed; stopping every worker", grace=0)
+        for t in threads:
+            t.join()
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from git.exc import GitCommandError
+
 from ralph import memory, prd
 from ralph.agents.base import Agent, AgentReport, AgentSignal
 from ralph.config import Settings
@@ -35,14 +37,14 @@ from ralph.errors import (
 )
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
-from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify
+from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify, landing_failure
 from ralph.outcomes import note as failure_note
 from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, commit_message
 from ralph.store import agent_db
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
-from ralph.workspace.git import disk_full
+from ralph.workspace.git import RefRefusedError, disk_full
 
 HOST = os.uname().nodename
 
@@ -120,6 +122,7 @@ class WorkerLoop:
         self.ralph_dir = workspace.root / ".ralph"
         self.failures_in_a_row = 0
         self.rate_limits_in_a_row = 0
+        self.remote_failures = 0  # in a row: the backoff of a task the remote did not answer for
         self.worker_id: str | None = None
         self.current: str | None = None
         self._said_paused: str | None = None
@@ -190,6 +193,7 @@ class WorkerLoop:
             pid=os.getpid(),
             host=HOST,
             heartbeat_interval=heartbeat_interval(self.opt.lease),
+            dead_pid=self._dead_predecessor(),
         )
         self.worker_id = worker.id
 
@@ -199,6 +203,16 @@ class WorkerLoop:
 
         threading.Thread(target=beat, name=f"heartbeat-{self.opt.worker}", daemon=True).start()
         return done
+
+    def _dead_predecessor(self) -> int | None:
+        """The pid of this name's previous holder when it ran on this host and is gone (a
+        SIGKILLed run restarted under the same name): its claims need no lease to run out."""
+        from ralph import reaper
+
+        for w in self.store.workers():
+            if w.name == self.opt.worker and w.host == HOST and w.pid and w.pid != os.getpid():
+                return None if reaper.alive(w.pid) else w.pid
+        return None
 
     def _beat(self) -> None:
         try:
@@ -222,10 +236,15 @@ class WorkerLoop:
         self.log(f"claimed {task.id}: {task.title}")
         try:
             landed = self._before_launch(task)
+        except WorkspaceError as exc:  # the remote did not answer: this task later, run goes on
+            self.remote_failures += 1
+            self._settle_without_attempt(task, claim, "remote_failed", exc.line())
+            return
         except RalphError as exc:
             self._settle_without_attempt(task, claim, "internal_error", exc.line())
             self.control.stop_all(exc.line(), error=exc)
             return
+        self.remote_failures = 0
         if landed:
             self._settle_without_attempt(task, claim, "reconciled", None, landed)
             return
@@ -371,7 +390,10 @@ class WorkerLoop:
             return outcome, note, None
         message = self._message(task, claim, collected, proc.parser.report)
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
-        landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+        try:
+            landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+        except (RefRefusedError, GitCommandError, WorkspaceError) as exc:
+            return *landing_failure(exc), None  # one counted attempt, never a crashed run
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
 
     def _remember(self, task: Task, run_dir: Path) -> set[str]:
@@ -547,6 +569,11 @@ class WorkerLoop:
             else:
                 verdict, kind = "retry", "retried"
             end.counted = False
+        elif outcome == "remote_failed":
+            # Nothing was tried, so nothing counts; the wait grows while the remote stays away,
+            # so an unreachable remote never makes the workers spin.
+            verdict, kind = "retry", "retried"
+            retry_in = backoff_delay(self.remote_failures, self.opt.backoff, self.opt.backoff_max)
         elif outcome not in UNCOUNTED:
             self.failures_in_a_row += 1
             attempts = task.attempts + 1

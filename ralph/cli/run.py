@@ -597,7 +597,9 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     if flags.as_json:
         emit_json(summary.to_dict())
     else:
-        typer.echo(_summary_line(summary), err=flags.quiet)
+        from ralph.control import console_line
+
+        console_line(_summary_line(summary), sys.stderr if flags.quiet else sys.stdout)
     if summary.exit_code and exit_on_error:
         raise control.error or _interrupted()
     return summary

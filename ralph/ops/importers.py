@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ralph import errors
-from ralph.models import ID_PATTERN, STATUSES, Task
+from ralph.models import ID_PATTERN, ID_RULES, STATUSES, Task
 from ralph.store.base import SQLStore
 from ralph.taskfile import task_objects
 
@@ -426,7 +426,7 @@ def _check_fields(task: SourceTask) -> None:
     if not isinstance(spec["id"], str) or not ID_PATTERN.match(spec["id"]):
         raise errors.UsageError(
             f"{where}: invalid id {spec['id']!r}",
-            hint="ids are 1-64 letters, digits, '.', '_', ':' or '-'",
+            hint=ID_RULES,
         )
     priority = spec.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):

@@ -15,7 +15,17 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ralph import errors
-from ralph.models import ID_PATTERN, STATUSES, Attempt, AttemptEnd, Claim, Event, Task, Worker
+from ralph.models import (
+    ID_PATTERN,
+    ID_RULES,
+    STATUSES,
+    Attempt,
+    AttemptEnd,
+    Claim,
+    Event,
+    Task,
+    Worker,
+)
 
 Row = Mapping[str, Any]
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -69,7 +79,7 @@ def _check_id(task_id: str) -> str:
     if not isinstance(task_id, str) or not ID_PATTERN.match(task_id):
         raise errors.UsageError(
             f"invalid task id {task_id!r}",
-            hint="ids are 1-64 letters, digits, '.', '_', ':' or '-', not starting with '-'",
+            hint=ID_RULES,
         )
     return task_id
 
@@ -826,12 +836,14 @@ class SQLStore:
                 self._expire(tx, claim)
             return stale
 
-    def _expire(self, tx: Tx, claim: Claim) -> bool:
+    def _expire(self, tx: Tx, claim: Claim, **why: Any) -> bool:
         """Expire a claim; True when that was the task's last allowed expiry and it failed."""
         tx.run("claim_end", id=claim.token, state="expired", now=tx.now)
         self._close_crashed(tx, claim.task_id, claim.token)
         expiries = tx.one("task_count_expiry", id=claim.task_id)["expiries"]
-        self._event(tx, "expired", claim.task_id, claim.worker, claim.token, expiries=expiries)
+        self._event(
+            tx, "expired", claim.task_id, claim.worker, claim.token, expiries=expiries, **why
+        )
         if self.max_expiries is not None and expiries >= self.max_expiries:
             reason = f"its claim was lost {expiries} times (worker crashes or hangs)"
             tx.run("task_fail", id=claim.task_id, count=0, note=reason, now=tx.now)
@@ -878,11 +890,25 @@ class SQLStore:
         pid: int | None = None,
         host: str | None = None,
         heartbeat_interval: float = 10.0,
+        dead_pid: int | None = None,
     ) -> Worker:
-        """Register (or re-register, keeping its id) a worker by name."""
+        """Register (or re-register, keeping its id) a worker by name.
+
+        `dead_pid`: the caller found that the name's previous holder, pid `dead_pid` on `host`,
+        no longer runs. If the row still names that process, its live claims are expired in
+        this transaction: a worker restarted under its name takes its task back at once
+        instead of waiting out its own dead claim's lease."""
         caps = _dump(_strings(capabilities, "capability"))
         with self.transaction() as tx:
             row = tx.one("worker_by_name", name=name)
+            if (
+                row is not None
+                and dead_pid is not None
+                and row["pid"] == dead_pid
+                and row["host"] == host
+            ):
+                for held in tx.all("claims_live_by_worker", worker=name):
+                    self._expire(tx, Claim.from_row(held), reason="holder_dead", pid=dead_pid)
             params = {
                 "pid": pid,
                 "host": host,

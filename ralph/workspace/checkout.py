@@ -19,7 +19,14 @@ from git.exc import GitCommandError
 from ralph import reaper
 from ralph.errors import WorkspaceError
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
-from ralph.workspace.git import Git, RefRaceError, attempt_ref, disk_full, task_ref
+from ralph.workspace.git import (
+    Git,
+    RefRaceError,
+    RefRefusedError,
+    attempt_ref,
+    disk_full,
+    task_ref,
+)
 from ralph.workspace.mergelock import LOCK_NAME, MergeLock
 
 MARKER = "checkout.json"
@@ -302,6 +309,8 @@ class CheckoutWorkspace(GitWorkspace):
                     self.scratch,
                 )
             except RefRaceError as exc:
+                if isinstance(exc, RefRefusedError):
+                    raise  # not a race: an attempt that failed (the worker counts it)
                 landed = self.landed(task_id)
                 if landed:
                     return Landing("already", landed)

@@ -42,6 +42,23 @@ class RefRaceError(Exception):
     """A ref transaction was refused: a ref was not where we expected (or already existed)."""
 
 
+class RefRefusedError(RefRaceError):
+    """git refused a ref transaction for a reason that is not a race (an invalid ref name, an
+    unwritable repository): trying again at once cannot help, so it is an attempt that failed.
+    A RefRaceError still, so whoever undoes a half-moved checkout on a race does it here too."""
+
+
+# What git prints when a ref was not where the transaction expected it (another process moved
+# or created it) or another git held its lock for a moment: a race, worth looking again.
+_RACE_MARKS = (
+    "but expected",
+    "reference already exists",
+    "reference is missing",
+    "unable to resolve reference",
+    "File exists",
+)
+
+
 class PushFailedError(Exception):
     """The remote refused a push for a reason other than a race, or could not be reached."""
 
@@ -259,7 +276,23 @@ class Git:
             try:
                 self("update-ref", "--stdin", "-m", "ralph", istream=fh)
             except GitCommandError as exc:
-                raise RefRaceError(first_line(exc)) from None
+                text = f"{exc.stderr}\n{exc.stdout}"
+                if any(mark in text for mark in _RACE_MARKS) or self._moved(lines):
+                    raise RefRaceError(first_line(exc)) from None
+                raise RefRefusedError(f"git refused to move the refs: {first_line(exc)}") from None
+
+    def _moved(self, lines: list[str]) -> bool:
+        """Whether a ref of these `update-ref --stdin` lines is no longer where they expect it
+        (whatever git's message said): then the refusal was a race."""
+        for line in lines:
+            verb, ref, *values = line.split()
+            with contextlib.suppress(OSError, GitCommandError):
+                now = self.rev(ref)
+                if verb == "create" and now is not None:
+                    return True
+                if verb == "update" and len(values) == 2 and now != values[1]:
+                    return True
+        return False
 
     def clear_stale_ref_locks(self, refs: Iterable[str], older_than: float = 5.0) -> list[str]:
         """Remove `<ref>.lock` and `packed-refs.lock` files older than `older_than` seconds: a

@@ -67,12 +67,12 @@ class MergeLock:
         finally:
             self._thread_lock.release()
 
-    def _timeout_error(self) -> errors.RalphError:
+    def _timeout_error(self) -> errors.MergeLockTimeoutError:
         try:
             who = self.path.read_text().strip() or "unknown"
         except OSError:
             who = "unknown"
-        return errors.RalphError(
+        return errors.MergeLockTimeoutError(
             f"timed out after {self.timeout:.0f}s waiting for the merge lock {self.path} "
             f"(last holder: {who})",
             hint="a stopped (SIGSTOP) ralph process may hold it",

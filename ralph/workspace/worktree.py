@@ -35,6 +35,7 @@ from ralph.workspace.git import (
     Git,
     PushFailedError,
     RefRaceError,
+    RefRefusedError,
     disk_full,
     git_env,
     task_ref,
@@ -213,7 +214,8 @@ class Worktrees:
             Git(path, self.env).reset_hard(self.head(), keep_ralph_dir=False)
 
     def close(self) -> None:
-        with self.lock("close"), contextlib.suppress(GitCommandError):
+        # A merge lock still held at the end (a stopped process) only postpones the prune.
+        with contextlib.suppress(GitCommandError, errors.MergeLockTimeoutError), self.lock("close"):
             self.main("worktree", "prune")
 
     # -- moving the target ------------------------------------------------------------------
@@ -388,7 +390,12 @@ class WorktreeWorkspace(GitWorkspace):
         g, main = self.git, self.worktrees.main
         commit = g.commit_tree(collected.tree, [collected.base], message)
         waited, races = False, 0
+        # The (head, merged tree) the verify commands passed on. They run outside the merge
+        # lock (a slow suite held every other landing, up to the lock's timeout); under the
+        # lock the head is looked at again, and a newer head is merged and verified again.
+        verified: tuple[str, str] | None = None
         while True:
+            verify_on: tuple[str, str] | None = None
             with self.worktrees.lock(self.worker):
                 self.worktrees.recover_main()
                 repaired = self.worktrees.repair_task_ref(task_id)
@@ -414,30 +421,38 @@ class WorktreeWorkspace(GitWorkspace):
                         )
                     if tree == main.tree_of(head):
                         return Landing("empty", note=f"{self.target} already has these changes")
-                    new = main.commit_tree(tree, [head], message)
-                    if reverify is not None:
-                        g.reset_hard(new, keep_ralph_dir=False)
-                        note = reverify(self.path)
-                        if note:  # back to the agent's own result, for discard's patch
-                            g("read-tree", "-u", "--reset", collected.tree)
-                            g("update-ref", "--no-deref", "HEAD", collected.base)
-                            return Landing("verify_failed", note=note)
-                        fence()
-                raced = False
-                try:
-                    blocked = self.worktrees.advance(task_id, head, new)
-                except PushFailedError as exc:
-                    return Landing("push_failed", note=str(exc))
-                except RefRaceError as exc:
-                    races += 1  # the task's ref appeared or the target moved: look again
-                    if races >= self.worktrees.race_limit:
-                        return Landing(
-                            "push_failed", note=f"lost the race to land {races} times: {exc}"
-                        )
-                    raced, blocked = True, ""
-                if not raced and blocked is None:
-                    self.clear_marker()
-                    return Landing("landed", new)
+                    if reverify is not None and verified != (head, tree):
+                        verify_on = (head, tree)
+                    else:
+                        new = main.commit_tree(tree, [head], message)
+                raced, blocked = False, ""
+                if verify_on is None:
+                    try:
+                        blocked = self.worktrees.advance(task_id, head, new)
+                    except PushFailedError as exc:
+                        return Landing("push_failed", note=str(exc))
+                    except RefRaceError as exc:
+                        if isinstance(exc, RefRefusedError):
+                            raise  # not a race: an attempt that failed (the worker counts it)
+                        races += 1  # the task's ref appeared or the target moved: look again
+                        if races >= self.worktrees.race_limit:
+                            return Landing(
+                                "push_failed", note=f"lost the race to land {races} times: {exc}"
+                            )
+                        raced, blocked = True, ""
+                    if not raced and blocked is None:
+                        self.clear_marker()
+                        return Landing("landed", new)
+            if verify_on is not None and reverify is not None:  # outside the lock
+                head, tree = verify_on
+                g.reset_hard(main.commit_tree(tree, [head], message), keep_ralph_dir=False)
+                note = reverify(self.path)
+                if note:  # back to the agent's own result, for discard's patch
+                    g("read-tree", "-u", "--reset", collected.tree)
+                    g("update-ref", "--no-deref", "HEAD", collected.base)
+                    return Landing("verify_failed", note=note)
+                verified = verify_on
+                continue
             if raced:  # shortly again, outside the lock (a stale ref lock ages out meanwhile)
                 if not self.wait(min(1.0, 0.1 * races)):
                     return Landing("interrupted", note="the run stopped while landing")
