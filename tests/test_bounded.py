@@ -349,8 +349,9 @@ def test_sigterm_stops_a_run_whose_reader_went_away_while_a_landing_waits(
     db = str(tmp_path / "ralph.db")
     with open_store(db) as store:
         store.add("waits to land", id="t1")
-    readme = repo / "README.md"
-    readme.write_text("the user's own edit\n")  # the landing waits for a clean checkout
+    readme = repo / "out" / "t1.txt"  # the user's own file where the task writes
+    readme.parent.mkdir()
+    readme.write_text("the user's own edit\n")  # the landing waits for the path to be clean
     proc = start_piped(tmp_path, repo, db)
     (tmp_path / "gate").write_text("")
     while not (tmp_path / "agents-done" / "t1").exists():  # the agent finished: landing next
