@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "doctor",
     "web",
     "db",
+    "notify",
 )
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph

@@ -1122,6 +1122,13 @@ class SQLStore:
                 self._event(tx, "resumed", worker=by)
             return bool(gone)
 
+    def note_event(
+        self, kind: str, *, task_id: str | None = None, worker: str | None = None, **data: Any
+    ) -> None:
+        """Write an event that changes no task (a notification that could not be sent)."""
+        with self.transaction() as tx:
+            self._event(tx, kind, task_id, worker, **data)
+
     def paused(self) -> dict[str, Any] | None:
         """The pause in force ({"until", "reason", "by", "since"}), or None."""
         with self.transaction(write=False) as tx:
