@@ -49,6 +49,7 @@ class RunSummary:
     conflicts: int = 0  # launches whose work met a merge conflict (not counted as attempts)
     cost_usd: float = 0.0
     cost_known: bool = False
+    unknown_cost: int = 0  # launches that reported no cost: not in cost_usd, never as $0
     wall_s: float = 0.0
     exit_code: int = 0
     stop_reason: str | None = None
@@ -182,6 +183,7 @@ class RunControl:
                 setattr(s, bucket, sum(1 for k in self._last.values() if k == bucket))
             s.commits += outcome.outcome == "success" and outcome.commit is not None
             s.launches += outcome.launched
+            s.unknown_cost += outcome.launched and outcome.cost_usd is None
             s.conflicts += outcome.outcome == "merge_conflict"
         if kind == "failed":
             self.notify("task_failed", task=outcome.task, error=outcome.note)

@@ -81,9 +81,14 @@ def test_a_failed_task_then_an_auth_stop_send_task_failed_auth_stopped_and_run_f
     assert all(m["_path"] == "/hook" for m in got)
 
 
-def test_the_events_filter_sends_only_the_events_named(tmp_path: Path, env: dict[str, str]):
+def test_the_events_filter_sends_only_the_events_named_and_the_run_writes_its_report(
+    tmp_path: Path, env: dict[str, str]
+):
     with Receiver() as receiver:
-        config = f'[notify]\nurls = ["{receiver.url()}"]\nevents = ["run_finished"]\n'
+        config = (
+            f'[notify]\nurls = ["{receiver.url()}"]\nevents = ["run_finished"]\n'
+            "[report]\nwrite = true\n"
+        )
         root = project(tmp_path, env, config, "F", "G")
         cmd = agent({"F": ["fail.py"]}, env)
         result = ralph(root, env, "run", "--agent-cmd", cmd, "--max-attempts", "1")
@@ -91,6 +96,10 @@ def test_the_events_filter_sends_only_the_events_named(tmp_path: Path, env: dict
         got = receiver.wait_for(1)
     assert [m["title"] for m in got] == ["ralph: run finished: 1 done, 1 failed"]
     landed_once(root, "G")
+    (written,) = (root / ".ralph" / "reports").glob("run-*.html")
+    assert f"Report: {written}" in got[0]["message"]
+    page = written.read_text()
+    assert "<svg" in page and ">G<" in page and ">F<" in page
 
 
 def test_a_receiver_answering_500_twice_gets_the_message_on_the_third_send(

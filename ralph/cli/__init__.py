@@ -34,12 +34,13 @@ COMMAND_MODULES = (
     "web",
     "db",
     "notify",
+    "report",
 )
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".
 HELP_PANELS: dict[str, tuple[str, ...]] = {
-    "Run": ("demo", "init", "run", "status", "logs", "stats", "web", "doctor"),
+    "Run": ("demo", "init", "run", "status", "logs", "stats", "report", "web", "doctor"),
     "Tasks": (
         "add",
         "list",

@@ -633,7 +633,10 @@ def _summary_line(s: RunSummary) -> str:
         f"{s.commits} commits",
         f"{s.launches} agent launches"
         + (f" ({s.conflicts} merge conflicts)" if s.conflicts else ""),
-        f"${s.cost_usd:.4f}" if s.cost_known else "cost unknown",
+        f"${s.cost_usd:.4f}"
+        + (f" + {s.unknown_cost} launches of unknown cost" if s.unknown_cost else "")
+        if s.cost_known
+        else "cost unknown",
         format_duration(s.wall_s),
     ]
     why = f" ({s.stop_reason})" if s.stop_reason else ""

@@ -47,7 +47,7 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["iso"] = iso
-    env.filters["money"] = lambda v: f"${v:,.4f}" if isinstance(v, int | float) else "-"
+    env.filters["money"] = lambda v: f"${v:,.4f}" if isinstance(v, int | float) else "unknown"
     env.filters["secs"] = _secs
     return env
 
