@@ -84,6 +84,7 @@ class RunControl:
         self.taken = 0
         self.summary = RunSummary()
         self._paused_until = 0.0
+        self._pause_told = 0.0  # the end of the last pause a notification was sent for
         self._cancel_at: float | None = None
         self._lock = threading.Lock()
         self._procs: set[AgentProcess] = set()
@@ -128,7 +129,8 @@ class RunControl:
         with self._lock:
             if ts > self._paused_until:
                 long = self.notifier and ts - time.time() >= self.notifier.settings.pause_after
-                if long and self._paused_until < time.time():  # once per pause
+                if long and self._pause_told < time.time():  # once per pause
+                    self._pause_told = ts
                     self.notify("paused", reason=why, until=ts)
                 self._paused_until = ts
                 self.log(

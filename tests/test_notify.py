@@ -209,3 +209,55 @@ def test_the_hot_commands_do_not_import_apprise_or_prometheus(tmp_path: Path, en
             [sys.executable, "-c", probe, *args], cwd=root, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, (args, done.stderr)
+
+
+def test_the_breaker_and_the_budget_cap_each_send_their_message(
+    tmp_path: Path, env: dict[str, str]
+):
+    with Receiver() as receiver:
+        config = f'breaker = 1\n[notify]\nurls = ["{receiver.url()}"]\n'
+        root = project(tmp_path / "breaker", env, config, "F", "G")
+        cmd = agent({"F": ["fail.py"], "G": ["fail.py"]}, env)
+        result = ralph(root, env, "run", "--agent-cmd", cmd, "--max-attempts", "1")
+        assert result.returncode == 11, result.stderr
+        tripped = [m["title"] for m in receiver.wait_for(3)]
+    assert sorted(tripped[:2]) == [
+        "ralph: task F failed",
+        "ralph: too many failures in a row; the run stopped",
+    ]
+    assert tripped[2:] == ["ralph: run finished: 0 done, 1 failed"]
+    with Receiver() as receiver:
+        config = f'[notify]\nurls = ["{receiver.url()}"]\nevents = ["budget_reached"]\n'
+        root = project(tmp_path / "budget", env, config, "A", "B")
+        cmd = agent({"A": ["claude_stream.py", "ok"], "B": ["claude_stream.py", "ok"]}, env)
+        result = ralph(root, env, "run", "--agent-cmd", cmd, "--max-cost", "0.01")
+        assert result.returncode == 0, result.stderr
+        (budget,) = receiver.wait_for(1)
+    assert budget["title"] == "ralph: the budget cap ended the run"
+    assert "--max-cost $0.01 reached (spent $0.0123)" in budget["message"]
+    landed_once(root, "A")
+
+
+def test_a_long_pause_and_a_lost_worker_are_sent_and_a_short_pause_is_not(store, clock):
+    from ralph.control import RunControl
+    from ralph.notify import Notifier
+    from ralph.sweeper import sweep
+
+    with Receiver() as receiver:
+        control = RunControl(log=lambda line: None)
+        settings = NotifySettings(urls=[receiver.url()], pause_after=600.0)
+        control.notifier = Notifier(settings, record=store.note_event)
+        control.pause_until(time.time() + 60, "rate limited: short")
+        control.pause_until(time.time() + 3600, "rate limited: usage limit until the hour")
+        task = store.add("Held by a worker that dies")
+        store.register_worker("w-dead", heartbeat_interval=1.0)
+        store.claim(task.id, "w-dead", lease=600)
+        clock.advance(10)  # three missed heartbeats and more, by the store's clock
+        control.swept(sweep(store))
+        paused, lost = receiver.wait_for(2)
+        control.notifier.close()
+    assert paused["title"].startswith("ralph: every worker paused until ")
+    assert "usage limit until the hour" in paused["message"]
+    assert lost["title"] == "ralph: worker w-dead stopped answering"
+    assert task.id in lost["message"]
+    assert len(receiver.requests) == 2  # the 60 s pause sent nothing
