@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from ralph.models import from_iso
 from ralph.ops.report import build_report, render
 from ralph.store import open_store
 from tests.storefactory import START, Clock
 from tests.support.night import night
-from tests.webutil import CHROMIUM
+from tests.webutil import CHROMIUM, request, serve
 
 RALPH = [sys.executable, "-m", "ralph"]
 
@@ -108,6 +109,16 @@ def test_attempts_and_costs_agree_across_list_show_stats_and_report(night_db: Pa
     assert "attempts:   1 (2 agent launches)" in shown and "earlier error:" in shown
 
 
+def test_the_web_page_shows_the_same_attempts_launches_and_unknown_costs(night_db: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env["RALPH_DB"] = str(night_db)
+    with serve(night_db.parent, env) as (_, base):
+        pages = {t: request(base, "GET", f"/tasks/{t}")[2] for t in "CRF"}
+    assert "1 attempts counted · 2 agent launches" in pages["C"]
+    assert "2 attempts counted · 2 agent launches" in pages["F"]
+    assert pages["R"].count("<td>unknown</td>") == 2 and "$0.0000" not in pages["R"]
+
+
 def test_report_formats_and_bad_input_from_the_command_line(night_db: Path):
     for fmt, marker in (("text", "ralph report ("), ("md", "# ralph report"), ("html", "<svg")):
         done = cli(night_db, "report", "--format", fmt)
@@ -158,3 +169,50 @@ def test_the_html_report_opens_in_chromium_with_no_console_errors_and_no_request
             browser.close()
     assert [m for m in messages if m[0] in ("error", "pageerror", "warning")] == []
     assert requests == [page_file.as_uri()]
+
+
+def test_report_run_picks_one_run_by_id_or_last(tmp_path: Path):
+    from tests.gitutil import init_repo
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env["HOME"] = str(tmp_path / "home")
+    root = init_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    edit = " ".join([sys.executable, str(Path(__file__).parent / "agents" / "edit.py")])
+
+    def ralph(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    for task in ("first", "second"):
+        ralph("add", f"Task {task}", "--id", task)
+        ralph("run", "--agent-cmd", edit, "--worker", f"w-{task}", "--max-tasks", "1")
+    ended = json.loads(ralph("events", "--kind", "run_ended", "--json").stdout)
+    assert [(e["data"]["done"], e["data"]["workers"]) for e in ended] == [
+        (1, ["w-first"]),
+        (1, ["w-second"]),
+    ]
+    first_id = ended[0]["data"]["run"]
+    last = json.loads(ralph("report", "--run", "last", "--format", "json").stdout)
+    first = json.loads(ralph("report", "--run", first_id, "--format", "json").stdout)
+    assert [t["id"] for t in last["landed"]] == ["second"] and last["launches"] == 1
+    assert [t["id"] for t in first["landed"]] == ["first"] and first["run"] == first_id
+    missing = subprocess.run(
+        [*RALPH, "report", "--run", "nope"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert missing.returncode == 3 and "no run 'nope'" in missing.stderr
+
+
+def test_status_and_status_json_show_a_pause_who_why_since_and_until(night_db: Path):
+    before = json.loads(cli(night_db, "status", "--json").stdout)
+    assert before["paused"] is None and "PAUSED" not in cli(night_db, "status").stdout
+    assert cli(night_db, "pause", "--reason", "deploying", "--for", "30m").returncode == 0
+    paused = json.loads(cli(night_db, "status", "--json").stdout)["paused"]
+    assert paused["reason"] == "deploying" and paused["since"] and paused["until"]
+    assert from_iso(paused["until"]) - from_iso(paused["since"]) == pytest.approx(1800, abs=5)
+    text = cli(night_db, "status").stdout
+    assert "PAUSED" in text and "deploying" in text
+    assert cli(night_db, "resume").returncode == 0
+    assert json.loads(cli(night_db, "status", "--json").stdout)["paused"] is None

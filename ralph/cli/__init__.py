@@ -41,7 +41,19 @@ COMMAND_MODULES = (
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".
 HELP_PANELS: dict[str, tuple[str, ...]] = {
-    "Run": ("demo", "init", "run", "status", "logs", "stats", "report", "metrics", "web", "doctor"),
+    "Run": (
+        "demo",
+        "init",
+        "run",
+        "status",
+        "logs",
+        "stats",
+        "report",
+        "metrics",
+        "notify",
+        "web",
+        "doctor",
+    ),
     "Tasks": (
         "add",
         "list",

@@ -15,7 +15,6 @@ import typer
 from ralph.cli.common import emit_json, store
 from ralph.cli.ops import JsonFlag, console
 from ralph.errors import UsageError
-from ralph.models import iso
 from ralph.ops.stats import cost_text
 
 if TYPE_CHECKING:
@@ -106,11 +105,11 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
     parts: list[Any] = [head]
     pause = snap.get("paused")
     if pause:
-        until = f" until {iso(pause['until'])}" if pause.get("until") else " until `ralph resume`"
+        until = f" until {pause['until']}" if pause.get("until") else " until `ralph resume`"
         by = f" by {pause['by']}" if pause.get("by") else ""
         parts.append(
             Text(
-                f"PAUSED{by} since {iso(pause['since'])}{until}: {pause.get('reason')}",
+                f"PAUSED{by} since {pause['since']}{until}: {pause.get('reason')}",
                 style="bold yellow",
             )
         )

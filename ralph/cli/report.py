@@ -18,6 +18,10 @@ def report(
             "--since", metavar="DURATION|TIME", help="Attempts started since: 12h, or an ISO time."
         ),
     ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", metavar="ID|last", help="Only one run's attempts (its id, or last)."),
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", metavar="text|md|html|json", help="Output format.")
     ] = "text",
@@ -32,11 +36,14 @@ def report(
     Examples:
       ralph report --since 12h
       ralph report --since 12h --format html -o night.html
+      ralph report --run last --format md
     """
     from ralph.errors import UsageError
     from ralph.ops.report import build_report, parse_since, render
 
-    text = render(build_report(store(), since=parse_since(since)), fmt)
+    if run is not None and since is not None:
+        raise UsageError("give --since or --run, not both")
+    text = render(build_report(store(), since=parse_since(since), run=run), fmt)
     if output is None:
         sys.stdout.write(text)
         return

@@ -591,10 +591,13 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         push_branches=flags.push_branches,
         live=live if parallel else False,
     )
+    from ralph.ops.report import run_ended
+
+    run_id = run_ended(store, control, names, summary)  # what `ralph report --run ID` reads
     if options.settings.report.get("write"):
         from ralph.ops.report import write_run_report
 
-        control.report_path = write_run_report(store, root, control, summary)
+        control.report_path = write_run_report(store, root, control, run_id)
     control.finished(summary)  # run_finished, with the report if one was written
     if flags.as_json:
         emit_json(summary.to_dict())

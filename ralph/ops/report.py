@@ -46,10 +46,23 @@ def _duration(a: Attempt, now: float) -> float:
     return (a.ended_at or now) - a.started_at
 
 
-def build_report(store: SQLStore, *, since: float | None = None, now: float | None = None) -> dict:
-    """Everything the report shows, for attempts started at or after `since` (all when None)."""
+def build_report(
+    store: SQLStore, *, since: float | None = None, now: float | None = None, run: str | None = None
+) -> dict:
+    """Everything the report shows, for attempts started at or after `since` (all when None),
+    or those of one run (`run`: its id or `last`, from the run_started/run_ended events)."""
     now = time.time() if now is None else now
-    ran = [a for a in store.attempts() if since is None or a.started_at >= since]
+    until, workers, run_id = None, None, None
+    if run is not None:
+        since, until, workers = run_window(store, run)
+        run_id = run
+    ran = [
+        a
+        for a in store.attempts()
+        if (since is None or a.started_at >= since)
+        and (until is None or a.started_at <= until)
+        and (not workers or a.worker in workers)
+    ]
     tasks = {t.id: t for t in store.get_many_known(sorted({a.task_id for a in ran}))}
     by_task: dict[str, list[Attempt]] = defaultdict(list)
     for a in ran:
@@ -88,8 +101,9 @@ def build_report(store: SQLStore, *, since: float | None = None, now: float | No
     end = max((a.ended_at or now for a in ran), default=None)
     wall = (end - start) if start is not None and end is not None else 0.0
     return {
+        "run": run_id,
         "since": iso(since),
-        "until": iso(now),
+        "until": iso(until or now),
         "first_launch": iso(start),
         "last_end": iso(end),
         "tasks": {
@@ -209,6 +223,8 @@ def _cost(item: dict[str, Any]) -> str:
 
 def _prose(r: dict[str, Any], *, md: bool) -> str:
     window = f"since {r['since']}" if r["since"] else "all attempts"
+    if r.get("run"):
+        window = f"run {r['run']}, {r['since']}"
     out: list[str] = [f"# ralph report ({window}, until {r['until']})" if md else (
         f"ralph report ({window}, until {r['until']})")]  # fmt: skip
     out.append("")
@@ -292,7 +308,40 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
         return found
 
 
-def write_run_report(store: SQLStore, root: Path, control: Any, summary: Any) -> str | None:
+def run_ended(store: SQLStore, control: Any, names: list[str], summary: Any) -> str:
+    """Write the `run_ended` event (the run's id, start, workers and summary counts) that
+    `ralph report --run` reads; returns the run's id. Never fails the run."""
+    import os
+
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(control.started_at))
+    run_id = f"{run_id}-{os.getpid()}"
+    try:
+        data = {k: v for k, v in summary.to_dict().items() if k != "tasks"}
+        store.note_event(
+            "run_ended",
+            run=run_id,
+            started_at=control.started_at,
+            workers=list(names),
+            host=os.uname().nodename,
+            **data,
+        )
+    except Exception as exc:  # the store may be what ended the run
+        control.log(f"could not record the run's end: {exc}")
+    return run_id
+
+
+def run_window(store: SQLStore, run: str) -> tuple[float, float, list[str]]:
+    """(start, end, worker names) of run `run` (its id, or `last`), from its run_ended event."""
+    found = [e for e in store.events(kind="run_ended") if run in ("last", e.data.get("run"))]
+    if not found:
+        raise errors.NotFoundError(
+            f"no run {run!r}", hint="`ralph events --kind run_ended` lists the runs that ended"
+        )
+    event = found[-1]
+    return float(event.data["started_at"]), event.at, list(event.data.get("workers") or [])
+
+
+def write_run_report(store: SQLStore, root: Path, control: Any, run_id: str) -> str | None:
     """`[report] write = true`: the run's HTML report into .ralph/reports/; its path, or None
     (a report that cannot be written must not fail the run)."""
     try:
@@ -300,7 +349,7 @@ def write_run_report(store: SQLStore, root: Path, control: Any, summary: Any) ->
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(control.started_at))
         path = folder / f"run-{stamp}.html"
-        report = build_report(store, since=control.started_at)
+        report = build_report(store, run=run_id)
         path.write_text(render(report, "html"), encoding="utf-8")
         control.log(f"report: {path}")
         return str(path)

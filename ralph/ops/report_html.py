@@ -148,7 +148,8 @@ def render_html(r: dict[str, Any]) -> str:
         "<meta name='viewport' content='width=device-width'>",
         f"<title>ralph report until {escape(r['until'] or '')}</title>",
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>ralph report</h1><p class='dim'>{escape(r['since'] or 'all attempts')} to "
+        f"<h1>ralph report{escape(' of run ' + r['run'] if r.get('run') else '')}</h1>"
+        f"<p class='dim'>{escape(r['since'] or 'all attempts')} to "
         f"{escape(r['until'] or '')}</p>",
         figs,
         "<h2>Cost over time</h2>",

@@ -63,5 +63,18 @@ def snapshot(store: SQLStore, *, events: int = RECENT_EVENTS, now: float | None 
             "total": _spend(attempts),
         },
         "events": [e.to_dict() for e in store.recent_events(events)],
-        "paused": store.paused(),  # `ralph pause` or the web page: who, why, since, until
+        "paused": _pause(store),
+    }
+
+
+def _pause(store: SQLStore) -> dict[str, Any] | None:
+    """The pause in force (`ralph pause`, the web page): who, why, since and until when."""
+    pause = store.paused()
+    if pause is None:
+        return None
+    return {
+        "by": pause.get("by"),
+        "reason": pause.get("reason"),
+        "since": iso(pause.get("since")),
+        "until": iso(pause.get("until")),
     }
