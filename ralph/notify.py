@@ -87,7 +87,9 @@ def parse_notify(table: Any, source: str = "ralph.toml") -> NotifySettings:
     return found
 
 
-def resolve(table: Mapping[str, Any] | None, source: str, env: Mapping[str, str] | None = None):
+def resolve(
+    table: Mapping[str, Any] | None, source: str, env: Mapping[str, str] | None = None
+) -> NotifySettings:
     """The settings of `[notify]` plus the URLs of RALPH_NOTIFY_URLS (comma or space separated)."""
     found = parse_notify(dict(table or {}), source)
     extra = (os.environ if env is None else env).get(ENV_URLS, "")
