@@ -264,3 +264,7 @@ def test_a_long_pause_and_a_lost_worker_are_sent_and_a_short_pause_is_not(store,
     assert lost["title"] == "ralph: worker w-dead stopped answering"
     assert task.id in lost["message"]
     assert len(receiver.requests) == 2  # the 60 s pause sent nothing
+    # a failed send is written through the store, on every backend
+    store.note_event("notify_failed", notify_event="paused", url="json://h", error="HTTP 500")
+    (failed,) = store.events(kind="notify_failed")
+    assert (failed.task_id, failed.data["error"]) == (None, "HTTP 500")
