@@ -55,6 +55,8 @@ class Settings:
     max_discovered: int = 5  # follow-up tasks an agent may file per task (--discovered-from)
     vars: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # see ralph.pricing
+    notify: dict[str, Any] = field(default_factory=dict)  # [notify], see ralph.notify
+    report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -200,6 +202,17 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             from ralph.pricing import parse_overrides
 
             settings.prices = parse_overrides(value, source)
+        elif key == "notify":
+            from ralph.notify import parse_notify
+
+            parse_notify(value, source)
+            settings.notify = dict(value)
+        elif key == "report":
+            if not isinstance(value, dict) or set(value) - {"write"}:
+                raise bad(key, "a table with `write = true|false`")
+            if not isinstance(value.get("write", False), bool):
+                raise ConfigError(f"{source}: report.write must be true or false")
+            settings.report = dict(value)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ralph.errors import RalphError
+from ralph.notify import Notifier
 from ralph.process import AgentProcess
 
 
@@ -58,6 +59,7 @@ class TaskOutcome:
     cost_usd: float | None = None
     duration_s: float = 0.0
     note: str | None = None
+    launched: bool = True  # an agent ran (false: reconciled, or ended before the launch)
 
 
 @dataclass
@@ -69,8 +71,11 @@ class RunSummary:
     retried: int = 0
     skipped: int = 0
     commits: int = 0
+    launches: int = 0  # agents started, conflict re-runs included
+    conflicts: int = 0  # launches whose work met a merge conflict (not counted as attempts)
     cost_usd: float = 0.0
     cost_known: bool = False
+    unknown_cost: int = 0  # launches that reported no cost: not in cost_usd, never as $0
     wall_s: float = 0.0
     exit_code: int = 0
     stop_reason: str | None = None
@@ -105,10 +110,18 @@ class RunControl:
         self.taken = 0
         self.summary = RunSummary()
         self._paused_until = 0.0
+        self._pause_told = 0.0  # the end of the last pause a notification was sent for
         self._cancel_at: float | None = None
         self._lock = threading.Lock()
         self._procs: set[AgentProcess] = set()
         self._last: dict[str, str] = {}
+        self.notifier: Notifier | None = None  # ralph.notify, set by the CLI from [notify]
+        self.report_path: str | None = None  # [report] write = true: the run's report file
+
+    def notify(self, event: str, **data: Any) -> None:
+        """Queue a notification (never blocks: see ralph.notify)."""
+        if self.notifier is not None:
+            self.notifier.emit(event, **data)
 
     def stop_all(
         self, reason: str, *, error: RalphError | None = None, grace: float | None = None
@@ -118,6 +131,7 @@ class RunControl:
             if self.reason is None:
                 self.reason, self.error = reason, error
                 self.log(f"stopping: {reason}")
+                self._notify_stop(error)
             procs = list(self._procs)
             if grace is not None:
                 deadline = time.monotonic() + grace
@@ -127,9 +141,23 @@ class RunControl:
             for proc in procs:
                 proc.cancel("interrupted", grace)
 
+    def _notify_stop(self, error: RalphError | None) -> None:
+        from ralph.errors import AgentAuthError, BreakerOpenError
+
+        if isinstance(error, AgentAuthError):
+            self.notify(
+                "auth_stopped", agent=error.data.get("agent"), error=error.message, hint=error.hint
+            )
+        elif isinstance(error, BreakerOpenError):
+            self.notify("breaker_tripped", error=error.message, hint=error.hint)
+
     def pause_until(self, ts: float, why: str) -> None:
         with self._lock:
             if ts > self._paused_until:
+                long = self.notifier and ts - time.time() >= self.notifier.settings.pause_after
+                if long and self._pause_told < time.time():  # once per pause
+                    self._pause_told = ts
+                    self.notify("paused", reason=why, until=ts)
                 self._paused_until = ts
                 self.log(
                     f"pausing every worker until {time.strftime('%H:%M:%S', time.localtime(ts))}"
@@ -160,6 +188,8 @@ class RunControl:
             else:
                 self.taken += 1
                 return True
+        if cap.startswith("--max-cost") and self.reason is None:
+            self.notify("budget_reached", reason=cap, spent_usd=round(self.cost, 6))
         self.stop_all(cap)
         return False
 
@@ -180,6 +210,23 @@ class RunControl:
             for bucket in ("done", "failed", "retried", "skipped"):
                 setattr(s, bucket, sum(1 for k in self._last.values() if k == bucket))
             s.commits += outcome.outcome == "success" and outcome.commit is not None
+            s.launches += outcome.launched
+            s.unknown_cost += outcome.launched and outcome.cost_usd is None
+            s.conflicts += outcome.outcome == "merge_conflict"
+        if kind == "failed":
+            self.notify("task_failed", task=outcome.task, error=outcome.note)
+
+    def swept(self, found: Any) -> None:
+        """The sweeper's report (ralph.sweeper.Sweep): a dead worker's claims expired."""
+        for worker, held in found.dead.items():
+            self.notify("worker_lost", worker=worker, tasks=[c.task_id for c in held])
+
+    def finished(self, summary: RunSummary) -> None:
+        """The run is over: send `run_finished` and give the queue one send timeout at most."""
+        if self.notifier is None:
+            return
+        self.notify("run_finished", **summary.to_dict(), report=self.report_path)
+        self.notifier.close()
 
     def track(self, proc: AgentProcess) -> None:
         with self._lock:

@@ -4,7 +4,8 @@ no network.
 It reads its prompt on stdin, writes `work/<task id>.md` (named after the task ralph gave it in
 $RALPH_TASK_ID, or the first `Task <id>:` line of the prompt), leaves a line of learnings in
 $RALPH_NOTES when ralph names that file, and prints one JSON result line shaped like
-`claude -p --output-format stream-json`'s last line, with a small made-up cost.
+`claude -p --output-format stream-json`'s last line. It reports no cost: it spends nothing,
+and an invented figure would end up in `ralph stats` and the spend totals.
 
 Run as `python -m ralph.demo_agent` (what the `demo` adapter does) or as a file: it imports
 nothing from ralph, so it works from any install.
@@ -41,7 +42,6 @@ def main() -> int:
                 "result": f"wrote {out}",
                 "session_id": f"demo-{task_id}",
                 "num_turns": 1,
-                "total_cost_usd": round(0.0001 * words, 6),
                 "usage": {"input_tokens": words, "output_tokens": 12},
             }
         )

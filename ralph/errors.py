@@ -156,6 +156,12 @@ class TasksFailedError(RalphError):
     exit_code = 13
 
 
+class NotifyError(RalphError):
+    """A notification could not be sent."""
+
+    exit_code = 14
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
     1: "unexpected error",
@@ -173,4 +179,5 @@ EXIT_CODES: dict[int, str] = {
     12: "`ralph run`: stopped by SIGTERM/SIGINT/SIGHUP while an agent worked; claims released, "
     "nothing half-done committed",
     13: "`ralph run`: finished, but at least one task ended failed",
+    14: "`ralph notify test`: at least one notification URL failed",
 }

@@ -136,7 +136,7 @@ def run(
         live = sys.stdout.isatty()
     interval = sweep_every or sweep_interval(options.lease)
     try:
-        with Sweeper(store, interval=interval):
+        with Sweeper(store, interval=interval, on_sweep=control.swept):
             if not live:
                 return run_workers(loops, control, handle_signals=handle_signals)
             from ralph.liveview import LiveView

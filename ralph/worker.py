@@ -459,6 +459,7 @@ class WorkerLoop:
                 f"agent {self.opt.agent_name!r} could not authenticate: {sig.message}",
                 hint=(fix + "; " if fix else "")
                 + "log the agent in (or fix its API key) and run again; no attempt was counted",
+                agent=self.opt.agent_name,
             )
             self.control.stop_all(error.message, error=error, grace=0)
             return
@@ -534,7 +535,7 @@ class WorkerLoop:
     ) -> None:
         end = AttemptEnd(outcome=outcome, summary=note, counted=False)
         kind = self._settle(task, claim, None, end, sha, 0)
-        self.control.record(TaskOutcome(task.id, outcome, sha, None, 0.0, note), kind)
+        self.control.record(TaskOutcome(task.id, outcome, sha, None, 0.0, note, False), kind)
         if outcome == "reconciled":
             self.log(f"{kind} {task.id}: its commit {sha and sha[:10]} had already landed")
         self.current = None

@@ -467,6 +467,7 @@ def test_merge_conflicts_have_their_own_budget_and_count_no_attempt(repo: Path, 
     )
 
     assert summary.exit_code == TasksFailedError.exit_code and summary.failed == 1
+    assert (summary.launches, summary.conflicts) == (3, 3)  # the summary counts the re-runs
     task = store.get("A")
     assert (task.status, task.attempts) == ("failed", 0)  # max_attempts=1 was never used up
     assert task.last_error.startswith("3 merge conflicts; last: Merge conflict landing on main")

@@ -150,6 +150,7 @@ STATUS_KEYS = {
     "running",
     "spend",
     "events",
+    "paused",
 }
 
 
@@ -182,7 +183,9 @@ def test_status_json_has_stable_keys_counts_claims_and_spend(project: Path):
     assert [w["name"] for w in snap["workers"]] == ["w1"]
     assert snap["spend"]["total"] == {
         "attempts": 2,
+        "launches": 2,
         "cost_usd": 0.5,
+        "unknown_cost": 0,
         "input_tokens": 1000,
         "output_tokens": 200,
     }
@@ -196,7 +199,8 @@ def test_status_text_shows_counts_claims_workers_and_spend(project: Path):
     _busy_store(db)
     out = ok(run("status", db=db)).stdout
     assert "Tasks: 4" in out and "1 ready, 1 claimed, 1 blocked" in out
-    assert "Spend total: $0.5000 over 2 attempts" in out
+    assert "Spend total: $0.5000 over 2 attempts (2 agent launches)" in out
+    assert "PAUSED" not in out
     assert "Claims" in out and "w1" in out and "Recent events" in out
 
 
@@ -240,6 +244,8 @@ SUMMARY_KEYS = {
     "p90_duration_s",
     "total_duration_s",
     "cost_usd",
+    "unknown_cost",
+    "launches",
     "cost_estimated",
     "input_tokens",
     "output_tokens",

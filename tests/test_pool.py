@@ -120,6 +120,7 @@ def test_same_line_conflict_goes_back_with_the_note_and_succeeds_on_retry(
     )
 
     assert done.returncode == 0, done.stderr
+    assert "Run: 2 done" in done.stdout and "3 agent launches (1 merge conflicts)" in done.stdout
     made = commits(repo)
     assert sorted(c["Task"] for c in made) == ["t01", "t02"]
     assert all(c["files"] == ["shared.txt"] for c in made)

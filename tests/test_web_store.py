@@ -124,8 +124,8 @@ def test_spend_by_hour_and_by_worker_add_up_attempt_costs(store, clock):
     ]
     assert hours[1]["hour"] - hours[0]["hour"] == 3600 and hours[0]["hour"] % 3600 == 0
     assert store.spend_by_worker(since=0) == {
-        "w1": {"attempts": 1, "cost_usd": 0.25},
-        "w2": {"attempts": 1, "cost_usd": 0.5},
+        "w1": {"attempts": 1, "launches": 1, "cost_usd": 0.25, "unknown_cost": 0},
+        "w2": {"attempts": 1, "launches": 1, "cost_usd": 0.5, "unknown_cost": 0},
     }
     assert store.running_attempts() == []
 

@@ -33,12 +33,27 @@ COMMAND_MODULES = (
     "doctor",
     "web",
     "db",
+    "notify",
+    "report",
+    "metrics",
 )
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".
 HELP_PANELS: dict[str, tuple[str, ...]] = {
-    "Run": ("demo", "init", "run", "status", "logs", "stats", "web", "doctor"),
+    "Run": (
+        "demo",
+        "init",
+        "run",
+        "status",
+        "logs",
+        "stats",
+        "report",
+        "metrics",
+        "notify",
+        "web",
+        "doctor",
+    ),
     "Tasks": (
         "add",
         "list",

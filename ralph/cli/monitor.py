@@ -15,6 +15,7 @@ import typer
 from ralph.cli.common import emit_json, store
 from ralph.cli.ops import JsonFlag, console
 from ralph.errors import UsageError
+from ralph.ops.stats import cost_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -102,11 +103,22 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
         f"{snap['retry_wait']} waiting to retry"
     )
     parts: list[Any] = [head]
+    pause = snap.get("paused")
+    if pause:
+        until = f" until {pause['until']}" if pause.get("until") else " until `ralph resume`"
+        by = f" by {pause['by']}" if pause.get("by") else ""
+        parts.append(
+            Text(
+                f"PAUSED{by} since {pause['since']}{until}: {pause.get('reason')}",
+                style="bold yellow",
+            )
+        )
     for label in ("today", "total"):
         s = snap["spend"][label]
         parts.append(
             Text(
-                f"Spend {label}: {_money(s['cost_usd'])} over {s['attempts']} attempts, "
+                f"Spend {label}: {cost_text(s['cost_usd'], s['unknown_cost'])} over "
+                f"{s['attempts']} attempts ({s['launches']} agent launches), "
                 f"{_tokens(s['input_tokens'])} tokens in / {_tokens(s['output_tokens'])} out"
             )
         )
@@ -340,6 +352,7 @@ def stats(
     for column in (
         by.capitalize(),
         "Attempts",
+        "Launches",
         "OK",
         "Rate",
         "Median",
@@ -355,11 +368,14 @@ def stats(
         table.add_row(
             Text(key, style=style),
             str(s["attempts"]),
+            str(s["launches"]),
             str(s["succeeded"]),
             rate,
             _seconds(s["median_duration_s"]),
             _seconds(s["p90_duration_s"]),
-            ("~" if s.get("cost_estimated") else "") + _money(s["cost_usd"]),
+            ("~" if s.get("cost_estimated") else "")
+            + cost_text(s["cost_usd"])
+            + (" +?" if s["unknown_cost"] and s["cost_usd"] is not None else ""),
             _tokens(s["input_tokens"]),
             _tokens(s["output_tokens"]),
         )
@@ -371,6 +387,12 @@ def stats(
         return
     row("total", result["total"], style="bold")
     console().print(table)
+    total = result["total"]
+    if total["unknown_cost"]:
+        console().print(
+            f"+? {total['unknown_cost']} attempt(s) reported no cost: total "
+            f"{cost_text(total['cost_usd'], total['unknown_cost'])}"
+        )
     if result["total"].get("cost_estimated"):
         console().print(
             "~ cost estimated from tokens with ralph's price table ([prices] in ralph.toml)"

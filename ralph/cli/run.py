@@ -548,6 +548,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     control = RunControl(
         max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time, log=log
     )
+    _notifications(store, settings, control)
     return store, root, options, control
 
 
@@ -594,6 +595,14 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         push_branches=flags.push_branches,
         live=live if parallel else False,
     )
+    from ralph.ops.report import run_ended
+
+    run_id = run_ended(store, control, names, summary)  # what `ralph report --run ID` reads
+    if options.settings.report.get("write"):
+        from ralph.ops.report import write_run_report
+
+        control.report_path = write_run_report(store, root, control, run_id)
+    control.finished(summary)  # run_finished, with the report if one was written
     if flags.as_json:
         emit_json(summary.to_dict())
     else:
@@ -603,6 +612,17 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     if summary.exit_code and exit_on_error:
         raise control.error or _interrupted()
     return summary
+
+
+def _notifications(store: Any, settings: Settings, control: Any) -> None:
+    """[notify] / RALPH_NOTIFY_URLS: a Notifier on the run's control (ralph.notify)."""
+    from ralph.notify import Notifier, resolve
+
+    found = resolve(settings.notify, settings.source or "ralph.toml")
+    if found.urls:
+        control.notifier = Notifier(
+            found, record=store.note_event, log=lambda line: control.log(line)
+        )
 
 
 def _interrupted() -> Exception:
@@ -620,7 +640,12 @@ def _summary_line(s: RunSummary) -> str:
         f"{s.retried} to retry",
         f"{s.skipped} skipped",
         f"{s.commits} commits",
-        f"${s.cost_usd:.4f}" if s.cost_known else "cost unknown",
+        f"{s.launches} agent launches"
+        + (f" ({s.conflicts} merge conflicts)" if s.conflicts else ""),
+        f"${s.cost_usd:.4f}"
+        + (f" + {s.unknown_cost} launches of unknown cost" if s.unknown_cost else "")
+        if s.cost_known
+        else "cost unknown",
         format_duration(s.wall_s),
     ]
     why = f" ({s.stop_reason})" if s.stop_reason else ""

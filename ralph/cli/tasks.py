@@ -193,10 +193,16 @@ def show(
     task = s.get(task_id)
     relations = s.relations(task_id)
     claim = s.active_claim(task_id)
+    from ralph.ops.stats import cost_of, cost_text
+
+    ran = s.attempts(task_id)
+    spent = cost_of(ran)
     if as_json:
         emit_json(
             {
                 **task.to_dict(),
+                "launches": len(ran),  # every agent run; "attempts" counts the counted ones
+                **spent,
                 **{f"{k}_status": v for k, v in relations.items()},
                 "claim": claim.to_dict() if claim else None,
             }
@@ -215,8 +221,9 @@ def show(
         ("found in", task.discovered_from or ""),
         ("labels", ", ".join(task.labels)),
         ("requires", ", ".join(task.requires)),
-        ("attempts", str(task.attempts) if task.attempts else ""),
-        ("last error", task.last_error or ""),
+        ("attempts", f"{task.attempts} ({len(ran)} agent launches)" if ran else ""),
+        ("cost", cost_text(spent["cost_usd"], spent["unknown_cost"]) if ran else ""),
+        ("last error" if task.status != "done" else "earlier error", task.last_error or ""),
         ("blocked by", _with_status(relations["blocked_by"])),
         ("blocks", _with_status(relations["blocks"])),
         ("children", _with_status(relations["children"])),

@@ -67,6 +67,9 @@ HELP: dict[str, str] = {
     "max_discovered": "Follow-up tasks an agent may file per task (ralph add --discovered-from).",
     "vars": "Extra values for the templates, as {{ vars.NAME }}.",
     "prices": "USD per million tokens, to estimate the cost of agents reporting tokens only.",
+    "notify": "Notifications (apprise URLs; also RALPH_NOTIFY_URLS): urls, events, pause_after, "
+    "timeout, retries. Check with `ralph notify test`.",
+    "report": "Run reports: with `write = true` each run writes one into .ralph/reports/.",
 }
 EXAMPLES: dict[str, str] = {
     "prompt": '"prompts/task.md.j2"',
@@ -78,6 +81,8 @@ EXAMPLES: dict[str, str] = {
     "prd": '"prd.json"',
     "vars": '{ project = "my-app" }',
     "prices": '{ "gpt-5-codex" = { input = 1.25, output = 10.0 } }',
+    "notify": '{ urls = ["ntfy://ntfy.sh/my-topic"], events = ["run_finished", "task_failed"] }',
+    "report": "{ write = true }",
 }
 AGENT_HELP = {
     "command": "argv of the agent (a list, or one string split like a shell would)",

@@ -36,16 +36,42 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return ordered[rank - 1]
 
 
+def cost_of(attempts: Iterable[Attempt]) -> dict[str, Any]:
+    """What a group of attempts cost, one way everywhere: the sum of the known costs (None
+    when none is known, never 0) and how many finished launches reported no cost."""
+    items = list(attempts)
+    costs = [a.cost_usd for a in items if a.cost_usd is not None]
+    return {
+        "cost_usd": round(sum(costs), 6) if costs else None,
+        "unknown_cost": sum(1 for a in items if a.cost_usd is None and a.ended_at is not None),
+    }
+
+
+def cost_text(cost_usd: float | None, unknown: int = 0) -> str:
+    """`$1.2345`, `$1.2345 + 2 attempts of unknown cost`, or `unknown`."""
+    if cost_usd is None:
+        return "unknown"
+    more = f" + {unknown} attempt{'s' * (unknown != 1)} of unknown cost" if unknown else ""
+    return f"${cost_usd:.4f}{more}"
+
+
+def counts_of(attempts: Iterable[Attempt]) -> dict[str, int]:
+    """ "attempts" means one thing everywhere: the counted ones, as `list`, `show` and
+    --max-attempts count them; "launches" is every agent run, uncounted ones (a merge
+    conflict's re-run, a rate limit, an interrupt) included."""
+    items = list(attempts)
+    return {"attempts": sum(1 for a in items if a.counted), "launches": len(items)}
+
+
 def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
     """The numbers of one group of attempts; running attempts count but have no duration."""
     items = list(attempts)
     finished = [a for a in items if a.ended_at is not None]
     succeeded = [a for a in finished if a.outcome in SUCCESS]
     durations = [a.ended_at - a.started_at for a in finished if a.ended_at is not None]
-    costs = [a.cost_usd for a in items if a.cost_usd is not None]
     p50, p90 = percentile(durations, 50), percentile(durations, 90)
     return {
-        "attempts": len(items),
+        **counts_of(items),
         "running": len(items) - len(finished),
         "succeeded": len(succeeded),
         "failed": len(finished) - len(succeeded),
@@ -53,7 +79,7 @@ def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
         "median_duration_s": None if p50 is None else round(p50, 3),
         "p90_duration_s": None if p90 is None else round(p90, 3),
         "total_duration_s": round(sum(durations), 3),
-        "cost_usd": round(sum(costs), 6) if costs else 0.0,
+        **cost_of(items),
         # part of cost_usd was computed from tokens with ralph.pricing (codex, gemini, cursor)
         "cost_estimated": any(a.cost_usd is not None and _estimated(a.agent) for a in items),
         "input_tokens": sum(a.input_tokens or 0 for a in items),

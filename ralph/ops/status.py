@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ralph.models import iso
-from ralph.ops.stats import start_of_today
+from ralph.ops.stats import cost_of, counts_of, start_of_today
 from ralph.store.base import SQLStore
 
 RECENT_EVENTS = 8
@@ -14,8 +14,8 @@ RECENT_EVENTS = 8
 
 def _spend(attempts: list[Any]) -> dict[str, Any]:
     return {
-        "attempts": len(attempts),
-        "cost_usd": round(sum(a.cost_usd or 0.0 for a in attempts), 6),
+        **counts_of(attempts),
+        **cost_of(attempts),
         "input_tokens": sum(a.input_tokens or 0 for a in attempts),
         "output_tokens": sum(a.output_tokens or 0 for a in attempts),
     }
@@ -63,4 +63,18 @@ def snapshot(store: SQLStore, *, events: int = RECENT_EVENTS, now: float | None 
             "total": _spend(attempts),
         },
         "events": [e.to_dict() for e in store.recent_events(events)],
+        "paused": _pause(store),
+    }
+
+
+def _pause(store: SQLStore) -> dict[str, Any] | None:
+    """The pause in force (`ralph pause`, the web page): who, why, since and until when."""
+    pause = store.paused()
+    if pause is None:
+        return None
+    return {
+        "by": pause.get("by"),
+        "reason": pause.get("reason"),
+        "since": iso(pause.get("since")),
+        "until": iso(pause.get("until")),
     }

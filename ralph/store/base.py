@@ -1148,6 +1148,13 @@ class SQLStore:
                 self._event(tx, "resumed", worker=by)
             return bool(gone)
 
+    def note_event(
+        self, kind: str, *, task_id: str | None = None, worker: str | None = None, **data: Any
+    ) -> None:
+        """Write an event that changes no task (a notification that could not be sent)."""
+        with self.transaction() as tx:
+            self._event(tx, kind, task_id, worker, **data)
+
     def paused(self) -> dict[str, Any] | None:
         """The pause in force ({"until", "reason", "by", "since"}), or None."""
         with self.transaction(write=False) as tx:
@@ -1266,11 +1273,17 @@ class SQLStore:
         ]
 
     def spend_by_worker(self, since: float) -> dict[str, dict[str, Any]]:
-        """Attempts and cost per worker name since `since`."""
+        """Attempts (counted), launches and cost per worker name since `since`; cost None
+        when none was reported, with how many finished launches had no cost."""
         with self.transaction(write=False) as tx:
             rows = tx.all("attempts_by_worker", since=since)
         return {
-            r["worker"]: {"attempts": int(r["attempts"]), "cost_usd": float(r["cost_usd"] or 0.0)}
+            r["worker"]: {
+                "attempts": int(r["attempts"] or 0),
+                "launches": int(r["launches"]),
+                "cost_usd": None if r["cost_usd"] is None else float(r["cost_usd"]),
+                "unknown_cost": int(r["unknown_cost"] or 0),
+            }
             for r in rows
         }
 

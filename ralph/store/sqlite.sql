@@ -342,7 +342,9 @@ FROM attempts WHERE started_at >= :since
 GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- name: attempts_by_worker
-SELECT worker, COUNT(*) AS attempts, COALESCE(SUM(cost_usd), 0) AS cost_usd
+-- cost_usd is NULL when no attempt reported one: unknown, never 0.
+SELECT worker, SUM(counted) AS attempts, COUNT(*) AS launches, SUM(cost_usd) AS cost_usd,
+       SUM(CASE WHEN cost_usd IS NULL AND ended_at IS NOT NULL THEN 1 ELSE 0 END) AS unknown_cost
 FROM attempts WHERE started_at >= :since GROUP BY worker;
 
 -- name: attempts_running

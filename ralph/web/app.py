@@ -47,7 +47,7 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["iso"] = iso
-    env.filters["money"] = lambda v: f"${v:,.4f}" if isinstance(v, int | float) else "-"
+    env.filters["money"] = lambda v: f"${v:,.4f}" if isinstance(v, int | float) else "unknown"
     env.filters["secs"] = _secs
     return env
 
@@ -96,6 +96,13 @@ class Dashboard:
         data = await self.read(views.overview, self.store)
         name = "parts/overview.html" if request.url.path == "/part/overview" else "overview.html"
         return self.page(name, request, o=data)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus metrics of the whole store (ralph.metrics)."""
+        from ralph.metrics import exposition
+
+        body, kind = await self.read(exposition, self.store)
+        return Response(body, media_type=kind)
 
     async def series(self, request: Request) -> Response:
         return JSONResponse(await self.read(views.series, self.store))
@@ -262,6 +269,7 @@ def create_app(
         Route("/", dash.overview),
         Route("/part/overview", dash.overview),
         Route("/api/series", dash.series),
+        Route("/metrics", dash.metrics),
         Route("/tasks", dash.tasks),
         Route("/part/tasks", dash.tasks),
         Route("/tasks/{task_id}", dash.task),

@@ -53,7 +53,7 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
                 "agent": attempt.agent if attempt else None,
                 "since": attempt.started_at if attempt else None,
                 "elapsed_s": round(now - attempt.started_at, 1) if attempt else None,
-                "cost_usd": spent.get(w.name, {}).get("cost_usd", 0.0),
+                "cost_usd": spent.get(w.name, {}).get("cost_usd"),  # None: unknown
                 "stop_requested": w.stop_requested,
             }
         )

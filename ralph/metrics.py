@@ -1,0 +1,135 @@
+"""Prometheus metrics, read from the store at every scrape (so any host of a PostgreSQL pool
+serves the whole pool): `/metrics` on `ralph web`, and `ralph metrics --port` on headless hosts.
+
+The exposition is prometheus-client's own; the numbers are those of `ralph stats` and `ralph
+status` (ralph.ops.stats), not a second count. prometheus_client is imported only here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from ralph.store.base import SQLStore
+
+
+class StoreCollector:
+    """A prometheus-client collector whose every scrape is a fresh read of the store."""
+
+    def __init__(self, store: SQLStore):
+        self.store = store
+
+    def describe(self) -> list[Any]:
+        return []  # nothing to check at registration: the families come from the store
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        store, now = self.store, self.store.now()  # the database's clock, as the leases use
+        tasks = GaugeMetricFamily("ralph_tasks", "Tasks by status.", labels=["status"])
+        for status, n in sorted(store.status_counts().items()):
+            tasks.add_metric([status], n)
+        yield tasks
+        queue = GaugeMetricFamily(
+            "ralph_open_tasks", "Open tasks by state (ready, blocked, running, retry_wait).",
+            labels=["state"],
+        )  # fmt: skip
+        for state, n in sorted(store.queue_counts().items()):
+            queue.add_metric([state], n)
+        yield queue
+        workers = GaugeMetricFamily("ralph_workers", "Workers by state.", labels=["state"])
+        states = Counter(w.state(now) for w in store.workers())
+        for state in ("idle", "busy", "dead", "stopped"):
+            workers.add_metric([state], states.get(state, 0))
+        for state in sorted(set(states) - {"idle", "busy", "dead", "stopped"}):
+            workers.add_metric([state], states[state])
+        yield workers
+        yield from self._attempts(store)
+        ready = [t for t in store.list(status="open") if t.is_ready(now)]
+        oldest = min((max(t.created_at, t.not_before) for t in ready), default=None)
+        age = GaugeMetricFamily(
+            "ralph_oldest_ready_task_age_seconds",
+            "How long the oldest ready task has waited to be claimed (0: none is ready).",
+        )
+        age.add_metric([], round(now - oldest, 3) if oldest is not None else 0.0)
+        yield age
+        lag = GaugeMetricFamily(
+            "ralph_lease_renewal_lag_seconds",
+            "The longest time since a live claim was taken or renewed (0: no live claim).",
+        )
+        live = [c for c in store.claims() if c.expires_at > now]
+        lag.add_metric(
+            [], round(max((now - (c.expires_at - c.lease_seconds) for c in live), default=0.0), 3)
+        )
+        yield lag
+        paused = GaugeMetricFamily("ralph_paused", "1 while a pause holds every worker.")
+        paused.add_metric([], 1.0 if store.paused() else 0.0)
+        yield paused
+
+    def _attempts(self, store: SQLStore) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        launches = CounterMetricFamily(
+            "ralph_launches", "Agent launches by agent and outcome (running: not ended yet).",
+            labels=["agent", "outcome"],
+        )  # fmt: skip
+        attempts = CounterMetricFamily(
+            "ralph_attempts", "Counted attempts by agent (what --max-attempts counts).",
+            labels=["agent"],
+        )  # fmt: skip
+        cost = CounterMetricFamily(
+            "ralph_cost_usd", "Known cost in USD by agent.", labels=["agent"]
+        )
+        unknown = CounterMetricFamily(
+            "ralph_unknown_cost_launches", "Finished launches that reported no cost, by agent.",
+            labels=["agent"],
+        )  # fmt: skip
+        tokens = CounterMetricFamily(
+            "ralph_tokens", "Tokens by agent and direction.", labels=["agent", "direction"]
+        )
+        landings = CounterMetricFamily("ralph_landings", "Commits landed on the target.")
+        conflicts = CounterMetricFamily("ralph_conflicts", "Launches that met a merge conflict.")
+        by_agent: dict[str, list[Any]] = defaultdict(list)
+        for a in store.attempts():
+            by_agent[a.agent].append(a)
+        from ralph.ops.stats import cost_of, counts_of
+
+        landed = conflicted = 0
+        for agent, items in sorted(by_agent.items()):
+            for outcome, n in sorted(Counter(a.outcome or "running" for a in items).items()):
+                launches.add_metric([agent, outcome], n)
+            attempts.add_metric([agent], counts_of(items)["attempts"])
+            spent = cost_of(items)
+            cost.add_metric([agent], spent["cost_usd"] or 0.0)
+            unknown.add_metric([agent], spent["unknown_cost"])
+            tokens.add_metric([agent, "input"], sum(a.input_tokens or 0 for a in items))
+            tokens.add_metric([agent, "output"], sum(a.output_tokens or 0 for a in items))
+            landed += sum(1 for a in items if a.outcome == "success")
+            conflicted += sum(1 for a in items if a.outcome == "merge_conflict")
+        landings.add_metric([], landed)
+        conflicts.add_metric([], conflicted)
+        yield from (launches, attempts, cost, unknown, tokens, landings, conflicts)
+
+
+def registry(store: SQLStore) -> Any:
+    """A registry holding only ralph's collector (no process metrics of the scraping host)."""
+    from prometheus_client import CollectorRegistry
+
+    found = CollectorRegistry(auto_describe=False)
+    found.register(StoreCollector(store))  # type: ignore[arg-type]
+    return found
+
+
+def exposition(store: SQLStore) -> tuple[bytes, str]:
+    """(body, content type) of one scrape."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry(store)), CONTENT_TYPE_LATEST
+
+
+def serve(store: SQLStore, port: int, host: str = "127.0.0.1") -> Any:
+    """Serve /metrics on host:port in a background thread; returns (server, thread)."""
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=host, registry=registry(store))
