@@ -53,6 +53,7 @@ HELP: dict[str, str] = {
     "rate_limit_pause": "Pause of every worker after a rate limit without a reset time.",
     "breaker": "Stop the run after this many failed attempts in a row.",
     "max_expiries": "The poison pill: a task whose claim lapsed this often (crashes, hangs) fails.",
+    "merge_lock_timeout": "How long a landing waits for the merge lock before that attempt fails.",
     "max_conflicts": "Merge conflicts a task may hit (each retried at once) before it fails.",
     "no_changes": 'An agent that changed no file: "done" (mark it done) or "fail".',
     "capabilities": "Capabilities this worker offers (tasks can require some).",
