@@ -103,7 +103,7 @@ def test_discard_keeps_an_agents_commits_under_an_attempt_ref_and_puts_the_branc
     base = ws.prepare("t1", 2, tmp_path / "run")
     (root / "a.txt").write_text("a\n")
     git(root, "add", "a.txt")
-    git(root, "commit", "-qm", "agent's own commit")
+    git(root, "commit", "-qm", "agent's own commit", env=ws.agent_env())
     agent_commit = git(root, "rev-parse", "HEAD")
     git(root, "checkout", "-qb", "elsewhere")
 
@@ -327,7 +327,7 @@ def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
     base = ws.prepare("t1", 3, tmp_path / "run")
     (root / "b.txt").write_text("committed by the agent\n")
     git(root, "add", "b.txt")
-    git(root, "commit", "-qm", "agent's own commit")
+    git(root, "commit", "-qm", "agent's own commit", env=ws.agent_env())
     agent_commit = git(root, "rev-parse", "HEAD")
     git(root, "checkout", "-qb", "side")
     (root / "c.txt").write_text("not committed\n")

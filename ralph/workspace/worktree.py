@@ -70,6 +70,7 @@ class Worktrees:
         self.dir = self.ralph_dir / WORKTREES_DIR
         self.lock_timeout = lock_timeout
         self.race_limit = 20
+        self.shared_guard: dict[Path, bytes | None] = {}  # GuardedFiles' run-start snapshot
         self.target = target or self._current_branch()
         if self.main.rev(f"refs/heads/{self.target}") is None:
             raise errors.UsageError(
@@ -300,6 +301,7 @@ class WorktreeWorkspace(GitWorkspace):
         super().__init__(worktrees.root, worktrees.path_for(worker), worktrees.target)
         self.worktrees, self.worker, self.wait, self.log = worktrees, worker, wait, log
         self.git.g.update_environment(**git_env(self.root, **FAST_INDEX))
+        self.shared_guard = worktrees.shared_guard  # the common git dir's files, once a run
 
     def marker_path(self) -> Path:
         return self.worktrees.marker_for(self.worker)
@@ -331,7 +333,7 @@ class WorktreeWorkspace(GitWorkspace):
         self.write_marker(
             {"task": task_id, "attempt": attempt, "base": base, "run_dir": str(run_dir)}
         )
-        self.guard()
+        self.guard(task_id, attempt)
         return base
 
     def land(
