@@ -41,6 +41,7 @@ class RunLock:
         (self.dir / "run.pids").mkdir(exist_ok=True)
         try:
             self._take(self.dir / "run.lock", exclusive=self.checkout, worker=None)
+            _forget_dead(self.dir)
             self.pid_file.write_text("checkout\n" if self.checkout else "worktrees\n")
             for name in self.names:
                 self._take(self._worker_lock(name), exclusive=True, worker=name)
@@ -99,6 +100,13 @@ def _read_pid(path: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int(path.read_text().split()[0])
     return None
+
+
+def _forget_dead(locks: Path) -> None:
+    """Drop the pid files of runs that died without removing theirs (SIGKILL)."""
+    for entry in (locks / "run.pids").glob("*"):
+        if not entry.name.isdigit() or not reaper.alive(int(entry.name)):
+            entry.unlink(missing_ok=True)
 
 
 def _holders(locks: Path) -> list[int]:
