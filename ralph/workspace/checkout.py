@@ -68,7 +68,7 @@ class CheckoutWorkspace(GitWorkspace):
         if isinstance(pid, int) and pid != os.getpid() and reaper.alive(pid):
             raise WorkspaceError(
                 f"another ralph run (pid {pid}) is working on {marker.get('task')} in {self.root}",
-                hint="one run per checkout: wait for it, stop it, or use --workers N (worktrees)",
+                hint="one run at a time works in the checkout: wait for it or stop it",
             )
         g = self.git
         self.target = str(marker.get("target") or self.target)  # the agent may have switched
