@@ -171,6 +171,21 @@ def test_an_agent_that_rewinds_history_never_lands_a_commit_reverting_the_one_be
     door.check()
 
 
+def test_a_git_replace_by_the_agent_is_taken_back_and_history_looks_as_it_is(door: Door):
+    door.add("T1", "T2")
+    result = door.run("side_door.py", SIDE_DOOR="replace")
+    door.check_landed(result)
+    assert git(door.root, "for-each-ref", "refs/replace/") == ""
+    # kept by the worker(s) that looked first (with two, maybe by T2 while T1's agent ran)
+    kept = git(door.root, "for-each-ref", "--format=%(refname)", "refs/ralph/attempts/")
+    assert [ref for ref in kept.split() if "/1-replace-" in ref], kept
+    subjects = git(door.root, "log", "--format=%s", "main").splitlines()
+    assert subjects[-2:] == ["second", "start"], subjects
+    for task_id in door.tasks:
+        assert door.name_status(task_id) == [("A", f"out/{task_id}.txt")]
+    door.check()
+
+
 def _user_commits(door: Door) -> str:
     (door.root / "user.txt").write_text("committed by hand\n")
     git(door.root, "add", "user.txt")

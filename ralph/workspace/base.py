@@ -16,6 +16,8 @@ Git's side doors an agent can hide or undo work through, and what collect does a
 - `git stash`: the agent's stash entries are taken back out of the user's `refs/stash` (which is
   put back as it was), kept under `refs/ralph/attempts/<task>/<n>-stash`, and the attempt fails
   with a note: a stash is a place to hide work, not a result.
+- `git replace` refs the agent made are taken back (kept under an attempt ref), and ralph's own
+  git commands ignore replace refs (GIT_NO_REPLACE_OBJECTS), so history looks to ralph as it is.
 - History rewound (`git reset --hard HEAD~1`, HEAD no longer contains the task's base): the
   attempt fails with "the agent rewound history"; its HEAD is kept under the attempt ref and the
   target goes back to the base, so a task commit never reverts what was on the target before.
@@ -48,6 +50,7 @@ from ralph.workspace.git import (
 )
 
 STASH = "refs/stash"
+REPLACE = "refs/replace/"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 Fence = Callable[[], None]
@@ -174,6 +177,23 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def _replace_refs(common: Path) -> dict[str, str]:
+    """refs/replace/* and their values, read from git's files (no git process per task)."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for line in (common / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name.startswith(REPLACE):
+                found[name] = sha
+    folder = common / REPLACE
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.endswith(".lock"):
+                with contextlib.suppress(OSError):
+                    found[path.relative_to(common).as_posix()] = path.read_text().strip()
+    return found
+
+
 def _global_rules(g: Git) -> list[Path]:
     """The user's global ignore file (core.excludesFile, or git's XDG default), if any."""
     found = None
@@ -202,6 +222,7 @@ class GitWorkspace:
         self._started = 0.0
         self._stash_before: str | None = None
         self.committer = ""  # the attempt's committer marker (agent_env)
+        self._replaced: dict[str, str] = {}  # refs/replace/* before the agent
         self.base: str | None = None
         self.git = Git(path, self.env)
         self.main = Git(root, self.env)
@@ -223,6 +244,7 @@ class GitWorkspace:
         self._guarding = True
         self._started = time.time()
         self._stash_before = self.git.rev(STASH)
+        self._replaced = self._replace_baseline()
         name = _SAFE.sub("-", f"{task_id}.{attempt}").strip(".-") or "attempt"
         self.committer = f"{name}.{secrets.token_hex(4)}@attempt.ralph.invalid"
 
@@ -264,6 +286,33 @@ class GitWorkspace:
         g("update-ref", ref, head)
         return ref
 
+    def _replace_baseline(self) -> dict[str, str]:
+        """The replace refs to keep: as they were before the agent (worktrees: the run)."""
+        return _replace_refs(self.git.common_dir())
+
+    def _take_back_replacements(self, g: Git, task_id: str, attempt: int) -> list[str]:
+        """`git replace` refs made or moved while the agent ran (they change what history looks
+        like to every git command): kept under an attempt ref, then put back as they were.
+        Refs are shared by every worktree: with several workers, the first to look takes back
+        whatever any agent did."""
+        now = _replace_refs(g.common_dir())
+        if now == self._replaced:
+            return []
+        put_back = []
+        for name, sha in sorted(now.items()):
+            if self._replaced.get(name) == sha:
+                continue
+            keep = f"{attempt_ref(task_id, attempt)}-replace-{name.rsplit('/', 1)[-1][:12]}"
+            g("update-ref", keep, sha)
+            before = self._replaced.get(name)
+            g("update-ref", *([name, before] if before else ["-d", name]))
+            put_back.append(f"put back {name} (a `git replace` made meanwhile; kept as {keep})")
+        for name, sha in self._replaced.items():
+            if name not in now:
+                g("update-ref", name, sha)
+                put_back.append(f"put back {name} (deleted by the agent)")
+        return put_back
+
     def _take_back_stash(self, g: Git, task_id: str, attempt: int) -> str | None:
         """The agent's own `git stash` entries: kept under an attempt ref and dropped from the
         user's stash (as it was before); returns the failure note, or None."""
@@ -293,6 +342,7 @@ class GitWorkspace:
         g = self.git
         repairs = self._unguard()
         g.settle()
+        repairs += self._take_back_replacements(g, task_id, attempt)
         refused = self._take_back_stash(g, task_id, attempt)
         base = self.base = self._effective_base(g, base, repairs)
         head = g.rev("HEAD")
@@ -392,6 +442,7 @@ class GitWorkspace:
         if base is None:
             return kept
         g.settle()
+        kept += self._take_back_replacements(g, task_id, attempt)
         stash = self._take_back_stash(g, task_id, attempt)
         if stash:
             kept.append(stash)

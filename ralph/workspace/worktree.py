@@ -71,6 +71,7 @@ class Worktrees:
         self.lock_timeout = lock_timeout
         self.race_limit = 20
         self.shared_guard: dict[Path, bytes | None] = {}  # GuardedFiles' run-start snapshot
+        self.replace_refs: dict[str, str] | None = None  # refs/replace/* at the run's start
         self.target = target or self._current_branch()
         if self.main.rev(f"refs/heads/{self.target}") is None:
             raise errors.UsageError(
@@ -305,6 +306,12 @@ class WorktreeWorkspace(GitWorkspace):
 
     def marker_path(self) -> Path:
         return self.worktrees.marker_for(self.worker)
+
+    def _replace_baseline(self) -> dict[str, str]:
+        """Replace refs are shared by every worktree: kept as the run found them."""
+        if self.worktrees.replace_refs is None:
+            self.worktrees.replace_refs = super()._replace_baseline()
+        return self.worktrees.replace_refs
 
     def landed(self, task_id: str) -> str | None:
         return self.worktrees.landed(task_id)

@@ -6,6 +6,7 @@ attempt only, also does what `SIDE_DOOR` says:
 - `exclude`: appends `*.txt` to `.git/info/exclude` (shared by every worktree) first;
 - `stash`: then runs `git stash -u` (the work moves to refs/stash);
 - `rewind`: first runs `git reset --hard HEAD~1`;
+- `replace`: first runs `git replace HEAD HEAD~1` (history then looks one commit shorter);
 - `wait`: nothing more.
 Then, with `SIDE_FLAGS` (a folder), it writes `<task>.waiting` there; with `SIDE_GO=1` it waits
 for `<task>.go` (the test commits as the user meanwhile, or starts a second run); with
@@ -49,6 +50,8 @@ if door == "exclude":
         fh.write("*.txt\n")
 if door == "rewind":
     git("reset", "-q", "--hard", "HEAD~1")
+if door == "replace":
+    git("replace", git("rev-parse", "HEAD").strip(), git("rev-parse", "HEAD~1").strip())
 target = Path(f"out/{task}.txt")
 target.parent.mkdir(parents=True, exist_ok=True)
 target.write_text(f"{task} was here\n")
