@@ -102,6 +102,24 @@ def run(
     names: list[str],
     repo: Path | str = ".",
     mode: Mode = "worktree",
+    **kwargs: Any,
+) -> RunSummary:
+    """Run one worker loop per name, holding the repository's run locks (ralph/runlock.py:
+    a run in the checkout is alone; worktree runs share, one process per worker name)."""
+    from ralph import runlock
+
+    with runlock.hold(Path(repo), checkout=mode == "checkout", names=names):
+        return _run(store, options, control, names=names, repo=repo, mode=mode, **kwargs)
+
+
+def _run(
+    store: SQLStore,
+    options: RunOptions,
+    control: RunControl,
+    *,
+    names: list[str],
+    repo: Path | str = ".",
+    mode: Mode = "worktree",
     allow_dirty: bool = False,
     target: str | None = None,
     remote: str | None = None,

@@ -70,6 +70,8 @@ class Workspace(Protocol):
     ) -> Landing: ...
     def discard(self, task_id: str, attempt: int, keep: Path) -> list[str]: ...
     def finish(self) -> None: ...
+    def agent_env(self) -> dict[str, str]: ...
+    def hidden_work(self, base: str) -> str | None: ...
 
 
 @dataclass
@@ -378,10 +380,13 @@ class WorkerLoop:
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
             self.log(f"{task.id}: {line}")
-        if collected.refused:
-            return "user_work_touched", collected.refused, None
+        if collected.refused:  # a git side door, or the user's own paths touched
+            return collected.refused_as, collected.refused, None
         if not [c for c in collected.changes if c.path not in ours]:
             lease.check()
+            hidden = self.workspace.hidden_work(collected.base)
+            if hidden:  # never "no changes" for work that only ignore rules hide
+                return "agent_error", hidden, None
             if self.opt.no_changes == "fail":
                 return "no_changes_failed", "the agent finished without changing any file", None
             return "no_changes", "the agent finished without changing any file", None
@@ -449,6 +454,7 @@ class WorkerLoop:
             RALPH_NOTES=str(memory.notes_path(run_dir)),
             RALPH_WORKSPACE=str(self.workspace.path),
         )
+        env.update(self.workspace.agent_env())  # its commits carry the attempt's marker
         return env
 
     def _on_signal(self, sig: AgentSignal) -> None:

@@ -30,7 +30,9 @@ COMMANDS = [
     ["add", "written at first use"],
     WORKER,
     ["ready", "--json"],
-    ["run", "--agent-cmd", "true", "-q"],
+    # a run in the checkout refuses to start beside worker processes (ralph/runlock.py): this
+    # one works in a worktree of its own, as the workers do
+    ["run", "--agent-cmd", "true", "-q", "--names", "first-run"],
     ["list"],
     ["worker", "list"],
     ["add", "written at first use"],

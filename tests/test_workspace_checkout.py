@@ -103,7 +103,7 @@ def test_discard_keeps_an_agents_commits_under_an_attempt_ref_and_puts_the_branc
     base = ws.prepare("t1", 2, tmp_path / "run")
     (root / "a.txt").write_text("a\n")
     git(root, "add", "a.txt")
-    git(root, "commit", "-qm", "agent's own commit")
+    git(root, "commit", "-qm", "agent's own commit", env=ws.agent_env())
     agent_commit = git(root, "rev-parse", "HEAD")
     git(root, "checkout", "-qb", "elsewhere")
 
@@ -327,7 +327,7 @@ def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
     base = ws.prepare("t1", 3, tmp_path / "run")
     (root / "b.txt").write_text("committed by the agent\n")
     git(root, "add", "b.txt")
-    git(root, "commit", "-qm", "agent's own commit")
+    git(root, "commit", "-qm", "agent's own commit", env=ws.agent_env())
     agent_commit = git(root, "rev-parse", "HEAD")
     git(root, "checkout", "-qb", "side")
     (root / "c.txt").write_text("not committed\n")
@@ -343,3 +343,24 @@ def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
     assert str(patch) in again.leftovers
     assert "committed by the agent" in patch.read_text() and "not committed" in patch.read_text()
     assert git(root, "status", "--porcelain") == ""
+
+
+def test_discard_never_moves_a_commit_the_user_made_during_the_attempt_off_the_branch(
+    root: Path, tmp_path: Path
+):
+    ws = CheckoutWorkspace(root)
+    ws.prepare("t1", 1, tmp_path / "run")
+    (root / "agent.txt").write_text("the failed agent's file\n")
+    (root / "user.txt").write_text("committed by hand\n")
+    git(root, "add", "user.txt")
+    git(root, "commit", "-qm", "the user's own commit")  # no attempt marker: not the agent's
+    user = git(root, "rev-parse", "HEAD")
+
+    kept = ws.discard("t1", 1, tmp_path / "run" / "changes.patch")
+
+    assert git(root, "rev-parse", "main") == user
+    assert git(root, "for-each-ref", "refs/ralph/attempts/") == ""
+    assert (root / "user.txt").read_text() == "committed by hand\n"
+    assert not (root / "agent.txt").exists() and git(root, "status", "--porcelain") == ""
+    assert "the failed agent's file" in (tmp_path / "run" / "changes.patch").read_text()
+    assert any("not made by the agent" in line for line in kept)

@@ -95,7 +95,7 @@ class CheckoutWorkspace(GitWorkspace):
         if isinstance(pid, int) and pid != os.getpid() and reaper.alive(pid):
             raise WorkspaceError(
                 f"another ralph run (pid {pid}) is working on {marker.get('task')} in {self.root}",
-                hint="one run per checkout: wait for it, stop it, or use --workers N (worktrees)",
+                hint="one run at a time works in the checkout: wait for it or stop it",
             )
         g = self.git
         self.target = str(marker.get("target") or self.target)  # the agent may have switched
@@ -110,6 +110,9 @@ class CheckoutWorkspace(GitWorkspace):
             attempt_base = head  # killed right after its own landing: that commit stays
         keep = Path(str(marker.get("run_dir") or self.scratch)) / "leftovers.patch"
         kept: list[str] = []
+        self.committer = str(marker.get("committer") or "")
+        if head != attempt_base and self._foreign(g, attempt_base, head):
+            attempt_base = head  # commits that are not the agent's stay on the target
         if not marker.get("allow_dirty"):
             if g.save_patch(attempt_base, keep):
                 kept.append(str(keep))
@@ -234,6 +237,7 @@ class CheckoutWorkspace(GitWorkspace):
                 f"the agent changed {shown}, which hold(s) the user's uncommitted changes "
                 "(--allow-dirty): ralph never commits or mixes into those; leave them alone"
             )
+            collected.refused_as = "user_work_touched"
         return collected
 
     def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str:
@@ -250,6 +254,7 @@ class CheckoutWorkspace(GitWorkspace):
         self.base = base
         if self.baseline:
             self._snapshot_user()
+        self.guard(task_id, attempt)
         self.write_marker(
             {
                 "task": task_id,
@@ -259,16 +264,34 @@ class CheckoutWorkspace(GitWorkspace):
                 "pid": os.getpid(),
                 "run_dir": str(run_dir),
                 "allow_dirty": bool(self.baseline),
+                "committer": self.committer,
             }
         )
-        self.guard()
         return base
+
+    def _effective_base(self, g: Git, base: str, log: list[str]) -> str:
+        """Commits on the target that are not the agent's (a user's commit in this checkout,
+        another run's landing) stay on it: the result is taken from the target's tip then."""
+        head_ref = f"refs/heads/{self.target}"
+        tip = g.rev(head_ref)
+        if g.head_ref() != head_ref or tip is None or tip == base or not g.is_ancestor(base, tip):
+            return base
+        foreign = self._foreign(g, base, tip)
+        if not foreign:
+            return base
+        log.append(
+            f"{len(foreign)} commit(s) on {self.target} not made by the agent (the newest "
+            f"{foreign[0][:10]}) stay there; the task's commit goes on top of {tip[:10]}"
+        )
+        return tip
 
     def _point_head_back(self, g: Git, base: str) -> None:
         """The agent committed or switched branches: the target branch goes back to the base
-        (its commits are kept under the attempt ref) and HEAD to the target, files untouched."""
+        (its commits are kept under the attempt ref) and HEAD to the target, files untouched.
+        A target holding a commit that is not the agent's is never moved back."""
         head_ref = f"refs/heads/{self.target}"
-        if g.rev(head_ref) != base:
+        tip = g.rev(head_ref)
+        if tip != base and (tip is None or not self._foreign(g, base, tip)):
             g("update-ref", head_ref, base)
         if g.head_ref() != head_ref:
             g("symbolic-ref", "HEAD", head_ref)

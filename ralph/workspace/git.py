@@ -83,8 +83,10 @@ def git_env(root: Path, **config: str) -> dict[str, str]:
     """The environment ralph's git commands run with: never prompt, never open an editor, an
     identity when the repository has none (commit-tree refuses to run without one), the hooks
     the repository had when ralph started (see `hooks_snapshot`), and `config` (key: value)
-    for ralph's own commands only, never written to the user's config."""
+    for ralph's own commands only, never written to the user's config. Replace refs are
+    ignored: a `git replace` (an agent's) must not change what ralph sees of history."""
     env = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
     identity = os.environ.get("GIT_AUTHOR_EMAIL") or os.environ.get("EMAIL")
     if not identity:
         with contextlib.suppress(GitCommandError):

@@ -83,6 +83,8 @@ class Worktrees:
         self.lock_timeout = lock_timeout
         self.race_limit = 20
         self.log: Callable[[str], None] = lambda line: None
+        self.shared_guard: dict[Path, bytes | None] = {}  # GuardedFiles' run-start snapshot
+        self.replace_refs: dict[str, str] | None = None  # refs/replace/* at the run's start
         self.target = target or self._current_branch()
         if self.main.rev(f"refs/heads/{self.target}") is None:
             raise errors.UsageError(
@@ -345,9 +347,16 @@ class WorktreeWorkspace(GitWorkspace):
         super().__init__(worktrees.root, worktrees.path_for(worker), worktrees.target)
         self.worktrees, self.worker, self.wait, self.log = worktrees, worker, wait, log
         self.git.g.update_environment(**git_env(self.root, **FAST_INDEX))
+        self.shared_guard = worktrees.shared_guard  # the common git dir's files, once a run
 
     def marker_path(self) -> Path:
         return self.worktrees.marker_for(self.worker)
+
+    def _replace_baseline(self) -> dict[str, str]:
+        """Replace refs are shared by every worktree: kept as the run found them."""
+        if self.worktrees.replace_refs is None:
+            self.worktrees.replace_refs = super()._replace_baseline()
+        return self.worktrees.replace_refs
 
     def landed(self, task_id: str) -> str | None:
         return self.worktrees.landed(task_id)
@@ -376,7 +385,7 @@ class WorktreeWorkspace(GitWorkspace):
         self.write_marker(
             {"task": task_id, "attempt": attempt, "base": base, "run_dir": str(run_dir)}
         )
-        self.guard()
+        self.guard(task_id, attempt)
         return base
 
     def land(
