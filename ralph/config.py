@@ -14,6 +14,7 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.sandbox.policy import SandboxSettings
 
 PROMPT_MODES = ("stdin", "arg", "file")
 NO_CHANGES = ("done", "fail")
@@ -53,6 +54,7 @@ class Settings:
     max_discovered: int = 5  # follow-up tasks an agent may file per task (--discovered-from)
     vars: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # see ralph.pricing
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -164,6 +166,10 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             from ralph.pricing import parse_overrides
 
             settings.prices = parse_overrides(value, source)
+        elif key == "sandbox":
+            from ralph.sandbox.policy import parse as parse_sandbox
+
+            settings.sandbox = parse_sandbox(value, source)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

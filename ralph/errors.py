@@ -141,6 +141,12 @@ class TasksFailedError(RalphError):
     exit_code = 13
 
 
+class SandboxUnavailableError(RalphError):
+    """The sandbox cannot run here (no bwrap, no user namespaces, not Linux)."""
+
+    exit_code = 14
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
     1: "unexpected error",
@@ -157,4 +163,5 @@ EXIT_CODES: dict[int, str] = {
     12: "`ralph run`: stopped by SIGTERM/SIGINT/SIGHUP while an agent worked; claims released, "
     "nothing half-done committed",
     13: "`ralph run`: finished, but at least one task ended failed",
+    14: "`ralph run`: the sandbox cannot run here (pass --no-sandbox to run agents unconfined)",
 }

@@ -35,6 +35,7 @@ from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import Template, commit_context, commit_message
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
+from ralph.workspace.git import attempt_ref
 
 HOST = os.uname().nodename
 
@@ -93,6 +94,7 @@ class RunOptions:
     max_cost: float | None = None
     max_time: float | None = None
     settings: Settings = field(default_factory=Settings)  # progress memory, prd.json
+    sandbox: Any = None  # ralph.sandbox.confine.Sandbox; None runs agents unconfined
 
 
 def heartbeat_interval(lease: float) -> float:
@@ -117,6 +119,7 @@ class WorkerLoop:
         self._said_paused: str | None = None
         self.asked_to_stop = False
         self._said_waiting: float | None = None
+        self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
 
     def log(self, line: str) -> None:
         self.control.log(f"[{self.opt.worker}] {line}")
@@ -245,7 +248,7 @@ class WorkerLoop:
             token=claim.token,
             host=HOST,
         )
-        proc = self._process(task, prompt, run_dir)
+        proc = self._process(task, prompt, run_dir, base)
         result: ProcessResult | None = None
         outcome, note, sha = "internal_error", "ralph failed while running the task", None
         self.control.track(proc)
@@ -255,6 +258,8 @@ class WorkerLoop:
             ) as lease:
                 result = proc.run()
                 self.control.untrack(proc)
+                if self.confined is not None:  # the agent's HEAD and commits, from its git view
+                    self.confined.finish(attempt_ref(task.id, run_no))
                 reaped = result.reaped_note()
                 if reaped:
                     self.log(f"{task.id}: {reaped}")
@@ -270,6 +275,9 @@ class WorkerLoop:
             self.control.untrack(proc)
             if sha is None:
                 self._discard(task, run_no, run_dir)
+            if self.confined is not None:
+                self.confined.close()
+                self.confined = None
             report = proc.parser.report
             end = AttemptEnd(
                 outcome=outcome,
@@ -311,12 +319,16 @@ class WorkerLoop:
             ended = reaper.reap(found, self.opt.kill_grace)
             self.log(f"ended {len(ended)} orphaned agent process(es) in {self.workspace.path}")
 
-    def _process(self, task: Task, prompt: str, run_dir: Path) -> AgentProcess:
+    def _process(self, task: Task, prompt: str, run_dir: Path, base: str) -> AgentProcess:
+        argv, env = self.opt.agent.argv(prompt, run_dir / "prompt.md"), self._env(task, run_dir)
+        if self.opt.sandbox is not None:
+            self.confined = self.opt.sandbox.confine(self.workspace, run_dir, base, self.log)
+            argv, env = self.confined.wrap(argv, env)
         return AgentProcess(
-            self.opt.agent.argv(prompt, run_dir / "prompt.md"),
+            argv,
             cwd=self.workspace.path,
             out_dir=run_dir,
-            env=self._env(task, run_dir),
+            env=env,
             stdin=self.opt.agent.stdin(prompt),
             parser=self.opt.agent.new_parser(),
             timeout=self.opt.task_timeout,
@@ -336,6 +348,9 @@ class WorkerLoop:
         proc: AgentProcess,
     ) -> tuple[str, str | None, str | None]:
         """Collect, verify, land. Returns (outcome, note, sha of the commit on the target)."""
+        rewound = self.confined.rewound() if self.confined is not None else None
+        if rewound:
+            return "agent_error", rewound, None
         ours = self._remember(task, run_dir)  # in the task's own commit, staged with the rest
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
@@ -442,12 +457,15 @@ class WorkerLoop:
     ) -> tuple[str, str | None]:
         for n, argv in enumerate(self.opt.verify, 1):
             name = f"verify-{n}" + ("-rebased" if again else "")
+            launch, env = argv, self._env(task, run_dir)
+            if self.confined is not None:
+                launch, env = self.confined.wrap_verify(argv, env, cwd)
             proc = AgentProcess(
-                argv,
+                launch,
                 cwd=cwd,
                 out_dir=run_dir,
                 stdin=None,
-                env=self._env(task, run_dir),
+                env=env,
                 timeout=self.opt.task_timeout,
                 kill_grace=self.opt.kill_grace,
                 names=(f"{name}.stdout", f"{name}.stderr"),
@@ -567,5 +585,6 @@ class WorkerLoop:
             "output_tokens": report.output_tokens,
             "session_id": report.session_id,
             "num_turns": report.num_turns,
+            "sandbox": self.opt.sandbox.describe() if self.opt.sandbox else "unsandboxed",
         }
         (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -96,6 +96,27 @@ class Codex(Agent):
         '  "-c", \'model_providers.p.wire_api="responses"\']',
     )
 
+    api_hosts = ("api.openai.com", "chatgpt.com", "auth.openai.com")
+    base_url_vars = ("OPENAI_BASE_URL",)
+    env_prefixes = ("OPENAI_", "CODEX_")
+    home_paths = (".codex",)
+
+    def sandbox_hosts(self, env: Mapping[str, str]) -> list[str]:
+        """Its own hosts plus the base_url of a provider given in its `-c` overrides."""
+        from ralph.sandbox.policy import url_host_port
+
+        hosts = super().sandbox_hosts(env)
+        provider = _override(self.args, "model_provider")
+        url = _override(self.args, f"model_providers.{provider}.base_url") if provider else None
+        found = url_host_port(url) if url else None
+        return [*hosts, found] if found else hosts
+
+    def sandbox_env_names(self) -> list[str]:
+        """A custom provider's key variable (`model_providers.<p>.env_key`)."""
+        provider = _override(self.args, "model_provider")
+        var = _override(self.args, f"model_providers.{provider}.env_key") if provider else None
+        return [var] if var else []
+
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # workspace-write lets it edit the checkout but not .git, which suits ralph committing.
         argv = [

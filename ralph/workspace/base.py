@@ -125,6 +125,9 @@ class GitWorkspace:
     root: Path  # the repository (where .ralph/ lives)
     path: Path  # where the agent works
     target: str
+    # Where a sandboxed agent left HEAD (its own git dir, ralph/sandbox/gitview.py); None: the
+    # workspace's HEAD is the agent's.
+    agent_head: Callable[[], str | None] | None = None
 
     def __init__(self, root: Path, path: Path, target: str):
         self.root, self.path, self.target = root, path, target
@@ -157,6 +160,10 @@ class GitWorkspace:
         self._guarding = False
         return [f"put back {p} (changed by the agent)" for p in self._guard.restore()]
 
+    def _agent_head(self, g: Git) -> str | None:
+        """The commit the agent left HEAD at (from its sandbox git view when it had one)."""
+        return self.agent_head() if self.agent_head is not None else g.rev("HEAD")
+
     def _point_head_back(self, g: Git, base: str) -> None:
         """Make HEAD what the workspace expects again, touching no file (subclasses say how)."""
         g("update-ref", "--no-deref", "HEAD", base)
@@ -177,7 +184,7 @@ class GitWorkspace:
         g = self.git
         repairs = self._unguard()
         g.settle()
-        head = g.rev("HEAD")
+        head = self._agent_head(g)
         kept = self._keep_agent_commits(g, task_id, attempt, base, head)
         subjects = g.subjects(base, head) if kept and head and g.is_ancestor(base, head) else []
         if kept:
@@ -202,7 +209,7 @@ class GitWorkspace:
         if base is None:
             return kept
         g.settle()
-        ref = self._keep_agent_commits(g, task_id, attempt, base, g.rev("HEAD"))
+        ref = self._keep_agent_commits(g, task_id, attempt, base, self._agent_head(g))
         if ref:
             kept.append(ref)
             self._point_head_back(g, base)

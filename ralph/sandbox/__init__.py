@@ -1,0 +1,1 @@
+"""The per-attempt sandbox: bubblewrap confinement, the filtered environment and the network gate."""

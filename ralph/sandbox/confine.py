@@ -1,0 +1,204 @@
+"""One run's sandbox, and the confinement of one attempt: what the worker calls.
+
+`Sandbox.resolve(...)` decides at run start whether agents run confined (refusing, with one line,
+when the sandbox is wanted and cannot work here). For each attempt the worker asks for a
+`Confined`: it lays out the attempt's git view, starts the network gate when the policy is
+"allow", and wraps the agent's and the verify commands' argv and environment. After the agent
+it reads the agent's HEAD from the view, fetches its commits into the repository, and hands
+that HEAD to the workspace's collect (`GitWorkspace.agent_head`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ralph.errors import SandboxUnavailableError
+from ralph.sandbox import bwrap
+from ralph.sandbox.envfilter import filter_env
+from ralph.sandbox.gitview import GitView
+from ralph.sandbox.policy import SandboxSettings, host_port, wanted
+
+REFUSAL_HINT = "pass --no-sandbox to run agents unconfined"
+
+
+class Sandbox:
+    """The policy every attempt of a run gets (bwrap path, network, hosts, extra paths)."""
+
+    def __init__(self, exe: str, settings: SandboxSettings, agent: Any, root: Path):
+        self.exe, self.settings, self.agent, self.root = exe, settings, agent, root
+        env = {**os.environ, **agent.env()}
+        hosts = [*agent.sandbox_hosts(env), *(host_port(h) for h in settings.allow)]
+        self.hosts = list(dict.fromkeys(hosts))
+        # "allow" with nothing to allow (a command agent, the demo) is "none": no gate to run.
+        self.network = settings.network
+        if self.network == "allow" and not self.hosts:
+            self.network = "none"
+        home = os.environ.get("HOME")
+        self.home = Path(home) if home else None
+        self.tools = bwrap.tools(self.home, [self._executable()])
+
+    @classmethod
+    def resolve(
+        cls, flag: bool | None, settings: SandboxSettings, agent: Any, root: Path
+    ) -> Sandbox | None:
+        """The run's sandbox, None when it runs unconfined; raises SandboxUnavailableError
+        when the sandbox is wanted (the default included) and cannot work here."""
+        on, _explicit = wanted(flag, settings)
+        if not on:
+            return None
+        exe, why = bwrap.probe()
+        if why is not None or exe is None:
+            raise SandboxUnavailableError(f"the sandbox cannot run here: {why}", hint=REFUSAL_HINT)
+        sandbox = cls(exe, settings, agent, root)
+        if sandbox.network == "allow":
+            try:
+                from ralph.sandbox import network  # noqa: F401
+            except ImportError:
+                raise SandboxUnavailableError(
+                    'the sandbox cannot run here: network = "allow" needs '
+                    "ralph.sandbox.network, which this ralph lacks",
+                    hint='set [sandbox] network = "none" or "open", or ' + REFUSAL_HINT,
+                ) from None
+        return sandbox
+
+    def describe(self) -> str:
+        """One line for result.json, doctor and the web page."""
+        if self.network == "allow":
+            n = len(self.hosts)
+            return f"sandbox: bwrap, network=allow ({n} host{'s' if n != 1 else ''})"
+        return f"sandbox: bwrap, network={self.network}"
+
+    def confine(
+        self, workspace: Any, run_dir: Path, base: str, log: Callable[[str], None]
+    ) -> Confined:
+        """The confinement of one attempt in `workspace` (a GitWorkspace) from `base`."""
+        return Confined(self, workspace, run_dir, base, log)
+
+    def _executable(self) -> str:
+        command = getattr(self.agent, "command", None) or [""]
+        found = shutil.which(command[0]) if command[0] else None
+        return found or command[0] or ""
+
+
+class Confined:
+    """One attempt inside the sandbox: its git view, its network gate, its wrapped launches."""
+
+    def __init__(
+        self, sandbox: Sandbox, workspace: Any, run_dir: Path, base: str, log: Callable[[str], None]
+    ):
+        self.sandbox, self.workspace, self.run_dir, self.base = sandbox, workspace, run_dir, base
+        self.log = log
+        self.view = GitView(workspace.path, run_dir, base)
+        self.view.create()
+        self.head: str | None = None
+        self.gate: Any = None
+        self.net_dir: Path | None = None
+        self._proxy: tuple[list[str], dict[str, str]] = ([], {})
+        if sandbox.network == "allow":
+            self._start_gate()
+
+    def _start_gate(self) -> None:
+        from ralph.sandbox import network  # the allow-list proxy (host side) and its bridge
+
+        self.net_dir = Path(tempfile.mkdtemp(prefix="ralph-net-"))  # short: a socket path
+        sock = self.net_dir / "proxy.sock"
+        log_file = self.run_dir / "sandbox.log"
+
+        def log(line: str) -> None:
+            self.log(line)
+            with open(log_file, "a") as out:
+                out.write(line + "\n")
+
+        self.gate = network.NetworkGate(self.sandbox.hosts, sock, log)
+        self.gate.start()
+        self._proxy = (network.bridge_argv(str(sock), self.sandbox.hosts), network.proxy_env())
+
+    def wrap(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The agent's launch, confined to its workspace with its git view."""
+        return self._wrap(argv, env, self.workspace.path, self.view.bwrap_args())
+
+    def wrap_verify(
+        self, argv: list[str], env: dict[str, str], cwd: Path
+    ) -> tuple[list[str], dict[str, str]]:
+        """A verify command's launch under the same policy, in `cwd` (the workspace, or the
+        folder the rebased result is checked in); the real `.git` stays read-only."""
+        mounts = self.view.bwrap_args() if cwd == self.workspace.path else []
+        return self._wrap(argv, env, cwd, mounts)
+
+    def _wrap(
+        self, argv: list[str], env: dict[str, str], cwd: Path, git_mounts: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        s = self.sandbox
+        agent, settings = s.agent, s.settings
+        names = [*agent.env(), *agent.sandbox_env_names()]
+        inner = filter_env(env, prefixes=agent.env_prefixes, names=names, passthrough=settings.env)
+        inner["TMPDIR"] = "/tmp"
+        prefix, proxy = self._proxy
+        inner.update(proxy)
+        command = [*prefix, *argv]
+        binds = [self.net_dir] if self.net_dir else []
+        wrapped = bwrap.build(
+            s.exe,
+            command,
+            home=s.home,
+            root=self.workspace.root,
+            workspace=cwd,
+            run_dir=self.run_dir,
+            git_mounts=git_mounts,
+            home_paths=agent.home_paths,
+            tool_dirs=s.tools,
+            readable=[_expand(p, s.root) for p in settings.readable],
+            writable=[_expand(p, s.root) for p in settings.writable],
+            binds=binds,
+            share_net=s.network == "open",
+        )
+        return wrapped, inner
+
+    def finish(self, ref: str) -> str | None:
+        """After the agent: its HEAD from the view; its commits fetched into the repository
+        under `ref`; collect told where HEAD is. Returns that HEAD."""
+        self.head = self.view.finish()
+        if self.head and self.head != self.base:
+            try:
+                self.view.import_commits(self.workspace.root, self.head, ref)
+            except Exception as exc:  # a broken view is the agent's loss, never ralph's
+                self.log(f"could not keep the agent's commits from its git view: {exc}")
+                self.head = self.base
+        head = self.head
+        self.workspace.agent_head = lambda: head
+        return head
+
+    def rewound(self) -> str | None:
+        """A note when the agent's HEAD does not contain the base (`git reset --hard HEAD~1`):
+        the work tree then undoes the base's commits, which must never land."""
+        head, base = self.head, self.base
+        if not head or head == base or self.workspace.main.is_ancestor(base, head):
+            return None
+        return (
+            f"the agent rewound history: its HEAD {head[:10]} does not contain the base "
+            f"{base[:10]} (kept under refs/ralph/attempts/)"
+        )
+
+    def close(self) -> None:
+        """Stop the gate, drop the view; collect reads the workspace's own HEAD again."""
+        self.workspace.agent_head = None
+        if self.gate is not None:
+            try:
+                self.gate.close()
+            except Exception as exc:
+                self.log(f"sandbox: closing the network gate failed: {exc}")
+            self.gate = None
+        if self.net_dir is not None:
+            shutil.rmtree(self.net_dir, ignore_errors=True)
+        self.view.remove()
+
+
+def _expand(path: str, root: Path) -> str:
+    """`~/x` under the real home, a relative path under the project root."""
+    p = Path(os.path.expanduser(path))
+    return str(p if p.is_absolute() else root / p)
