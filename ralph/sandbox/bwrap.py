@@ -128,6 +128,8 @@ def build(
     ralph_dir = root / ".ralph"
     a += ["--bind" if workspace == root else "--ro-bind", str(root), str(root)]
     a += ["--tmpfs", str(ralph_dir)]
+    ignore = str(ralph_dir / ".gitignore")  # `*`: the agent's git ignores .ralph/ as ralph's does
+    a += ["--ro-bind-try", ignore, ignore]
     if workspace != root:
         a += ["--bind", str(workspace), str(workspace)]
     a += ["--bind", str(run_dir), str(run_dir)]
