@@ -239,6 +239,7 @@ class WorkerLoop:
             self.control.stop_all(exc.line(), error=exc)
             return
         (run_dir / "prompt.md").write_text(prompt)
+        (run_dir / "sandbox.txt").write_text(self._policy() + "\n")  # the web page's shield
         attempt = self.store.start_attempt(
             task.id,
             attempt=task.attempts + 1,
@@ -423,6 +424,10 @@ class WorkerLoop:
         )
         return env
 
+    def _policy(self) -> str:
+        """What confines this worker's attempts: "sandbox: bwrap, network=..." or "unsandboxed"."""
+        return self.opt.sandbox.describe() if self.opt.sandbox is not None else "unsandboxed"
+
     def _on_signal(self, sig: AgentSignal) -> None:
         """Runs on a reader thread the moment the parser sees an auth failure or a limit."""
         if sig.kind == "auth_failed":
@@ -585,6 +590,6 @@ class WorkerLoop:
             "output_tokens": report.output_tokens,
             "session_id": report.session_id,
             "num_turns": report.num_turns,
-            "sandbox": self.opt.sandbox.describe() if self.opt.sandbox else "unsandboxed",
+            "sandbox": self._policy(),
         }
         (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -179,6 +180,18 @@ def list_(
         render_tasks(tasks)
 
 
+def _sandbox_of(attempts: list[Any]) -> str | None:
+    """The policy the last attempt ran under, from its result.json ("sandbox: bwrap, ..." or
+    "unsandboxed"); None before any attempt ended."""
+    for attempt in reversed(attempts):
+        try:
+            data = json.loads((Path(attempt.run_dir or "") / "result.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(data.get("sandbox") or "unsandboxed")
+    return None
+
+
 def show(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     as_json: JsonFlag = False,
@@ -193,12 +206,14 @@ def show(
     task = s.get(task_id)
     relations = s.relations(task_id)
     claim = s.active_claim(task_id)
+    sandbox = _sandbox_of(s.attempts(task_id))
     if as_json:
         emit_json(
             {
                 **task.to_dict(),
                 **{f"{k}_status": v for k, v in relations.items()},
                 "claim": claim.to_dict() if claim else None,
+                "sandbox": sandbox,
             }
         )
         return
@@ -217,6 +232,7 @@ def show(
         ("requires", ", ".join(task.requires)),
         ("attempts", str(task.attempts) if task.attempts else ""),
         ("last error", task.last_error or ""),
+        ("sandbox", (sandbox or "").removeprefix("sandbox: ")),
         ("blocked by", _with_status(relations["blocked_by"])),
         ("blocks", _with_status(relations["blocks"])),
         ("children", _with_status(relations["children"])),
