@@ -187,6 +187,10 @@ class Agent:
                 hosts.append(found)
         return hosts
 
+    def in_sandbox(self, argv: list[str]) -> list[str]:
+        """The argv to launch inside ralph's sandbox (an adapter drops its own sandbox there)."""
+        return argv
+
     def sandbox_env_names(self) -> list[str]:
         """Exact variable names it needs beyond `env_prefixes` (codex: a provider's env_key)."""
         return []

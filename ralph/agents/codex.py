@@ -111,6 +111,18 @@ class Codex(Agent):
         found = url_host_port(url) if url else None
         return [*hosts, found] if found else hosts
 
+    def in_sandbox(self, argv: list[str]) -> list[str]:
+        """Under ralph's bwrap, codex's own `--sandbox workspace-write` cannot set itself up
+        (no nested namespaces, no capabilities): its commands failed and the model was told so.
+        ralph's sandbox is the outer one and confines it the same way, so codex runs with
+        `danger-full-access` inside it."""
+        out = list(argv)
+        for i in range(len(out) - 1):
+            if out[i] == "--sandbox" and out[i + 1] == "workspace-write":
+                out[i + 1] = "danger-full-access"
+                break
+        return out
+
     def sandbox_env_names(self) -> list[str]:
         """A custom provider's key variable (`model_providers.<p>.env_key`)."""
         provider = _override(self.args, "model_provider")

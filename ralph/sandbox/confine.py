@@ -120,6 +120,7 @@ class Confined:
 
     def wrap(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """The agent's launch, confined to its workspace with its git view."""
+        argv = self.sandbox.agent.in_sandbox(argv)
         return self._wrap(argv, env, self.workspace.path, self.view.bwrap_args())
 
     def wrap_verify(
