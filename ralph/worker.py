@@ -231,10 +231,15 @@ class WorkerLoop:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             base = self.workspace.prepare(task.id, run_no, run_dir)
+            if self.opt.sandbox is not None:  # its git view (and network gate) for this attempt
+                self.confined = self.opt.sandbox.confine(self.workspace, run_dir, base, self.log)
             context = self._context(task, self.workspace.path)
             context["attempt"] += conflicts  # uncounted, but the retry must see the conflict note
             prompt = self.opt.prompt.render(context)
         except RalphError as exc:
+            if self.confined is not None:
+                self.confined.close()
+                self.confined = None
             self._settle_without_attempt(task, claim, "internal_error", exc.line())
             self.control.stop_all(exc.line(), error=exc)
             return
@@ -249,7 +254,7 @@ class WorkerLoop:
             token=claim.token,
             host=HOST,
         )
-        proc = self._process(task, prompt, run_dir, base)
+        proc = self._process(task, prompt, run_dir)
         result: ProcessResult | None = None
         outcome, note, sha = "internal_error", "ralph failed while running the task", None
         self.control.track(proc)
@@ -320,10 +325,9 @@ class WorkerLoop:
             ended = reaper.reap(found, self.opt.kill_grace)
             self.log(f"ended {len(ended)} orphaned agent process(es) in {self.workspace.path}")
 
-    def _process(self, task: Task, prompt: str, run_dir: Path, base: str) -> AgentProcess:
+    def _process(self, task: Task, prompt: str, run_dir: Path) -> AgentProcess:
         argv, env = self.opt.agent.argv(prompt, run_dir / "prompt.md"), self._env(task, run_dir)
-        if self.opt.sandbox is not None:
-            self.confined = self.opt.sandbox.confine(self.workspace, run_dir, base, self.log)
+        if self.confined is not None:
             argv, env = self.confined.wrap(argv, env)
         return AgentProcess(
             argv,

@@ -103,6 +103,23 @@ def test_mount_and_setsid_fail_or_end_with_the_attempt_inside_the_sandbox(repo: 
     assert said[0] != "mount=0" and said[1] == "setsid=started", said
 
 
+@needs_bwrap
+def test_an_agent_cannot_reach_the_store_and_its_ralph_add_fails_loudly(repo: Path):
+    """.ralph/ is hidden and read-only inside: no empty store is made on the side."""
+    script = (
+        'mkdir -p out; "$0" -m ralph add "a follow-up" --discovered-from "$RALPH_TASK_ID" '
+        "2> out/err.txt; echo add=$? > out/a.txt"
+    )
+    assert ralph(repo, "add", "Files a follow-up", "--id", "F1").returncode == 0
+    cmd = shlex.join(["sh", "-c", script, sys.executable])
+    result = ralph(repo, "run", "--agent-cmd", cmd, "--sandbox", "--json")
+    assert result.returncode == 0, result.stderr
+    assert git(repo, "show", "main:out/a.txt") != "add=0"
+    assert git(repo, "show", "main:out/err.txt")  # it said why
+    listed = json.loads(ralph(repo, "list", "--json").stdout)
+    assert [t["id"] for t in listed] == ["F1"]
+
+
 def test_the_sandbox_table_is_validated_with_the_file_and_key_named():
     settings = parse_settings(
         {"sandbox": {"enabled": False, "network": "none", "allow": ["x.example:8443"]}}

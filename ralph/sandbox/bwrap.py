@@ -133,6 +133,9 @@ def build(
     if workspace != root:
         a += ["--bind", str(workspace), str(workspace)]
     a += ["--bind", str(run_dir), str(run_dir)]
+    # Nothing new in .ralph/ but through those binds: `ralph add` inside fails loudly instead
+    # of creating an empty store on the tmpfs that vanishes with the attempt.
+    a += ["--remount-ro", str(ralph_dir)]
     for extra in binds:
         a += ["--bind", str(extra), str(extra)]
     a += list(git_mounts)

@@ -76,8 +76,14 @@ class Sandbox:
     def confine(
         self, workspace: Any, run_dir: Path, base: str, log: Callable[[str], None]
     ) -> Confined:
-        """The confinement of one attempt in `workspace` (a GitWorkspace) from `base`."""
-        return Confined(self, workspace, run_dir, base, log)
+        """The confinement of one attempt in `workspace` (a GitWorkspace) from `base`; a
+        failure to set it up is SandboxUnavailableError (the run stops, nothing counted)."""
+        try:
+            return Confined(self, workspace, run_dir, base, log)
+        except SandboxUnavailableError:
+            raise
+        except Exception as exc:
+            raise SandboxUnavailableError(f"could not set up the attempt's sandbox: {exc}") from exc
 
     def _executable(self) -> str:
         command = getattr(self.agent, "command", None) or [""]
@@ -100,7 +106,11 @@ class Confined:
         self.net_dir: Path | None = None
         self._proxy: tuple[list[str], dict[str, str]] = ([], {})
         if sandbox.network == "allow":
-            self._start_gate()
+            try:
+                self._start_gate()
+            except BaseException:
+                self.close()
+                raise
 
     def _start_gate(self) -> None:
         from ralph.sandbox import network  # the allow-list proxy (host side) and its bridge
