@@ -120,6 +120,26 @@ def test_an_agent_cannot_reach_the_store_and_its_ralph_add_fails_loudly(repo: Pa
     assert [t["id"] for t in listed] == ["F1"]
 
 
+@needs_bwrap
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_verify_commands_run_in_the_sandbox_too(repo: Path, workers: str):
+    home = repo.parent / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("FAKE KEY\n")
+    check = 'test ! -e "$HOME/.ssh/id_ed25519" && touch "$HOME/verify-was-here"'
+    (repo.parent / "ralph.toml").write_text(
+        f"verify = [{json.dumps(shlex.join(['sh', '-c', check]))}]\n"
+    )
+    assert ralph(repo, "add", "Checked", "--id", "V1").returncode == 0
+    result = ralph(
+        repo, "run", "--agent", "demo", "--sandbox", "--json", "--workers", workers,
+        "--config", str(repo.parent / "ralph.toml"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["done"] == 1
+    assert not (home / "verify-was-here").exists()
+
+
 def test_the_sandbox_table_is_validated_with_the_file_and_key_named():
     settings = parse_settings(
         {"sandbox": {"enabled": False, "network": "none", "allow": ["x.example:8443"]}}
