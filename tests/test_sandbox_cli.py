@@ -105,11 +105,10 @@ def test_mount_and_setsid_fail_or_end_with_the_attempt_inside_the_sandbox(repo: 
 
 @needs_bwrap
 def test_an_agent_cannot_reach_the_store_and_its_ralph_add_fails_loudly(repo: Path):
-    """.ralph/ is hidden and read-only inside: no empty store is made on the side."""
-    script = (
-        'mkdir -p out; "$0" -m ralph add "a follow-up" --discovered-from "$RALPH_TASK_ID" '
-        "2> out/err.txt; echo add=$? > out/a.txt"
-    )
+    """.ralph/ is hidden and read-only inside: no empty store is made on the side (only a
+    follow-up, `--discovered-from`, is relayed: the test below)."""
+    script = 'mkdir -p out; "$0" -m ralph add "a task" 2> out/err.txt; echo add=$? > out/a.txt'
+
     assert ralph(repo, "add", "Files a follow-up", "--id", "F1").returncode == 0
     cmd = shlex.join(["sh", "-c", script, sys.executable])
     result = ralph(repo, "run", "--agent-cmd", cmd, "--sandbox", "--json")
@@ -138,6 +137,34 @@ def test_verify_commands_run_in_the_sandbox_too(repo: Path, workers: str):
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["done"] == 1
     assert not (home / "verify-was-here").exists()
+
+
+@needs_bwrap
+def test_follow_ups_an_agent_files_inside_the_sandbox_are_filed_by_ralph_under_the_cap(
+    repo: Path,
+):
+    script = (
+        'cat > /dev/null; mkdir -p done; echo "$RALPH_TASK_ID" > "done/$RALPH_TASK_ID.txt"; '
+        '[ "$RALPH_TASK_ID" = F1 ] || exit 0; '
+        '"$0" -m ralph add "Fix the parser" -d "found while doing F1" -p 3 '
+        '--discovered-from "$RALPH_TASK_ID" && '
+        '"$0" -m ralph add "Not mine to say" --discovered-from OTHER && '
+        '"$0" -m ralph add "One too many" --discovered-from "$RALPH_TASK_ID"'
+    )
+    config = repo.parent / "ralph.toml"
+    config.write_text("max_discovered = 2\n")
+    assert ralph(repo, "add", "Finds work", "--id", "F1").returncode == 0
+    assert ralph(repo, "add", "Someone else", "--id", "OTHER").returncode == 0
+    cmd = shlex.join(["sh", "-c", script, sys.executable])
+    result = ralph(repo, "run", "--agent-cmd", cmd, "--sandbox", "--json", "--config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tasks = {t["title"]: t for t in json.loads(ralph(repo, "list", "--json").stdout)}
+    found = tasks["Fix the parser"]
+    assert found["discovered_from"] == "F1" and found["priority"] == 3
+    assert found["description"] == "found while doing F1" and found["status"] == "done"
+    assert tasks["Not mine to say"]["discovered_from"] == "F1"  # the attempt's task, always
+    assert "One too many" not in tasks  # max_discovered = 2
+    assert "not filed" in result.stderr and "One too many" in result.stderr
 
 
 def test_the_sandbox_table_is_validated_with_the_file_and_key_named():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -95,6 +96,16 @@ def add(
         return
     if title is None:
         raise errors.UsageError("missing TITLE", hint='ralph add "What to do"')
+    relay = os.environ.get("RALPH_FOLLOWUPS")
+    if relay and discovered_from:  # inside ralph's sandbox: ralph files it after the agent
+        from ralph.sandbox import followups
+
+        spec = {"title": title, "description": description, "priority": priority,
+                "parent": parent, "blocked_by": blocked_by or [], "requires": requires or [],
+                "labels": label or [], "id": task_id}  # fmt: skip
+        followups.queue(Path(relay), spec)
+        echo(f"Queued {title!r}: ralph files it as a follow-up of {discovered_from} when you exit")
+        return
     task = store().add(
         title,
         description=description,

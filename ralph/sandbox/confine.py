@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ralph.errors import SandboxUnavailableError
-from ralph.sandbox import bwrap
+from ralph.sandbox import bwrap, followups
 from ralph.sandbox.envfilter import filter_env
 from ralph.sandbox.gitview import GitView
 from ralph.sandbox.policy import SandboxSettings, host_port, wanted
@@ -149,6 +149,7 @@ class Confined:
         names = [*agent.env(), *agent.sandbox_env_names()]
         inner = filter_env(env, prefixes=agent.env_prefixes, names=names, passthrough=settings.env)
         inner["TMPDIR"] = "/tmp"
+        inner[followups.VAR] = str(self.run_dir / followups.FILE)  # `ralph add` queues there
         prefix, proxy = self._proxy
         inner.update(proxy)
         command = [*prefix, *argv]
@@ -183,6 +184,11 @@ class Confined:
         head = self.head
         self.workspace.agent_head = lambda: head
         return head
+
+    def followups(self, task_id: str) -> tuple[list[dict[str, Any]], int]:
+        """The follow-up tasks the agent queued with `ralph add --discovered-from` (see
+        ralph/sandbox/followups.py), and how many lines were malformed."""
+        return followups.collect(self.run_dir / followups.FILE, task_id)
 
     def rewound(self) -> str | None:
         """A note when the agent's HEAD does not contain the base (`git reset --hard HEAD~1`):
