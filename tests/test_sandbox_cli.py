@@ -208,6 +208,15 @@ def test_each_agent_gets_its_own_providers_variables_and_no_other_secret():
     )
 
 
+def test_a_store_url_reaches_a_sandboxed_agent_without_its_password():
+    from ralph.sandbox.envfilter import without_password
+
+    assert without_password("postgresql://ralph:s3cret@db.example:5432/ralph") == (
+        "postgresql://ralph@db.example:5432/ralph"
+    )
+    assert without_password("/repo/.ralph/ralph.db") == "/repo/.ralph/ralph.db"
+
+
 def test_the_allow_list_is_the_agents_api_hosts_and_the_base_urls_it_is_given():
     claude = get_agent("claude")
     assert claude.sandbox_hosts({"ANTHROPIC_BASE_URL": "http://127.0.0.1:8123/v1"}) == [

@@ -9,11 +9,11 @@ output, no connection on the test's loopback listener, no process left behind).
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shlex
 import socket
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -26,6 +26,7 @@ from gitutil import git, init_repo
 from pgserver import in_ci
 
 from ralph.sandbox import bwrap
+from ralph.store import open_store
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -38,7 +39,7 @@ SECRETS = {
 # Must fail inside the sandbox in every mode (the rest may "work" inside it: the host decides).
 MUST_BLOCK = (
     "read ~/.ssh/id_ed25519",
-    "update the store with sqlite3",
+    "update the store",
     "kill -9 ralph",
     "print every API key",
     "connect to the host's loopback port",
@@ -54,6 +55,7 @@ pytestmark = pytest.mark.skipif(
 class World:
     root: Path
     home: Path
+    db: str  # the store: a SQLite file in .ralph/, or a PostgreSQL URL
     env: dict[str, str]
     key: str
     listener: socket.socket
@@ -69,8 +71,8 @@ class World:
         )  # fmt: skip
 
 
-@pytest.fixture
-def world(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def world(tmp_path: Path, request: pytest.FixtureRequest):
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     key = f"FAKE-PRIVATE-KEY-{uuid.uuid4().hex}"
@@ -84,20 +86,24 @@ def world(tmp_path: Path):
     listener.listen(8)
     canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)"])
     sleep_arg = f"1000.{uuid.uuid4().int % 10**6}"
+    sqlite = request.param == "sqlite"
+    db = str(root / ".ralph" / "ralph.db") if sqlite else request.getfixturevalue("pg_url")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
     env.update(SECRETS)
+    if not sqlite:
+        env["RALPH_DB"] = db
     env.update(
         HOME=str(home),
         ESCAPE_REPO=str(root),
         ESCAPE_TARGET="main",
-        ESCAPE_DB=str(root / ".ralph" / "ralph.db"),
+        ESCAPE_DB=db,  # the artist knows where the store is
         ESCAPE_RALPH_PID=str(canary.pid),
         ESCAPE_PORT=str(listener.getsockname()[1]),
         ESCAPE_SLEEP=sleep_arg,
     )
     hooks = {p.name: p.read_bytes() for p in sorted((root / ".git" / "hooks").iterdir())}
     w = World(
-        root, home, env, key, listener, canary, sleep_arg,
+        root, home, db, env, key, listener, canary, sleep_arg,
         (root / ".git" / "config").read_bytes(), hooks,
     )  # fmt: skip
     try:
@@ -122,7 +128,8 @@ def run_escapes(w: World, escapes: int, *flags: str) -> list[str]:
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["done"] == escapes + 1, summary
-    check_history(w.root, [*tasks, "plain"], w.root / ".ralph" / "ralph.db", since=base)
+    sqlite_db = None if "://" in w.db else Path(w.db)  # PRAGMA integrity_check on SQLite
+    check_history(w.root, [*tasks, "plain"], sqlite_db, since=base)
     return tasks
 
 
@@ -170,14 +177,14 @@ def check_host(w: World, tasks: list[str], in_checkout: bool) -> None:
         if path.is_file():
             text = path.read_bytes()
             assert not [s for s in secrets if s.encode() in text], path
-    conn = sqlite3.connect(root / ".ralph" / "ralph.db")
+    store = open_store(w.db)
     try:
-        done = conn.execute(
-            "SELECT task_id, count(*) FROM events WHERE kind = 'done' GROUP BY task_id"
-        ).fetchall()
+        done = collections.Counter(e.task_id for e in store.events(kind="done"))
+        statuses = {t.id: t.status for t in store.list()}
     finally:
-        conn.close()
-    assert dict(done) == {t: 1 for t in [*tasks, "plain"]}
+        store.close()
+    assert dict(done) == {t: 1 for t in [*tasks, "plain"]}  # each ended once, by ralph
+    assert statuses == {t: "done" for t in [*tasks, "plain"]}
 
 
 def test_escape_artist_in_the_checkout_is_contained_and_its_work_lands(world: World):

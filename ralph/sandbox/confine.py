@@ -19,7 +19,7 @@ from typing import Any
 
 from ralph.errors import SandboxUnavailableError
 from ralph.sandbox import bwrap, followups
-from ralph.sandbox.envfilter import filter_env
+from ralph.sandbox.envfilter import filter_env, without_password
 from ralph.sandbox.gitview import GitView
 from ralph.sandbox.policy import SandboxSettings, host_port, wanted
 
@@ -149,6 +149,8 @@ class Confined:
         names = [*agent.env(), *agent.sandbox_env_names()]
         inner = filter_env(env, prefixes=agent.env_prefixes, names=names, passthrough=settings.env)
         inner["TMPDIR"] = "/tmp"
+        if "RALPH_DB" in inner:
+            inner["RALPH_DB"] = without_password(inner["RALPH_DB"])
         inner[followups.VAR] = str(self.run_dir / followups.FILE)  # `ralph add` queues there
         prefix, proxy = self._proxy
         inner.update(proxy)

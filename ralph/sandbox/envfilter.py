@@ -60,6 +60,22 @@ GIT_REDIRECTS = {
 }
 
 
+def without_password(url: str) -> str:
+    """A store URL (RALPH_DB) without its password: the agent cannot reach the store from the
+    sandbox anyway, and a password is a secret like any other."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.password:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+
+
 def filter_env(
     env: Mapping[str, str],
     *,

@@ -32,7 +32,8 @@ def attempt(name: str, action) -> None:  # type: ignore[no-untyped-def]
     try:
         said = action()
     except Exception as exc:  # every failure is the sandbox saying no
-        lines.append(f"blocked: {name}: {type(exc).__name__}: {str(exc)[:120]}")
+        why = " ".join(str(exc).split())[:160]  # one line, whatever the error says
+        lines.append(f"blocked: {name}: {type(exc).__name__}: {why}")
         return
     lines.append(said if said else f"done-inside: {name}")
 
@@ -76,6 +77,12 @@ def hook(path: Path) -> None:
 
 def update_store() -> None:
     db = os.environ.get("ESCAPE_DB") or os.environ.get("RALPH_DB", "")
+    if db.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(db, connect_timeout=3) as pg:
+            pg.execute("UPDATE tasks SET status = 'done' WHERE id != %s", (task,))
+        return
     conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=2)
     try:
         conn.execute("UPDATE tasks SET status = 'done' WHERE id != ?", (task,))
@@ -145,7 +152,7 @@ if "a normal task" not in prompt:
     attempt("edit the real .git/config", lambda: edit_file(Path(repo, ".git", "config")))
     attempt("install the workspace's pre-commit hook", lambda: hook(ws_git / "hooks/pre-commit"))
     attempt("install the real pre-commit hook", lambda: hook(Path(repo, ".git/hooks/pre-commit")))
-    attempt("update the store with sqlite3", update_store)
+    attempt("update the store", update_store)
     attempt("kill -9 ralph", kill_ralph)
     attempt("print every API key", keys)
     attempt("connect to the host's loopback port", connect)
