@@ -266,7 +266,7 @@ class WorkerLoop:
                 self.control.untrack(proc)
                 if self.confined is not None:  # the agent's HEAD and commits, from its git view
                     self.confined.finish(attempt_ref(task.id, run_no))
-                    self._file_followups(task)
+                    self.confined.file_followups(self.store, task.id, self.opt.settings)
                 reaped = result.reaped_note()
                 if reaped:
                     self.log(f"{task.id}: {reaped}")
@@ -428,19 +428,6 @@ class WorkerLoop:
             RALPH_WORKSPACE=str(self.workspace.path),
         )
         return env
-
-    def _file_followups(self, task: Task) -> None:
-        """File what a sandboxed agent queued with `ralph add --discovered-from` (it cannot
-        reach the store), one by one under the max_discovered cap, as it would have."""
-        specs, skipped = self.confined.followups(task.id)
-        if skipped:
-            self.log(f"{task.id}: skipped {skipped} malformed follow-up line(s)")
-        for spec in specs:
-            try:
-                found = self.store.add_many([spec], max_discovered=self.opt.settings.max_discovered)
-                self.log(f"{task.id}: filed follow-up {found[0].id}: {found[0].title}")
-            except RalphError as exc:
-                self.log(f"{task.id}: follow-up {spec['title']!r} not filed: {exc.line()}")
 
     def _policy(self) -> str:
         """What confines this worker's attempts: "sandbox: bwrap, network=..." or "unsandboxed"."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ralph.errors import SandboxUnavailableError
+from ralph.errors import RalphError, SandboxUnavailableError
 from ralph.sandbox import bwrap, followups
 from ralph.sandbox.envfilter import filter_env, without_password
 from ralph.sandbox.gitview import GitView
@@ -187,10 +187,19 @@ class Confined:
         self.workspace.agent_head = lambda: head
         return head
 
-    def followups(self, task_id: str) -> tuple[list[dict[str, Any]], int]:
-        """The follow-up tasks the agent queued with `ralph add --discovered-from` (see
-        ralph/sandbox/followups.py), and how many lines were malformed."""
-        return followups.collect(self.run_dir / followups.FILE, task_id)
+    def file_followups(self, store: Any, task_id: str, settings: Any) -> None:
+        """File what the agent queued with `ralph add --discovered-from` (it cannot reach the
+        store; see ralph/sandbox/followups.py): one by one under `max_discovered`, as its own
+        adds would have been."""
+        specs, skipped = followups.collect(self.run_dir / followups.FILE, task_id)
+        if skipped:
+            self.log(f"{task_id}: skipped {skipped} malformed follow-up line(s)")
+        for spec in specs:
+            try:
+                found = store.add_many([spec], max_discovered=settings.max_discovered)
+                self.log(f"{task_id}: filed follow-up {found[0].id}: {found[0].title}")
+            except RalphError as exc:
+                self.log(f"{task_id}: follow-up {spec['title']!r} not filed: {exc.line()}")
 
     def rewound(self) -> str | None:
         """A note when the agent's HEAD does not contain the base (`git reset --hard HEAD~1`):
