@@ -102,3 +102,31 @@ def test_a_reset_below_the_base_fails_the_attempt_as_a_rewind_and_lands_nothing(
     assert (repo / "NOTES.md").read_text() == "the base's own commit\n"
     git(repo, "fsck", "--no-progress", "--strict")
     assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_symlink_in_the_git_view_cannot_pull_another_repositorys_objects_in(
+    repo: Path, tmp_path: Path, kind: str
+):
+    """The view is the agent's to write, and ralph's git reads it on the host: a pack folder
+    linked to a repository the agent cannot see must not bring that repository's commits in."""
+    secret = init_repo(tmp_path / "secret", {"secret.txt": "not for this repository\n"})
+    git(secret, "repack", "-a", "-d", "-q")
+    sha = git(secret, "rev-parse", "HEAD")
+    script = (
+        'cat > /dev/null; gd=$(git rev-parse --absolute-git-dir); rm -rf "$gd/objects/pack"; '
+        f'ln -s {shlex.quote(str(secret / ".git" / "objects" / "pack"))} "$gd/objects/pack"; '
+        f'echo {sha} > "$gd/HEAD"; mkdir -p out; echo x > "out/$RALPH_TASK_ID.txt"'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env["HOME"] = str(tmp_path / "home")
+    run = [*RALPH, "run", "--agent-cmd", shlex.join(["sh", "-c", script]), "--sandbox", "--json"]
+    assert subprocess.run([*RALPH, "add", "Link", "--id", "L1"], cwd=repo, env=env).returncode == 0
+    result = subprocess.run(
+        [*run, *KINDS[kind]], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert git(repo, "show", "main:out/L1.txt") == "x"
+    found = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", sha], capture_output=True)
+    assert found.returncode != 0, "the other repository's commit was fetched in"
+    git(repo, "fsck", "--no-progress", "--strict")

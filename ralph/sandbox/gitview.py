@@ -124,6 +124,18 @@ class GitView:
         v = self.dir
         if not v.is_dir():
             return None
+        # The agent wrote this folder and ralph's git reads it on the host: nothing in it may
+        # point elsewhere (a symlinked pack dir or `commondir` would fetch another repository's
+        # objects into this one).
+        for path in sorted(v.rglob("*"), reverse=True):
+            if path.is_symlink():
+                path.unlink()
+        for name in ("commondir", "gitdir", "objects/info/http-alternates"):
+            gone = v / name
+            if gone.is_dir():
+                shutil.rmtree(gone, ignore_errors=True)
+            else:
+                gone.unlink(missing_ok=True)
         (v / "config").write_bytes(self._config)
         info = v / "objects" / "info"
         info.mkdir(parents=True, exist_ok=True)
