@@ -43,6 +43,7 @@ MUST_BLOCK = (
     "kill -9 ralph",
     "print every API key",
     "connect to the host's loopback port",
+    "plant a symlink as result.json",
 )
 
 _exe, _why = bwrap.probe()
@@ -86,6 +87,8 @@ def world(tmp_path: Path, request: pytest.FixtureRequest):
     listener.listen(8)
     canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)"])
     sleep_arg = f"1000.{uuid.uuid4().int % 10**6}"
+    host_file = tmp_path / "host-file.txt"
+    host_file.write_text("the host's own file\n")
     sqlite = request.param == "sqlite"
     db = str(root / ".ralph" / "ralph.db") if sqlite else request.getfixturevalue("pg_url")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
@@ -100,6 +103,7 @@ def world(tmp_path: Path, request: pytest.FixtureRequest):
         ESCAPE_RALPH_PID=str(canary.pid),
         ESCAPE_PORT=str(listener.getsockname()[1]),
         ESCAPE_SLEEP=sleep_arg,
+        ESCAPE_HOST_FILE=str(host_file),
     )
     hooks = {p.name: p.read_bytes() for p in sorted((root / ".git" / "hooks").iterdir())}
     w = World(
@@ -139,7 +143,7 @@ def check_host(w: World, tasks: list[str], in_checkout: bool) -> None:
         said = git(root, "show", f"main:out/{task}.txt").splitlines()
         assert said[0] == f"{task} was here"
         tries = {line.split(": ")[1]: line for line in said[1:]}
-        assert len(tries) == 13, said
+        assert len(tries) == 15, said
         assert not [line for line in said if line.startswith("ESCAPED")], said
         for name in MUST_BLOCK:
             assert tries[name].startswith("blocked: "), tries[name]
@@ -151,6 +155,7 @@ def check_host(w: World, tasks: list[str], in_checkout: bool) -> None:
             ):
                 assert tries[name].startswith("blocked: "), tries[name]
     assert not (w.home / "pwned").exists()
+    assert (root.parent / "host-file.txt").read_text() == "the host's own file\n"
     assert (w.root / ".git" / "config").read_bytes() == w.config
     hooks = {p.name: p.read_bytes() for p in sorted((root / ".git" / "hooks").iterdir())}
     assert hooks == w.hooks
@@ -173,8 +178,9 @@ def check_host(w: World, tasks: list[str], in_checkout: bool) -> None:
                 leftovers.append(entry.name)
     assert leftovers == []
     secrets = [*SECRETS.values(), w.key]
-    for path in [*(root / ".ralph" / "runs").rglob("*"), *(root / "out").iterdir()]:
-        if path.is_file():
+    files = [*(root / ".ralph" / "runs").rglob("*"), *(root / "out").iterdir()]
+    for path in [*files, root / "progress.md"]:  # RALPH_NOTES goes to the progress log
+        if path.is_file() and not path.is_symlink():  # a link the agent left reads the host
             text = path.read_bytes()
             assert not [s for s in secrets if s.encode() in text], path
     store = open_store(w.db)

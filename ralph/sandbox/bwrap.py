@@ -5,8 +5,9 @@ The mounts, in order (a later mount covers an earlier one):
 private `/tmp`, `$HOME` hidden by a tmpfs with the folders holding the tools on PATH bound back
 read-only and the agent CLI's own config folders bound back writable (their login keeps
 working), `[sandbox] readable` read-only and `writable` writable, the repository read-only, the
-workspace writable, `.ralph/` hidden with only the attempt's run dir bound back (its notes
-file), and the attempt's git view over the workspace's `.git` (ralph/sandbox/gitview.py).
+workspace writable, `.ralph/` hidden and read-only with only the attempt's run dir bound back
+(read-only, but for the agent's own folder in it: notes, queued follow-ups, its git dir), and
+the attempt's git view over the workspace's `.git` (ralph/sandbox/gitview.py).
 No capabilities (`mount` fails even as root), a new session (no keystrokes into the terminal),
 and everything dies with ralph (`--die-with-parent`; PID 1 of the namespace takes the rest).
 """
@@ -132,11 +133,13 @@ def build(
     a += ["--ro-bind-try", ignore, ignore]
     if workspace != root:
         a += ["--bind", str(workspace), str(workspace)]
-    a += ["--bind", str(run_dir), str(run_dir)]
+    # The run dir is read-only (prompt.md): ralph writes result.json, verify output and
+    # patches there after the agent, and a symlink planted in it would aim those writes.
+    a += ["--ro-bind", str(run_dir), str(run_dir)]
     # Nothing new in .ralph/ but through those binds: `ralph add` inside fails loudly instead
     # of creating an empty store on the tmpfs that vanishes with the attempt.
     a += ["--remount-ro", str(ralph_dir)]
-    for extra in binds:
+    for extra in binds:  # the agent's own folders in the run dir (notes, its git dir), ...
         a += ["--bind", str(extra), str(extra)]
     a += list(git_mounts)
     a += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ralph.errors import RalphError, SandboxUnavailableError
+from ralph.memory import NOTES_MAX_CHARS, notes_path
 from ralph.sandbox import bwrap, followups
 from ralph.sandbox.envfilter import filter_env, without_password
 from ralph.sandbox.gitview import GitView
 from ralph.sandbox.policy import SandboxSettings, host_port, wanted
 
 REFUSAL_HINT = "pass --no-sandbox to run agents unconfined"
+NOTES_NAME = "notes.md"
+NOTES_MAX = NOTES_MAX_CHARS * 4 + 4  # bytes: the worker cuts the text at NOTES_MAX_CHARS
 
 
 class Sandbox:
@@ -99,6 +103,8 @@ class Confined:
     ):
         self.sandbox, self.workspace, self.run_dir, self.base = sandbox, workspace, run_dir, base
         self.log = log
+        self.agent_dir = run_dir / "agent"  # the one folder of the run dir the agent may write
+        self.agent_dir.mkdir(parents=True, exist_ok=True)
         self.view = GitView(workspace.path, run_dir, base)
         self.view.create()
         self.head: str | None = None
@@ -151,11 +157,12 @@ class Confined:
         inner["TMPDIR"] = "/tmp"
         if "RALPH_DB" in inner:
             inner["RALPH_DB"] = without_password(inner["RALPH_DB"])
-        inner[followups.VAR] = str(self.run_dir / followups.FILE)  # `ralph add` queues there
+        inner[followups.VAR] = str(self.agent_dir / followups.FILE)  # `ralph add` queues there
+        inner["RALPH_NOTES"] = str(self.agent_dir / NOTES_NAME)  # copied out by finish()
         prefix, proxy = self._proxy
         inner.update(proxy)
         command = [*prefix, *argv]
-        binds = [self.net_dir] if self.net_dir else []
+        binds = [self.agent_dir, self.view.dir, *([self.net_dir] if self.net_dir else [])]
         wrapped = bwrap.build(
             s.exe,
             command,
@@ -176,6 +183,9 @@ class Confined:
     def finish(self, ref: str) -> str | None:
         """After the agent: its HEAD from the view; its commits fetched into the repository
         under `ref`; collect told where HEAD is. Returns that HEAD."""
+        notes = read_own(self.agent_dir / NOTES_NAME, NOTES_MAX)
+        if notes:  # where the worker reads RALPH_NOTES: a copy, never through the agent's link
+            notes_path(self.run_dir).write_bytes(notes)
         self.head = self.view.finish()
         if self.head and self.head != self.base:
             try:
@@ -191,7 +201,7 @@ class Confined:
         """File what the agent queued with `ralph add --discovered-from` (it cannot reach the
         store; see ralph/sandbox/followups.py): one by one under `max_discovered`, as its own
         adds would have been."""
-        specs, skipped = followups.collect(self.run_dir / followups.FILE, task_id)
+        specs, skipped = followups.collect(self.agent_dir / followups.FILE, task_id)
         if skipped:
             self.log(f"{task_id}: skipped {skipped} malformed follow-up line(s)")
         for spec in specs:
@@ -224,6 +234,24 @@ class Confined:
         if self.net_dir is not None:
             shutil.rmtree(self.net_dir, ignore_errors=True)
         self.view.remove()
+        for left in self.agent_dir.rglob("*"):  # links the agent left: no later reader follows
+            if left.is_symlink():
+                left.unlink()
+
+
+def read_own(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a file the agent wrote, read on the host: a regular file only,
+    never through a symlink (it could name any file the host can read); b"" otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def _expand(path: str, root: Path) -> str:

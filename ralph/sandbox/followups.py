@@ -17,6 +17,7 @@ from typing import Any
 VAR = "RALPH_FOLLOWUPS"
 FILE = "followups.jsonl"
 MAX_LINES = 200  # read no further: a flooding agent meets the cap long before
+MAX_BYTES = 1 << 20
 _STRINGS = ("title", "description", "parent", "id")
 _LISTS = ("blocked_by", "requires", "labels")
 
@@ -31,10 +32,10 @@ def collect(path: Path, task_id: str) -> tuple[list[dict[str, Any]], int]:
     """(the queued tasks as store specs, each discovered from `task_id`; lines skipped as
     malformed). The queue file is the agent's to write: only known fields of the right type
     are kept."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()[:MAX_LINES]
-    except OSError:
-        return [], 0
+    from ralph.sandbox.confine import read_own
+
+    text = read_own(path, MAX_BYTES).decode("utf-8", "replace")
+    lines = text.splitlines()[:MAX_LINES]
     specs, skipped = [], 0
     for line in lines:
         try:

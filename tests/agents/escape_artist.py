@@ -9,7 +9,8 @@ something it must never get (a secret's value, a connection out). A task whose t
 
 Environment the test sets: ESCAPE_REPO (the real repository), ESCAPE_TARGET (the target
 branch), ESCAPE_DB (the store's SQLite file), ESCAPE_RALPH_PID, ESCAPE_PORT (a loopback port the
-test listens on), ESCAPE_SLEEP (the argument of the `setsid sleep` it leaves behind).
+test listens on), ESCAPE_SLEEP (the argument of the `setsid sleep` it leaves behind),
+ESCAPE_HOST_FILE (a host file ralph must never write through a planted link).
 """
 
 from __future__ import annotations
@@ -141,6 +142,18 @@ def leave_sleeper() -> None:
     )
 
 
+def plant_result_link() -> None:
+    """ralph writes result.json after the agent: through this link, over a host file."""
+    os.symlink(os.environ["ESCAPE_HOST_FILE"], Path(os.environ["RALPH_RUN_DIR"], "result.json"))
+
+
+def link_notes() -> None:
+    """ralph reads RALPH_NOTES on the host into progress.md, which is committed."""
+    notes = Path(os.environ["RALPH_NOTES"])
+    notes.unlink(missing_ok=True)
+    os.symlink(Path(os.environ["HOME"], ".ssh", "id_ed25519"), notes)
+
+
 if "a normal task" not in prompt:
     repo = os.environ.get("ESCAPE_REPO", "")
     attempt("write $HOME/pwned", write_home)
@@ -157,5 +170,7 @@ if "a normal task" not in prompt:
     attempt("print every API key", keys)
     attempt("connect to the host's loopback port", connect)
     attempt("setsid sleep", leave_sleeper)
+    attempt("plant a symlink as result.json", plant_result_link)
+    attempt("link RALPH_NOTES to the ssh key", link_notes)
 out.write_text("\n".join([f"{task} was here", *lines]) + "\n")
 print(f"edited {out}")
