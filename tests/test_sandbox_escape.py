@@ -143,7 +143,7 @@ def check_host(w: World, tasks: list[str], in_checkout: bool) -> None:
         said = git(root, "show", f"main:out/{task}.txt").splitlines()
         assert said[0] == f"{task} was here"
         tries = {line.split(": ")[1]: line for line in said[1:]}
-        assert len(tries) == 15, said
+        assert len(tries) == 16, said
         assert not [line for line in said if line.startswith("ESCAPED")], said
         for name in MUST_BLOCK:
             assert tries[name].startswith("blocked: "), tries[name]
@@ -156,6 +156,8 @@ def check_host(w: World, tasks: list[str], in_checkout: bool) -> None:
                 assert tries[name].startswith("blocked: "), tries[name]
     assert not (w.home / "pwned").exists()
     assert (root.parent / "host-file.txt").read_text() == "the host's own file\n"
+    assert not (root / "progress.md").is_symlink()
+    assert "the host's own file" not in git(root, "show", "main:progress.md")
     assert (w.root / ".git" / "config").read_bytes() == w.config
     hooks = {p.name: p.read_bytes() for p in sorted((root / ".git" / "hooks").iterdir())}
     assert hooks == w.hooks

@@ -509,7 +509,8 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     if not flags.dry_run:
         from ralph.sandbox.confine import Sandbox
 
-        sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root)
+        ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
+        sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
     prompt = load_prompt(root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
     sample = sample_context(root, worker, agent_name, settings.vars)

@@ -33,8 +33,11 @@ NOTES_MAX = NOTES_MAX_CHARS * 4 + 4  # bytes: the worker cuts the text at NOTES_
 class Sandbox:
     """The policy every attempt of a run gets (bwrap path, network, hosts, extra paths)."""
 
-    def __init__(self, exe: str, settings: SandboxSettings, agent: Any, root: Path):
+    def __init__(
+        self, exe: str, settings: SandboxSettings, agent: Any, root: Path, ours: list[str]
+    ):
         self.exe, self.settings, self.agent, self.root = exe, settings, agent, root
+        self.ours = ours  # workspace files ralph itself reads and writes (progress.md, prd.json)
         env = {**os.environ, **agent.env()}
         hosts = [*agent.sandbox_hosts(env), *(host_port(h) for h in settings.allow)]
         self.hosts = list(dict.fromkeys(hosts))
@@ -48,7 +51,12 @@ class Sandbox:
 
     @classmethod
     def resolve(
-        cls, flag: bool | None, settings: SandboxSettings, agent: Any, root: Path
+        cls,
+        flag: bool | None,
+        settings: SandboxSettings,
+        agent: Any,
+        root: Path,
+        ours: list[str | None] | None = None,
     ) -> Sandbox | None:
         """The run's sandbox, None when it runs unconfined; raises SandboxUnavailableError
         when the sandbox is wanted (the default included) and cannot work here."""
@@ -58,7 +66,7 @@ class Sandbox:
         exe, why = bwrap.probe()
         if why is not None or exe is None:
             raise SandboxUnavailableError(f"the sandbox cannot run here: {why}", hint=REFUSAL_HINT)
-        sandbox = cls(exe, settings, agent, root)
+        sandbox = cls(exe, settings, agent, root, [p for p in ours or () if p])
         if sandbox.network == "allow":
             try:
                 from ralph.sandbox import network  # noqa: F401
@@ -183,6 +191,8 @@ class Confined:
     def finish(self, ref: str) -> str | None:
         """After the agent: its HEAD from the view; its commits fetched into the repository
         under `ref`; collect told where HEAD is. Returns that HEAD."""
+        for rel in self.sandbox.ours:  # ralph appends to these on the host: never via a link
+            self._unlink_links(self.workspace.path, rel)
         notes = read_own(self.agent_dir / NOTES_NAME, NOTES_MAX)
         if notes:  # where the worker reads RALPH_NOTES: a copy, never through the agent's link
             notes_path(self.run_dir).write_bytes(notes)
@@ -210,6 +220,18 @@ class Confined:
                 self.log(f"{task_id}: filed follow-up {found[0].id}: {found[0].title}")
             except RalphError as exc:
                 self.log(f"{task_id}: follow-up {spec['title']!r} not filed: {exc.line()}")
+
+    def _unlink_links(self, top: Path, rel: str) -> None:
+        """Remove the first symlink on the way from `top` to `rel`: the agent may have linked
+        progress.md (or its folder) to a host file, which ralph would read into the next
+        prompt and append to."""
+        here = top
+        for part in Path(rel).parts:
+            here = here / part
+            if here.is_symlink():
+                here.unlink()
+                self.log(f"removed the link the agent left at {here.relative_to(top)}")
+                return
 
     def rewound(self) -> str | None:
         """A note when the agent's HEAD does not contain the base (`git reset --hard HEAD~1`):

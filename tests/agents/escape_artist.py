@@ -154,6 +154,12 @@ def link_notes() -> None:
     os.symlink(Path(os.environ["HOME"], ".ssh", "id_ed25519"), notes)
 
 
+def link_progress() -> None:
+    """ralph appends to progress.md on the host, and reads it into the next prompt."""
+    Path("progress.md").unlink(missing_ok=True)
+    os.symlink(os.environ["ESCAPE_HOST_FILE"], "progress.md")
+
+
 if "a normal task" not in prompt:
     repo = os.environ.get("ESCAPE_REPO", "")
     attempt("write $HOME/pwned", write_home)
@@ -172,5 +178,6 @@ if "a normal task" not in prompt:
     attempt("setsid sleep", leave_sleeper)
     attempt("plant a symlink as result.json", plant_result_link)
     attempt("link RALPH_NOTES to the ssh key", link_notes)
+    attempt("link progress.md to a host file", link_progress)
 out.write_text("\n".join([f"{task} was here", *lines]) + "\n")
 print(f"edited {out}")
