@@ -341,6 +341,7 @@ class WorkerLoop:
             idle_timeout=self.opt.idle_timeout,
             kill_grace=self.opt.kill_grace,
             on_signal=self._on_signal,
+            wrapper=self.confined is not None,
         )
 
     def _land(
@@ -479,6 +480,7 @@ class WorkerLoop:
                 timeout=self.opt.task_timeout,
                 kill_grace=self.opt.kill_grace,
                 names=(f"{name}.stdout", f"{name}.stderr"),
+                wrapper=self.confined is not None,
             )
             self.control.track(proc)
             try:

@@ -167,6 +167,25 @@ def test_follow_ups_an_agent_files_inside_the_sandbox_are_filed_by_ralph_under_t
     assert "not filed" in result.stderr and "One too many" in result.stderr
 
 
+@needs_bwrap
+def test_a_timed_out_agent_in_the_sandbox_gets_sigterm_and_its_grace(repo: Path):
+    """SIGTERM goes to the agent inside, not to bwrap (which would die and SIGKILL it)."""
+    script = (
+        'mkdir -p out; trap "echo graceful > out/g.txt; exit 3" TERM; '
+        "echo started > out/s.txt; while :; do sleep 0.1; done"
+    )
+    assert ralph(repo, "add", "Slow", "--id", "G1").returncode == 0
+    cmd = shlex.join(["sh", "-c", script])
+    result = ralph(
+        repo, "run", "--agent-cmd", cmd, "--sandbox", "--task-timeout", "2s",
+        "--max-attempts", "1", "--json",
+    )  # fmt: skip
+    assert result.returncode == 13, result.stdout + result.stderr
+    assert json.loads(result.stdout)["tasks"][0]["outcome"] == "timeout"
+    patch = (repo / ".ralph" / "runs" / "G1" / "1" / "changes.patch").read_text()
+    assert "+graceful" in patch and "+started" in patch
+
+
 def test_the_sandbox_table_is_validated_with_the_file_and_key_named():
     settings = parse_settings(
         {"sandbox": {"enabled": False, "network": "none", "allow": ["x.example:8443"]}}
