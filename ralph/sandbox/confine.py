@@ -196,7 +196,11 @@ class Confined:
         notes = read_own(self.agent_dir / NOTES_NAME, NOTES_MAX)
         if notes:  # where the worker reads RALPH_NOTES: a copy, never through the agent's link
             notes_path(self.run_dir).write_bytes(notes)
-        self.head = self.view.finish()
+        try:
+            self.head = self.view.finish()
+        except OSError as exc:  # the agent made its git dir unreadable: no commits to keep
+            self.log(f"could not read the agent's git view: {exc}")
+            self.head = None
         if self.head and self.head != self.base:
             try:
                 self.view.import_commits(self.workspace.root, self.head, ref)
