@@ -120,13 +120,39 @@ def test_a_symlink_in_the_git_view_cannot_pull_another_repositorys_objects_in(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
     env["HOME"] = str(tmp_path / "home")
-    run = [*RALPH, "run", "--agent-cmd", shlex.join(["sh", "-c", script]), "--sandbox", "--json"]
+    run = [*RALPH, "run", "--agent-cmd", shlex.join(["sh", "-c", script]), "--sandbox"]
     assert subprocess.run([*RALPH, "add", "Link", "--id", "L1"], cwd=repo, env=env).returncode == 0
     result = subprocess.run(
-        [*run, *KINDS[kind]], cwd=repo, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert git(repo, "show", "main:out/L1.txt") == "x"
+        [*run, "--max-attempts", "1", *KINDS[kind]], cwd=repo, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    # With the link gone its HEAD names nothing: the attempt fails, nothing lands.
+    assert result.returncode == 13, result.stdout + result.stderr
+    assert "git HEAD unreadable" in result.stderr
     found = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", sha], capture_output=True)
     assert found.returncode != 0, "the other repository's commit was fetched in"
+    git(repo, "fsck", "--no-progress", "--strict")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_agent_that_recreates_its_git_dir_after_a_rewind_lands_nothing(repo: Path, kind: str):
+    """`git reset --hard HEAD~1`, then a fresh `git init` to hide it: the HEAD is unreadable,
+    so the work tree (which undoes the base's commit) is not landed."""
+    base = git(repo, "rev-parse", "main")
+    script = (
+        "cat > /dev/null; git reset -q --hard HEAD~1; gd=$(git rev-parse --absolute-git-dir); "
+        'find "$gd" -mindepth 1 -delete; git init -q; mkdir -p out; echo x > out/R1.txt'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env["HOME"] = str(repo.parent / "home")
+    assert subprocess.run([*RALPH, "add", "Hide", "--id", "R1"], cwd=repo, env=env).returncode == 0
+    run = [*RALPH, "run", "--agent-cmd", shlex.join(["sh", "-c", script]), "--sandbox"]
+    result = subprocess.run(
+        [*run, "--max-attempts", "1", *KINDS[kind]], cwd=repo, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 13, result.stdout + result.stderr
+    assert "git HEAD unreadable" in result.stderr
+    assert git(repo, "rev-parse", "main") == base
+    assert (repo / "NOTES.md").read_text() == "the base's own commit\n"
     git(repo, "fsck", "--no-progress", "--strict")

@@ -239,9 +239,12 @@ class Confined:
 
     def rewound(self) -> str | None:
         """A note when the agent's HEAD does not contain the base (`git reset --hard HEAD~1`):
-        the work tree then undoes the base's commits, which must never land."""
+        the work tree then undoes the base's commits, which must never land. A HEAD that
+        cannot be read (the agent broke or re-created its .git) cannot show it did not."""
         head, base = self.head, self.base
-        if not head or head == base or self.workspace.main.is_ancestor(base, head):
+        if head is None:
+            return "the agent left its git HEAD unreadable, so ralph cannot tell it kept the base"
+        if head == base or self.workspace.main.is_ancestor(base, head):
             return None
         return (
             f"the agent rewound history: its HEAD {head[:10]} does not contain the base "
