@@ -31,6 +31,7 @@ SECTIONS = [
     ("Parallel workers", "bench_parallel.py", []),
     ("Chaos", "bench_chaos.py", ["--pg", "auto"]),
     ("Web dashboard", "bench_web.py", []),
+    ("Sandbox overhead", "bench_sandbox.py", []),
 ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.sandbox.policy import SandboxSettings
 
 PROMPT_MODES = ("stdin", "arg", "file")
 NO_CHANGES = ("done", "fail")
@@ -57,6 +58,7 @@ class Settings:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # see ralph.pricing
     notify: dict[str, Any] = field(default_factory=dict)  # [notify], see ralph.notify
     report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -213,6 +215,10 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             if not isinstance(value.get("write", False), bool):
                 raise ConfigError(f"{source}: report.write must be true or false")
             settings.report = dict(value)
+        elif key == "sandbox":
+            from ralph.sandbox.policy import parse as parse_sandbox
+
+            settings.sandbox = parse_sandbox(value, source)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

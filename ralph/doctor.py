@@ -3,7 +3,8 @@
 Each check answers offline and in well under a second or two: the agent's binary and version
 (against the versions its adapter was tested with), its credentials where the CLI keeps them
 somewhere ralph can look (`codex login status`, gemini's settings and variables, amp's key,
-claude's key or login files), git's identity, a clean tree, and the store.
+claude's key or login files), whether the sandbox works and its policy, git's identity, a clean
+tree, and the store.
 """
 
 from __future__ import annotations
@@ -56,8 +57,30 @@ def run_checks(
         agent.prices = settings.prices
         checks += agent_checks(agent, name, version=True)
         checks += cost_check(agent, name)
+    checks += [sandbox_check(agent, settings, repo)]
     checks += [git_identity(repo), clean_tree(repo), store_check(store_url)]
     return checks
+
+
+def sandbox_check(agent: Agent | None, settings: Any, repo: Path) -> Check:
+    """Whether attempts will run sandboxed, and under which policy (ralph/sandbox)."""
+    from ralph.errors import SandboxUnavailableError
+    from ralph.sandbox.confine import REFUSAL_HINT, Sandbox
+    from ralph.sandbox.policy import wanted
+
+    on, _ = wanted(None, settings.sandbox)
+    if not on:
+        return Check("sandbox", True, "off: agents run unconfined (unsandboxed)")
+    if agent is None:
+        return Check("sandbox", True, "on (no agent to check its policy for)")
+    try:
+        sandbox = Sandbox.resolve(None, settings.sandbox, agent, repo)
+    except SandboxUnavailableError as exc:
+        return Check("sandbox", False, exc.message, REFUSAL_HINT, fatal=True)
+    assert sandbox is not None
+    hosts = f": {', '.join(sandbox.hosts)}" if sandbox.network == "allow" else ""
+    policy = sandbox.describe().removeprefix("sandbox: ")
+    return Check("sandbox", True, f"{policy}{hosts} ({sandbox.exe})")
 
 
 def agent_checks(agent: Agent, name: str, *, version: bool) -> list[Check]:

@@ -162,6 +162,12 @@ class NotifyError(RalphError):
     exit_code = 14
 
 
+class SandboxUnavailableError(RalphError):
+    """The sandbox cannot run here (no bwrap, no user namespaces, not Linux)."""
+
+    exit_code = 15
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
     1: "unexpected error",
@@ -180,4 +186,5 @@ EXIT_CODES: dict[int, str] = {
     "nothing half-done committed",
     13: "`ralph run`: finished, but at least one task ended failed",
     14: "`ralph notify test`: at least one notification URL failed",
+    15: "`ralph run`: the sandbox cannot run here (pass --no-sandbox to run agents unconfined)",
 }

@@ -102,6 +102,7 @@ class AgentProcess:
         names: tuple[str, str] = ("stdout", "stderr"),
         marker: str | None = None,
         track_descendants: bool = True,
+        wrapper: bool = False,
     ):
         self.argv = list(argv)
         self.cwd = cwd
@@ -110,6 +111,10 @@ class AgentProcess:
         self.env = dict(os.environ if env is None else env)
         self.env[reaper.MARKER] = self.marker
         self.track_descendants = track_descendants and reaper.available()
+        # The main process only wraps the real one (bwrap, ralph/sandbox): SIGTERM goes to what
+        # runs inside it, since the wrapper (or its init, a fork of it) would die at once and
+        # take the agent down unwarned; SIGKILL still reaches everything.
+        self.wrapper = wrapper
         self.stdin = stdin
         self.parser = parser or StreamParser()
         self.timeout = timeout
@@ -272,7 +277,12 @@ class AgentProcess:
         if sig == signal.SIGKILL or not reaper.available():
             self._signal_group(sig)  # also reaches a child forked after the scan below
         if reaper.available():
-            reached = reaper.send([self.proc.pid, *self._leftovers()], sig)
+            targets = [self.proc.pid, *self._leftovers()]
+            if self.wrapper and sig == signal.SIGTERM:  # not the wrapper, nor its own forks
+                wrap = reaper.cmdline(self.proc.pid)
+                inner = [pid for pid in targets if reaper.cmdline(pid) != wrap]
+                targets = inner or targets
+            reached = reaper.send(targets, sig)
             if sig == signal.SIGTERM:
                 self._termed.update(reached)
 

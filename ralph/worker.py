@@ -44,7 +44,7 @@ from ralph.prompts import Template, commit_context, commit_message
 from ralph.store import agent_db
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing, Reverify
-from ralph.workspace.git import RefRefusedError, disk_full
+from ralph.workspace.git import RefRefusedError, attempt_ref, disk_full
 
 HOST = os.uname().nodename
 
@@ -105,6 +105,7 @@ class RunOptions:
     max_cost: float | None = None
     max_time: float | None = None
     settings: Settings = field(default_factory=Settings)  # progress memory, prd.json
+    sandbox: Any = None  # ralph.sandbox.confine.Sandbox; None runs agents unconfined
 
 
 def heartbeat_interval(lease: float) -> float:
@@ -130,6 +131,7 @@ class WorkerLoop:
         self._said_paused: str | None = None
         self.asked_to_stop = False
         self._said_waiting: float | None = None
+        self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
 
     def log(self, line: str) -> None:
         self.control.log(f"[{self.opt.worker}] {line}")
@@ -257,14 +259,20 @@ class WorkerLoop:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             base = self.workspace.prepare(task.id, run_no, run_dir)
+            if self.opt.sandbox is not None:  # its git view (and network gate) for this attempt
+                self.confined = self.opt.sandbox.confine(self.workspace, run_dir, base, self.log)
             context = self._context(task, self.workspace.path)
             context["attempt"] += conflicts  # uncounted, but the retry must see the conflict note
             prompt = self.opt.prompt.render(context)
         except RalphError as exc:
+            if self.confined is not None:
+                self.confined.close()
+                self.confined = None
             self._settle_without_attempt(task, claim, "internal_error", exc.line())
             self.control.stop_all(exc.line(), error=exc)
             return
         (run_dir / "prompt.md").write_text(prompt)
+        (run_dir / "sandbox.txt").write_text(self._policy() + "\n")  # the web page's shield
         attempt = self.store.start_attempt(
             task.id,
             attempt=task.attempts + 1,
@@ -284,6 +292,9 @@ class WorkerLoop:
             ) as lease:
                 result = proc.run()
                 self.control.untrack(proc)
+                if self.confined is not None:  # the agent's HEAD and commits, from its git view
+                    self.confined.finish(attempt_ref(task.id, run_no))
+                    self.confined.file_followups(self.store, task.id, self.opt.settings)
                 reaped = result.reaped_note()
                 if reaped:
                     self.log(f"{task.id}: {reaped}")
@@ -307,6 +318,9 @@ class WorkerLoop:
             self.control.untrack(proc)
             if sha is None:
                 self._discard(task, run_no, run_dir)
+            if self.confined is not None:
+                self.confined.close()
+                self.confined = None
             report = proc.parser.report
             end = AttemptEnd(
                 outcome=outcome,
@@ -352,17 +366,21 @@ class WorkerLoop:
             self.log(f"ended {len(ended)} orphaned agent process(es) in {self.workspace.path}")
 
     def _process(self, task: Task, prompt: str, run_dir: Path) -> AgentProcess:
+        argv, env = self.opt.agent.argv(prompt, run_dir / "prompt.md"), self._env(task, run_dir)
+        if self.confined is not None:
+            argv, env = self.confined.wrap(argv, env)
         return AgentProcess(
-            self.opt.agent.argv(prompt, run_dir / "prompt.md"),
+            argv,
             cwd=self.workspace.path,
             out_dir=run_dir,
-            env=self._env(task, run_dir),
+            env=env,
             stdin=self.opt.agent.stdin(prompt),
             parser=self.opt.agent.new_parser(),
             timeout=self.opt.task_timeout,
             idle_timeout=self.opt.idle_timeout,
             kill_grace=self.opt.kill_grace,
             on_signal=self._on_signal,
+            wrapper=self.confined is not None,
         )
 
     def _land(
@@ -376,6 +394,9 @@ class WorkerLoop:
         proc: AgentProcess,
     ) -> tuple[str, str | None, str | None]:
         """Collect, verify, land. Returns (outcome, note, sha of the commit on the target)."""
+        rewound = self.confined.rewound() if self.confined is not None else None
+        if rewound:
+            return "agent_error", rewound, None
         ours = self._remember(task, run_dir)  # in the task's own commit, staged with the rest
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
@@ -457,6 +478,10 @@ class WorkerLoop:
         env.update(self.workspace.agent_env())  # its commits carry the attempt's marker
         return env
 
+    def _policy(self) -> str:
+        """What confines this worker's attempts: "sandbox: bwrap, network=..." or "unsandboxed"."""
+        return self.opt.sandbox.describe() if self.opt.sandbox is not None else "unsandboxed"
+
     def _on_signal(self, sig: AgentSignal) -> None:
         """Runs on a reader thread the moment the parser sees an auth failure or a limit."""
         if sig.kind == "auth_failed":
@@ -492,15 +517,19 @@ class WorkerLoop:
     ) -> tuple[str, str | None]:
         for n, argv in enumerate(self.opt.verify, 1):
             name = f"verify-{n}" + ("-rebased" if again else "")
+            launch, env = argv, self._env(task, run_dir)
+            if self.confined is not None:
+                launch, env = self.confined.wrap_verify(argv, env, cwd)
             proc = AgentProcess(
-                argv,
+                launch,
                 cwd=cwd,
                 out_dir=run_dir,
                 stdin=None,
-                env=self._env(task, run_dir),
+                env=env,
                 timeout=self.opt.task_timeout,
                 kill_grace=self.opt.kill_grace,
                 names=(f"{name}.stdout", f"{name}.stderr"),
+                wrapper=self.confined is not None,
             )
             self.control.track(proc)
             try:
@@ -631,5 +660,6 @@ class WorkerLoop:
             "output_tokens": report.output_tokens,
             "session_id": report.session_id,
             "num_turns": report.num_turns,
+            "sandbox": self._policy(),
         }
         (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -77,6 +77,9 @@ def chaos_env(base: Path, db: str, **extra: str) -> dict[str, str]:
     env.update(
         HOME=str(base / "home"),
         RALPH_DB=db,
+        # The chaos agent logs its launches to CHAOS_LAUNCHES outside the workspace, which the
+        # sandbox hides: these runs measure crashes, not confinement.
+        RALPH_SANDBOX="off",
         CHAOS_LAUNCHES=str(base / "launches.txt"),
         CHAOS_HOOK_LOG=str(base / "hook-kills.txt"),
         **extra,

@@ -14,6 +14,9 @@ import pytest
 # The suite starts ralph as a subprocess hundreds of times. Where the environment forbids
 # bytecode caches, every start would compile ralph's modules again; let the children write them.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# Agents run unsandboxed unless a test turns the sandbox on (tests/test_sandbox*.py, and the
+# README's golden path, which runs with the default): existing tests keep their behaviour.
+os.environ.setdefault("RALPH_SANDBOX", "off")
 
 try:  # tests/ is on sys.path (rootdir-relative conftest, no tests/__init__.py)
     from pgserver import PgServer, in_ci, start_server

@@ -21,6 +21,7 @@ SECTIONS = [
     "## Crash recovery",
     "## Worker memory",
     "## Parallel workers",
+    "## Sandbox overhead",
 ]
 TABLES = [
     "### Hot CLI start",
@@ -32,6 +33,7 @@ TABLES = [
     "### Crash recovery",
     "### Worker memory",
     "### Parallel workers",
+    "### Sandbox overhead per attempt",
 ]
 
 

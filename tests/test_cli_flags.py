@@ -70,7 +70,9 @@ def test_dash_w_is_workers_wherever_workers_exists():
 def test_run_dash_w_3_runs_three_workers(tmp_path: Path):
     root = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t")
     env.update(GIT_COMMITTER_EMAIL="t@t")
     subprocess.run(["git", "-C", str(root), "commit", "-q", "--allow-empty", "-m", "s"], env=env)
@@ -171,7 +173,9 @@ def test_chained_markdown_import_leaves_done_items_unblocked(tmp_path: Path):
 def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["HOME"] = str(tmp_path / "home")
     for key, value in (("user.name", "Test"), ("user.email", "t@example.invalid")):
         subprocess.run(["git", "-C", str(root), "config", key, value], check=True)

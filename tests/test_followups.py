@@ -101,7 +101,9 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (root / "README.md").write_text("hello\n")
     subprocess.run(["git", "-C", str(root), "add", "README.md"], check=True)
     subprocess.run(["git", "-C", str(root), "commit", "-q", "-m", "start"], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["HOME"] = str(tmp_path / "home")
     return root, env
 

@@ -28,7 +28,9 @@ def git(root: Path, *args: str) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["HOME"] = str(tmp_path / "home")
     return env
 

@@ -42,7 +42,9 @@ def test_a_prd_run_sets_passes_and_carries_learnings_to_the_next_agent(
     repo = init_repo(tmp_path / "repo", {"prd.json": json.dumps(PRD, indent=2) + "\n"})
     prompts = tmp_path / "prompts"
     prompts.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env.update(HOME=str(tmp_path / "home"), LEARNER_PROMPTS=str(prompts))
     assert ralph(repo, env, "import", "prd.json", "--apply").returncode == 0
     git(repo, "add", "ralph.toml")

@@ -66,7 +66,9 @@ def test_status_stats_and_logs_while_a_real_run_works_and_after(tmp_path: Path):
     root, gate = tmp_path / "repo", tmp_path / "gate"
     root.mkdir()
     gate.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env.update(HOME=str(tmp_path / "home"), GATE_DIR=str(gate))
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "Test")

@@ -151,7 +151,11 @@ def zoo(request: pytest.FixtureRequest, tmp_path: Path) -> Zoo:
         files[f"a_{task_id}.txt"] = f"rename me ({task_id})\n"
         files[f"rm_{task_id}.txt"] = f"delete me ({task_id})\n"
     root = init_repo(tmp_path / "repo", files)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RALPH_", "ZOO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RALPH_", "ZOO_")) or k == "RALPH_SANDBOX"
+    }
     run_id = uuid.uuid4().hex
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()

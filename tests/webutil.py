@@ -89,7 +89,9 @@ def request(
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The test's environment without any RALPH_ setting, with its own HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["HOME"] = str(home)
     env.update(extra)
     return env

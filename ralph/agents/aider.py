@@ -95,6 +95,10 @@ class Aider(Agent):
     cost_source = "reported"
     tested_versions = ("0.86.",)
     setup = ("set model below and that provider's key (else aider waits for a browser login)",)
+    api_hosts = ("api.anthropic.com", "api.openai.com", "openrouter.ai")
+    base_url_vars = ("ANTHROPIC_BASE_URL", "OPENAI_API_BASE", "OPENAI_BASE_URL")
+    env_prefixes = ("AIDER_", "ANTHROPIC_", "OPENAI_", "OPENROUTER_", "GEMINI_", "DEEPSEEK_")
+    home_paths = (".aider",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [

@@ -42,6 +42,10 @@ class Amp(Agent):
     cost_source = "reported"
     tested_versions = ("0.0.",)
     setup = ("set AMP_API_KEY or run `amp login`",)
+    api_hosts = ("ampcode.com",)
+    base_url_vars = ("AMP_URL",)
+    env_prefixes = ("AMP_",)
+    home_paths = (".amp", ".config/amp", ".local/share/amp", ".cache/amp")
 
     def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)

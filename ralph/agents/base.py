@@ -132,6 +132,13 @@ class Agent:
     tested_versions: ClassVar[tuple[str, ...]] = ()
     # What a user sets up once for this CLI (`ralph init` writes these lines as comments).
     setup: ClassVar[tuple[str, ...]] = ()
+    # The sandbox (ralph/sandbox): the hosts this CLI's API lives on, the variables that point
+    # it elsewhere, the prefixes of its credential variables (none: a command agent, which gets
+    # no secrets), and what under $HOME it writes (bound back writable: its login keeps working).
+    api_hosts: ClassVar[tuple[str, ...]] = ()
+    base_url_vars: ClassVar[tuple[str, ...]] = ()
+    env_prefixes: ClassVar[tuple[str, ...]] = ()
+    home_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -168,6 +175,25 @@ class Agent:
 
     def new_parser(self) -> StreamParser:
         return self.configure(StreamParser())
+
+    def sandbox_hosts(self, env: Mapping[str, str]) -> list[str]:
+        """host:port the sandbox lets it reach: its API hosts and any base URL it is given."""
+        from ralph.sandbox.policy import host_port, url_host_port
+
+        hosts = [host_port(h) for h in self.api_hosts]
+        for var in self.base_url_vars:
+            found = url_host_port(env[var]) if env.get(var) else None
+            if found:
+                hosts.append(found)
+        return hosts
+
+    def in_sandbox(self, argv: list[str]) -> list[str]:
+        """The argv to launch inside ralph's sandbox (an adapter drops its own sandbox there)."""
+        return argv
+
+    def sandbox_env_names(self) -> list[str]:
+        """Exact variable names it needs beyond `env_prefixes` (codex: a provider's env_key)."""
+        return []
 
     def configure(self, parser: StreamParser) -> StreamParser:
         """Hand the parser what it needs to price tokens and name the fix for auth failures."""

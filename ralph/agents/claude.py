@@ -153,6 +153,10 @@ class Claude(Agent):
     cost_source = "reported"
     tested_versions = ("2.1.",)
     setup = ("run `claude` once and /login, or set ANTHROPIC_API_KEY",)
+    api_hosts = ("api.anthropic.com",)
+    base_url_vars = ("ANTHROPIC_BASE_URL",)
+    env_prefixes = ("ANTHROPIC_", "CLAUDE_")
+    home_paths = (".claude", ".claude.json")
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [

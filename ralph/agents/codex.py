@@ -96,6 +96,39 @@ class Codex(Agent):
         '  "-c", \'model_providers.p.wire_api="responses"\']',
     )
 
+    api_hosts = ("api.openai.com", "chatgpt.com", "auth.openai.com")
+    base_url_vars = ("OPENAI_BASE_URL",)
+    env_prefixes = ("OPENAI_", "CODEX_")
+    home_paths = (".codex",)
+
+    def sandbox_hosts(self, env: Mapping[str, str]) -> list[str]:
+        """Its own hosts plus the base_url of a provider given in its `-c` overrides."""
+        from ralph.sandbox.policy import url_host_port
+
+        hosts = super().sandbox_hosts(env)
+        provider = _override(self.args, "model_provider")
+        url = _override(self.args, f"model_providers.{provider}.base_url") if provider else None
+        found = url_host_port(url) if url else None
+        return [*hosts, found] if found else hosts
+
+    def in_sandbox(self, argv: list[str]) -> list[str]:
+        """Under ralph's bwrap, codex's own `--sandbox workspace-write` cannot set itself up
+        (no nested namespaces, no capabilities): its commands failed and the model was told so.
+        ralph's sandbox is the outer one and confines it the same way, so codex runs with
+        `danger-full-access` inside it."""
+        out = list(argv)
+        for i in range(len(out) - 1):
+            if out[i] == "--sandbox" and out[i + 1] == "workspace-write":
+                out[i + 1] = "danger-full-access"
+                break
+        return out
+
+    def sandbox_env_names(self) -> list[str]:
+        """A custom provider's key variable (`model_providers.<p>.env_key`)."""
+        provider = _override(self.args, "model_provider")
+        var = _override(self.args, f"model_providers.{provider}.env_key") if provider else None
+        return [var] if var else []
+
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # workspace-write lets it edit the checkout but not .git, which suits ralph committing.
         argv = [

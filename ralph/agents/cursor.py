@@ -36,6 +36,9 @@ class Cursor(Agent):
     install_hint = "curl https://cursor.com/install -fsS | bash, then `cursor-agent login`"
     auth_fix = "run `cursor-agent login` or set CURSOR_API_KEY"
     cost_source = "estimated"
+    api_hosts = ("api2.cursor.sh", "api.cursor.sh", "cursor.com")
+    env_prefixes = ("CURSOR_",)
+    home_paths = (".cursor", ".config/cursor")
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # --force: run commands and writes without asking; there is nobody to ask.

@@ -131,6 +131,16 @@ class Gemini(Agent):
         "set GEMINI_API_KEY and, in ~/.gemini/settings.json,",
         '{"security": {"auth": {"selectedType": "gemini-api-key"}}} (else gemini exits 41)',
     )
+    # The API, and the Google login hosts its oauth-personal / Code Assist auth talks to.
+    api_hosts = (
+        "generativelanguage.googleapis.com",
+        "cloudcode-pa.googleapis.com",
+        "oauth2.googleapis.com",
+        "accounts.google.com",
+    )
+    base_url_vars = ("GOOGLE_GEMINI_BASE_URL", "GEMINI_BASE_URL")
+    env_prefixes = ("GEMINI_", "GOOGLE_")
+    home_paths = (".gemini",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # Headless gemini exits (55) in a folder the user never trusted unless told --skip-trust.

@@ -99,6 +99,10 @@ class Opencode(Agent):
     auth_fix = "run `opencode auth login`, or set the key of the provider in opencode.json"
     cost_source = "reported"
     tested_versions = ("1.18.",)
+    api_hosts = ("api.anthropic.com", "api.openai.com", "opencode.ai", "models.dev")
+    base_url_vars = ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL")
+    env_prefixes = ("OPENCODE_", "ANTHROPIC_", "OPENAI_")
+    home_paths = (".config/opencode", ".local/share/opencode", ".local/state/opencode")
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         # --auto: approve tool permissions without a person to ask (like claude's skip flag).

@@ -16,7 +16,7 @@ def doctor(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Check the agent CLI (installed, version, credentials), git and the task store.
+    """Check the agent CLI (installed, version, credentials), the sandbox, git and the store.
 
     Prints one line per check and the fix for each failure; exits 0 when all pass, else with
     the configuration error code (8).

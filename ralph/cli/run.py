@@ -62,6 +62,7 @@ class Flags:
     remote: str | None = None
     target: str | None = None
     push_branches: bool = False
+    sandbox: bool | None = None
 
 
 AgentOpt = Annotated[
@@ -179,6 +180,15 @@ AllowDirtyOpt = Annotated[
         "--allow-dirty", help="Start on a working tree with uncommitted changes (left untouched)."
     ),
 ]
+SandboxOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--sandbox/--no-sandbox",
+        help="Run each attempt in a bubblewrap sandbox confined to its workspace. "
+        "[default: on where it works; RALPH_SANDBOX=on|off, [sandbox] enabled]",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")]
 WorkersOpt = Annotated[
@@ -254,6 +264,7 @@ def run(
     watch: WatchOpt = False,
     dry_run: DryRunOpt = False,
     allow_dirty: AllowDirtyOpt = False,
+    sandbox: SandboxOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     workers: WorkersOpt = 1,
@@ -273,7 +284,7 @@ def run(
       ralph run --remote origin --agent claude     # on each host, one shared RALPH_DB
     Exit codes: 0 drained or cap reached, 8 config, 9 git tree, 10 agent auth failed,
     11 too many failures in a row, 12 stopped by a signal while an agent worked,
-    13 some task ended failed.
+    13 some task ended failed, 14 the sandbox cannot run here.
     """
     flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
     flags.verify = verify or []
@@ -301,6 +312,7 @@ def worker_start(
     max_attempts: MaxAttemptsOpt = None,
     verify: VerifyOpt = None,
     allow_dirty: AllowDirtyOpt = False,
+    sandbox: SandboxOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     remote: RemoteOpt = None,
@@ -493,6 +505,12 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         from ralph.doctor import preflight
 
         preflight(agent, root)
+    sandbox = None
+    if not flags.dry_run:
+        from ralph.sandbox.confine import Sandbox
+
+        ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
+        sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
     prompt = load_prompt(root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
     sample = sample_context(root, worker, agent_name, settings.vars)
@@ -536,6 +554,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         max_cost=flags.max_cost,
         max_time=max_time,
         settings=settings,
+        sandbox=sandbox,
     )
     store = session.store()
     store.max_expiries = settings.max_expiries

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sys
 import time
@@ -94,6 +96,16 @@ def add(
         return
     if title is None:
         raise errors.UsageError("missing TITLE", hint='ralph add "What to do"')
+    relay = os.environ.get("RALPH_FOLLOWUPS")
+    if relay and discovered_from:  # inside ralph's sandbox: ralph files it after the agent
+        from ralph.sandbox import followups
+
+        spec = {"title": title, "description": description, "priority": priority,
+                "parent": parent, "blocked_by": blocked_by or [], "requires": requires or [],
+                "labels": label or [], "id": task_id}  # fmt: skip
+        followups.queue(Path(relay), spec)
+        echo(f"Queued {title!r}: ralph files it as a follow-up of {discovered_from} when you exit")
+        return
     task = store(create=True).add(
         title,
         description=description,
@@ -179,6 +191,18 @@ def list_(
         render_tasks(tasks)
 
 
+def _sandbox_of(attempts: list[Any]) -> str | None:
+    """The policy the last attempt ran under, from its result.json ("sandbox: bwrap, ..." or
+    "unsandboxed"); None before any attempt ended."""
+    for attempt in reversed(attempts):
+        try:
+            data = json.loads((Path(attempt.run_dir or "") / "result.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(data.get("sandbox") or "unsandboxed")
+    return None
+
+
 def show(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     as_json: JsonFlag = False,
@@ -197,6 +221,7 @@ def show(
 
     ran = s.attempts(task_id)
     spent = cost_of(ran)
+    sandbox = _sandbox_of(ran)
     if as_json:
         emit_json(
             {
@@ -205,6 +230,7 @@ def show(
                 **spent,
                 **{f"{k}_status": v for k, v in relations.items()},
                 "claim": claim.to_dict() if claim else None,
+                "sandbox": sandbox,
             }
         )
         return
@@ -224,6 +250,7 @@ def show(
         ("attempts", f"{task.attempts} ({len(ran)} agent launches)" if ran else ""),
         ("cost", cost_text(spent["cost_usd"], spent["unknown_cost"]) if ran else ""),
         ("last error" if task.status != "done" else "earlier error", task.last_error or ""),
+        ("sandbox", (sandbox or "").removeprefix("sandbox: ")),
         ("blocked by", _with_status(relations["blocked_by"])),
         ("blocks", _with_status(relations["blocks"])),
         ("children", _with_status(relations["children"])),

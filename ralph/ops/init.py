@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,8 @@ started by ralph (the prompt names a task id, and `RALPH_TASK_ID` is set):
 HELP: dict[str, str] = {
     "agent": "The agent `ralph run` launches (see the [agents.*] tables below).",
     "agents": "Per-agent settings: the [agents.NAME] tables at the end of this file.",
+    "sandbox": "The bubblewrap sandbox each attempt runs in (on where it works; enabled = "
+    "false runs agents unconfined); network: allow (the agent's API hosts + allow), none, open.",
     "prompt": "Prompt template (jinja2). Unset: prompts/task.md.j2, else the built-in one.",
     "commit_message": "Commit message template (jinja2: task, agent, worker, cost, vars).",
     "verify": "Commands that must pass after the agent finishes, before ralph commits.",
@@ -219,7 +221,10 @@ def config_template() -> str:
     for f in fields(Settings):
         if f.name in ("source", "agents", "vars"):
             continue
-        out += _setting(f.name, getattr(defaults, f.name))
+        value = getattr(defaults, f.name)
+        if is_dataclass(value):  # [sandbox]: an inline table of its set keys
+            value = {k: v for k, v in asdict(value).items() if v is not None}  # type: ignore[arg-type]
+        out += _setting(f.name, value)
     out += _setting("vars", defaults.vars)
     out.append(f"# {HELP['agents']} Keys of each:")
     out += [f"#   {key:<12} {AGENT_HELP[key]}" for key in SETTINGS]

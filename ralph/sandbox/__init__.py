@@ -1,1 +1,1 @@
-"""The per-attempt sandbox: bubblewrap confinement, the filtered environment and the network gate."""
+"""The per-attempt sandbox: bubblewrap confinement, the filtered environment, the network gate."""

@@ -24,6 +24,15 @@ CHART_DAYS = 14
 FILTER_STATUSES = (*STATUSES, *PAGE_STATES)
 
 
+def attempt_sandbox(run_dir: str | None) -> str | None:
+    """The policy a running attempt is confined by ("sandbox: bwrap, network=allow (1 host)" or
+    "unsandboxed"), as its worker wrote it in the run dir; None when not known here."""
+    try:
+        return (Path(run_dir or "") / "sandbox.txt").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
     """Workers with what they run, the queue, the pause switch and the last events."""
     now = time.time() if now is None else now
@@ -55,6 +64,7 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
                 "elapsed_s": round(now - attempt.started_at, 1) if attempt else None,
                 "cost_usd": spent.get(w.name, {}).get("cost_usd"),  # None: unknown
                 "stop_requested": w.stop_requested,
+                "sandbox": attempt_sandbox(attempt.run_dir) if attempt else None,
             }
         )
     counts = store.status_counts()

@@ -212,6 +212,9 @@ class GitWorkspace:
     root: Path  # the repository (where .ralph/ lives)
     path: Path  # where the agent works
     target: str
+    # Where a sandboxed agent left HEAD (its own git dir, ralph/sandbox/gitview.py); None: the
+    # workspace's HEAD is the agent's.
+    agent_head: Callable[[], str | None] | None = None
 
     def __init__(self, root: Path, path: Path, target: str):
         self.root, self.path, self.target = root, path, target
@@ -272,6 +275,10 @@ class GitWorkspace:
         """Where the attempt's result is taken from: the base (a single checkout moves it past
         commits that are not the agent's, which stay)."""
         return base
+
+    def _agent_head(self, g: Git) -> str | None:
+        """The commit the agent left HEAD at (from its sandbox git view when it had one)."""
+        return self.agent_head() if self.agent_head is not None else g.rev("HEAD")
 
     def _point_head_back(self, g: Git, base: str) -> None:
         """Make HEAD what the workspace expects again, touching no file (subclasses say how)."""
@@ -346,7 +353,7 @@ class GitWorkspace:
         repairs += self._take_back_replacements(g, task_id, attempt)
         refused = self._take_back_stash(g, task_id, attempt)
         base = self.base = self._effective_base(g, base, repairs)
-        head = g.rev("HEAD")
+        head = self._agent_head(g)
         rewound = head is not None and head != base and not g.is_ancestor(base, head)
         kept = self._keep_agent_commits(g, task_id, attempt, base, head)
         subjects = g.subjects(base, head) if kept and head and not rewound else []
@@ -448,7 +455,7 @@ class GitWorkspace:
         if stash:
             kept.append(stash)
         base = self.base = self._effective_base(g, base, kept)
-        ref = self._keep_agent_commits(g, task_id, attempt, base, g.rev("HEAD"))
+        ref = self._keep_agent_commits(g, task_id, attempt, base, self._agent_head(g))
         if ref:
             kept.append(ref)
             self._point_head_back(g, base)

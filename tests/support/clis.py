@@ -30,7 +30,9 @@ def require(cli: str) -> str:
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without agent credentials, HOME at `home`, a git identity."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED) or k == "RALPH_SANDBOX"
+    }
     env.update(HOME=str(home), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
                CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", **extra)  # fmt: skip
