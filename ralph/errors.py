@@ -179,7 +179,8 @@ EXIT_CODES: dict[int, str] = {
     7: "task store unusable (not a database, corrupted, bad URL, unreachable server) or none "
     "yet (a read command outside a project: run `ralph init`)",
     8: "configuration error (ralph.toml, templates, agents)",
-    9: "git working tree unusable (not a repository, uncommitted changes, git failed)",
+    9: "git working tree unusable (not a repository, uncommitted changes, another run in this "
+    "checkout, git failed, disk full)",
     10: "`ralph run`: an agent could not authenticate; every worker stopped",
     11: "`ralph run`: too many consecutive failures opened the circuit breaker",
     12: "`ralph run`: stopped by SIGTERM/SIGINT/SIGHUP while an agent worked; claims released, "

@@ -284,7 +284,7 @@ def run(
       ralph run --remote origin --agent claude     # on each host, one shared RALPH_DB
     Exit codes: 0 drained or cap reached, 8 config, 9 git tree, 10 agent auth failed,
     11 too many failures in a row, 12 stopped by a signal while an agent worked,
-    13 some task ended failed, 14 the sandbox cannot run here.
+    13 some task ended failed, 15 the sandbox cannot run here.
     """
     flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
     flags.verify = verify or []
