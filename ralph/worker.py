@@ -37,6 +37,7 @@ from ralph.errors import (
 )
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
+from ralph.ops.show import write_snapshot
 from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify, landing_failure
 from ralph.outcomes import note as failure_note
 from ralph.process import AgentProcess, ProcessResult
@@ -261,6 +262,7 @@ class WorkerLoop:
             base = self.workspace.prepare(task.id, run_no, run_dir)
             if self.opt.sandbox is not None:  # its git view (and network gate) for this attempt
                 self.confined = self.opt.sandbox.confine(self.workspace, run_dir, base, self.log)
+                write_snapshot(self.store, task.id, self.confined.agent_dir)  # `ralph show`
             context = self._context(task, self.workspace.path)
             context["attempt"] += conflicts  # uncounted, but the retry must see the conflict note
             prompt = self.opt.prompt.render(context)

@@ -121,6 +121,36 @@ def test_an_agent_cannot_reach_the_store_and_its_ralph_add_fails_loudly(repo: Pa
 
 @needs_bwrap
 @pytest.mark.parametrize("workers", ["1", "2"])
+def test_ralph_show_of_its_own_task_works_inside_the_sandbox_and_no_other(repo: Path, workers: str):
+    """The store is out of reach, yet `ralph show $RALPH_TASK_ID` (CLAUDE.md tells agents to run
+    it) prints the task as outside, from what the worker left in the attempt's folder."""
+    script = (
+        "cat > /dev/null; mkdir -p out; "
+        '"$0" -m ralph show "$RALPH_TASK_ID" > "out/$RALPH_TASK_ID.txt"'
+        ' && "$0" -m ralph show --json "$RALPH_TASK_ID" > "out/$RALPH_TASK_ID.json"'
+        ' && { "$0" -m ralph show OTHER 2> "out/$RALPH_TASK_ID.err"; echo "other=$?" >> '
+        '"out/$RALPH_TASK_ID.err"; }'
+    )
+    assert ralph(repo, "add", "Blocker", "--id", "B1").returncode == 0
+    assert ralph(repo, "add", "Shown", "--id", "S1", "-d", "line one").returncode == 0
+    assert ralph(repo, "add", "Later", "--id", "L1", "--blocked-by", "S1").returncode == 0
+    assert ralph(repo, "add", "Someone else", "--id", "OTHER").returncode == 0
+    cmd = shlex.join(["sh", "-c", script, sys.executable])
+    result = ralph(
+        repo, "run", "--agent-cmd", cmd, "--sandbox", "--json", "--workers", workers,
+        "--max-tasks", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = git(repo, "show", "main:out/S1.txt")
+    assert text.startswith("S1: Shown") and "line one" in text and "L1 (open)" in text
+    doc = json.loads(git(repo, "show", "main:out/S1.json"))
+    assert doc["id"] == "S1" and doc["claim"]["worker"] and doc["blocks_status"][0]["id"] == "L1"
+    err = git(repo, "show", "main:out/S1.err")
+    assert "only this attempt's task" in err and err.endswith("other=7")
+
+
+@needs_bwrap
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_verify_commands_run_in_the_sandbox_too(repo: Path, workers: str):
     home = repo.parent / "home"
     (home / ".ssh").mkdir(parents=True)

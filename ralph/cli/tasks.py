@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,15 +12,12 @@ import typer
 
 from ralph import errors
 from ralph.cli.common import (
-    claim_line,
     echo,
     emit_json,
     render_tasks,
     store,
-    task_flags,
     tasks_json,
 )
-from ralph.models import iso
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Labels = Annotated[list[str] | None, typer.Option("--label", "-l", help="A label (repeatable).")]
@@ -191,18 +186,6 @@ def list_(
         render_tasks(tasks)
 
 
-def _sandbox_of(attempts: list[Any]) -> str | None:
-    """The policy the last attempt ran under, from its result.json ("sandbox: bwrap, ..." or
-    "unsandboxed"); None before any attempt ended."""
-    for attempt in reversed(attempts):
-        try:
-            data = json.loads((Path(attempt.run_dir or "") / "result.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return str(data.get("sandbox") or "unsandboxed")
-    return None
-
-
 def show(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     as_json: JsonFlag = False,
@@ -213,60 +196,22 @@ def show(
     Example:
       ralph show rl-3k9x2a7b
     """
-    s = store()
-    task = s.get(task_id)
-    relations = s.relations(task_id)
-    claim = s.active_claim(task_id)
-    from ralph.ops.stats import cost_of, cost_text
+    from ralph.ops import show as shown
 
-    ran = s.attempts(task_id)
-    spent = cost_of(ran)
-    sandbox = _sandbox_of(ran)
-    if as_json:
-        emit_json(
-            {
-                **task.to_dict(),
-                "launches": len(ran),  # every agent run; "attempts" counts the counted ones
-                **spent,
-                **{f"{k}_status": v for k, v in relations.items()},
-                "claim": claim.to_dict() if claim else None,
-                "sandbox": sandbox,
-            }
-        )
+    snapshot = os.environ.get(shown.SNAPSHOT_VAR)
+    if snapshot:  # inside ralph's sandbox: the store is out of reach, the task was left here
+        if task_id != os.environ.get("RALPH_TASK_ID"):
+            raise errors.StoreError(
+                f"inside ralph's sandbox only this attempt's task can be shown, not {task_id}",
+                hint="ralph show $RALPH_TASK_ID",
+            )
+        sys.stdout.write(Path(snapshot, "show.json" if as_json else "show.txt").read_text())
         return
-    now = time.time()
-    rows = [
-        (
-            "status",
-            f"{task.status} ({task_flags(task, now) or 'not ready'})"
-            if task.status == "open"
-            else task.status,
-        ),
-        ("priority", str(task.priority)),
-        ("parent", task.parent or ""),
-        ("found in", task.discovered_from or ""),
-        ("labels", ", ".join(task.labels)),
-        ("requires", ", ".join(task.requires)),
-        ("attempts", f"{task.attempts} ({len(ran)} agent launches)" if ran else ""),
-        ("cost", cost_text(spent["cost_usd"], spent["unknown_cost"]) if ran else ""),
-        ("last error" if task.status != "done" else "earlier error", task.last_error or ""),
-        ("sandbox", (sandbox or "").removeprefix("sandbox: ")),
-        ("blocked by", _with_status(relations["blocked_by"])),
-        ("blocks", _with_status(relations["blocks"])),
-        ("children", _with_status(relations["children"])),
-        ("claim", claim_line(claim, now) if claim else ""),
-        ("created", iso(task.created_at) or ""),
-        ("done", iso(task.done_at) or ""),
-    ]
-    lines = [f"{task.id}: {task.title}"]
-    lines += [f"  {name + ':':<12}{value}" for name, value in rows if value]
-    if task.description:
-        lines += ["", *("  " + line for line in task.description.splitlines())]
-    echo("\n".join(lines))
-
-
-def _with_status(items: list[dict[str, str]]) -> str:
-    return ", ".join(f"{i['id']} ({i['status']})" for i in items)
+    doc, text = shown.describe(store(), task_id)
+    if as_json:
+        emit_json(doc)
+    else:
+        echo(text)
 
 
 def update(

@@ -20,6 +20,7 @@ from typing import Any
 
 from ralph.errors import RalphError, SandboxUnavailableError
 from ralph.memory import NOTES_MAX_CHARS, notes_path
+from ralph.ops.show import SNAPSHOT_VAR
 from ralph.sandbox import bwrap, followups
 from ralph.sandbox.envfilter import filter_env, without_password
 from ralph.sandbox.gitview import GitView
@@ -166,6 +167,7 @@ class Confined:
         if "RALPH_DB" in inner:
             inner["RALPH_DB"] = without_password(inner["RALPH_DB"])
         inner[followups.VAR] = str(self.agent_dir / followups.FILE)  # `ralph add` queues there
+        inner[SNAPSHOT_VAR] = str(self.agent_dir)  # `ralph show $RALPH_TASK_ID` reads it there
         inner["RALPH_NOTES"] = str(self.agent_dir / NOTES_NAME)  # copied out by finish()
         prefix, proxy = self._proxy
         inner.update(proxy)
