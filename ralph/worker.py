@@ -405,6 +405,12 @@ class WorkerLoop:
             self.log(f"{task.id}: {line}")
         if collected.refused:  # a git side door, or the user's own paths touched
             return collected.refused_as, collected.refused, None
+        if self.confined is not None:
+            edited = self.confined.settings_edited(
+                collected.tree, [c.path for c in collected.changes]
+            )
+            if edited:
+                return "agent_error", edited, None
         if not [c for c in collected.changes if c.path not in ours]:
             lease.check()
             hidden = self.workspace.hidden_work(collected.base)

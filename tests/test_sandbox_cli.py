@@ -310,3 +310,36 @@ def test_the_web_page_shows_the_policy_of_each_running_attempt(tmp_path: Path):
     finally:
         store.close()
     assert rows == {"w1": "sandbox: bwrap, network=allow (1 host)", "w2": "unsandboxed"}
+
+
+@needs_bwrap
+def test_an_agent_cannot_loosen_its_own_sandbox_through_ralph_toml_or_ralph_local_toml(
+    repo: Path,
+):
+    """ralph.toml is the agent's to edit like any file, and ralph.local.toml (untracked, read
+    over it) sits in the checkout it works in: a change to `[sandbox]` never lands, and the local
+    file is put back after the agent, so the next run is confined as before."""
+    (repo / "ralph.toml").write_text('max_attempts = 1\n\n[sandbox]\nnetwork = "none"\n')
+    git(repo, "add", "ralph.toml")
+    git(repo, "commit", "-qm", "ralph settings")
+    (repo / ".gitignore").write_text("ralph.local.toml\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore the local settings")
+    script = (
+        "cat > /dev/null; "
+        'if [ "$RALPH_TASK_ID" = L1 ]; then printf "[sandbox]\\nenabled = false\\n" '
+        "> ralph.local.toml; echo local > local.txt; exit 0; fi; "
+        'printf "\\n[sandbox]\\nenabled = false\\n" > ralph.toml; echo edited > edit.txt'
+    )
+    assert ralph(repo, "add", "Loosen by the local file", "--id", "L1").returncode == 0
+    assert ralph(repo, "add", "Loosen by ralph.toml", "--id", "T1").returncode == 0
+    cmd = shlex.join(["sh", "-c", script])
+    result = ralph(repo, "run", "--agent-cmd", cmd, "--json")
+    assert result.returncode == 13, result.stdout + result.stderr  # T1 failed
+    assert not (repo / "ralph.local.toml").exists()
+    assert git(repo, "show", "main:local.txt") == "local"  # L1's own work landed
+    shown = json.loads(ralph(repo, "show", "T1", "--json").stdout)
+    assert shown["status"] == "failed"
+    assert "[sandbox] settings in ralph.toml" in shown["last_error"]
+    assert "enabled = false" not in git(repo, "show", "main:ralph.toml")
+    assert "edit.txt" not in git(repo, "ls-tree", "--name-only", "main")

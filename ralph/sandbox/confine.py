@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ralph.config import LOCAL_NAME
 from ralph.errors import RalphError, SandboxUnavailableError
 from ralph.memory import NOTES_MAX_CHARS, notes_path
 from ralph.ops.show import SNAPSHOT_VAR
@@ -116,6 +117,8 @@ class Confined:
         self.agent_dir.mkdir(parents=True, exist_ok=True)
         self.view = GitView(workspace.path, run_dir, base)
         self.view.create()
+        self.local = workspace.path / LOCAL_NAME  # untracked, read over ralph.toml: guarded
+        self.local_before = _read_bytes(self.local)
         self.head: str | None = None
         self.gate: Any = None
         self.net_dir: Path | None = None
@@ -195,6 +198,11 @@ class Confined:
         under `ref`; collect told where HEAD is. Returns that HEAD."""
         for rel in self.sandbox.ours:  # ralph appends to these on the host: never via a link
             self._unlink_links(self.workspace.path, rel)
+        if _read_bytes(self.local) != self.local_before:  # it would set the next run's sandbox
+            self.local.unlink(missing_ok=True)
+            if self.local_before is not None:
+                self.local.write_bytes(self.local_before)
+            self.log(f"sandbox: put back {LOCAL_NAME} (changed by the agent)")
         notes = read_own(self.agent_dir / NOTES_NAME, NOTES_MAX)
         if notes:  # where the worker reads RALPH_NOTES: a copy, never through the agent's link
             notes_path(self.run_dir).write_bytes(notes)
@@ -253,6 +261,18 @@ class Confined:
             f"{base[:10]} (kept under refs/ralph/attempts/)"
         )
 
+    def settings_edited(self, tree: str, paths: list[str]) -> str | None:
+        """A note when the agent's result changes ralph's [sandbox] settings (see policy)."""
+        from ralph.sandbox.policy import sandbox_edited
+
+        def read(rev: str, path: str) -> bytes | None:
+            try:
+                return self.workspace.main("cat-file", "blob", f"{rev}:{path}").encode()
+            except Exception:  # no such file at that revision
+                return None
+
+        return sandbox_edited(read, self.base, tree, paths)
+
     def close(self) -> None:
         """Stop the gate, drop the view; collect reads the workspace's own HEAD again."""
         self.workspace.agent_head = None
@@ -289,3 +309,10 @@ def _expand(path: str, root: Path) -> str:
     """`~/x` under the real home, a relative path under the project root."""
     p = Path(os.path.expanduser(path))
     return str(p if p.is_absolute() else root / p)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """A file's bytes, or None when it is missing or not a plain file (a link is not read)."""
+    if path.is_symlink():
+        return b"<symlink>"
+    return path.read_bytes() if path.is_file() else None

@@ -96,3 +96,37 @@ def url_host_port(url: str) -> str | None:
         return None
     port = port or (80 if parts.scheme == "http" else 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# Where ralph reads its own settings from a repository's files; an agent may edit these like any
+# file, but a change to how its own sandbox is set never lands (it would take effect next run).
+SETTINGS_FILES = {"ralph.toml": (), "pyproject.toml": ("tool", "ralph")}
+
+
+def sandbox_table(text: bytes | None, keys: tuple[str, ...]) -> Any:
+    """The `[sandbox]` table a settings file holds (None if none, or unreadable TOML)."""
+    import tomllib
+
+    if text is None:
+        return None
+    try:
+        table: Any = tomllib.loads(text.decode("utf-8", "replace"))
+    except tomllib.TOMLDecodeError:
+        return None
+    for key in keys:
+        table = table.get(key) if isinstance(table, dict) else None
+    return table.get("sandbox") if isinstance(table, dict) else None
+
+
+def sandbox_edited(read: Any, base: str, tree: str, paths: list[str]) -> str | None:
+    """A note when the result changes a `[sandbox]` table (`read(rev, path)` gives a blob's
+    bytes, or None): only the user may loosen or tighten the agent's own confinement."""
+    for path, keys in SETTINGS_FILES.items():
+        if path in paths and sandbox_table(read(base, path), keys) != sandbox_table(
+            read(tree, path), keys
+        ):
+            return (
+                f"the agent changed the [sandbox] settings in {path}; ralph never lands an "
+                "agent's change to its own confinement (make it yourself and commit it)"
+            )
+    return None
