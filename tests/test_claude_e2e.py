@@ -15,7 +15,7 @@ import pytest
 from ralph.agents import get_agent
 from ralph.agents.base import AgentSignal, StreamParser
 from ralph.store import open_store
-from tests.support.clis import add_task, ralph
+from tests.support.clis import add_task, check_policy, ralph
 from tests.support.model_server import ModelServer
 
 pytestmark = pytest.mark.claude
@@ -111,10 +111,14 @@ def test_first_api_retry_is_signalled_before_claude_gives_up(tmp_path, mode, kin
 # -- the whole loop: `ralph run --agent claude` ---------------------------------------------
 
 
-def test_ralph_run_with_claude_commits_each_task_with_trailers_and_cost(tmp_path):
+@pytest.mark.parametrize("sandbox", ["off", "on"])
+def test_ralph_run_with_claude_commits_each_task_with_trailers_and_cost(tmp_path, sandbox):
+    """With the sandbox on, claude runs under bwrap with network = "allow": it reaches its
+    scripted server (its ANTHROPIC_BASE_URL) through ralph's gate and nothing else."""
     repo = git_repo(tmp_path / "repo")
     with ModelServer("write", cwd=repo) as server:
         env = clean_env(tmp_path, server)
+        env["RALPH_SANDBOX"] = sandbox
         first = add_task(repo, env, "Add alpha", "WRITE alpha.txt: alpha")
         second = add_task(repo, env, "Add beta", "WRITE beta.txt: beta")
         out = ralph(repo, env, "run", "--agent", "claude", "--worker", "w1", "--quiet")
@@ -135,6 +139,7 @@ def test_ralph_run_with_claude_commits_each_task_with_trailers_and_cost(tmp_path
         assert all(a.session_id for a in attempts)
     finally:
         store.close()
+    check_policy(repo, env, first, sandbox)
 
 
 def test_ralph_run_with_claude_stops_on_401_without_counting_an_attempt(tmp_path):

@@ -13,6 +13,7 @@ from tests.support.clis import (
     MODEL,
     add_task,
     check_each_task_done_once,
+    check_policy,
     clean_env,
     codex_args,
     git_repo,
@@ -42,18 +43,20 @@ def config(tmp_path: Path, url: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
 def test_ralph_run_with_codex_commits_each_task_once_with_tokens_and_estimated_cost(
-    tmp_path, workers
+    tmp_path, workers, sandbox
 ):
     repo = git_repo(tmp_path / "repo")
     with ResponsesServer("write") as server:
         env = clean_env(tmp_path / "home", **{KEY_VAR: "test-key"})
+        env["RALPH_SANDBOX"] = sandbox  # on: bwrap, network = "allow"
         tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
         out = ralph(repo, env, "run", "--config", str(config(tmp_path, server.url)),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr
     check_each_task_done_once(repo, tasks, (2400, 120), TASK_COST)
+    check_policy(repo, env, tasks[0], sandbox)
 
 
 def test_ralph_run_with_codex_stops_when_the_provider_key_is_missing(tmp_path):

@@ -11,6 +11,7 @@ from ralph.store import open_store
 from tests.support.clis import (
     add_task,
     check_each_task_done_once,
+    check_policy,
     clean_env,
     gemini_home,
     git_repo,
@@ -41,18 +42,20 @@ def env_for(tmp_path: Path, server: GeminiServer, auth: str | None = "gemini-api
     return clean_env(home, GEMINI_API_KEY="test-key", GOOGLE_GEMINI_BASE_URL=server.url)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
 def test_ralph_run_with_gemini_commits_each_task_once_with_tokens_and_estimated_cost(
-    tmp_path, workers
+    tmp_path, workers, sandbox
 ):
     repo = git_repo(tmp_path / "repo")
     with GeminiServer("write") as server:
         env = env_for(tmp_path, server)
+        env["RALPH_SANDBOX"] = sandbox  # on: bwrap, network = "allow"
         tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
         out = ralph(repo, env, "run", "--config", str(config(tmp_path)),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr
     check_each_task_done_once(repo, tasks, (3600, 180), TASK_COST)
+    check_policy(repo, env, tasks[0], sandbox)
 
 
 def test_ralph_run_with_gemini_without_an_auth_method_stops_before_any_claim(tmp_path):

@@ -115,3 +115,13 @@ def check_each_task_done_once(
         assert len(done) == len(tasks)
         assert all((a.input_tokens, a.output_tokens) == tokens for a in done)
         assert all(a.cost_usd == pytest.approx(cost) for a in done)
+
+
+def check_policy(repo: Path, env: dict[str, str], task: str, sandbox: str) -> None:
+    """The policy `ralph show` records for the task's attempt: bwrap with the allow-list
+    gate when the sandbox was on, "unsandboxed" when off."""
+    shown = json.loads(ralph(repo, env, "show", task, "--json").stdout)
+    if sandbox == "on":
+        assert shown["sandbox"].startswith("sandbox: bwrap, network=allow"), shown["sandbox"]
+    else:
+        assert shown["sandbox"] == "unsandboxed"
