@@ -23,7 +23,9 @@ RALPH = [sys.executable, "-m", "ralph"]
 
 
 def env_for(tmp_path: Path, db: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     return {**env, "HOME": str(tmp_path / "home"), "RALPH_DB": db}
 
 

@@ -75,7 +75,9 @@ def night_db(tmp_path: Path) -> Path:
 
 
 def cli(db: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     return subprocess.run(
         [*RALPH, "--db", str(db), *args],
         capture_output=True,
@@ -110,7 +112,9 @@ def test_attempts_and_costs_agree_across_list_show_stats_and_report(night_db: Pa
 
 
 def test_the_web_page_shows_the_same_attempts_launches_and_unknown_costs(night_db: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["RALPH_DB"] = str(night_db)
     with serve(night_db.parent, env) as (_, base):
         pages = {t: request(base, "GET", f"/tasks/{t}")[2] for t in "CRF"}
@@ -174,7 +178,9 @@ def test_the_html_report_opens_in_chromium_with_no_console_errors_and_no_request
 def test_report_run_picks_one_run_by_id_or_last(tmp_path: Path):
     from tests.gitutil import init_repo
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["HOME"] = str(tmp_path / "home")
     root = init_repo(tmp_path / "repo", {"README.md": "hi\n"})
     edit = " ".join([sys.executable, str(Path(__file__).parent / "agents" / "edit.py")])

@@ -88,7 +88,11 @@ def door(request: pytest.FixtureRequest, tmp_path: Path) -> Door:
     (root / "notes.local").write_text("the user's own untracked file\n")
     git(root, "config", "core.excludesFile", str(tmp_path / "no-such-global-ignore"))
     (root / ".git" / "info" / "exclude").write_text("notes.local\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RALPH_", "ZOO_", "SIDE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RALPH_", "ZOO_", "SIDE_")) or k == "RALPH_SANDBOX"
+    }  # unsandboxed, as the suite's default: inside, the agent's git view makes these moot
     flags = tmp_path / "flags"
     flags.mkdir()
     env.update(HOME=str(tmp_path / "home"), SIDE_FLAGS=str(flags))

@@ -91,7 +91,9 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     root = init_repo(tmp_path / "repo", {"README.md": "start\n", "notes.txt": "notes\n"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
     env["HOME"] = str(tmp_path / "home")
     return Project(root, tmp_path, env)
 
@@ -321,7 +323,11 @@ def test_a_full_disk_fails_the_attempt_keeps_its_marker_and_the_next_run_complet
     disk = _small_disk(tmp_path)
     try:
         root = init_repo(disk / "repo", {"README.md": "start\n", "notes.txt": "notes\n"})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+        }
         env["HOME"] = str(tmp_path / "home")
         if db == "sqlite_elsewhere":
             env["RALPH_DB"] = str(tmp_path / "ralph.db")
