@@ -425,7 +425,9 @@ class WorkerLoop:
             RALPH_RUN_DIR=str(run_dir),
             RALPH_NOTES=str(memory.notes_path(run_dir)),
             RALPH_WORKSPACE=str(self.workspace.path),
+            PWD=str(self.workspace.path),  # CLIs that write where $PWD points (opencode)
         )
+        env.update(self.opt.agent.attempt_env(run_dir))
         return env
 
     def _on_signal(self, sig: AgentSignal) -> None:
@@ -467,7 +469,7 @@ class WorkerLoop:
                 cwd=cwd,
                 out_dir=run_dir,
                 stdin=None,
-                env=self._env(task, run_dir),
+                env={**self._env(task, run_dir), "PWD": str(cwd)},
                 timeout=self.opt.task_timeout,
                 kill_grace=self.opt.kill_grace,
                 names=(f"{name}.stdout", f"{name}.stderr"),

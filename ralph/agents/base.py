@@ -166,6 +166,11 @@ class Agent:
         """Variables added to the agent's environment."""
         return dict(self.extra_env)
 
+    def attempt_env(self, run_dir: Path) -> dict[str, str]:
+        """Variables for one attempt only (state a CLI must not share between parallel runs),
+        under `run_dir`, the attempt's own folder. The user's own settings win."""
+        return {}
+
     def new_parser(self) -> StreamParser:
         return self.configure(StreamParser())
 

@@ -7,7 +7,9 @@ Point claude at it with ``ANTHROPIC_BASE_URL=srv.url`` and ``ANTHROPIC_API_KEY=t
 Modes: ``"text"`` answers every turn with ``reply``. ``"write"`` answers the first tool-bearing turn
 with a ``Write`` tool_use taken from a prompt line ``WRITE <path>: <content>`` (a relative path is
 resolved against ``cwd``, else against the "Primary working directory:" in claude's system prompt;
-``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``.
+``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``. opencode
+(its anthropic provider's ``baseURL`` at ``<url>/v1``) gets a ``write`` tool_use with the path as
+written, which it resolves itself.
 ``"400"``, ``"401"`` and ``"429"`` answer every POST with the API's error; claude retries 401 and
 429 10 times (about 3 minutes) unless ``should_retry=False`` sends ``x-should-retry: false``.
 
@@ -161,17 +163,21 @@ class ModelServer:
         messages = body.get("messages") or []
         tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
         follow_up = not messages or _has_tool_result(messages[-1])
-        if self.mode != "write" or "Write" not in tools or follow_up:
+        if self.mode != "write" or not tools & {"Write", "write"} or follow_up:
             return [{"type": "text", "text": self.reply}]
         prompt = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "user")
         match = WRITE_RE.search(prompt)
         if match is None:
             return [{"type": "text", "text": "no WRITE line found in the prompt"}]
         path = Path(match["path"].strip())
+        content = match["content"].replace("\\n", "\n")
+        tool_id = "toolu_" + uuid.uuid4().hex[:24]
+        if "Write" not in tools:  # opencode's `write` tool: the path as given, it resolves it
+            tool_input = {"filePath": str(path), "content": content}
+            return [{"type": "tool_use", "id": tool_id, "name": "write", "input": tool_input}]
         if not path.is_absolute():
             path = self._base_dir(body) / path
-        tool_input = {"file_path": str(path), "content": match["content"].replace("\\n", "\n")}
-        tool_id = "toolu_" + uuid.uuid4().hex[:24]
+        tool_input = {"file_path": str(path), "content": content}
         return [{"type": "tool_use", "id": tool_id, "name": "Write", "input": tool_input}]
 
     def _base_dir(self, body: dict[str, Any]) -> Path:
