@@ -227,3 +227,17 @@ def test_base_agent_is_usable_as_is_for_simple_plugins():
         prompt_mode = "file"
 
     assert Echo().argv("p", PROMPT_FILE) == ["echo", str(PROMPT_FILE)]
+
+
+def test_aider_history_files_go_to_the_attempts_run_folder_not_the_workspace():
+    got = get_agent("aider").argv("do it", PROMPT_FILE)
+    assert f"--chat-history-file={PROMPT_FILE.parent / 'aider.chat.history.md'}" in got
+    assert f"--input-history-file={PROMPT_FILE.parent / 'aider.input.history'}" in got
+
+
+def test_opencode_gets_a_database_of_its_own_per_attempt(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENCODE_DB", raising=False)
+    got = get_agent("opencode").attempt_env(tmp_path / "run-1")
+    assert got == {"OPENCODE_DB": str(tmp_path / "run-1" / "opencode.db")}
+    assert get_agent("opencode", {"env": {"OPENCODE_DB": "mine.db"}}).attempt_env(tmp_path) == {}
+    assert get_agent("claude").attempt_env(tmp_path) == {}
