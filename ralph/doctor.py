@@ -46,9 +46,9 @@ def run_checks(
     checks: list[Check] = []
     name = agent_name or settings.agent
     try:
-        from ralph.agents.registry import get_agent
+        from ralph.agents.registry import configured_agent
 
-        agent = get_agent(name, settings.agent_settings(name))
+        agent = configured_agent(name, settings.agent_settings(name))
     except RalphError as exc:
         checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
         agent = None

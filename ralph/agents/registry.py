@@ -87,6 +87,21 @@ def get_agent(name: str, settings: Mapping[str, Any] | None = None) -> Agent:
     return cls(**_options(name, dict(settings or {})))
 
 
+def configured_agent(name: str, settings: Mapping[str, Any] | None = None) -> Agent:
+    """`get_agent`, except that a name the registry does not know whose `[agents.<name>]`
+    table gives a `command` runs as that command (the `command` adapter, under that name)."""
+    if name not in known_agents() and (settings or {}).get("command"):
+        agent = get_agent("command", settings)
+        agent.name = name  # type: ignore[misc]
+        return agent
+    return get_agent(name, settings)
+
+
+def plugin_agents() -> list[str]:
+    """Names of the agents installed under the `ralph.agents` entry points, sorted."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def _options(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Validate an `[agents.<name>]` table into Agent keyword arguments."""
     where = f"[agents.{name}]"
