@@ -97,11 +97,14 @@ def credentials_check(agent: Agent, name: str, env: Mapping[str, str] | None = N
 
 def cost_check(agent: Agent, name: str) -> list[Check]:
     """For a CLI that reports tokens only: is there a price for its model (else no cost, and
-    --max-cost cannot count it)? Gemini names its models as it runs, so it is not checked."""
-    if agent.cost_source != "estimated" or agent.name == "gemini":
+    --max-cost cannot count it)? Gemini without a model names its models as it runs."""
+    if agent.cost_source != "estimated":
         return []
     from ralph.pricing import price_of
 
+    if not agent.model and agent.name == "gemini":
+        return [Check(f"{name} cost", True, "gemini picks its models as it runs; a model "
+                      "without a price shows no cost and --max-cost cannot count it")]  # fmt: skip
     if not agent.model:
         return [Check(f"{name} cost", False, "no model set: its cost cannot be estimated",
                       f"set model under [agents.{name}]")]  # fmt: skip

@@ -176,3 +176,14 @@ def test_run_help_names_installed_plugin_agents(setup):
     env = {**env, "PYTHONPATH": os.pathsep.join([str(plugin), env.get("PYTHONPATH", "")])}
     out = ralph(repo, env, "run", "--help")
     assert out.returncode == 0 and "thirdparty" in out.stdout, out.stderr
+
+
+def test_doctor_says_when_gemini_s_model_has_no_price(setup):
+    from ralph.config import parse_settings
+
+    repo, _, _ = setup
+    unpriced = parse_settings({"agents": {"gemini": {"model": "gemini-9-ultra"}}})
+    check = by_name(run_checks("gemini", repo, None, unpriced))["gemini cost"]
+    assert not check.ok and "gemini-9-ultra" in check.detail
+    priced = parse_settings({"agents": {"gemini": {"model": "gemini-3.1-pro-preview"}}})
+    assert by_name(run_checks("gemini", repo, None, priced))["gemini cost"].ok
