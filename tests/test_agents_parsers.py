@@ -490,3 +490,19 @@ def test_amp_cannot_reach_its_server_is_network_down():
     feed(parser, lines, "stderr")
     signal = parser.final_signal(1)
     assert signal is not None and signal.kind == "network_down"
+
+
+def test_token_counts_a_cli_did_not_report_stay_unknown_not_zero():
+    claude = get_agent("claude").new_parser()
+    feed(claude, [{"type": "result", "subtype": "success", "is_error": False, "result": "ok",
+                   "usage": {"service_tier": "standard"}}])  # fmt: skip
+    codex = get_agent("codex").new_parser()
+    feed(codex, [{"type": "turn.completed", "usage": {}}])
+    gemini = get_agent("gemini").new_parser()
+    feed(gemini, [{"type": "result", "status": "success", "stats": {"duration_ms": 5}}])
+    for parser in (claude, codex, gemini):
+        assert (parser.report.input_tokens, parser.report.output_tokens) == (None, None)
+    codex_known = get_agent("codex").new_parser()
+    feed(codex_known, [{"type": "turn.completed", "usage": {"input_tokens": 0,
+                                                            "output_tokens": 7}}])  # fmt: skip
+    assert (codex_known.report.input_tokens, codex_known.report.output_tokens) == (0, 7)
