@@ -21,6 +21,7 @@ from ralph.errors import ConfigError
 
 ENTRY_POINT_GROUP = "ralph.agents"
 BUILTIN_MODULES = ("claude", "codex", "gemini", "aider", "opencode", "amp", "cursor", "command")
+BUILTIN_MODULES += ("qwen", "copilot")
 BUILTIN_MODULES += ("demo",)  # ralph's offline demo agent: ralph run --agent demo
 SETTINGS = ("command", "args", "model", "prompt_mode", "env")
 PROMPT_MODES = ("stdin", "arg", "file")
