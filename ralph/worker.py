@@ -354,6 +354,7 @@ class WorkerLoop:
         proc: AgentProcess,
     ) -> tuple[str, str | None, str | None]:
         """Collect, verify, land. Returns (outcome, note, sha of the commit on the target)."""
+        self.opt.agent.drop_scratch(self.workspace.path)  # aider's tags cache
         ours = self._remember(task, run_dir)  # in the task's own commit, staged with the rest
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:

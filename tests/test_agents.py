@@ -275,3 +275,17 @@ def test_copilot_gets_the_prompt_as_one_prompt_argument_never_a_flag():
     assert get_agent("copilot").argv("x" * 200_000, PROMPT_FILE)[-1] == (
         f"--prompt=Read the task in {PROMPT_FILE} and do it."
     )
+
+
+def test_aiders_tags_cache_is_dropped_before_collecting_unless_the_repo_tracks_it(tmp_path):
+    from tests.support.clis import git_repo
+
+    repo = git_repo(tmp_path / "repo")
+    (repo / ".aider.tags.cache.v4").mkdir()
+    (repo / ".aider.tags.cache.v4" / "cache.db").write_text("x")
+    (repo / ".aider.tags.cache.v3").write_text("tracked by the user")
+    subprocess.run(["git", "-C", str(repo), "add", ".aider.tags.cache.v3"], check=True)
+    assert get_agent("aider").drop_scratch(repo) == [".aider.tags.cache.v4"]
+    assert not (repo / ".aider.tags.cache.v4").exists()
+    assert (repo / ".aider.tags.cache.v3").exists()
+    assert get_agent("claude").drop_scratch(repo) == []

@@ -98,6 +98,7 @@ class Aider(Agent):
     cost_source = "reported"
     tested_versions = ("0.86.",)
     setup = ("set model below and that provider's key (else aider waits for a browser login)",)
+    scratch = (".aider.tags.cache.v*",)  # its repo map's cache: always in the repository's root
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [

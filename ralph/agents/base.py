@@ -132,6 +132,8 @@ class Agent:
     tested_versions: ClassVar[tuple[str, ...]] = ()
     # What a user sets up once for this CLI (`ralph init` writes these lines as comments).
     setup: ClassVar[tuple[str, ...]] = ()
+    # Globs (at the workspace's top) of caches the CLI leaves that are never the task's work.
+    scratch: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -173,6 +175,25 @@ class Agent:
 
     def new_parser(self) -> StreamParser:
         return self.configure(StreamParser())
+
+    def drop_scratch(self, workspace: Path) -> list[str]:
+        """Remove the CLI's `scratch` caches from `workspace` before its work is collected,
+        unless the repository tracks them. Returns the names removed."""
+        dropped = []
+        for pattern in self.scratch:
+            for path in sorted(workspace.glob(pattern)):
+                tracked = subprocess.run(
+                    ["git", "ls-files", "--", path.name], cwd=workspace, capture_output=True,
+                    text=True, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+                if tracked.returncode != 0 or tracked.stdout.strip():
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                dropped.append(path.name)
+        return dropped
 
     def configure(self, parser: StreamParser) -> StreamParser:
         """Hand the parser what it needs to price tokens and name the fix for auth failures."""
