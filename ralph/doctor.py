@@ -47,9 +47,9 @@ def run_checks(
     checks: list[Check] = []
     name = agent_name or settings.agent
     try:
-        from ralph.agents.registry import get_agent
+        from ralph.agents.registry import configured_agent
 
-        agent = get_agent(name, settings.agent_settings(name))
+        agent = configured_agent(name, settings.agent_settings(name))
     except RalphError as exc:
         checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
         agent = None
@@ -120,11 +120,14 @@ def credentials_check(agent: Agent, name: str, env: Mapping[str, str] | None = N
 
 def cost_check(agent: Agent, name: str) -> list[Check]:
     """For a CLI that reports tokens only: is there a price for its model (else no cost, and
-    --max-cost cannot count it)? Gemini names its models as it runs, so it is not checked."""
-    if agent.cost_source != "estimated" or agent.name == "gemini":
+    --max-cost cannot count it)? Gemini without a model names its models as it runs."""
+    if agent.cost_source != "estimated":
         return []
     from ralph.pricing import price_of
 
+    if not agent.model and agent.name == "gemini":
+        return [Check(f"{name} cost", True, "gemini picks its models as it runs; a model "
+                      "without a price shows no cost and --max-cost cannot count it")]  # fmt: skip
     if not agent.model:
         return [Check(f"{name} cost", False, "no model set: its cost cannot be estimated",
                       f"set model under [agents.{name}]")]  # fmt: skip

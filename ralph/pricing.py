@@ -2,8 +2,8 @@
 
 codex, gemini, cursor (and opencode with a provider it has no price for) print token counts but no
 dollars; `--max-cost` and `ralph stats` need dollars. The table below holds list prices (USD per
-million input / output tokens, standard tier, checked 2026-11) matched by the longest model-name
-prefix; ralph.toml overrides or adds models:
+million input / output tokens, standard tier, checked 2026-11; gemini 3.x 2026-05) matched by
+the longest model-name prefix; ralph.toml overrides or adds models:
 
     [prices."gpt-5-codex"]
     input = 1.25
@@ -34,7 +34,16 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "o4-mini": (1.10, 4.40),
     "o3": (2.0, 8.0),
     "codex-mini": (1.50, 6.0),
-    # Google (gemini)
+    # Google (gemini); 3.x from ai.google.dev's pricing page as aggregators quoted it (2026-05):
+    # prompts up to 200K tokens. gemini-3.5-flash-lite and gemini-3.8-flash had no published
+    # price there: each takes the nearest priced sibling's, higher rather than lower, so
+    # --max-cost stops early rather than late (override in [prices] once known).
+    "gemini-3.8-flash": (1.50, 9.0),
+    "gemini-3.5-flash-lite": (1.50, 9.0),
+    "gemini-3.5-flash": (1.50, 9.0),
+    "gemini-3.1-pro": (2.0, 12.0),
+    "gemini-3.1-flash-lite": (0.25, 1.50),
+    "gemini-3-flash": (0.50, 3.0),
     "gemini-3-pro": (2.0, 12.0),
     "gemini-2.5-pro": (1.25, 10.0),
     "gemini-2.5-flash-lite": (0.10, 0.40),

@@ -396,6 +396,7 @@ class WorkerLoop:
         proc: AgentProcess,
     ) -> tuple[str, str | None, str | None]:
         """Collect, verify, land. Returns (outcome, note, sha of the commit on the target)."""
+        self.opt.agent.drop_scratch(self.workspace.path)  # aider's tags cache
         rewound = self.confined.rewound() if self.confined is not None else None
         if rewound:
             return "agent_error", rewound, None
@@ -482,8 +483,10 @@ class WorkerLoop:
             RALPH_RUN_DIR=str(run_dir),
             RALPH_NOTES=str(memory.notes_path(run_dir)),
             RALPH_WORKSPACE=str(self.workspace.path),
+            PWD=str(self.workspace.path),  # CLIs that write where $PWD points (opencode)
         )
         env.update(self.workspace.agent_env())  # its commits carry the attempt's marker
+        env.update(self.opt.agent.attempt_env(run_dir))
         return env
 
     def _policy(self) -> str:
@@ -533,7 +536,7 @@ class WorkerLoop:
                 cwd=cwd,
                 out_dir=run_dir,
                 stdin=None,
-                env=env,
+                env={**env, "PWD": str(cwd)},
                 timeout=self.opt.task_timeout,
                 kill_grace=self.opt.kill_grace,
                 names=(f"{name}.stdout", f"{name}.stderr"),

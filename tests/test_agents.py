@@ -24,7 +24,19 @@ def argv(name: str, prompt: str = "do it", **settings: object) -> list[str]:
 
 def test_every_builtin_is_registered():
     assert known_agents() == sorted(
-        ["aider", "amp", "claude", "codex", "command", "cursor", "demo", "gemini", "opencode"]
+        [
+            "aider",
+            "amp",
+            "claude",
+            "codex",
+            "command",
+            "copilot",
+            "cursor",
+            "demo",
+            "gemini",
+            "opencode",
+            "qwen",
+        ]
     )
 
 
@@ -176,7 +188,7 @@ def test_claude_env_asks_for_sandbox_mode_only_as_root(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["claude", "codex", "gemini", "aider", "opencode", "amp", "cursor"]
+    "name", ["claude", "codex", "gemini", "aider", "opencode", "amp", "cursor", "qwen", "copilot"]
 )
 def test_missing_binary_names_it_and_how_to_install(name, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -227,3 +239,53 @@ def test_base_agent_is_usable_as_is_for_simple_plugins():
         prompt_mode = "file"
 
     assert Echo().argv("p", PROMPT_FILE) == ["echo", str(PROMPT_FILE)]
+
+
+def test_aider_history_files_go_to_the_attempts_run_folder_not_the_workspace():
+    got = get_agent("aider").argv("do it", PROMPT_FILE)
+    assert f"--chat-history-file={PROMPT_FILE.parent / 'aider.chat.history.md'}" in got
+    assert f"--input-history-file={PROMPT_FILE.parent / 'aider.input.history'}" in got
+
+
+def test_opencode_gets_a_database_of_its_own_per_attempt(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENCODE_DB", raising=False)
+    got = get_agent("opencode").attempt_env(tmp_path / "run-1")
+    assert got == {"OPENCODE_DB": str(tmp_path / "run-1" / "opencode.db")}
+    assert get_agent("opencode", {"env": {"OPENCODE_DB": "mine.db"}}).attempt_env(tmp_path) == {}
+    assert get_agent("claude").attempt_env(tmp_path) == {}
+
+
+def test_qwen_reads_the_prompt_on_stdin_in_yolo_stream_json_mode(tmp_path, monkeypatch):
+    monkeypatch.delenv("QWEN_CODE_SYSTEM_DEFAULTS_PATH", raising=False)
+    agent = get_agent("qwen", {"model": "qwen3-coder-plus"})
+    got = agent.argv(HOSTILE, PROMPT_FILE)
+    assert got[got.index("--output-format") + 1] == "stream-json"
+    assert got[got.index("--approval-mode") + 1] == "yolo" and HOSTILE not in got
+    assert "--model=qwen3-coder-plus" in got and agent.stdin(HOSTILE) == HOSTILE.encode()
+    env = agent.attempt_env(tmp_path)
+    defaults = Path(env["QWEN_CODE_SYSTEM_DEFAULTS_PATH"])
+    assert defaults.parent == tmp_path and '"maxRetries": 0' in defaults.read_text()
+
+
+def test_copilot_gets_the_prompt_as_one_prompt_argument_never_a_flag():
+    agent = get_agent("copilot")
+    got = agent.argv(HOSTILE, PROMPT_FILE)
+    assert got[:5] == ["copilot", "--output-format", "json", "--allow-all", "--no-auto-update"]
+    assert got[-1] == f"--prompt={HOSTILE}" and agent.stdin(HOSTILE) is None
+    assert get_agent("copilot").argv("x" * 200_000, PROMPT_FILE)[-1] == (
+        f"--prompt=Read the task in {PROMPT_FILE} and do it."
+    )
+
+
+def test_aiders_tags_cache_is_dropped_before_collecting_unless_the_repo_tracks_it(tmp_path):
+    from tests.support.clis import git_repo
+
+    repo = git_repo(tmp_path / "repo")
+    (repo / ".aider.tags.cache.v4").mkdir()
+    (repo / ".aider.tags.cache.v4" / "cache.db").write_text("x")
+    (repo / ".aider.tags.cache.v3").write_text("tracked by the user")
+    subprocess.run(["git", "-C", str(repo), "add", ".aider.tags.cache.v3"], check=True)
+    assert get_agent("aider").drop_scratch(repo) == [".aider.tags.cache.v4"]
+    assert not (repo / ".aider.tags.cache.v4").exists()
+    assert (repo / ".aider.tags.cache.v3").exists()
+    assert get_agent("claude").drop_scratch(repo) == []

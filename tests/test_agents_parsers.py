@@ -464,3 +464,45 @@ def test_aider_error_retried_away_by_a_later_successful_call_is_no_error():
              "Tokens: 2.4k sent, 120 received. Cost: $0.01 message, $0.01 session."]  # fmt: skip
     feed(parser, lines)
     assert not parser.report.is_error and parser.final_signal(0) is None
+
+
+def test_aider_connection_error_wrapped_over_two_lines_is_network_down():
+    # aider 0.86 with its API base on a closed port: litellm's error, wrapped by aider's console
+    parser = get_agent("aider").new_parser()
+    lines = ["litellm.InternalServerError: InternalServerError: OpenAIException - Connection",
+             "error.", "The API provider's servers are down or overloaded.",
+             "Retrying in 0.2 seconds..."]  # fmt: skip
+    feed(parser, lines)
+    signal = parser.final_signal(0)
+    assert signal is not None and signal.kind == "network_down" and signal.fix
+
+
+def test_aider_model_prose_about_a_connection_error_is_not_a_signal():
+    parser = get_agent("aider").new_parser()
+    feed(parser, ["I fixed the Connection", "error. handling in client.py"])
+    assert parser.final_signal(0) is None
+
+
+def test_amp_cannot_reach_its_server_is_network_down():
+    parser = get_agent("amp").new_parser()
+    lines = ["Error: Couldn't connect to the Amp server at http://127.0.0.1:9.", "",
+             "Run `pnpm dev` to start the local server, then try again."]  # fmt: skip
+    feed(parser, lines, "stderr")
+    signal = parser.final_signal(1)
+    assert signal is not None and signal.kind == "network_down"
+
+
+def test_token_counts_a_cli_did_not_report_stay_unknown_not_zero():
+    claude = get_agent("claude").new_parser()
+    feed(claude, [{"type": "result", "subtype": "success", "is_error": False, "result": "ok",
+                   "usage": {"service_tier": "standard"}}])  # fmt: skip
+    codex = get_agent("codex").new_parser()
+    feed(codex, [{"type": "turn.completed", "usage": {}}])
+    gemini = get_agent("gemini").new_parser()
+    feed(gemini, [{"type": "result", "status": "success", "stats": {"duration_ms": 5}}])
+    for parser in (claude, codex, gemini):
+        assert (parser.report.input_tokens, parser.report.output_tokens) == (None, None)
+    codex_known = get_agent("codex").new_parser()
+    feed(codex_known, [{"type": "turn.completed", "usage": {"input_tokens": 0,
+                                                            "output_tokens": 7}}])  # fmt: skip
+    assert (codex_known.report.input_tokens, codex_known.report.output_tokens) == (0, 7)

@@ -87,3 +87,15 @@ def test_cursor_tokens_are_priced_by_the_model_its_init_event_names():
     parser.feed(json.dumps(result), "stdout")
     parser.finish(0)
     assert parser.report.cost_usd == pytest.approx(1.25) and parser.report.cost_estimated
+
+
+GEMINI_3 = ["gemini-3.8-flash", "gemini-3.5-flash-lite", "gemini-3.1-pro-preview"]
+
+
+@pytest.mark.parametrize("model", [*GEMINI_3, "models/gemini-3.5-flash"])
+def test_current_gemini_models_have_a_price_so_max_cost_can_cap_them(model):
+    assert price_of(model) is not None
+    parser = get_agent("gemini", {"model": model}).new_parser()
+    parser.report.input_tokens, parser.report.output_tokens = 1200, 60
+    parser.finish(0)
+    assert parser.report.cost_usd and parser.report.cost_estimated

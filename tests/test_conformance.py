@@ -38,8 +38,9 @@ PLUGIN = FIXTURES / "thirdparty" / "plugin"
 HANG_GUARD = 90.0  # seconds; a case that never signals fails on this instead of hanging
 PROMPT = "WRITE hello.txt: hi"
 ADAPTERS = ("claude", "codex", "gemini", "aider", "opencode", "amp", "cursor", "command",
-            "thirdparty")  # fmt: skip
-REAL = {"claude": "claude", "codex": "codex", "gemini": "gemini"}  # adapter -> binary
+            "qwen", "copilot", "thirdparty")  # fmt: skip
+REAL = {"claude": "claude", "codex": "codex", "gemini": "gemini", "qwen": "qwen",
+        "copilot": "copilot"}  # adapter -> binary  # fmt: skip
 CASES = {  # case -> the signal the loop must get (None: an ordinary outcome, no signal)
     "success": None,
     "http_401": "auth_failed",
@@ -51,7 +52,7 @@ CASES = {  # case -> the signal the loop must get (None: an ordinary outcome, no
     "prose": None,
 }
 # CLIs that do not pass the server's retry time on (codex waits it out itself, silently)
-NO_RETRY_TIME = {"codex"}
+NO_RETRY_TIME = {"codex", "qwen"}  # qwen prints the 429's body, without its retry-after
 PROSE = (
     "I added a check that returns 401 Unauthorized and 429 Too Many Requests for anonymous "
     "users. Return 403 Forbidden when the token is missing; raise AuthenticationError; handle "
@@ -88,7 +89,7 @@ def drive(agent: Agent, cwd: Path, env: dict[str, str], tmp: Path) -> Outcome:
         agent.argv(PROMPT, prompt_file),
         cwd=cwd,
         out_dir=tmp / "out",
-        env={**env, **agent.env()},
+        env={**env, **agent.env(), **agent.attempt_env(tmp / "run")},
         stdin=agent.stdin(PROMPT),
         parser=agent.new_parser(),
         timeout=HANG_GUARD,
@@ -119,7 +120,8 @@ def real_cli(name: str, case: str, tmp: Path) -> Iterator[tuple[Agent, dict[str,
     mode = {"success": "write", "http_401": "401", "rate_limited": "429",
             "nonzero_exit": "400"}.get(case, "text")  # fmt: skip
     reply = {"huge_output": HUGE, "prose": PROSE}.get(case, "done")
-    server_cls = {"claude": ModelServer, "codex": ResponsesServer, "gemini": GeminiServer}[name]
+    server_cls = {"claude": ModelServer, "codex": ResponsesServer, "gemini": GeminiServer,
+                  "qwen": ModelServer, "copilot": ResponsesServer}[name]  # fmt: skip
     home = tmp / "home"
     home.mkdir()
     with server_cls(mode, reply=reply, retry_after=20, should_retry=case != "nonzero_exit") as srv:
@@ -131,6 +133,19 @@ def real_cli(name: str, case: str, tmp: Path) -> Iterator[tuple[Agent, dict[str,
         elif name == "codex":
             agent = get_agent("codex", {"model": MODEL, "args": codex_args(url)})
             yield agent, clean_env(home, **({KEY_VAR: "test"} if creds else {}))
+        elif name == "qwen":  # its anthropic provider (it speaks OpenAI and Gemini too)
+            settings = {"model": "claude-sonnet-4-5", "args": ["--auth-type", "anthropic"]}
+            extra = {"ANTHROPIC_API_KEY": "test", "ANTHROPIC_BASE_URL": url}
+            yield (
+                (get_agent("qwen", settings), clean_env(home, **extra))
+                if creds
+                else (get_agent("qwen"), clean_env(home))
+            )
+        elif name == "copilot":  # a BYOK provider speaking the Responses API, no GitHub login
+            extra = {"COPILOT_PROVIDER_BASE_URL": f"{url}/v1", "COPILOT_PROVIDER_WIRE_API":
+                     "responses", "COPILOT_PROVIDER_API_KEY": "test-provider-key",
+                     "COPILOT_MODEL": MODEL, "COPILOT_OFFLINE": "true"}  # fmt: skip
+            yield get_agent("copilot"), clean_env(home, **(extra if creds else {}))
         else:
             gemini_home(home, "gemini-api-key" if creds else None)
             extra = {"GEMINI_API_KEY": "test", "GOOGLE_GEMINI_BASE_URL": url} if creds else {}

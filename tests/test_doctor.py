@@ -153,3 +153,37 @@ def test_doctor_says_when_a_token_only_agent_has_no_price(setup, tmp_path):
     priced = parse_settings({"agents": {"codex": {"model": "my-model"}},
                              "prices": {"my-model": {"input": 1, "output": 2}}})  # fmt: skip
     assert by_name(run_checks("codex", repo, None, priced))["codex cost"].ok
+
+
+def test_doctor_accepts_a_named_command_agent_that_run_accepts(setup, tmp_path):
+    repo, _, env = setup
+    agent = tmp_path / "bin" / "my-agent"
+    agent.write_text("#!/bin/sh\nexit 0\n")
+    agent.chmod(0o755)
+    (repo / "ralph.toml").write_text(f'[agents.mine]\ncommand = ["{agent}"]\n')
+    out = ralph(repo, env, "doctor", "--agent", "mine", "--json")
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    assert "agent mine" not in checks
+    assert checks["mine installed"]["ok"] and checks["mine installed"]["detail"] == str(agent)
+    ralph(repo, env, "add", "Task")
+    dry = ralph(repo, env, "run", "--agent", "mine", "--dry-run")
+    assert dry.returncode == 0 and f"$ {agent}" in dry.stdout, dry.stderr
+
+
+def test_run_help_names_installed_plugin_agents(setup):
+    repo, _, env = setup
+    plugin = Path(__file__).parent / "fixtures" / "agents" / "thirdparty" / "plugin"
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(plugin), env.get("PYTHONPATH", "")])}
+    out = ralph(repo, env, "run", "--help")
+    assert out.returncode == 0 and "thirdparty" in out.stdout, out.stderr
+
+
+def test_doctor_says_when_gemini_s_model_has_no_price(setup):
+    from ralph.config import parse_settings
+
+    repo, _, _ = setup
+    unpriced = parse_settings({"agents": {"gemini": {"model": "gemini-9-ultra"}}})
+    check = by_name(run_checks("gemini", repo, None, unpriced))["gemini cost"]
+    assert not check.ok and "gemini-9-ultra" in check.detail
+    priced = parse_settings({"agents": {"gemini": {"model": "gemini-3.1-pro-preview"}}})
+    assert by_name(run_checks("gemini", repo, None, priced))["gemini cost"].ok

@@ -247,6 +247,7 @@ SUMMARY_KEYS = {
     "unknown_cost",
     "launches",
     "cost_estimated",
+    "not_counted",
     "input_tokens",
     "output_tokens",
     "outcomes",
@@ -269,8 +270,9 @@ def _attempts(db: Path) -> None:
             a = s.start_attempt(task, attempt=n, worker="w", agent=agent)
             clock[0] += seconds
             s.finish_attempt(
-                a.id, outcome=outcome, cost_usd=cost, input_tokens=100, output_tokens=10
-            )
+                a.id, outcome=outcome, cost_usd=cost, input_tokens=100, output_tokens=10,
+                cost_estimated=agent == "codex",  # codex reports tokens only
+            )  # fmt: skip
 
 
 def test_stats_json_groups_by_agent_with_rates_percentiles_and_cost(project: Path):
@@ -288,6 +290,26 @@ def test_stats_json_groups_by_agent_with_rates_percentiles_and_cost(project: Pat
     assert (total["attempts"], total["succeeded"], total["success_rate"]) == (5, 3, 0.6)
     assert total["cost_usd"] == pytest.approx(1.0) and total["input_tokens"] == 500
     assert total["outcomes"] == {"agent_error": 1, "success": 3, "verify_failed": 1}
+
+
+def test_stats_counts_no_attempt_for_a_launch_that_used_none_and_marks_estimates_by_attempt(
+    project: Path,
+):
+    db = project / "s.db"
+    _attempts(db)
+    with open_store(db) as s:
+        # claude rate limited: the launch used no attempt (as `show` counts it)
+        a = s.start_attempt("T1", attempt=3, worker="w", agent="claude")
+        s.finish_attempt(a.id, outcome="rate_limited", counted=False)
+        # a named command agent whose wrapper printed tokens only, priced by ralph
+        b = s.start_attempt("T1", attempt=3, worker="w", agent="mine")
+        s.finish_attempt(b.id, outcome="success", cost_usd=0.05, cost_estimated=True)
+    groups = {g["key"]: g for g in ok(run("stats", "--json", db=db)).json()["groups"]}
+    claude, mine = groups["claude"], groups["mine"]
+    assert (claude["attempts"], claude["failed"], claude["not_counted"]) == (2, 1, 1)
+    assert claude["outcomes"] == {"agent_error": 1, "rate_limited": 1, "success": 1}
+    assert claude["success_rate"] == 0.5 and not claude["cost_estimated"]
+    assert mine["cost_estimated"] and (mine["attempts"], mine["not_counted"]) == (1, 0)
 
 
 def test_stats_by_task_and_day_and_text(project: Path):

@@ -70,8 +70,11 @@ class AiderParser(TextParser):
 
     def failure_signal(self, exit_code: int | None) -> AgentSignal | None:
         # Only aider's own error lines: its stderr holds Python tracebacks, whose text may be
-        # anything the task was about ("the test expected 401 Unauthorized").
-        return self.with_fix(classify_lines(self.errors))
+        # anything the task was about ("the test expected 401 Unauthorized"). Each line is read
+        # joined with the next too: aider wraps "... OpenAIException - Connection" / "error.".
+        lines = list(self.errors)
+        joined = [" ".join(lines[i : i + 2]) for i in range(len(lines))]
+        return self.with_fix(classify_lines(lines) or classify_lines(joined))
 
 
 def _count(number: str, k: str) -> int:
@@ -99,6 +102,7 @@ class Aider(Agent):
     base_url_vars = ("ANTHROPIC_BASE_URL", "OPENAI_API_BASE", "OPENAI_BASE_URL")
     env_prefixes = ("AIDER_", "ANTHROPIC_", "OPENAI_", "OPENROUTER_", "GEMINI_", "DEEPSEEK_")
     home_paths = (".aider",)
+    scratch = (".aider.tags.cache.v*",)  # its repo map's cache: always in the repository's root
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [
@@ -111,6 +115,10 @@ class Aider(Agent):
             "--no-gitignore",  # else it adds .aider* to .gitignore, inside the task's commit
             "--no-show-model-warnings",  # else --yes-always opens a browser on the docs
             "--analytics-disable",
+            # its history files (prompt and argv included) go to the attempt's run folder, not
+            # into the workspace and from there into the task's commit
+            f"--chat-history-file={prompt_file.parent / 'aider.chat.history.md'}",
+            f"--input-history-file={prompt_file.parent / 'aider.input.history'}",
         ]
         if self.model:
             argv.append(f"--model={self.model}")

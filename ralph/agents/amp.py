@@ -13,6 +13,9 @@ from ralph.errors import ConfigError
 
 # recorded (amp 0.0.1790142911, no key): it then reads a login code from stdin and waits.
 LOGIN_LINES = ("No API key found", "Starting login flow", "When prompted, paste your code")
+# recorded (amp 0.0.1790142911, server port closed): "Error: Couldn't connect to the Amp server
+# at http://127.0.0.1:9." on stderr, exit 1.
+OFFLINE = "couldn't connect to the amp server"
 MAX_ARG = 100_000  # bytes; Linux refuses a single argument over 128 KiB
 
 
@@ -24,6 +27,14 @@ class AmpParser(ClaudeParser):
         if text.startswith(LOGIN_LINES):
             return self.signal("auth_failed", f"amp: {text}")
         return None
+
+    def failure_signal(self, exit_code: int | None) -> AgentSignal | None:
+        found = super().failure_signal(exit_code)
+        if found is None:
+            offline = [line for line in self.stderr if OFFLINE in line.lower()]
+            if offline:
+                found = self.signal("network_down", f"amp: {offline[-1].strip()}")
+        return found
 
 
 @register

@@ -139,6 +139,8 @@ class Agent:
     base_url_vars: ClassVar[tuple[str, ...]] = ()
     env_prefixes: ClassVar[tuple[str, ...]] = ()
     home_paths: ClassVar[tuple[str, ...]] = ()
+    # Globs (at the workspace's top) of caches the CLI leaves that are never the task's work.
+    scratch: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -173,6 +175,11 @@ class Agent:
         """Variables added to the agent's environment."""
         return dict(self.extra_env)
 
+    def attempt_env(self, run_dir: Path) -> dict[str, str]:
+        """Variables for one attempt only (state a CLI must not share between parallel runs),
+        under `run_dir`, the attempt's own folder. The user's own settings win."""
+        return {}
+
     def new_parser(self) -> StreamParser:
         return self.configure(StreamParser())
 
@@ -194,6 +201,25 @@ class Agent:
     def sandbox_env_names(self) -> list[str]:
         """Exact variable names it needs beyond `env_prefixes` (codex: a provider's env_key)."""
         return []
+
+    def drop_scratch(self, workspace: Path) -> list[str]:
+        """Remove the CLI's `scratch` caches from `workspace` before its work is collected,
+        unless the repository tracks them. Returns the names removed."""
+        dropped = []
+        for pattern in self.scratch:
+            for path in sorted(workspace.glob(pattern)):
+                tracked = subprocess.run(
+                    ["git", "ls-files", "--", path.name], cwd=workspace, capture_output=True,
+                    text=True, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+                if tracked.returncode != 0 or tracked.stdout.strip():
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                dropped.append(path.name)
+        return dropped
 
     def configure(self, parser: StreamParser) -> StreamParser:
         """Hand the parser what it needs to price tokens and name the fix for auth failures."""

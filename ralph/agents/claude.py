@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
-from ralph.agents.jsonl import JsonLinesParser, as_int
+from ralph.agents.jsonl import JsonLinesParser, count, plus
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text, parse_reset
 
@@ -106,11 +106,18 @@ class ClaudeParser(JsonLinesParser):
         usage = event.get("usage")
         if isinstance(usage, dict):
             # Cache reads and writes are input the account pays for; one number keeps caps simple.
-            report.input_tokens = sum(
-                as_int(usage.get(k))
-                for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            report.input_tokens = plus(
+                None,
+                *(
+                    count(usage.get(k))
+                    for k in (
+                        "input_tokens",
+                        "cache_creation_input_tokens",
+                        "cache_read_input_tokens",
+                    )
+                ),
             )
-            report.output_tokens = as_int(usage.get("output_tokens"))
+            report.output_tokens = count(usage.get("output_tokens"))
         if event.get("session_id"):
             report.session_id = str(event["session_id"])
         if isinstance(event.get("num_turns"), int):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
-from ralph.agents.jsonl import JsonLinesParser, as_int
+from ralph.agents.jsonl import JsonLinesParser, count, plus
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text
 
@@ -59,12 +59,9 @@ class CodexParser(JsonLinesParser):
         if not isinstance(usage, dict):
             return
         # cached_input_tokens is the cached part of input_tokens, not extra input.
-        self.report.input_tokens = (self.report.input_tokens or 0) + as_int(
-            usage.get("input_tokens")
-        )
-        self.report.output_tokens = (self.report.output_tokens or 0) + as_int(
-            usage.get("output_tokens")
-        )
+        report = self.report
+        report.input_tokens = plus(report.input_tokens, count(usage.get("input_tokens")))
+        report.output_tokens = plus(report.output_tokens, count(usage.get("output_tokens")))
 
     def _item(self, item: object) -> None:
         if not isinstance(item, dict):

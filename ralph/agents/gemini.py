@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
-from ralph.agents.jsonl import JsonLinesParser, as_int
+from ralph.agents.jsonl import JsonLinesParser, as_int, count
 from ralph.agents.registry import register
 from ralph.agents.text import classify_lines, classify_text
 
@@ -83,8 +83,8 @@ class GeminiParser(JsonLinesParser):
     def _result(self, event: dict[str, Any]) -> AgentSignal | None:
         stats = event.get("stats")
         if isinstance(stats, dict):
-            self.report.input_tokens = as_int(stats.get("input_tokens"))
-            self.report.output_tokens = as_int(stats.get("output_tokens"))
+            self.report.input_tokens = count(stats.get("input_tokens"))
+            self.report.output_tokens = count(stats.get("output_tokens"))
             models = stats.get("models")
             self.by_model = {
                 str(name): (as_int(m.get("input_tokens")), as_int(m.get("output_tokens")))

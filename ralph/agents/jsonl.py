@@ -52,3 +52,16 @@ def _json_object(line: str) -> dict[str, Any] | None:
 def as_int(value: object) -> int:
     """An integer count from a JSON field, 0 for anything else."""
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def count(value: object) -> int | None:
+    """A token count from a JSON field; None (unknown, not 0) when the CLI did not report one."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def plus(total: int | None, *values: int | None) -> int | None:
+    """`total` plus the known `values`; None while nothing is known."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return total
+    return (total or 0) + sum(known)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,13 @@ class Opencode(Agent):
 
     def stdin(self, prompt: str) -> bytes | None:
         return None
+
+    def attempt_env(self, run_dir: Path) -> dict[str, str]:
+        # Two opencodes sharing one data dir's opencode.db fail with "database is locked"; its
+        # own database per attempt keeps the login (auth.json beside it) shared.
+        if "OPENCODE_DB" in self.extra_env or "OPENCODE_DB" in os.environ:
+            return {}
+        return {"OPENCODE_DB": str(run_dir / "opencode.db")}
 
     def new_parser(self) -> StreamParser:
         return self.configure(OpencodeParser())

@@ -21,6 +21,7 @@ from ralph.errors import ConfigError
 
 ENTRY_POINT_GROUP = "ralph.agents"
 BUILTIN_MODULES = ("claude", "codex", "gemini", "aider", "opencode", "amp", "cursor", "command")
+BUILTIN_MODULES += ("qwen", "copilot")
 BUILTIN_MODULES += ("demo",)  # ralph's offline demo agent: ralph run --agent demo
 SETTINGS = ("command", "args", "model", "prompt_mode", "env")
 PROMPT_MODES = ("stdin", "arg", "file")
@@ -85,6 +86,21 @@ def get_agent(name: str, settings: Mapping[str, Any] | None = None) -> Agent:
             f"unknown agent {name!r}", hint="known agents: " + ", ".join(sorted(_agents))
         )
     return cls(**_options(name, dict(settings or {})))
+
+
+def configured_agent(name: str, settings: Mapping[str, Any] | None = None) -> Agent:
+    """`get_agent`, except that a name the registry does not know whose `[agents.<name>]`
+    table gives a `command` runs as that command (the `command` adapter, under that name)."""
+    if name not in known_agents() and (settings or {}).get("command"):
+        agent = get_agent("command", settings)
+        agent.name = name  # type: ignore[misc]
+        return agent
+    return get_agent(name, settings)
+
+
+def plugin_agents() -> list[str]:
+    """Names of the agents installed under the `ralph.agents` entry points, sorted."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def _options(name: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -65,15 +65,29 @@ class Flags:
     sandbox: bool | None = None
 
 
+def _agent_help() -> str:
+    """--agent's help, naming installed plugin agents too when help is shown (looking them up
+    would cost every other command its time)."""
+    names = "claude, codex, gemini, aider, opencode, amp, cursor, qwen, copilot, command"
+    if {"--help", "-h"} & set(sys.argv):
+        try:
+            from ralph.agents.registry import plugin_agents
+
+            names += "".join(f", {n}" for n in plugin_agents())
+        except Exception:  # noqa: BLE001 - a broken plugin must not break --help
+            pass
+    return (
+        f"Agent from the registry or ralph.toml ({names}, demo: offline). [default: config, claude]"
+    )
+
+
 AgentOpt = Annotated[
     str | None,
     typer.Option(
         "--agent",
         "-a",
         metavar="NAME",
-        help="Agent from the registry or ralph.toml "
-        "(claude, codex, gemini, aider, opencode, amp, "
-        "cursor, command, demo: offline). [default: config, claude]",
+        help=_agent_help(),
     ),
 ]
 AgentCmdOpt = Annotated[
@@ -466,18 +480,14 @@ def _make_agent(name: str, spec: dict[str, Any]) -> Agent:
     """From the registry; a name it does not know but the config gives a command runs as that
     command (with the `command` adapter)."""
     try:
-        from ralph.agents.registry import get_agent, known_agents
+        from ralph.agents.registry import configured_agent
     except ModuleNotFoundError as exc:  # a trimmed install without the adapters
         if exc.name != "ralph.agents.registry" or not spec.get("command"):
             raise
         from ralph.agents.base import Agent
 
         return Agent(command=spec["command"], prompt_mode=spec.get("prompt_mode"))
-    if name not in known_agents() and spec.get("command"):
-        agent = get_agent("command", spec)
-        agent.name = name  # type: ignore[misc]
-        return agent
-    return get_agent(name, spec)
+    return configured_agent(name, spec)
 
 
 def build(flags: Flags) -> tuple[Any, Any, Any, Any]:

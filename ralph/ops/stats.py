@@ -64,14 +64,17 @@ def counts_of(attempts: Iterable[Attempt]) -> dict[str, int]:
 
 
 def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
-    """The numbers of one group of attempts; running attempts count but have no duration."""
-    items = list(attempts)
+    """The numbers of one group of attempts; running attempts count but have no duration.
+    A launch that used no attempt (a 429, an auth failure, no network) is no attempt and no
+    failure: it shows under `outcomes` and `not_counted` only, as `show` counts it."""
+    launches = list(attempts)
+    items = [a for a in launches if a.counted]
     finished = [a for a in items if a.ended_at is not None]
     succeeded = [a for a in finished if a.outcome in SUCCESS]
     durations = [a.ended_at - a.started_at for a in finished if a.ended_at is not None]
     p50, p90 = percentile(durations, 50), percentile(durations, 90)
     return {
-        **counts_of(items),
+        **counts_of(launches),
         "running": len(items) - len(finished),
         "succeeded": len(succeeded),
         "failed": len(finished) - len(succeeded),
@@ -79,24 +82,14 @@ def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
         "median_duration_s": None if p50 is None else round(p50, 3),
         "p90_duration_s": None if p90 is None else round(p90, 3),
         "total_duration_s": round(sum(durations), 3),
-        **cost_of(items),
-        # part of cost_usd was computed from tokens with ralph.pricing (codex, gemini, cursor)
-        "cost_estimated": any(a.cost_usd is not None and _estimated(a.agent) for a in items),
-        "input_tokens": sum(a.input_tokens or 0 for a in items),
-        "output_tokens": sum(a.output_tokens or 0 for a in items),
-        "outcomes": dict(sorted(Counter(a.outcome or "running" for a in items).items())),
+        "not_counted": len(launches) - len(items),
+        **cost_of(launches),
+        # part of cost_usd was computed from tokens with ralph.pricing, as each attempt recorded
+        "cost_estimated": any(a.cost_usd is not None and a.cost_estimated for a in launches),
+        "input_tokens": sum(a.input_tokens or 0 for a in launches),
+        "output_tokens": sum(a.output_tokens or 0 for a in launches),
+        "outcomes": dict(sorted(Counter(a.outcome or "running" for a in launches).items())),
     }
-
-
-def _estimated(agent: str) -> bool:
-    try:
-        from ralph.agents.registry import cost_is_estimated
-    except ImportError:  # a trimmed install without the adapters
-        return False
-    try:
-        return cost_is_estimated(agent)
-    except errors.RalphError:  # a broken agent plugin must not break the numbers
-        return False
 
 
 def attempt_stats(attempts: Sequence[Attempt], by: str = "agent") -> dict[str, Any]:

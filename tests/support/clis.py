@@ -15,7 +15,22 @@ HANG_GUARD = 180  # seconds; only stops a broken run from hanging the suite
 KEY_VAR = "MOCK_OPENAI_KEY"  # the codex provider's env_key
 MODEL = "mock-model"  # a model codex has no metadata for: it then offers exec_command
 # every variable through which a developer's own credentials or endpoints could leak in
-SCRUBBED = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "AMP_", "RALPH_")
+SCRUBBED = (
+    "ANTHROPIC_",
+    "CLAUDE_",
+    "OPENAI_",
+    "CODEX_",
+    "GEMINI_",
+    "GOOGLE_",
+    "AMP_",
+    "RALPH_",
+    "COPILOT_",
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "QWEN_",
+    "DASHSCOPE_",
+    "OPENCODE_",
+)
 
 
 def require(cli: str) -> str:

@@ -7,7 +7,10 @@ Point claude at it with ``ANTHROPIC_BASE_URL=srv.url`` and ``ANTHROPIC_API_KEY=t
 Modes: ``"text"`` answers every turn with ``reply``. ``"write"`` answers the first tool-bearing turn
 with a ``Write`` tool_use taken from a prompt line ``WRITE <path>: <content>`` (a relative path is
 resolved against ``cwd``, else against the "Primary working directory:" in claude's system prompt;
-``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``.
+``\\n`` in the content becomes a newline) and the tool_result follow-up with ``reply``. opencode
+(its anthropic provider's ``baseURL`` at ``<url>/v1``) gets a ``write`` tool_use with the path as
+written, which it resolves itself; qwen-code (``--auth-type anthropic``, ``ANTHROPIC_BASE_URL``) a
+``write_file`` tool_use, resolved like claude's against the directory its system prompt names.
 ``"400"``, ``"401"`` and ``"429"`` answer every POST with the API's error; claude retries 401 and
 429 10 times (about 3 minutes) unless ``should_retry=False`` sends ``x-should-retry: false``.
 
@@ -17,6 +20,9 @@ name codex does not know (it then offers the ``exec_command`` tool, which "write
 gemini: ``GOOGLE_GEMINI_BASE_URL=<url>``, ``GEMINI_API_KEY`` and
 ``{"security":{"auth":{"selectedType":"gemini-api-key"}}}`` in ``$HOME/.gemini/settings.json``;
 its routing ``generateContent`` call gets an answer filled from the schema it asks for.
+copilot: ``COPILOT_PROVIDER_BASE_URL=<url>/v1``, ``COPILOT_PROVIDER_WIRE_API=responses``,
+``COPILOT_PROVIDER_API_KEY``, ``COPILOT_MODEL`` and ``COPILOT_OFFLINE=true``; "write" mode calls its
+``create`` tool.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ from typing import Any
 
 MODES = ("text", "write", "400", "401", "429")
 WRITE_RE = re.compile(r"^\s*WRITE\s+(?P<path>[^:\n]+?)\s*:[ \t]?(?P<content>.*)$", re.MULTILINE)
-CWD_RE = re.compile(r"Primary working directory:\s*(?P<cwd>/\S+)")
+# claude's system prompt, and qwen-code's
+CWD_RE = re.compile(
+    r"(?:Primary working directory:|I'm currently working in the directory:)\s*(?P<cwd>/\S+)"
+)
 INPUT_TOKENS = 1200  # with OUTPUT_TOKENS, claude-sonnet-4-5 prices one turn at $0.0045
 OUTPUT_TOKENS = 60
 ERRORS = {
@@ -161,17 +170,25 @@ class ModelServer:
         messages = body.get("messages") or []
         tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
         follow_up = not messages or _has_tool_result(messages[-1])
-        if self.mode != "write" or "Write" not in tools or follow_up:
+        if self.mode != "write" or not tools & {"Write", "write", "write_file"} or follow_up:
             return [{"type": "text", "text": self.reply}]
         prompt = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "user")
         match = WRITE_RE.search(prompt)
         if match is None:
             return [{"type": "text", "text": "no WRITE line found in the prompt"}]
         path = Path(match["path"].strip())
+        content = match["content"].replace("\\n", "\n")
+        tool_id = "toolu_" + uuid.uuid4().hex[:24]
+        if "write_file" in tools:  # qwen-code's tool: an absolute path, as claude's
+            path = path if path.is_absolute() else self._base_dir(body) / path
+            tool_input = {"file_path": str(path), "content": content}
+            return [{"type": "tool_use", "id": tool_id, "name": "write_file", "input": tool_input}]
+        if "Write" not in tools:  # opencode's `write` tool: the path as given, it resolves it
+            tool_input = {"filePath": str(path), "content": content}
+            return [{"type": "tool_use", "id": tool_id, "name": "write", "input": tool_input}]
         if not path.is_absolute():
             path = self._base_dir(body) / path
-        tool_input = {"file_path": str(path), "content": match["content"].replace("\\n", "\n")}
-        tool_id = "toolu_" + uuid.uuid4().hex[:24]
+        tool_input = {"file_path": str(path), "content": content}
         return [{"type": "tool_use", "id": tool_id, "name": "Write", "input": tool_input}]
 
     def _base_dir(self, body: dict[str, Any]) -> Path:
@@ -329,12 +346,13 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
 # -- OpenAI Responses API (codex) -------------------------------------------------------------
 
 OPENAI_ERRORS = {
-    400: ("invalid_request_error", "messages: the request is malformed"),
+    400: ("invalid_request_error", None, "messages: the request is malformed"),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: test."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again "
           "in 20s."),
 }  # fmt: skip
 CODEX_CWD_RE = re.compile(r"<cwd>(?P<cwd>[^<]+)</cwd>")
+COPILOT_CWD_RE = re.compile(r"Current working directory:\s*(?P<cwd>/\S+)")
 
 
 class ResponsesServer(ModelServer):
@@ -380,12 +398,25 @@ class ResponsesServer(ModelServer):
         handler.sse(events)
 
     def output(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """Output items: an ``exec_command`` call writing the WRITE line's file, else a message."""
+        """Output items: an ``exec_command`` call (codex) or a ``create`` call (copilot) writing
+        the WRITE line's file, else a message."""
         inputs = [i for i in body.get("input") or [] if isinstance(i, dict)]
         tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
         follow_up = bool(inputs) and inputs[-1].get("type") == "function_call_output"
         texts = [_text_of(i.get("content")) for i in inputs if i.get("role") == "user"]
         write = None
+        if self.mode == "write" and "create" in tools and not follow_up:  # copilot
+            system = _text_of(body.get("instructions")) + "\n".join(
+                _text_of(i.get("content")) for i in inputs if i.get("role") != "user"
+            )
+            found = COPILOT_CWD_RE.search(system)
+            cwd = Path(found["cwd"]) if found and self.cwd is None else self.cwd
+            write = self.write_line("\n".join(texts), cwd)
+            if write is not None:
+                args = {"path": str(write[0]), "file_text": write[1]}
+                return [{"type": "function_call", "id": "fc_" + uuid.uuid4().hex[:24],
+                         "call_id": "call_" + uuid.uuid4().hex[:24], "name": "create",
+                         "arguments": json.dumps(args), "status": "completed"}]  # fmt: skip
         if self.mode == "write" and "exec_command" in tools and not follow_up:
             found = CODEX_CWD_RE.search("\n".join(texts))
             cwd = Path(found["cwd"].strip()) if found and self.cwd is None else self.cwd
