@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from ralph.store import open_store
-from tests.support.clis import MODEL, add_task, clean_env, git_repo, ralph, require, task_commits
+from tests.support.clis import (
+    MODEL,
+    add_task,
+    check_policy,
+    clean_env,
+    git_repo,
+    ralph,
+    require,
+    task_commits,
+)
 from tests.support.model_server import ResponsesServer
 
 pytestmark = pytest.mark.copilot
@@ -26,11 +35,11 @@ def copilot_env(home: Path, url: str, **extra: str) -> dict[str, str]:
                      COPILOT_MODEL=MODEL, COPILOT_OFFLINE="true", **extra)  # fmt: skip
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ralph_run_with_copilot_commits_each_task_once(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
+def test_ralph_run_with_copilot_commits_each_task_once(tmp_path, workers, sandbox):
     repo = git_repo(tmp_path / "repo")
     with ResponsesServer("write") as server:
-        env = copilot_env(tmp_path / "home", server.url, PWD=str(repo))
+        env = copilot_env(tmp_path / "home", server.url, PWD=str(repo), RALPH_SANDBOX=sandbox)
         tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
         out = ralph(repo, env, "run", "--agent", "copilot", "--workers", str(workers), "--quiet")
     assert out.returncode == 0, out.stderr
@@ -44,6 +53,7 @@ def test_ralph_run_with_copilot_commits_each_task_once(tmp_path, workers):
         # copilot reports premium requests, no tokens and no dollars: unknown, not zero
         assert all((a.input_tokens, a.output_tokens, a.cost_usd) == (None, None, None)
                    for a in done)  # fmt: skip
+    check_policy(repo, env, tasks[0], sandbox)
 
 
 def test_ralph_run_with_copilot_stops_on_a_401_without_counting_an_attempt(tmp_path):

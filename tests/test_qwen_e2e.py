@@ -11,6 +11,7 @@ import pytest
 from tests.support.clis import (
     add_task,
     check_each_task_done_once,
+    check_policy,
     clean_env,
     git_repo,
     ralph,
@@ -39,20 +40,22 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
 def test_ralph_run_with_qwen_commits_each_task_once_with_tokens_and_estimated_cost(
-    tmp_path, workers
+    tmp_path, workers, sandbox
 ):
     repo = git_repo(tmp_path / "repo")
     with ModelServer("write") as server:
         env = clean_env(tmp_path / "home", ANTHROPIC_BASE_URL=server.url,
                         ANTHROPIC_API_KEY="test-key", PWD=str(repo))  # fmt: skip
+        env["RALPH_SANDBOX"] = sandbox  # on: bwrap, network = "allow"
         toml = config(tmp_path)
         tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
         out = ralph(repo, env, "run", "--config", str(toml),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr
     check_each_task_done_once(repo, tasks, (2400, 120), TASK_COST)
+    check_policy(repo, env, tasks[0], sandbox)
 
 
 def test_ralph_run_with_qwen_stops_on_a_401_without_counting_an_attempt(tmp_path):

@@ -109,6 +109,14 @@ class Copilot(Agent):
     cost_source = "none"
     tested_versions = ("1.0.",)
     setup = ("run `copilot login` once, or set COPILOT_GITHUB_TOKEN",)
+    api_hosts = ("api.githubcopilot.com", "api.individual.githubcopilot.com", "api.github.com")
+    base_url_vars = ("COPILOT_PROVIDER_BASE_URL",)
+    env_prefixes = ("COPILOT_",)
+    home_paths = (".copilot",)
+
+    def sandbox_env_names(self) -> list[str]:
+        """Its login token may be in GH_TOKEN or GITHUB_TOKEN too."""
+        return list(TOKEN_VARS)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [*self.command, "--output-format", "json", "--allow-all", "--no-auto-update"]

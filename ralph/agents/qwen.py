@@ -100,6 +100,10 @@ class Qwen(Agent):
     cost_source = "estimated"
     tested_versions = ("0.15.",)
     setup = ('run `qwen auth` once, or set args = ["--auth-type", "openai"] and OPENAI_API_KEY',)
+    api_hosts = ("chat.qwen.ai", "dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com")
+    base_url_vars = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
+    env_prefixes = ("QWEN_", "OPENAI_", "ANTHROPIC_", "DASHSCOPE_")
+    home_paths = (".qwen",)
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [*self.command, "--output-format", "stream-json", "--approval-mode", "yolo"]
