@@ -23,6 +23,7 @@ from ralph.agents import get_agent
 from ralph.agents.base import Agent
 from ralph.process import AgentProcess
 from ralph.sandbox import network
+from ralph.sandbox.bwrap import tools
 from ralph.sandbox.network import (
     NetworkGate,
     allowed,
@@ -85,6 +86,7 @@ def sandboxed(
 ) -> list[str]:
     """bwrap with only `lo`, `writable` bound read-write (it holds the gate's socket), the bridge
     (forwarding `bridge_allow`, default `allow`), then cmd."""
+    tools_back = [a for t in tools(None) for a in ("--ro-bind", str(t), str(t))]
     return [
         bwrap,
         "--ro-bind",
@@ -99,6 +101,7 @@ def sandboxed(
         "--unshare-net",
         "--unshare-pid",
         "--die-with-parent",
+        *tools_back,  # ralph and its Python may live under /tmp (a CI clone): bound back
         "--bind",
         str(writable),
         str(writable),
