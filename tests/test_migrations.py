@@ -420,11 +420,11 @@ def test_a_store_from_a_newer_ralph_is_refused_before_anything_is_written(store_
     if is_pg(store_url):
         with psycopg.connect(store_url) as conn:
             conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-            conn.execute("UPDATE meta SET value = '0.3.0' WHERE key = 'ralph_version'")
+            conn.execute("UPDATE meta SET value = '0.9.0' WHERE key = 'ralph_version'")
     else:
         conn = sqlite3.connect(store_url, isolation_level=None)
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-        conn.execute("UPDATE meta SET value = '0.3.0' WHERE key = 'ralph_version'")
+        conn.execute("UPDATE meta SET value = '0.9.0' WHERE key = 'ralph_version'")
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.close()
     before = _fingerprint(store_url)
@@ -432,11 +432,11 @@ def test_a_store_from_a_newer_ralph_is_refused_before_anything_is_written(store_
         refused = run("-", *args, db=store_url)
         assert refused.returncode == 7
         (line,) = refused.stderr.splitlines()
-        assert f"has schema 3 (ralph 0.3.0), newer than this ralph {__version__} (schema 2)" in line
-        assert "install ralph 0.3.0 or later on this host" in line
+        assert f"has schema 3 (ralph 0.9.0), newer than this ralph {__version__} (schema 2)" in line
+        assert "install ralph 0.9.0 or later on this host" in line
     assert _fingerprint(store_url) == before
     status = run("-", "db", "status", db=store_url)
-    assert status.returncode == 0 and "install ralph 0.3.0" in status.stdout
+    assert status.returncode == 0 and "install ralph 0.9.0" in status.stdout
     assert _fingerprint(store_url) == before
 
 
