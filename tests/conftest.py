@@ -15,6 +15,13 @@ import pytest
 # bytecode caches, every start would compile ralph's modules again; let the children write them.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+# A shell without job control starts a background job (`python -m pytest ... &`, a CI script)
+# with SIGINT ignored, and an ignored signal stays ignored across exec: every `ralph` the tests
+# start would then shrug off the Ctrl-C a test sends it (`status --watch` waited 30 s and
+# failed). Children of a process with a Python handler get the default action instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 try:  # tests/ is on sys.path (rootdir-relative conftest, no tests/__init__.py)
     from pgserver import PgServer, in_ci, start_server
 except ImportError:  # tests/ is a package
@@ -131,9 +138,20 @@ def store(make_store):
 
 
 # ======================================================================================
+# Order: the suite runs under pytest-xdist (pyproject's addopts). Tests marked `slow` go first,
+# so the longest ones start at once on their own workers instead of being the run's tail.
+# ======================================================================================
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as is
+
+
+# ======================================================================================
 # Leftover processes: a test that fails between starting `ralph run` and stopping it can
 # orphan an agent (agents run in their own process group). At the end of the session, kill
 # every process still running from this session's temp folder, so nothing outlives the suite.
+# Under pytest-xdist each worker has its own folder (.../popen-gwN) and kills only its own.
 # ======================================================================================
 
 
@@ -148,7 +166,7 @@ def _processes_under(folder: str) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if folder in cmdline or cwd.startswith(folder):
+        if folder in cmdline or cwd.startswith(folder) or cwd == folder.rstrip("/"):
             found.append(int(entry))
     return found
 
@@ -158,6 +176,6 @@ def _kill_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield
     if not os.path.isdir("/proc"):
         return
-    for pid in _processes_under(str(tmp_path_factory.getbasetemp())):
+    for pid in _processes_under(os.path.join(tmp_path_factory.getbasetemp(), "")):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
