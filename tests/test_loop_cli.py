@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -281,22 +282,27 @@ def test_pause_from_the_cli_holds_every_worker_until_resume(repo: Path, env: dic
         stderr=subprocess.PIPE,
         text=True,
     )
+    said: list[str] = []  # its stderr, line by line, as it comes
+    reader = threading.Thread(target=lambda: said.extend(iter(proc.stderr.readline, "")))
+    reader.start()
     try:
         with open_store(repo / ".ralph" / "ralph.db") as store:
-            deadline = time.monotonic() + 30
-            while not [w for w in store.workers() if w.name == "w"]:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
-            time.sleep(2.5)  # longer than a worker's poll: an unpaused worker would claim A
+            deadline = time.monotonic() + 60
+            # The worker says so when it finds the pause where it would claim: it got there.
+            while not any("paused by cli: deploying" in line for line in said):
+                assert time.monotonic() < deadline and proc.poll() is None, said
+                time.sleep(0.05)
             assert "claimed" not in [e.kind for e in store.events(task_id="A")]
             resumed = ralph(repo, env, "resume")
             assert resumed.returncode == 0 and "Resumed" in resumed.stdout
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while store.get("A").status != "done":
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+    err = "".join(said)
     assert "paused by cli: deploying" in err
     assert ralph(repo, env, "resume").stdout.strip() == "Nothing was paused"
