@@ -147,6 +147,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as is
 
 
+# Modules whose tests build on each other's state (a module-scoped fixture they change in
+# turn) run in order on one worker. pytest-xdist's own `xdist_group` marker does not work
+# with pytest 9 (xdist 3.8 tags the group onto `item._nodeid`, which pytest 9 no longer
+# reads), so the scheduler is told here, by node id.
+TOGETHER = ("tests/test_readme.py::",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadgroup":  # another --dist asked for on the command line
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Together(LoadGroupScheduling):
+        """Every test is its own work unit, except that the TOGETHER modules are one each."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix in TOGETHER:
+                if nodeid.startswith(prefix):
+                    return prefix
+            return super()._split_scope(nodeid)
+
+    return Together(config, log)
+
+
 # ======================================================================================
 # Leftover processes: a test that fails between starting `ralph run` and stopping it can
 # orphan an agent (agents run in their own process group). At the end of the session, kill

@@ -83,6 +83,7 @@ def new_repo(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # 20 rounds: the races it guards against showed in 2 of 20
 def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
     failures = []
     for n in range(ROUNDS):
@@ -100,6 +101,7 @@ def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
     assert failures == []
 
 
+@pytest.mark.slow  # 20 rounds of 8 processes
 def test_eight_processes_on_an_empty_postgres_database_all_succeed(
     tmp_path: Path, pg_server, request: pytest.FixtureRequest
 ):
