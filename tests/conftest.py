@@ -152,6 +152,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # with pytest 9 (xdist 3.8 tags the group onto `item._nodeid`, which pytest 9 no longer
 # reads), so the scheduler is told here, by node id.
 TOGETHER = ("tests/test_readme.py::",)
+if os.environ.get("RALPH_CONFORMANCE_REPORT"):  # one worker's module fixture writes it all
+    TOGETHER += ("tests/test_conformance.py::",)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
