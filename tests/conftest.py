@@ -18,6 +18,13 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # README's golden path, which runs with the default): existing tests keep their behaviour.
 os.environ.setdefault("RALPH_SANDBOX", "off")
 
+# A shell without job control starts a background job (`python -m pytest ... &`, a CI script)
+# with SIGINT ignored, and an ignored signal stays ignored across exec: every `ralph` the tests
+# start would then shrug off the Ctrl-C a test sends it (`status --watch` waited 30 s and
+# failed). Children of a process with a Python handler get the default action instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 try:  # tests/ is on sys.path (rootdir-relative conftest, no tests/__init__.py)
     from pgserver import PgServer, in_ci, start_server
 except ImportError:  # tests/ is a package
@@ -134,9 +141,46 @@ def store(make_store):
 
 
 # ======================================================================================
+# Order: the suite runs under pytest-xdist (pyproject's addopts). Tests marked `slow` go first,
+# so the longest ones start at once on their own workers instead of being the run's tail.
+# ======================================================================================
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: else as is
+
+
+# Modules whose tests build on each other's state (a module-scoped fixture they change in
+# turn) run in order on one worker. pytest-xdist's own `xdist_group` marker does not work
+# with pytest 9 (xdist 3.8 tags the group onto `item._nodeid`, which pytest 9 no longer
+# reads), so the scheduler is told here, by node id.
+TOGETHER = ("tests/test_readme.py::",)
+if os.environ.get("RALPH_CONFORMANCE_REPORT"):  # one worker's module fixture writes it all
+    TOGETHER += ("tests/test_conformance.py::",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadgroup":  # another --dist asked for on the command line
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Together(LoadGroupScheduling):
+        """Every test is its own work unit, except that the TOGETHER modules are one each."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix in TOGETHER:
+                if nodeid.startswith(prefix):
+                    return prefix
+            return super()._split_scope(nodeid)
+
+    return Together(config, log)
+
+
+# ======================================================================================
 # Leftover processes: a test that fails between starting `ralph run` and stopping it can
 # orphan an agent (agents run in their own process group). At the end of the session, kill
 # every process still running from this session's temp folder, so nothing outlives the suite.
+# Under pytest-xdist each worker has its own folder (.../popen-gwN) and kills only its own.
 # ======================================================================================
 
 
@@ -151,7 +195,7 @@ def _processes_under(folder: str) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if folder in cmdline or cwd.startswith(folder):
+        if folder in cmdline or cwd.startswith(folder) or cwd == folder.rstrip("/"):
             found.append(int(entry))
     return found
 
@@ -161,6 +205,6 @@ def _kill_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield
     if not os.path.isdir("/proc"):
         return
-    for pid in _processes_under(str(tmp_path_factory.getbasetemp())):
+    for pid in _processes_under(os.path.join(tmp_path_factory.getbasetemp(), "")):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)

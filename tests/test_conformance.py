@@ -226,9 +226,10 @@ def test_adapter_conformance(name, case, tmp_path, plugin_registry):
     if case == "nonzero_exit":
         assert result.exit_code != 0 or outcome.report.is_error
     if case == "huge_output":
-        # Lines far over the reader's 64 KiB line limit. (claude 2.1.197 sometimes exits before
-        # its 2.4 MB line is flushed to the pipe, so only part of it arrives: still exit 0.)
-        assert result.bytes_out > 256 * 1024, result.bytes_out
+        # Lines over the reader's 64 KiB line limit. (claude 2.1.197 sometimes exits before
+        # its 2.4 MB line is flushed to the pipe, so only part of it arrives: still exit 0;
+        # on a loaded machine that part was 198 KB once, so no more than the limit is asked.)
+        assert result.bytes_out > 64 * 1024, result.bytes_out
     if expected in ("auth_failed", "network_down"):
         assert signal.fix, signal
     if case == "rate_limited" and name not in NO_RETRY_TIME:

@@ -40,6 +40,36 @@ def wait_for(check, what: str, timeout: float = 60.0):  # noqa: ANN001
     return found
 
 
+def attempts(db: str, task_id: str) -> list:
+    with open_store(db) as store:
+        return store.attempts(task_id)
+
+
+def ended_attempts(db: str, task_id: str, worker: str) -> list:
+    """The finished attempts of `worker` at `task_id`: a worker wrote its verdict on them."""
+    return [a for a in attempts(db, task_id) if a.ended_at is not None and a.worker == worker]
+
+
+def workers(db: str) -> list:
+    with open_store(db) as store:
+        return store.workers()
+
+
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (the merge lock: it is landing or waiting to)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def launches(tmp_path: Path) -> list[str]:
     path = tmp_path / "launches.txt"
     return path.read_text().split("\n")[:-1] if path.exists() else []
@@ -133,7 +163,13 @@ def test_zombie_stopped_while_its_agent_works_lands_nothing_and_the_task_has_one
         wait_for(lambda: statuses(db)["t1"] == "done", "w2 to finish t1")
     finally:
         os.kill(zombie.pid, signal.SIGCONT)
-    time.sleep(2)  # the zombie wakes up, finds its lease gone, and must land nothing
+    # The zombie wakes up, finds its lease gone and ends its attempt without landing anything
+    # (w2 closed that attempt as crashed when it took the task; the zombie's own verdict is
+    # written over it).
+    wait_for(
+        lambda: [a.outcome for a in ended_attempts(db, "t1", "w1")] == ["lease_lost"],
+        "the zombie to end its attempt itself",
+    )
     stop_all(zombie, healthy)
     check_history(repo, ["t1"], Path(db))
     with open_store(db) as store:
@@ -173,22 +209,28 @@ def test_zombie_stopped_inside_the_landing_lands_at_most_once(tmp_path: Path, re
         "PATH": f"{wrapper_dir}:{env['PATH']}",
         "ZOMBIE_STOP_FILE": str(stop_file),
         "GIT_PYTHON_GIT_EXECUTABLE": str(wrapper_dir / "git"),
+        "CHAOS_GATE": str(tmp_path / "w2-is-up"),
     }
     zombie = spawn_worker(repo, zombie_env, "w1", "--agent-cmd", agent_cmd())
     wait_for(lambda: launches(tmp_path), "w1's agent to start")
-    # w2 starts now (its start takes the merge lock briefly) and waits idle for work.
+    # w2 starts now (its start takes the merge lock briefly) and waits idle for work; only
+    # then may w1's agent finish, so w1 cannot be stopped holding the lock w2's start needs.
     healthy = spawn_worker(repo, env, "w2", "--agent-cmd", agent_cmd())
+    wait_for(lambda: "w2" in {w.name for w in workers(db)}, "w2 to register")
+    (tmp_path / "w2-is-up").write_text("")
     pids_file = Path(f"{stop_file}.pids")
     wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2, "the stop")
     stopped = [int(p) for p in pids_file.read_text().split()]
     try:  # w1 is stopped holding the merge lock; its lease lapses and w2 takes the task
         wait_for(lambda: len(launches(tmp_path)) == 2, "w2 to run the agent again")
-        time.sleep(2)  # w2's agent finishes; w2 now waits for the lock w1 holds
+        lock = (repo / ".ralph" / "merge.lock").resolve()
+        wait_for(lambda: holds_open(healthy.pid, lock), "w2 to wait for the lock w1 holds")
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)  # the zombie's ref transaction goes ahead now
     wait_for(lambda: statuses(db)["t1"] == "done", "t1 to be done")
-    time.sleep(1)
+    # Every holder has written its verdict: the loser's landing is over, not still coming.
+    wait_for(lambda: all(a.ended_at for a in attempts(db, "t1")), "every attempt to end")
     stop_all(zombie, healthy)
     check_history(repo, ["t1"], Path(db))  # one commit, whichever of the two landed it
 
@@ -226,21 +268,36 @@ def test_worker_silent_for_two_heartbeats_but_within_its_lease_keeps_its_claim(
 ) -> None:
     db = str(tmp_path / "ralph.db")
     add_tasks(db, [{"id": "t1", "title": "only"}])
-    env = chaos_env(tmp_path, db, CHAOS_MIN="6", CHAOS_MAX="6")
-    # Lease 12 s: a heartbeat every 2 s, dead after 3 missed beats (6 s).
-    args = ["--lease", "12s", "--agent-cmd", agent_cmd()]
+    env = chaos_env(tmp_path, db, CHAOS_MIN="1", CHAOS_MAX="1")
+    # Lease 30 s: a heartbeat every 5 s, dead after 3 missed beats (15 s). The other worker's
+    # short lease makes it sweep every second and heartbeat every half second.
     slow = subprocess.Popen(
-        [*RALPH, "worker", "start", "--name", "slow", *args], cwd=repo, env=env,
+        [*RALPH, "worker", "start", "--name", "slow", "--lease", "30s", "--agent-cmd",
+         agent_cmd()], cwd=repo, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for(lambda: launches(tmp_path), "the agent to start")
     sweeper = subprocess.Popen(
-        [*RALPH, "worker", "start", "--name", "sweeper", *args], cwd=repo, env=env,
+        [*RALPH, "worker", "start", "--name", "sweeper", "--lease", "3s", "--agent-cmd",
+         agent_cmd()], cwd=repo, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     os.kill(slow.pid, signal.SIGSTOP)
-    time.sleep(4.5)  # more than two heartbeats (4 s), less than three
-    os.kill(slow.pid, signal.SIGCONT)
+
+    def silent_past_two_beats() -> bool:
+        """The sweeper is alive and sweeping more than two beats (and one sweep) after slow's
+        last heartbeat, by the store's own clock: the silence the sweeper must tolerate."""
+        with open_store(db) as store:
+            seen = {w.name: w for w in store.workers()}
+        if "slow" not in seen or "sweeper" not in seen:
+            return False
+        silence = seen["sweeper"].heartbeat_at - seen["slow"].heartbeat_at
+        return silence > 2 * seen["slow"].heartbeat_interval + 1.0
+
+    try:
+        wait_for(silent_past_two_beats, "more than two missed heartbeats")
+    finally:
+        os.kill(slow.pid, signal.SIGCONT)
     wait_for(lambda: statuses(db)["t1"] == "done", "t1 to be done", 60)
     stop_all(slow, sweeper)
     with open_store(db) as store:
@@ -298,6 +355,7 @@ def chaos_tasks() -> list[dict]:
     return specs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_chaos_forty_tasks_twenty_kills_every_task_done_once_with_one_commit(
     backend: str, tmp_path: Path, repo: Path, request: pytest.FixtureRequest

@@ -2,11 +2,12 @@
 not exist yet all succeed, on SQLite and on PostgreSQL. A read that comes before any writer
 made the store succeeds by refusing in one line (exit 7): reads never create a store.
 
-Each process imports the CLI first and starts its command at one agreed wall-clock moment
-(tests/fixtures/run_ralph.py --at), so they reach the store together instead of staggered by
-their import times. Before creating the schema was made to wait for the lock, 4 `ralph worker
-start` on a missing SQLite store failed with "database is locked" in 2 of 20 rounds; before
-worktree setup took the repository's lock, with `git worktree add` in 2 to 3 rounds of 40.
+Each process imports the CLI first and starts its command when the test opens a gate, once
+every process is ready (tests/fixtures/run_ralph.py --gate), so they reach the store together
+instead of staggered by their import times, on a loaded machine too. Before creating the
+schema was made to wait for the lock, 4 `ralph worker start` on a missing SQLite store failed
+with "database is locked" in 2 of 20 rounds; before worktree setup took the repository's
+lock, with `git worktree add` in 2 to 3 rounds of 40.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ COMMANDS = [
 
 def start_at_once(count: int, cwd: Path, db: str | None) -> list[tuple[list[str], int, str]]:
     """Start `count` ralph processes (cycling through COMMANDS) at one moment; their outcomes."""
-    at = time.time() + 1.0 + 0.1 * count
+    gate = cwd.parent / f"{cwd.name}.gate"
+    gate.mkdir()
     procs = []
     for n in range(count):
         args = COMMANDS[n % len(COMMANDS)]
-        argv = [sys.executable, str(FIXTURES / "run_ralph.py"), "-", "--at", repr(at), "--"]
+        argv = [sys.executable, str(FIXTURES / "run_ralph.py"), "-", "--gate", str(gate), "--"]
         argv += [*(["--db", db] if db else []), *args]
         procs.append(
             (
@@ -55,6 +57,12 @@ def start_at_once(count: int, cwd: Path, db: str | None) -> list[tuple[list[str]
                 ),
             )
         )
+    deadline = time.monotonic() + 120
+    while len(list(gate.glob("ready.*"))) < count:  # every process imported, waiting
+        assert time.monotonic() < deadline, "ralph processes never got ready"
+        assert all(proc.poll() is None for _, proc in procs), "a process ended before the gate"
+        time.sleep(0.01)
+    (gate / "go").write_text("")
     outcomes = []
     for args, proc in procs:
         _, err = proc.communicate(timeout=300)
@@ -85,6 +93,7 @@ def new_repo(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # 20 rounds: the races it guards against showed in 2 of 20
 def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
     failures = []
     for n in range(ROUNDS):
@@ -102,6 +111,7 @@ def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
     assert failures == []
 
 
+@pytest.mark.slow  # 20 rounds of 8 processes
 def test_eight_processes_on_an_empty_postgres_database_all_succeed(
     tmp_path: Path, pg_server, request: pytest.FixtureRequest
 ):

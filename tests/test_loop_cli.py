@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +60,21 @@ def agent_cmd(name: str, *args: str) -> str:
     return shlex.join([sys.executable, str(AGENTS / name), *args])
 
 
+def lines_of(stream) -> tuple[list[str], threading.Thread]:  # noqa: ANN001
+    """Read `stream` line by line on a thread; the list fills as the process writes."""
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(iter(stream.readline, "")))
+    reader.start()
+    return said, reader
+
+
+def wait_said(said: list[str], words: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(words in line for line in said):
+        assert time.monotonic() < deadline and proc.poll() is None, said
+        time.sleep(0.05)
+
+
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
@@ -93,12 +109,15 @@ def test_sigterm_during_an_agent_releases_the_claim_and_commits_nothing(
     while not pid_file.exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
+    said, reader = lines_of(proc.stderr)
     proc.send_signal(signal.SIGTERM)
     if signals == 2:
-        time.sleep(0.5)
+        wait_said(said, "taking no new task", proc)  # the first one was heard
         assert proc.poll() is None  # still inside the agent's ten minutes of grace
         proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    reader.join(timeout=60)
+    err = "".join(said)
 
     assert proc.returncode == 12, err
     assert "SIGTERM" in err
@@ -240,14 +259,14 @@ def test_worker_start_runs_under_its_name_until_stopped(repo: Path, env: dict[st
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while "done A" not in git(repo, "log", "-1", "--format=%b").replace("Task: A", "done A"):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
-    time.sleep(0.3)
-    assert proc.poll() is None  # --watch: still waiting for work
+    said, reader = lines_of(proc.stderr)
+    wait_said(said, "done A (", proc)  # logged once the task is over, its commit landed
+    # --watch: the queue ran dry and it waits for work; a task added now is its next one.
+    assert ralph(repo, env, "add", "Later task", "--id", "B").returncode == 0
+    wait_said(said, "done B (", proc)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    reader.join(timeout=30)
     assert proc.returncode == 0  # stopped while idle: nothing was cut short
     assert "Worker: implementer-1" in git(repo, "log", "-1", "--format=%b")
 
@@ -283,22 +302,22 @@ def test_pause_from_the_cli_holds_every_worker_until_resume(repo: Path, env: dic
         stderr=subprocess.PIPE,
         text=True,
     )
+    said, reader = lines_of(proc.stderr)
     try:
         with open_store(repo / ".ralph" / "ralph.db") as store:
-            deadline = time.monotonic() + 30
-            while not [w for w in store.workers() if w.name == "w"]:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
-            time.sleep(2.5)  # longer than a worker's poll: an unpaused worker would claim A
+            # The worker says so when it finds the pause where it would claim: it got there.
+            wait_said(said, "paused by cli: deploying", proc)
             assert "claimed" not in [e.kind for e in store.events(task_id="A")]
             resumed = ralph(repo, env, "resume")
             assert resumed.returncode == 0 and "Resumed" in resumed.stdout
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while store.get("A").status != "done":
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+    err = "".join(said)
     assert "paused by cli: deploying" in err
     assert ralph(repo, env, "resume").stdout.strip() == "Nothing was paused"

@@ -286,6 +286,7 @@ def test_concurrent_block_calls_never_close_a_dependency_cycle(pg_url):
         done.update(free)
 
 
+@pytest.mark.slow  # 5000 tasks: enough claims to meet every race
 def test_thirty_two_processes_claim_and_finish_5000_tasks_exactly_once(pg_url):
     tasks, workers = 5000, 32
     with open_store(pg_url) as store:
@@ -304,6 +305,7 @@ def test_thirty_two_processes_claim_and_finish_5000_tasks_exactly_once(pg_url):
     _assert_each_claimed_and_done_once(pg_url, ids)
 
 
+@pytest.mark.slow
 def test_server_crash_mid_run_loses_and_repeats_nothing(pg_server, pg_url):
     if not pg_server.owned:
         pytest.skip("the server comes from RALPH_TEST_PG: the test cannot restart it")

@@ -21,6 +21,10 @@ import pytest
 
 from ralph.config import parse_settings
 
+# The blocks run in order in one repository (`world`), each building on the one before: under
+# pytest-xdist the module stays on one worker (conftest.TOGETHER) and starts first.
+pytestmark = pytest.mark.slow
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<why>\S.*?)\s*-->$")

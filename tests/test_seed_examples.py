@@ -51,6 +51,7 @@ def _assert_each_once(db: Path, expected: int, *kinds: str) -> None:
 needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="the shell examples need jq")
 
 
+@pytest.mark.slow
 @needs_jq
 def test_parallel_workers_script_claims_and_completes_each_task_once(tmp_path: Path) -> None:
     db = tmp_path / "ralph.db"

@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +91,8 @@ class Project:
             tmp / "home", RALPH_DB=str(self.db), WEB_GATE=str(self.gate), PYTHONUNBUFFERED="1"
         )
         self.run_proc: subprocess.Popen[str] | None = None
+        self.said: list[str] = []  # the run's stderr, line by line, as it comes
+        self._reader: threading.Thread | None = None
         self.store = open_store(self.db)
 
     def add(self, title: str, task_id: str, **fields) -> str:
@@ -98,11 +101,13 @@ class Project:
     def open_gate(self, name: str = "all") -> None:
         (self.gate / f"{name}.go").write_text("go")
 
-    def start_run(self) -> None:
+    def start_run(self, *, quiet: bool = True) -> None:
+        """`ralph run` with two workers; `quiet=False` keeps their progress lines in `said`."""
         cmd = shlex.join([sys.executable, str(AGENT)])
         self.run_proc = subprocess.Popen(
             [*RALPH, "run", "--workers", "2", "--agent-cmd", cmd]
-            + ["--watch", "--no-live", "--max-attempts", "1", "--quiet"]
+            + ["--watch", "--no-live", "--max-attempts", "1"]
+            + (["--quiet"] if quiet else [])
             + ["--verify", shlex.join([sys.executable, "-c", "print('verify says <ok>')"])],
             cwd=self.root,
             env=self.env,
@@ -110,6 +115,17 @@ class Project:
             stderr=subprocess.PIPE,
             text=True,
         )
+        stream = self.run_proc.stderr
+        self._reader = threading.Thread(target=lambda: self.said.extend(iter(stream.readline, "")))
+        self._reader.start()
+
+    def wait_said(self, pattern: str, count: int = 1) -> None:
+        """Wait until `count` distinct lines of the run's stderr match `pattern`."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while len({line for line in self.said if re.search(pattern, line)}) < count:
+            assert self.run_proc is not None and self.run_proc.poll() is None, self.said
+            assert time.monotonic() < deadline, f"the run never said {pattern!r}: {self.said}"
+            time.sleep(0.05)
 
     def stop_run(self) -> str:
         if self.run_proc is None:
@@ -117,11 +133,13 @@ class Project:
         if self.run_proc.poll() is None:
             self.run_proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.run_proc.communicate(timeout=60)
+            self.run_proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.run_proc.kill()
-            _, err = self.run_proc.communicate()
-        return err
+            self.run_proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=60)
+        return "".join(self.said)
 
     def close(self) -> None:
         self.open_gate()  # no agent is left waiting
@@ -223,11 +241,14 @@ def test_pause_stops_new_claims_and_resume_restarts_them(project: Project, page)
     project.open_gate()
     with serve(project.root, project.env) as (proc, base):
         page.goto(base + login_path(proc))  # changes need the printed login link
-        project.start_run()
+        project.start_run(quiet=False)
         page.goto(base + "/")
         expect(page.locator("#workers tr.w-idle")).to_have_count(2, timeout=WAIT_MS)
         page.locator("#pause-all").click()
         expect(page.locator("#paused")).to_contain_text("Paused by web", timeout=WAIT_MS)
+        # Each worker says so when it finds the pause where it would claim; from then on it
+        # waits for the resume and claims nothing.
+        project.wait_said(r"\[worker-\d\] paused by web", count=2)
 
         page.goto(base + "/tasks")
         page.locator("details.add summary").click()
@@ -235,8 +256,6 @@ def test_pause_stops_new_claims_and_resume_restarts_them(project: Project, page)
         page.locator("#add-task button[type=submit]").click()
         expect(page.locator("#task-head")).to_contain_text("Added while paused")
         task_id = page.url.rsplit("/", 1)[-1]
-        # Workers poll every 200 ms: ten polls later the task must still be waiting.
-        time.sleep(2.0)
         assert project.store.get(task_id).claimed_by is None
         assert project.store.attempts(task_id) == []
         expect(page.locator("#task-head .st")).to_have_text("ready")

@@ -3,7 +3,8 @@
 
 A launch for a task whose commit already landed (refs/ralph/tasks/<id> exists) is recorded as
 LATE: ralph must never run the agent again for finished work.
-Env: CHAOS_LAUNCHES (file appended to), CHAOS_MIN/CHAOS_MAX (seconds of work).
+Env: CHAOS_LAUNCHES (file appended to), CHAOS_MIN/CHAOS_MAX (seconds of work); with CHAOS_GATE
+set, the work starts only once that file exists (a test orders its events without sleeping).
 """
 
 import os
@@ -24,6 +25,10 @@ landed = (
 )
 with open(os.environ["CHAOS_LAUNCHES"], "a") as fh:
     fh.write(f"{task} {os.getpid()} {'LATE' if landed else 'ok'}\n")
+if gate := os.environ.get("CHAOS_GATE"):
+    deadline = time.monotonic() + 300
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
 time.sleep(
     random.uniform(
         float(os.environ.get("CHAOS_MIN", "0.2")), float(os.environ.get("CHAOS_MAX", "1.0"))
