@@ -449,6 +449,52 @@ def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
     check_history(repo, [f"m{n}" for n in range(4)], Path(db))  # includes a clean checkout
 
 
+ASIDE_KILL_WRAPPER = """#!/bin/sh
+# The main checkout's update has renamed a file aside and fetches the new version: SIGKILL the
+# ralph process that runs it (git's parent), as a kill of the whole worker would, once.
+case " $* " in
+*" cat-file blob "*)
+    if [ -e "$ASIDE_FILE" ] && ls "$RALPH_TMP"/sync-aside-* >/dev/null 2>&1; then
+        rm -f "$ASIDE_FILE"
+        kill -9 $PPID
+        exit 1
+    fi;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_a_run_killed_while_a_main_checkout_file_is_set_aside_is_finished_by_the_next_run(
+    tmp_path: Path, repo: Path
+) -> None:
+    """Killed between moving a file of the main checkout aside and linking its new version in:
+    the file is missing, its bytes in .ralph/tmp. The next run puts them back and finishes
+    the update; the file is never taken for the user's deletion (which would make every
+    landing wait)."""
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, [{"id": f"a{n}", "title": f"task {n}"} for n in range(4)])
+    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "wrapper").mkdir()
+    wrapper = tmp_path / "wrapper" / "git"
+    wrapper.write_text(ASIDE_KILL_WRAPPER.format(real=real_git))
+    wrapper.chmod(0o755)
+    aside = tmp_path / "aside-now"
+    aside.write_text("")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
+    env.update(ASIDE_FILE=str(aside), RALPH_TMP=str(repo / ".ralph" / "tmp"))
+    argv = [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()]
+    killed = subprocess.run(
+        argv, cwd=repo, env={**env, "PATH": f"{wrapper.parent}:{env['PATH']}"},
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert killed.returncode == -9 and not aside.exists(), killed.stderr[-3000:]  # it happened
+    done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "local changes" not in done.stderr and "kept your uncommitted" not in done.stderr
+    assert set(statuses(db).values()) == {"done"}
+    check_history(repo, [f"a{n}" for n in range(4)], Path(db))  # includes a clean checkout
+
+
 FAILING_COMMIT_TREE = """#!/bin/sh
 # The first `commit-tree` (building a task's commit) dies by SIGKILL, as a git killed with its
 # worker's process group would.

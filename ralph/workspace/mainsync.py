@@ -58,9 +58,10 @@ class Synced:
             return ""
         more = f" and {len(self.kept) - 3} more" if len(self.kept) > 3 else ""
         shown = ", ".join(self.kept[:3]) + more
+        copy = f"; a copy is in {self.saved}" if self.saved else ""
         return (
-            f"kept your uncommitted changes to {shown} in the main checkout (not overwritten; "
-            f"a copy is in {self.saved})"
+            f"kept your uncommitted changes to {shown} in the main checkout (not overwritten"
+            f"{copy})"
         )
 
 
@@ -168,6 +169,7 @@ class MainSync:
     def apply(self, want: str, known: list[str], paths: list[str]) -> Synced:
         """Index entries and files of `paths` at `want`'s version, where they are a version of
         one of `known` (ralph's); the user's are left as they are and copied to a saved ref."""
+        self._take_back_aside(paths)
         versions = self.known([*known, want], paths)
         target = self.tree_entries(want, paths)
         index = self.index_entries(paths)
@@ -190,6 +192,24 @@ class MainSync:
         saved = self._save(want, kept) if kept else None
         return Synced(kept, saved, self.strays)
 
+    def _take_back_aside(self, paths: list[str]) -> None:
+        """A sync killed between renaming a file aside and linking the new one in left the
+        path missing and its bytes in the scratch folder: put them back first (they are the
+        old version or a user's, never to be taken for a deletion)."""
+        if not self.scratch.is_dir():
+            return
+        keys = {_key(p): p for p in paths}
+        for aside in self.scratch.glob("sync-aside-*"):
+            path = keys.get(aside.name.rsplit("-", 1)[-1])
+            if path is None or aside.name.startswith(f"sync-aside-{os.getpid()}-"):
+                continue
+            full = self.root / path
+            if full.exists() or full.is_symlink():
+                continue  # the path was written again since: the aside copy is only a copy
+            with contextlib.suppress(OSError):
+                full.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(aside, full)
+
     def _outside(self, path: str) -> bool:
         """Whether a folder on the way to `path` is a symlink (writing would leave the tree)."""
         folder = (self.root / path).parent
@@ -205,7 +225,7 @@ class MainSync:
         replacement see the same bytes; the new version is linked in place, which fails rather
         than overwrite a file written meanwhile."""
         full = self.root / path
-        aside = self.scratch / f"sync-aside-{os.getpid()}-{n}"
+        aside = self.scratch / f"sync-aside-{os.getpid()}-{_key(path)}"
         try:
             os.rename(full, aside)
             moved = True
@@ -324,6 +344,11 @@ class MainSync:
             fh.write(data)
             fh.seek(0)
             return self.g("hash-object", "-w", "--no-filters", "--stdin", istream=fh)
+
+
+def _key(path: str) -> str:
+    """A file-name-safe key of a path, for its copy in the scratch folder."""
+    return hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def _gitlink(version: Version) -> bool:
