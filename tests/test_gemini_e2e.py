@@ -33,7 +33,11 @@ def gemini_installed() -> None:
 def config(tmp_path: Path) -> Path:
     """A ralph.toml outside the repo: gemini, and a price for the models this gemini picks."""
     path = tmp_path / "ralph.toml"
-    path.write_text('agent = "gemini"\n[prices."gemini-3"]\ninput = 1.0\noutput = 4.0\n')
+    prices = "input = 1.0\noutput = 4.0\n"  # the routing model's call and the main one's
+    path.write_text(
+        f'agent = "gemini"\n[prices."gemini-3.5-flash-lite"]\n{prices}'
+        f'[prices."gemini-3.8-flash"]\n{prices}'
+    )
     return path
 
 
