@@ -94,7 +94,11 @@ def tools(home: Path | None, extra: Iterable[str] = ()) -> list[Path]:
                 found.append(p if top.name in SECRET_DIRS else top)
             elif _under(p, tmp) and p != tmp and p.exists():
                 found.append(p)
-    return list(dict.fromkeys(found))
+    found = list(dict.fromkeys(found))
+    # Only the outermost: a file or folder inside one already bound back comes with it, and
+    # bwrap cannot make a mount point inside a read-only bind (a clone under /tmp whose venv
+    # is on PATH: /tmp/x, /tmp/x/.venv/bin, /tmp/x/.venv/bin/python).
+    return [p for p in found if not any(q != p and _under(p, q) for q in found)]
 
 
 def build(
