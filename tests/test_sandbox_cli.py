@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -343,3 +345,20 @@ def test_an_agent_cannot_loosen_its_own_sandbox_through_ralph_toml_or_ralph_loca
     assert "[sandbox] settings in ralph.toml" in shown["last_error"]
     assert "enabled = false" not in git(repo, "show", "main:ralph.toml")
     assert "edit.txt" not in git(repo, "ls-tree", "--name-only", "main")
+
+
+def test_tools_under_tmp_are_bound_back_as_their_outermost_folder_only(tmp_path: Path, monkeypatch):
+    """A clone under /tmp whose venv is on PATH: binding /tmp/x, then /tmp/x/.venv/bin, then
+    its python inside the first (read-only) bind made bwrap fail ("Can't create file")."""
+    clone = Path(tempfile.mkdtemp(prefix="ralph-clone-", dir="/tmp"))
+    try:
+        venv_bin = clone / ".venv" / "bin"
+        venv_bin.mkdir(parents=True)
+        python = venv_bin / "python"
+        python.write_text("")
+        monkeypatch.setenv("PATH", f"{venv_bin}:{clone}:/usr/bin")
+        found = bwrap.tools(None, [str(python)])
+        assert clone in found
+        assert not [p for p in found if p != clone and clone in p.parents], found
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
