@@ -167,6 +167,18 @@ class Agent:
             argv.append(str(prompt_file))
         return argv
 
+    def positional(
+        self, argv: list[str], prompt: str, prompt_file: Path, stdin: tuple[str, ...] = ()
+    ) -> list[str]:
+        """`argv`, the model, the user's args, then the prompt after `--` ("arg"), a line
+        pointing to its file ("file"), or `stdin` (what tells the CLI to read it there)."""
+        argv = [*argv, *([f"--model={self.model}"] if self.model else []), *self.args]
+        if self.mode == "arg":
+            return [*argv, "--", prompt]
+        if self.mode == "file":
+            return [*argv, "--", f"Read the task in {prompt_file} and do it."]
+        return [*argv, *stdin]
+
     def stdin(self, prompt: str) -> bytes | None:
         """Bytes to write to the agent's stdin (then closed); None for no stdin."""
         return prompt.encode() if self.mode == "stdin" else None

@@ -174,14 +174,7 @@ class Claude(Agent):
             "--verbose",
             "--dangerously-skip-permissions",
         ]
-        if self.model:
-            argv.append(f"--model={self.model}")
-        argv += self.args
-        if self.mode == "arg":
-            argv += ["--", prompt]
-        elif self.mode == "file":
-            argv += ["--", f"Read the task in {prompt_file} and do it."]
-        return argv
+        return self.positional(argv, prompt, prompt_file)
 
     def env(self) -> dict[str, str]:
         env: dict[str, str] = {}

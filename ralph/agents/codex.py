@@ -136,14 +136,7 @@ class Codex(Agent):
             "--sandbox",
             "workspace-write",
         ]
-        if self.model:
-            argv.append(f"--model={self.model}")
-        argv += self.args
-        if self.mode == "arg":
-            return [*argv, "--", prompt]
-        if self.mode == "file":
-            return [*argv, "--", f"Read the task in {prompt_file} and do it."]
-        return [*argv, "-"]
+        return self.positional(argv, prompt, prompt_file, stdin=("-",))
 
     def credentials(self, env: Mapping[str, str], home: Path) -> Credentials:
         provider = _override(self.args, "model_provider")

@@ -107,14 +107,7 @@ class Qwen(Agent):
 
     def argv(self, prompt: str, prompt_file: Path) -> list[str]:
         argv = [*self.command, "--output-format", "stream-json", "--approval-mode", "yolo"]
-        if self.model:
-            argv.append(f"--model={self.model}")
-        argv += self.args
-        if self.mode == "arg":
-            return [*argv, "--", prompt]
-        if self.mode == "file":
-            return [*argv, "--", f"Read the task in {prompt_file} and do it."]
-        return argv
+        return self.positional(argv, prompt, prompt_file)
 
     def attempt_env(self, run_dir: Path) -> dict[str, str]:
         # qwen retries a 429 up to 10 times, a minute or more apart, printing nothing: the loop

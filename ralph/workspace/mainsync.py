@@ -60,8 +60,7 @@ class Synced:
         shown = ", ".join(self.kept[:3]) + more
         copy = f"; a copy is in {self.saved}" if self.saved else ""
         return (
-            f"kept your uncommitted changes to {shown} in the main checkout (not overwritten"
-            f"{copy})"
+            f"kept your uncommitted changes to {shown} in the main checkout (not overwritten{copy})"
         )
 
 
