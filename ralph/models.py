@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-STATUSES = ("open", "done", "failed", "cancelled")
+STATUSES = ("open", "done", "failed", "cancelled", "review")
 # A task id is a component of git ref names (`refs/ralph/tasks/<id>`), so it follows git's
 # ref-name rules (git check-ref-format) without starting git: no ':', no '..', not ending in
 # '.' or '.lock'. git refused such ids only at landing time, and the task was retried forever.
@@ -82,6 +82,7 @@ class Task:
     lease_expires: float = 0.0
     commit_sha: str | None = None
     discovered_from: str | None = None
+    review_notes: str | None = None  # a reviewer's notes for the next attempt (schema 3)
     blocked_by: list[str] = field(default_factory=list)
     claimed_by: str | None = None
 
@@ -108,6 +109,7 @@ class Task:
             lease_expires=row["lease_expires"],
             commit_sha=row["commit_sha"],
             discovered_from=row["discovered_from"],
+            review_notes=row["review_notes"],
         )
 
     def is_ready(self, now: float | None = None) -> bool:
@@ -214,6 +216,7 @@ class Worker:
     heartbeat_at: float
     heartbeat_interval: float
     stop_requested: bool = False
+    sandbox: str | None = None  # what confines its attempts, "unsandboxed" when nothing (schema 3)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Worker:
@@ -229,6 +232,7 @@ class Worker:
             heartbeat_at=row["heartbeat_at"],
             heartbeat_interval=row["heartbeat_interval"],
             stop_requested=bool(row["stop_requested"]),
+            sandbox=row["sandbox"],
         )
 
     def state(self, now: float | None = None) -> str:
@@ -301,6 +305,8 @@ class Attempt:
     token: int | None = None
     host: str | None = None
     cost_estimated: bool = False
+    kind: str = "task"  # "task", or "resolve" for a conflict resolution (schema 3)
+    model: str | None = None  # the model the agent reported or was given (schema 3)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Attempt:

@@ -32,6 +32,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 RELEASE_010 = "a30490dbfbe9d4d11fc966ecc5e31865e276e437"  # ralph 0.1.0, schema 1
 # Backend plumbing, not task data: PostgreSQL's record of each connection's last commit.
 PLUMBING = {"commit_marks"}
+LATEST = migrate.latest("sqlite")
 
 
 def in_ci() -> bool:
@@ -198,14 +199,17 @@ def test_a_010_store_is_upgraded_at_first_open_keeping_every_row_and_its_meaning
     status = run("-", "db", "status", db=store_url)
     assert status.returncode == 0, status.stderr
     assert "schema   1 (ralph 0.1.0)" in status.stdout
-    assert "pending  2: run `ralph db upgrade`" in status.stdout
+    assert (
+        "pending  " + ", ".join(map(str, range(2, LATEST + 1))) + ": run `ralph db upgrade`"
+        in status.stdout
+    )
     assert dump(store_url) == before  # status writes nothing
 
     # Any opening by this ralph upgrades, a read-only command included.
     ready = run("-", "ready", "--json", db=store_url)
     assert ready.returncode == 0, ready.stderr
     assert [t["id"] for t in json.loads(ready.stdout)] == [made["tasks"]["lost"]]
-    assert "from schema 1 to 2" in ready.stderr
+    assert f"from schema 1 to {LATEST}" in ready.stderr
     after = dump(store_url)
 
     # Every old row is still there with the same values; the upgrade added one event.
@@ -223,7 +227,7 @@ def test_a_010_store_is_upgraded_at_first_open_keeping_every_row_and_its_meaning
     assert [e["kind"] for e in new_events] == [migrate.UPGRADE_EVENT]
     data = new_events[0]["data"]
     data = json.loads(data) if isinstance(data, str) else data
-    assert (data["from"], data["to"], data["ralph"]) == (1, 2, __version__)
+    assert (data["from"], data["to"], data["ralph"]) == (1, LATEST, __version__)
     assert {r["key"]: r["value"] for r in after["meta"]} == {
         "schema_version": str(migrate.latest("postgres" if is_pg(store_url) else "sqlite")),
         "ralph_version": __version__,
@@ -260,7 +264,7 @@ def test_the_live_claim_of_a_010_store_completes_with_its_fencing_token(
     live, tasks = made["live"], made["tasks"]
     stale = run("-", "done", live["task"], "--token", str(live["token"] - 1), db=store_url)
     assert stale.returncode == errors.LeaseLostError.exit_code, stale.stderr
-    assert "from schema 1 to 2" in stale.stderr  # that first opening upgraded the store
+    assert f"from schema 1 to {LATEST}" in stale.stderr  # that first opening upgraded the store
     token = str(live["token"])
     done = run(
         "-", "done", live["task"], "--token", token, "--worker", live["worker"], db=store_url
@@ -308,9 +312,11 @@ def test_db_upgrade_runs_the_migrations_explicitly_and_once(ralph010: Path, stor
     first = run("-", "db", "upgrade", db=store_url)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith(f"Upgraded {'' if is_pg(store_url) else store_url}")
-    assert "from schema 1 to 2" in first.stdout
+    assert f"from schema 1 to {LATEST}" in first.stdout
     status = run("-", "db", "status", "--json", db=store_url)
-    assert json.loads(status.stdout)["schema"] == 2 and json.loads(status.stdout)["pending"] == []
+    assert (
+        json.loads(status.stdout)["schema"] == LATEST and json.loads(status.stdout)["pending"] == []
+    )
     second = run("-", "db", "upgrade", db=store_url)
     assert "nothing to upgrade" in second.stdout
 
@@ -324,7 +330,7 @@ def test_an_opening_that_may_not_upgrade_refuses_an_older_store_and_writes_nothi
         open_store(store_url, upgrade=False)
     assert "has schema 1, older than this ralph" in info.value.line()
     assert "ralph db upgrade" in info.value.line()
-    assert schema_status(store_url).pending == [2]
+    assert schema_status(store_url).pending == list(range(2, LATEST + 1))
     assert dump(store_url) == before
 
 
@@ -379,9 +385,9 @@ def test_two_processes_upgrading_at_once_one_upgrades_the_other_waits_then_works
         ]
         outcomes = [(p.wait(timeout=120), *p.communicate()) for p in procs]
         assert [rc for rc, _, _ in outcomes] == [0, 0], outcomes
-        assert sum("from schema 1 to 2" in err for _, _, err in outcomes) == 1, outcomes
+        assert sum(f"from schema 1 to {LATEST}" in err for _, _, err in outcomes) == 1, outcomes
         with open_store(url) as store:
-            assert store.schema.version == 2 and store.schema.upgraded_from is None
+            assert store.schema.version == LATEST and store.schema.upgraded_from is None
             kinds = [e.kind for e in store.events(limit=1000)]
             assert kinds.count(migrate.UPGRADE_EVENT) == 1
             titles = {t.title for t in store.list()}
@@ -408,22 +414,24 @@ def test_ralph_010_refuses_a_newer_store_with_one_line_exit_7_and_writes_nothing
     old = run(ralph010, *command, db=store_url)
     assert old.returncode == 7
     (line,) = old.stderr.splitlines()
-    assert "schema version 2, newer than this ralph (1)" in line and "upgrade ralph" in line
+    assert f"schema version {LATEST}, newer than this ralph (1)" in line and "upgrade ralph" in line
     assert old.stdout == ""
     assert _fingerprint(store_url) == before
 
 
 def test_a_store_from_a_newer_ralph_is_refused_before_anything_is_written(store_url: str):
-    """This ralph meeting schema 3 of a future ralph: one line naming both, the journal mode
+    """This ralph meeting the next schema of a future ralph: one line naming both, the journal mode
     of a SQLite file included left as it was."""
     open_store(store_url).close()
     if is_pg(store_url):
         with psycopg.connect(store_url) as conn:
-            conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+            conn.execute(
+                "UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(LATEST + 1),)
+            )
             conn.execute("UPDATE meta SET value = '0.9.0' WHERE key = 'ralph_version'")
     else:
         conn = sqlite3.connect(store_url, isolation_level=None)
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(LATEST + 1),))
         conn.execute("UPDATE meta SET value = '0.9.0' WHERE key = 'ralph_version'")
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.close()
@@ -432,7 +440,10 @@ def test_a_store_from_a_newer_ralph_is_refused_before_anything_is_written(store_
         refused = run("-", *args, db=store_url)
         assert refused.returncode == 7
         (line,) = refused.stderr.splitlines()
-        assert f"has schema 3 (ralph 0.9.0), newer than this ralph {__version__} (schema 2)" in line
+        assert (
+            f"has schema {LATEST + 1} (ralph 0.9.0), "
+            f"newer than this ralph {__version__} (schema {LATEST})" in line
+        )
         assert "install ralph 0.9.0 or later on this host" in line
     assert _fingerprint(store_url) == before
     status = run("-", "db", "status", db=store_url)
@@ -450,7 +461,7 @@ def test_db_status_on_a_missing_store_creates_nothing_and_db_upgrade_creates_it(
         open_store(db, upgrade=False)
     assert not db.exists()
     created = run("-", "db", "upgrade", db=str(db))
-    assert created.returncode == 0 and created.stdout.startswith(f"Created {db} at schema 2")
+    assert created.returncode == 0 and created.stdout.startswith(f"Created {db} at schema {LATEST}")
 
 
 # -- releases ----------------------------------------------------------------------------------
@@ -494,7 +505,7 @@ def test_a_010_worker_already_running_keeps_working_after_the_upgrade(
         worker.stdin.flush()
         assert worker.stdout.readline().strip() == "ready"
         upgraded = run("-", "db", "upgrade", db=store_url)
-        assert upgraded.returncode == 0 and "from schema 1 to 2" in upgraded.stdout
+        assert upgraded.returncode == 0 and f"from schema 1 to {LATEST}" in upgraded.stdout
         out, err = worker.communicate("go\n", timeout=120)
     finally:
         if worker.poll() is None:

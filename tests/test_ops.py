@@ -175,7 +175,14 @@ def test_status_json_has_stable_keys_counts_claims_and_spend(project: Path):
     _busy_store(db)
     snap = ok(run("status", "--json", db=db)).json()
     assert set(snap) == STATUS_KEYS
-    assert snap["counts"] == {"open": 3, "done": 1, "failed": 0, "cancelled": 0, "total": 4}
+    assert snap["counts"] == {
+        "open": 3,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "review": 0,
+        "total": 4,
+    }
     assert (snap["ready"], snap["blocked"], snap["claimed"]) == (1, 1, 1)
     (claim,) = snap["claims"]
     assert set(claim) == {"task_id", "worker", "token", "expires_at", "lease_left_s", "expired"}

@@ -129,7 +129,7 @@ def test_status_counts_covers_every_status(store):
     store.done(a.id)
     store.update(b.id, status="cancelled")
     counts = store.status_counts()
-    assert counts == {"open": 1, "done": 1, "failed": 0, "cancelled": 1}
+    assert counts == {"open": 1, "done": 1, "failed": 0, "cancelled": 1, "review": 0}
     assert set(counts) == set(STATUSES)
     assert c.status == "open"
 
