@@ -199,6 +199,7 @@ class WorkerLoop:
             host=HOST,
             heartbeat_interval=heartbeat_interval(self.opt.lease),
             dead_pid=self._dead_predecessor(),
+            sandbox=self._policy(),
         )
         self.worker_id = worker.id
 

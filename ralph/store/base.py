@@ -891,6 +891,7 @@ class SQLStore:
         host: str | None = None,
         heartbeat_interval: float = 10.0,
         dead_pid: int | None = None,
+        sandbox: str | None = None,
     ) -> Worker:
         """Register (or re-register, keeping its id) a worker by name.
 
@@ -915,6 +916,7 @@ class SQLStore:
                 "capabilities": caps,
                 "now": tx.now,
                 "heartbeat_interval": heartbeat_interval,
+                "sandbox": sandbox,
             }
             if row is None:
                 worker_id = "worker-" + os.urandom(3).hex()
@@ -1005,7 +1007,11 @@ class SQLStore:
         run_dir: str | None = None,
         token: int | None = None,
         host: str | None = None,
+        kind: str = "task",
+        model: str | None = None,
     ) -> Attempt:
+        """Record a launch: `kind` is "task", or "resolve" for a conflict resolution (never
+        counted as a re-run of the task)."""
         with self.transaction() as tx:
             self._task(tx, task_id)
             return Attempt.from_row(
@@ -1019,6 +1025,8 @@ class SQLStore:
                     run_dir=run_dir,
                     token=token,
                     host=host,
+                    kind=kind,
+                    model=model,
                 )
             )
 

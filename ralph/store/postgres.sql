@@ -258,15 +258,15 @@ SELECT * FROM workers WHERE id = %(id)s;
 
 -- name: worker_insert
 INSERT INTO workers (id, name, pid, host, capabilities, status, started_at, heartbeat_at,
-                     heartbeat_interval)
+                     heartbeat_interval, sandbox)
 VALUES (%(id)s, %(name)s, %(pid)s, %(host)s, %(capabilities)s::jsonb, 'idle', %(now)s, %(now)s,
-        %(heartbeat_interval)s);
+        %(heartbeat_interval)s, %(sandbox)s);
 
 -- name: worker_restart
 UPDATE workers SET pid = %(pid)s, host = %(host)s, capabilities = %(capabilities)s::jsonb,
                    status = 'idle', current_task = NULL, started_at = %(now)s,
                    heartbeat_at = %(now)s, heartbeat_interval = %(heartbeat_interval)s,
-                   stop_requested = 0
+                   stop_requested = 0, sandbox = %(sandbox)s
 WHERE id = %(id)s;
 
 -- name: worker_heartbeat
@@ -287,9 +287,10 @@ UPDATE workers SET stop_requested = 1 WHERE id = %(id)s;
 SELECT * FROM workers ORDER BY started_at, name;
 
 -- name: attempt_insert
-INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host)
+INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host, kind,
+                      model)
 VALUES (%(task_id)s, %(attempt)s, %(worker)s, %(agent)s, %(now)s, %(run_dir)s, %(token)s,
-        %(host)s)
+        %(host)s, %(kind)s, %(model)s)
 RETURNING *;
 
 -- name: attempt_finish

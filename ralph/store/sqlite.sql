@@ -208,13 +208,15 @@ SELECT * FROM workers WHERE id = :id;
 
 -- name: worker_insert
 INSERT INTO workers (id, name, pid, host, capabilities, status, started_at, heartbeat_at,
-                     heartbeat_interval)
-VALUES (:id, :name, :pid, :host, :capabilities, 'idle', :now, :now, :heartbeat_interval);
+                     heartbeat_interval, sandbox)
+VALUES (:id, :name, :pid, :host, :capabilities, 'idle', :now, :now, :heartbeat_interval,
+        :sandbox);
 
 -- name: worker_restart
 UPDATE workers SET pid = :pid, host = :host, capabilities = :capabilities, status = 'idle',
                    current_task = NULL, started_at = :now, heartbeat_at = :now,
-                   heartbeat_interval = :heartbeat_interval, stop_requested = 0
+                   heartbeat_interval = :heartbeat_interval, stop_requested = 0,
+                   sandbox = :sandbox
 WHERE id = :id;
 
 -- name: worker_heartbeat
@@ -234,8 +236,9 @@ UPDATE workers SET stop_requested = 1 WHERE id = :id;
 SELECT * FROM workers ORDER BY started_at, name;
 
 -- name: attempt_insert
-INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host)
-VALUES (:task_id, :attempt, :worker, :agent, :now, :run_dir, :token, :host)
+INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host, kind,
+                      model)
+VALUES (:task_id, :attempt, :worker, :agent, :now, :run_dir, :token, :host, :kind, :model)
 RETURNING *;
 
 -- name: attempt_finish
