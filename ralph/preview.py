@@ -4,15 +4,13 @@ nothing claimed or launched."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ralph import memory
 from ralph.models import Task
+from ralph.options import RunOptions
 from ralph.prompts import prompt_context
 from ralph.store.base import SQLStore
-
-if TYPE_CHECKING:
-    from ralph.worker import RunOptions
 
 
 def task_context(store: SQLStore, task: Task, options: RunOptions, cwd: Path) -> dict[str, Any]:

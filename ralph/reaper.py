@@ -276,3 +276,11 @@ def _stats() -> list[tuple[int, tuple[str, int, int, int, int]]]:
         if st is not None:
             out.append((pid, st))
     return out
+
+
+def end_orphans(workspace: str, grace: float) -> int:
+    """End every process still marked with this workspace (`RALPH_WORKSPACE`): agents of a
+    killed worker outlive it in their own sessions and write on into the workspace, so whatever
+    runs there before the workspace is reused is an orphan. Returns how many were ended."""
+    found = find_env(RALPH_WORKSPACE=workspace)
+    return len(reap(found, grace)) if found else 0

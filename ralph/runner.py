@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 from ralph import errors, reaper
 from ralph.control import RunControl, RunSummary
+from ralph.options import RunOptions, Workspace
 from ralph.store.base import SQLStore
 from ralph.sweeper import Sweeper
-from ralph.worker import RunOptions, WorkerLoop, Workspace
+from ralph.worker import WorkerLoop
 
 Mode = Literal["checkout", "worktree"]
 SWEEP_INTERVAL = 10.0
@@ -69,12 +70,11 @@ def check_names_free(store: SQLStore, names: Iterable[str]) -> None:
 
 
 def _end_orphans(workspace: Workspace, grace: float, log: Any) -> None:
-    """Agents of a killed run outlive it (own sessions) and write on into its workspaces; the
-    names are ours now (check_names_free), so whatever still runs there is an orphan."""
-    found = reaper.find_env(RALPH_WORKSPACE=str(workspace.path))
-    if found:
-        ended = reaper.reap(found, grace)
-        log(f"ended {len(ended)} orphaned agent process(es) still running in {workspace.path}")
+    """Agents of a killed run outlive it and write on into its workspaces; the names are ours
+    now (check_names_free), so whatever still runs there is an orphan."""
+    ended = reaper.end_orphans(str(workspace.path), grace)
+    if ended:
+        log(f"ended {ended} orphaned agent process(es) still running in {workspace.path}")
 
 
 def reconcile(store: SQLStore, workspace: Workspace, log: Any = None) -> list[str]:

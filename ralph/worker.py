@@ -14,19 +14,15 @@ ended with no changes.
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from git.exc import GitCommandError
 
-from ralph import memory, prd
-from ralph.agents.base import Agent, AgentReport, AgentSignal
-from ralph.config import Settings
+from ralph import reaper
+from ralph.agents.base import AgentReport, AgentSignal
 from ralph.control import RunControl, TaskOutcome, backoff_delay
 from ralph.errors import (
     AgentAuthError,
@@ -35,85 +31,24 @@ from ralph.errors import (
     RalphError,
     WorkspaceError,
 )
+from ralph.heartbeat import HOST, Heartbeat
+from ralph.launch import agent_env, agent_process
 from ralph.lease import LeaseRenewer
 from ralph.models import AttemptEnd, Claim, Task
 from ralph.ops.show import write_snapshot
-from ralph.outcomes import DONE, LANDED, NOT_TRIED, UNCOUNTED, classify, landing_failure
-from ralph.outcomes import note as failure_note
+from ralph.options import RunOptions, Workspace, heartbeat_interval
+from ralph.outcomes import LANDED, NOT_TRIED, UNCOUNTED, classify, landing_failure
+from ralph.preview import task_context
 from ralph.process import AgentProcess, ProcessResult
-from ralph.prompts import Template, commit_context, commit_message
-from ralph.store import agent_db
+from ralph.prompts import commit_context, commit_message
+from ralph.rundir import remember, write_result
+from ralph.settle import Tally
 from ralph.store.base import SQLStore
-from ralph.workspace.base import Collected, Fence, Landing, Reverify
+from ralph.verify import run_verify
+from ralph.workspace.base import Collected, Reverify
 from ralph.workspace.git import RefRefusedError, attempt_ref, disk_full
 
-HOST = os.uname().nodename
-
-
-class Workspace(Protocol):
-    """Where an agent works on a task; only git, never the store."""
-
-    root: Path
-    path: Path
-    target: str
-
-    def landed(self, task_id: str) -> str | None: ...
-    def landed_all(self) -> dict[str, str]: ...
-    def prepare(self, task_id: str, attempt: int, run_dir: Path) -> str: ...
-    def collect(self, task_id: str, attempt: int, base: str) -> Collected: ...
-    def land(
-        self,
-        task_id: str,
-        collected: Collected,
-        message: str,
-        fence: Fence,
-        reverify: Reverify | None = None,
-    ) -> Landing: ...
-    def discard(self, task_id: str, attempt: int, keep: Path) -> list[str]: ...
-    def finish(self) -> None: ...
-    def agent_env(self) -> dict[str, str]: ...
-    def hidden_work(self, base: str) -> str | None: ...
-
-
-@dataclass
-class RunOptions:
-    """Everything one worker needs, resolved from config and flags."""
-
-    agent: Agent
-    agent_name: str
-    worker: str
-    prompt: Template
-    commit_message: Template
-    capabilities: list[str] = field(default_factory=list)
-    lease: float = 1800.0
-    max_attempts: int = 3
-    max_conflicts: int = 10
-    task_timeout: float | None = 3600.0
-    idle_timeout: float | None = 900.0
-    grace: float = 30.0
-    kill_grace: float = 5.0
-    backoff: float = 30.0
-    backoff_max: float = 1800.0
-    rate_limit_pause: float = 60.0
-    breaker: int = 5
-    no_changes: str = "done"
-    verify: list[list[str]] = field(default_factory=list)
-    variables: dict[str, Any] = field(default_factory=dict)
-    once: bool = False
-    watch: bool = False
-    poll: float = 2.0
-    max_tasks: int | None = None
-    max_cost: float | None = None
-    max_time: float | None = None
-    settings: Settings = field(default_factory=Settings)  # progress memory, prd.json
-    sandbox: Any = None  # ralph.sandbox.confine.Sandbox; None runs agents unconfined
-
-
-def heartbeat_interval(lease: float) -> float:
-    """A sixth of the lease, between 0.5 s and 30 s: a worker is judged dead after three missed
-    beats, so a 30-minute lease survives a 25 s network blip and a 4 s test lease recovers
-    in 2 s."""
-    return min(30.0, max(0.5, lease / 6))
+__all__ = ["HOST", "RunOptions", "WorkerLoop", "Workspace", "heartbeat_interval"]
 
 
 class WorkerLoop:
@@ -124,13 +59,10 @@ class WorkerLoop:
     ):
         self.store, self.workspace, self.opt, self.control = store, workspace, options, control
         self.ralph_dir = workspace.root / ".ralph"
-        self.failures_in_a_row = 0
-        self.rate_limits_in_a_row = 0
-        self.remote_failures = 0  # in a row: the backoff of a task the remote did not answer for
-        self.worker_id: str | None = None
+        self.tally = Tally(options)  # failures, rate limits and remote failures in a row
         self.current: str | None = None
+        self.heartbeat = Heartbeat(store, options, self.log, lambda: self.current)
         self._said_paused: str | None = None
-        self.asked_to_stop = False
         self._said_waiting: float | None = None
         self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
 
@@ -139,10 +71,10 @@ class WorkerLoop:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        heartbeat = self._start_heartbeat()
+        self.heartbeat.start()
         try:
             while self.control.wait_while_paused() and self._not_paused_by_store():
-                if self.asked_to_stop or not self.control.take_task():
+                if self.heartbeat.asked_to_stop or not self.control.take_task():
                     break
                 claim = self.store.claim_next(
                     self.opt.worker, self.opt.capabilities, self.opt.lease
@@ -156,9 +88,7 @@ class WorkerLoop:
                 if self.opt.once:
                     break
         finally:
-            heartbeat.set()
-            if self.worker_id:
-                self.store.stop_worker(self.worker_id, stopped=True)
+            self.heartbeat.stop()
 
     def _not_paused_by_store(self) -> bool:
         """A pause set through the store (`ralph pause`, the web page) holds every host."""
@@ -190,67 +120,24 @@ class WorkerLoop:
         delay = self.opt.poll if at is None else min(self.opt.poll, max(0.05, at - time.time()))
         return self.control.wait(delay)
 
-    def _start_heartbeat(self) -> threading.Event:
-        done = threading.Event()
-        worker = self.store.register_worker(
-            self.opt.worker,
-            capabilities=self.opt.capabilities,
-            pid=os.getpid(),
-            host=HOST,
-            heartbeat_interval=heartbeat_interval(self.opt.lease),
-            dead_pid=self._dead_predecessor(),
-            sandbox=self._policy(),
-        )
-        self.worker_id = worker.id
-
-        def beat() -> None:
-            while not done.wait(worker.heartbeat_interval):
-                self._beat()
-
-        threading.Thread(target=beat, name=f"heartbeat-{self.opt.worker}", daemon=True).start()
-        return done
-
-    def _dead_predecessor(self) -> int | None:
-        """The pid of this name's previous holder when it ran on this host and is gone (a
-        SIGKILLed run restarted under the same name): its claims need no lease to run out."""
-        from ralph import reaper
-
-        for w in self.store.workers():
-            if w.name == self.opt.worker and w.host == HOST and w.pid and w.pid != os.getpid():
-                return None if reaper.alive(w.pid) else w.pid
-        return None
-
-    def _beat(self) -> None:
-        try:
-            status = "busy" if self.current else "idle"
-            assert self.worker_id is not None
-            if (
-                self.store.heartbeat(self.worker_id, status=status, current_task=self.current)
-                and not self.asked_to_stop
-            ):  # `ralph worker stop NAME` (or the web page): this worker only, after its task
-                self.asked_to_stop = True
-                self.log("asked to stop: taking no new task")
-        except Exception as exc:  # a missed heartbeat is not worth stopping for
-            self.log(f"heartbeat failed: {exc}")
-
     # -- one task ---------------------------------------------------------------------------
     def run_task(self, claim: Claim) -> None:
         task = self.store.get(claim.task_id)
         self.current = task.id
-        self._beat()  # `worker list` shows the task now, not at the next heartbeat
+        self.heartbeat.beat()  # `worker list` shows the task now, not at the next heartbeat
         started = time.monotonic()
         self.log(f"claimed {task.id}: {task.title}")
         try:
             landed = self._before_launch(task)
         except WorkspaceError as exc:  # the remote did not answer: this task later, run goes on
-            self.remote_failures += 1
+            self.tally.remote_failures += 1
             self._settle_without_attempt(task, claim, "remote_failed", exc.line())
             return
         except RalphError as exc:
             self._settle_without_attempt(task, claim, "internal_error", exc.line())
             self.control.stop_all(exc.line(), error=exc)
             return
-        self.remote_failures = 0
+        self.tally.remote_failures = 0
         if landed:
             self._settle_without_attempt(task, claim, "reconciled", None, landed)
             return
@@ -275,7 +162,7 @@ class WorkerLoop:
             self.control.stop_all(exc.line(), error=exc)
             return
         (run_dir / "prompt.md").write_text(prompt)
-        (run_dir / "sandbox.txt").write_text(self._policy() + "\n")  # the web page's shield
+        (run_dir / "sandbox.txt").write_text(self.opt.policy() + "\n")  # the web page's shield
         attempt = self.store.start_attempt(
             task.id,
             attempt=task.attempts + 1,
@@ -341,7 +228,7 @@ class WorkerLoop:
             record = TaskOutcome(task.id, outcome, sha, report.cost_usd, round(duration, 3), note)
             self.control.record(record, kind)
             try:
-                self._write_result(run_dir, record, result, report)
+                write_result(run_dir, record, result, report, self.opt.policy())
             except OSError as exc:  # a full disk: the store has the outcome
                 self.log(f"{task.id}: could not write {run_dir / 'result.json'}: {exc}")
             self.current = None
@@ -361,29 +248,21 @@ class WorkerLoop:
     def _reap_orphans(self) -> None:
         """An agent outlives its SIGKILLed worker (own session) and keeps writing into the
         workspace: end every process still marked with this workspace before reusing it."""
-        from ralph import reaper
-
-        found = reaper.find_env(RALPH_WORKSPACE=str(self.workspace.path))
-        if found:
-            ended = reaper.reap(found, self.opt.kill_grace)
-            self.log(f"ended {len(ended)} orphaned agent process(es) in {self.workspace.path}")
+        ended = reaper.end_orphans(str(self.workspace.path), self.opt.kill_grace)
+        if ended:
+            self.log(f"ended {ended} orphaned agent process(es) in {self.workspace.path}")
 
     def _process(self, task: Task, prompt: str, run_dir: Path) -> AgentProcess:
-        argv, env = self.opt.agent.argv(prompt, run_dir / "prompt.md"), self._env(task, run_dir)
-        if self.confined is not None:
-            argv, env = self.confined.wrap(argv, env)
-        return AgentProcess(
-            argv,
-            cwd=self.workspace.path,
-            out_dir=run_dir,
-            env=env,
-            stdin=self.opt.agent.stdin(prompt),
-            parser=self.opt.agent.new_parser(),
-            timeout=self.opt.task_timeout,
-            idle_timeout=self.opt.idle_timeout,
-            kill_grace=self.opt.kill_grace,
+        env = self._env(task, run_dir)
+        return agent_process(
+            self.opt.agent,
+            self.opt,
+            prompt,
+            self.workspace.path,
+            run_dir,
+            env,
+            confined=self.confined,
             on_signal=self._on_signal,
-            wrapper=self.confined is not None,
         )
 
     def _land(
@@ -401,7 +280,8 @@ class WorkerLoop:
         rewound = self.confined.rewound() if self.confined is not None else None
         if rewound:
             return "agent_error", rewound, None
-        ours = self._remember(task, run_dir)  # in the task's own commit, staged with the rest
+        # in the task's own commit, staged with the rest
+        ours = remember(self.opt.settings, self.workspace.path, run_dir, task, self.opt.worker)
         collected = self.workspace.collect(task.id, run_no, base)
         for line in collected.repairs:
             self.log(f"{task.id}: {line}")
@@ -432,24 +312,6 @@ class WorkerLoop:
             return *landing_failure(exc), None  # one counted attempt, never a crashed run
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
 
-    def _remember(self, task: Task, run_dir: Path) -> set[str]:
-        """The RALPH memory and prd.json, for the task's own commit: an entry with what the
-        agent says it learned (its $RALPH_NOTES) appended to the progress log, and the story's
-        `passes` set. The next fresh agent reads them in its prompt. Returns the paths written
-        (changes of ralph's own, which alone do not make a task's work)."""
-        settings, where = self.opt.settings, self.workspace.path
-        notes = memory.read_notes(memory.notes_path(run_dir))
-        entry = memory.ProgressEntry(
-            task.id, task.title, "done", None, self.opt.worker, time.time(), notes
-        )
-        paths = set()
-        written = memory.record(where, settings, entry)
-        if written is not None:
-            paths.add(str(written.relative_to(where)))
-        if settings.prd and prd.mark_passed(where, settings.prd, task, notes):
-            paths.add(settings.prd)
-        return paths
-
     def _message(self, task: Task, claim: Claim, collected: Collected, report: AgentReport) -> str:
         context = commit_context(
             task,
@@ -471,28 +333,10 @@ class WorkerLoop:
         return reverify
 
     def _context(self, task: Task, cwd: Path) -> dict[str, Any]:
-        from ralph.preview import task_context
-
         return task_context(self.store, task, self.opt, cwd)
 
     def _env(self, task: Task, run_dir: Path) -> dict[str, str]:
-        env = {**os.environ, **self.opt.agent.env()}
-        env.update(
-            RALPH_TASK_ID=task.id,
-            RALPH_WORKER=self.opt.worker,
-            RALPH_DB=agent_db(self.store),  # absolute; PostgreSQL's with its password
-            RALPH_RUN_DIR=str(run_dir),
-            RALPH_NOTES=str(memory.notes_path(run_dir)),
-            RALPH_WORKSPACE=str(self.workspace.path),
-            PWD=str(self.workspace.path),  # CLIs that write where $PWD points (opencode)
-        )
-        env.update(self.workspace.agent_env())  # its commits carry the attempt's marker
-        env.update(self.opt.agent.attempt_env(run_dir))
-        return env
-
-    def _policy(self) -> str:
-        """What confines this worker's attempts: "sandbox: bwrap, network=..." or "unsandboxed"."""
-        return self.opt.sandbox.describe() if self.opt.sandbox is not None else "unsandboxed"
+        return agent_env(self.opt.agent, self.opt, self.store, self.workspace, task, run_dir)
 
     def _on_signal(self, sig: AgentSignal) -> None:
         """Runs on a reader thread the moment the parser sees an auth failure or a limit."""
@@ -506,11 +350,11 @@ class WorkerLoop:
             )
             self.control.stop_all(error.message, error=error, grace=0)
             return
-        self.rate_limits_in_a_row += 1
+        self.tally.rate_limits_in_a_row += 1
         until = sig.reset_at or time.time() + (
             sig.retry_after
             or backoff_delay(
-                self.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
+                self.tally.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
             )
         )
         what = "no network" if sig.kind == "network_down" else "rate limited"
@@ -521,42 +365,23 @@ class WorkerLoop:
         if late is not None:  # read from how the run failed, after the exit
             self._on_signal(late)
         if outcome == "success":
-            self.rate_limits_in_a_row = 0
+            self.tally.rate_limits_in_a_row = 0
         return outcome, note
 
     def _verify(
         self, task: Task, cwd: Path, run_dir: Path, *, again: bool = False
     ) -> tuple[str, str | None]:
-        for n, argv in enumerate(self.opt.verify, 1):
-            name = f"verify-{n}" + ("-rebased" if again else "")
-            launch, env = argv, self._env(task, run_dir)
-            if self.confined is not None:
-                launch, env = self.confined.wrap_verify(argv, env, cwd)
-            proc = AgentProcess(
-                launch,
-                cwd=cwd,
-                out_dir=run_dir,
-                stdin=None,
-                env={**env, "PWD": str(cwd)},
-                timeout=self.opt.task_timeout,
-                kill_grace=self.opt.kill_grace,
-                names=(f"{name}.stdout", f"{name}.stderr"),
-                wrapper=self.confined is not None,
-            )
-            self.control.track(proc)
-            try:
-                result = proc.run()
-            finally:
-                self.control.untrack(proc)
-            if result.cancel_reason is not None:
-                return "interrupted", "the run was stopped during verification"
-            if not result.ok:
-                shown = " ".join(argv)
-                where = " on the target's newer head" if again else ""
-                return "verify_failed", failure_note(
-                    f"verify command `{shown}` failed{where} (exit {result.exit_code})", result
-                )
-        return "success", None
+        return run_verify(
+            self.opt.verify,
+            cwd=cwd,
+            run_dir=run_dir,
+            env=self._env(task, run_dir),
+            control=self.control,
+            confined=self.confined,
+            timeout=self.opt.task_timeout,
+            kill_grace=self.opt.kill_grace,
+            again=again,
+        )
 
     def _discard(self, task: Task, run_no: int, run_dir: Path) -> None:
         try:
@@ -604,33 +429,10 @@ class WorkerLoop:
             if attempt_id is not None:
                 self.store.finish_attempt(attempt_id, **asdict(end))
             return "skipped"
-        verdict, retry_in, kind = "release", 0.0, "skipped"
-        if outcome in DONE:
-            verdict, kind = "done", "done"
-            self.failures_in_a_row = 0
-        elif outcome == "merge_conflict":
-            # Not the agent's failure: the target changed the same lines meanwhile. Its own
-            # budget, no attempt counted, and the retry starts from the head that has them.
-            if conflicts + 1 >= self.opt.max_conflicts:
-                verdict, kind = "failed", "failed"
-                note = f"{conflicts + 1} merge conflicts; last: {note}"
-            else:
-                verdict, kind = "retry", "retried"
-            end.counted = False
-        elif outcome == "remote_failed":
-            # Nothing was tried, so nothing counts; the wait grows while the remote stays away,
-            # so an unreachable remote never makes the workers spin.
-            verdict, kind = "retry", "retried"
-            retry_in = backoff_delay(self.remote_failures, self.opt.backoff, self.opt.backoff_max)
-        elif outcome not in UNCOUNTED:
-            self.failures_in_a_row += 1
-            attempts = task.attempts + 1
-            if attempts >= self.opt.max_attempts:
-                verdict, kind = "failed", "failed"
-                note = f"failed {attempts} times; last: {note}"
-            else:
-                verdict, kind = "retry", "retried"
-                retry_in = backoff_delay(attempts, self.opt.backoff, self.opt.backoff_max)
+        judged = self.tally.judge(task, outcome, note, conflicts)
+        if judged.counted is not None:
+            end.counted = judged.counted
+        verdict, kind, retry_in, note = judged.verdict, judged.kind, judged.retry_in, judged.note
         try:
             self.store.finish(
                 task.id,
@@ -652,26 +454,10 @@ class WorkerLoop:
                     "the task's next holder completes it without running the agent"
                 )
             return "skipped"
-        if self.failures_in_a_row >= self.opt.breaker:
+        if self.tally.breaker_open():
             error = BreakerOpenError(
-                f"{self.failures_in_a_row} attempts failed in a row; stopping",
+                f"{self.tally.failures_in_a_row} attempts failed in a row; stopping",
                 hint=f"look at .ralph/runs/{task.id}/ and `ralph show {task.id}`",
             )
             self.control.stop_all(error.message, error=error)
         return kind
-
-    def _write_result(
-        self, run_dir: Path, record: TaskOutcome, result: ProcessResult | None, report: AgentReport
-    ) -> None:
-        data = {
-            **asdict(record),
-            "exit_code": result.exit_code if result else None,
-            "ending": result.ending if result else None,
-            "output_bytes": result.bytes_out if result else 0,
-            "input_tokens": report.input_tokens,
-            "output_tokens": report.output_tokens,
-            "session_id": report.session_id,
-            "num_turns": report.num_turns,
-            "sandbox": self._policy(),
-        }
-        (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -494,9 +494,9 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     """Check everything and build (store, workspace, options, control); raises before any change."""
     from ralph.config import load_settings
     from ralph.control import RunControl
+    from ralph.options import RunOptions
     from ralph.prompts import load_commit_message, load_prompt, sample_context
     from ralph.store import ensure_ralph_dir, project_root
-    from ralph.worker import RunOptions
     from ralph.workspace.git import repo_root
 
     lease = _duration(flags.lease, None, "--lease")
