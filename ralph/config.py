@@ -58,6 +58,7 @@ class Settings:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # see ralph.pricing
     notify: dict[str, Any] = field(default_factory=dict)  # [notify], see ralph.notify
     report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
+    github: dict[str, Any] = field(default_factory=dict)  # [github] close_issues = true
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
     source: str | None = None
 
@@ -215,6 +216,12 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             if not isinstance(value.get("write", False), bool):
                 raise ConfigError(f"{source}: report.write must be true or false")
             settings.report = dict(value)
+        elif key == "github":
+            if not isinstance(value, dict) or set(value) - {"close_issues"}:
+                raise bad(key, "a table with `close_issues = true|false`")
+            if not isinstance(value.get("close_issues", False), bool):
+                raise ConfigError(f"{source}: github.close_issues must be true or false")
+            settings.github = dict(value)
         elif key == "sandbox":
             from ralph.sandbox.policy import parse as parse_sandbox
 

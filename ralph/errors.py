@@ -168,6 +168,12 @@ class SandboxUnavailableError(RalphError):
     exit_code = 15
 
 
+class GitHubError(RalphError):
+    """The GitHub CLI is missing, not logged in, or GitHub refused a request."""
+
+    exit_code = 16
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (for `ralph run`: the queue drained or a cap was reached cleanly)",
     1: "unexpected error",
@@ -188,4 +194,5 @@ EXIT_CODES: dict[int, str] = {
     13: "`ralph run`: finished, but at least one task ended failed",
     14: "`ralph notify test`: at least one notification URL failed",
     15: "`ralph run`: the sandbox cannot run here (pass --no-sandbox to run agents unconfined)",
+    16: "GitHub: the `gh` CLI is missing or not logged in, or GitHub refused the request",
 }

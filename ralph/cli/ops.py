@@ -58,7 +58,11 @@ def init(as_json: JsonFlag = False) -> None:
 def import_(
     file: Annotated[
         Path,
-        typer.Argument(metavar="FILE|-", help="prd.json, Markdown or JSONL; - reads stdin."),
+        typer.Argument(
+            metavar="FILE|-|github:OWNER/REPO",
+            help="prd.json, Markdown or JSONL; - reads stdin; github:OWNER/REPO reads its "
+            "issues through the gh CLI.",
+        ),
     ],
     apply: Annotated[
         bool, typer.Option("--apply", help="Write the tasks (default: only show them).")
@@ -75,16 +79,29 @@ def import_(
             "prd.json: in priority order).",
         ),
     ] = False,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="github: only issues with this label (e.g. ralph)."),
+    ] = None,
+    state: Annotated[
+        str, typer.Option("--state", metavar="open|closed|all", help="github: which issues.")
+    ] = "open",
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="github: task ids are PREFIX-<issue number>.")
+    ] = "gh",
     as_json: JsonFlag = False,
 ) -> None:
-    """Import tasks from a prd.json, a Markdown checklist or JSONL; a dry run unless --apply.
+    """Import tasks from a prd.json, a Markdown checklist, JSONL or GitHub issues; a dry run
+    unless --apply.
 
     prd.json: userStories[] (passes: true is done). Priority runs opposite ways: in prd.json a
     LOWER number runs first, in ralph a HIGHER priority runs first; the import converts (PRD
     priority 1 of 5 becomes ralph priority 5). --apply also sets `prd = "<file>"` in ralph.toml,
     so each story's passes becomes true in the commit of its task. Markdown: `- [ ]` items,
     `- [x]` done, nested items become children. JSONL: what `ralph export` writes. Ids come
-    from the source, so importing again adds nothing twice.
+    from the source, so importing again adds nothing twice. GitHub: issue #12 becomes task
+    gh-12 (title, body, labels; a `needs:X` label requires capability X; "blocked by #N" and
+    task-list items `- [ ] #N` become dependencies); importing again updates open tasks.
 
     \b
     Examples:
@@ -92,7 +109,11 @@ def import_(
       ralph import prd.json --apply
       ralph import TODO.md --chain --apply   # each open item waits for the one above it
       ralph export | ralph --db other.db import - --apply
+      ralph import github:acme/app --label ralph --apply
     """
+    if str(file).startswith("github:"):
+        _import_github(str(file), label, state, prefix, apply, as_json)
+        return
     from ralph.ops.importers import import_file
 
     plan = import_file(store(create=True), file, fmt=fmt, chain=chain, apply=apply)
@@ -113,6 +134,33 @@ def import_(
         f"Dry run: {len(plan.new)} new tasks from {plan.source} ({plan.format}){there}. "
         "Nothing written; add --apply to import them."
     )
+
+
+def _import_github(
+    source: str, label: str | None, state: str, prefix: str, apply: bool, as_json: bool
+) -> None:
+    from ralph.ops.github_issues import apply_github, plan_github
+
+    plan = plan_github(store(create=True), source, label=label, state=state, prefix=prefix)
+    if apply:
+        apply_github(store(), plan)
+    if as_json:
+        emit_json(plan.to_dict())
+        return
+    counts = (
+        f"{len(plan.new)} new, {len(plan.updated)} updated, {len(plan.unchanged)} unchanged, "
+        f"{len(plan.deps)} dependencies"
+    )
+    if apply:
+        echo(f"Imported from {plan.source}: {counts}")
+    else:
+        for spec in plan.new:
+            echo(f"  new      {spec['id']}  {spec['title']}")
+        for task_id in plan.updated:
+            echo(f"  update   {task_id}")
+        echo(f"Dry run: {counts} from {plan.source}. Nothing written; add --apply to import.")
+    for note in plan.notes:
+        echo(f"  {note}")
 
 
 def _preview(plan) -> None:  # type: ignore[no-untyped-def]

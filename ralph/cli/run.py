@@ -611,6 +611,9 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     if not parallel or flags.worktree:
         names = [options.worker]
     live = False if (flags.no_live or flags.quiet or flags.as_json or flags.worktree) else None
+    from ralph.ops.github_issues import LandedSync
+
+    github = LandedSync.start_if_needed(store, options.settings, control.log)
     summary = run_workers(
         store,
         options,
@@ -624,6 +627,8 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         push_branches=flags.push_branches,
         live=live if parallel else False,
     )
+    if github is not None:  # the last landings' comments on their issues
+        github.stop()
     from ralph.ops.report import run_ended
 
     run_id = run_ended(store, control, names, summary)  # what `ralph report --run ID` reads
