@@ -57,14 +57,10 @@ class AttemptStore(StoreCore):
             raise errors.NotFoundError(f"no attempt with id {attempt_id}")
         return Attempt.from_row(row)
 
-    def close_crashed_attempts(self, task_id: str, token: int | None = None) -> list[Attempt]:
-        """Close the attempts of `task_id` (of claim `token`) that never finished: their worker
-        died. They count no attempt: the claim's expiry already counted toward the poison pill."""
-        with self.transaction() as tx:
-            return self._close_crashed(tx, task_id, token)
-
     @staticmethod
     def _close_crashed(tx: Tx, task_id: str, token: int | None) -> list[Attempt]:
+        """Close the attempts of `task_id` (of claim `token`) that never finished: their worker
+        died. They count no attempt: the claim's expiry already counted toward the poison pill."""
         rows = tx.all(
             "attempts_close_crashed",
             task_id=task_id,

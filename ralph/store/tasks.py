@@ -32,12 +32,6 @@ class TaskStore(StoreCore):
                 continue
         return found
 
-    def get_many(self, ids: Sequence[str]) -> list[Task]:
-        by_id = {t.id: t for t in self.list(limit=None)} if len(ids) > 1000 else None
-        if by_id is None:
-            return [self.get(i) for i in ids]
-        return [by_id[i] for i in ids]
-
     def list(
         self,
         *,
