@@ -132,8 +132,9 @@ def _statements(text: str) -> list[str]:
 
 @functools.cache
 def _query_sets() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """postgres.sql as (write, read) maps of name -> statements; reads drop their FOR clauses."""
-    write = {name: _statements(sql) for name, sql in queries.load("postgres.sql").items()}
+    """The PostgreSQL queries (common.sql translated, and postgres.sql) as (write, read) maps
+    of name -> statements; reads drop their FOR clauses."""
+    write = {name: _statements(sql) for name, sql in queries.for_dialect("postgres").items()}
     read = {name: [_LOCK_CLAUSE.sub("", s) for s in stmts] for name, stmts in write.items()}
     return write, read
 
