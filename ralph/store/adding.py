@@ -9,12 +9,22 @@ from typing import Any
 
 from ralph import errors
 from ralph.models import Task
-from ralph.store.core import StoreCore, Tx, _check_id, _check_status, _dump, _strings, new_task_id
+from ralph.store.core import (
+    StoreCore,
+    Tx,
+    _check_id,
+    _check_status,
+    _dump,
+    _strings,
+    new_task_id,
+    retried,
+)
 
 
 class AddStore(StoreCore):
     """New tasks."""
 
+    @retried
     def add(
         self,
         title: str,
@@ -53,6 +63,7 @@ class AddStore(StoreCore):
             spec["discovered_from"] = discovered_from
         return self.add_many([spec], max_discovered=max_discovered)[0]
 
+    @retried
     def add_many(
         self, specs: Iterable[Mapping[str, Any]], *, max_discovered: int | None = None
     ) -> list[Task]:

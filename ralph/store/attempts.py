@@ -6,12 +6,13 @@ from typing import Any
 
 from ralph import errors
 from ralph.models import Attempt, AttemptEnd
-from ralph.store.core import StoreCore, Tx
+from ralph.store.core import StoreCore, Tx, retried
 
 
 class AttemptStore(StoreCore):
     """Attempts."""
 
+    @retried
     def start_attempt(
         self,
         task_id: str,
@@ -45,6 +46,7 @@ class AttemptStore(StoreCore):
                 )
             )
 
+    @retried
     def finish_attempt(self, attempt_id: int, *, outcome: str, **fields: Any) -> Attempt:
         """Record how an attempt ended (fields: see `AttemptEnd`)."""
         with self.transaction() as tx:
@@ -70,6 +72,7 @@ class AttemptStore(StoreCore):
         )
         return [Attempt.from_row(r) for r in rows]
 
+    @retried
     def attempts(self, task_id: str | None = None) -> list[Attempt]:
         with self.transaction(write=False) as tx:
             return [Attempt.from_row(r) for r in tx.all("attempts_list", task_id=task_id)]

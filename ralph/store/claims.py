@@ -7,12 +7,13 @@ from typing import Any
 
 from ralph import errors
 from ralph.models import AttemptEnd, Claim, Task
-from ralph.store.core import DEAD_AFTER_BEATS, StoreCore, Tx, _dump
+from ralph.store.core import DEAD_AFTER_BEATS, StoreCore, Tx, _dump, retried
 
 
 class ClaimStore(StoreCore):
     """Leased, fenced claims."""
 
+    @retried
     def claim(self, task_id: str, worker: str, lease: float = 1800.0) -> Claim:
         """Claim one task for `worker` for `lease` seconds; refuses if anyone holds it."""
         lease = self._check_lease(lease)
@@ -33,6 +34,7 @@ class ClaimStore(StoreCore):
             )
         return claim
 
+    @retried
     def claim_next(
         self, worker: str, capabilities: Iterable[str] | None = None, lease: float = 1800.0
     ) -> Claim | None:
@@ -74,6 +76,7 @@ class ClaimStore(StoreCore):
             raise errors.UsageError(f"invalid lease {lease!r}: it must be greater than zero")
         return float(lease)
 
+    @retried
     def renew(self, task_id: str, worker: str, token: int | None = None) -> Claim:
         """Extend the holder's live claim to now + its own lease length."""
         with self.transaction() as tx:
@@ -88,6 +91,7 @@ class ClaimStore(StoreCore):
             self._event(tx, "renewed", task_id, worker, claim.token, renewals=renewed.renewals)
             return renewed
 
+    @retried
     def release(
         self,
         task_id: str,
@@ -121,6 +125,7 @@ class ClaimStore(StoreCore):
                 note=note,
             )
 
+    @retried
     def fail(
         self,
         task_id: str,
@@ -138,6 +143,7 @@ class ClaimStore(StoreCore):
             self._event(tx, "failed", task_id, worker, claim.token, reason=reason)
             return self._task(tx, task_id)
 
+    @retried
     def finish(
         self,
         task_id: str,
@@ -200,6 +206,7 @@ class ClaimStore(StoreCore):
                 self._finish_attempt(tx, attempt_id, end)
             return self._task(tx, task_id), unblocked
 
+    @retried
     def reconcile(self, task_id: str, commit: str, *, worker: str | None = None) -> bool:
         """Mark a task done because its commit is on the target branch (found there after a
         crash); ends whatever claim it has. False when it was already done."""
@@ -219,6 +226,7 @@ class ClaimStore(StoreCore):
             self._event(tx, "reconciled", task_id, worker, commit=commit)
             return True
 
+    @retried
     def active_claim(self, task_id: str) -> Claim | None:
         """The task's live claim, if its lease has not run out (tx: getActiveClaim)."""
         with self.transaction(write=False) as tx:
@@ -226,6 +234,7 @@ class ClaimStore(StoreCore):
             row = tx.one("claim_live_for_task", task_id=task_id)
             return Claim.from_row(row) if row and row["expires_at"] > tx.now else None
 
+    @retried
     def get_claim(self, claim_id: int) -> Claim:
         with self.transaction(write=False) as tx:
             row = tx.one("claim_get", id=claim_id)
@@ -233,16 +242,19 @@ class ClaimStore(StoreCore):
             raise errors.ClaimNotFoundError(f"no claim with id {claim_id}")
         return Claim.from_row(row)
 
+    @retried
     def claims(self) -> list[Claim]:
         """Claims not yet released or expired (some may be past their expiry, awaiting sweep)."""
         with self.transaction(write=False) as tx:
             return [Claim.from_row(r) for r in tx.all("claims_live")]
 
+    @retried
     def expired(self) -> list[Claim]:
         """Live claims whose lease has run out (tx: getExpired)."""
         with self.transaction(write=False) as tx:
             return [Claim.from_row(r) for r in tx.all("claims_expired", now=tx.now)]
 
+    @retried
     def expire(self, claim_id: int, *, force: bool = False) -> Claim:
         """Expire one claim whose lease ran out (or any live one with `force`)."""
         with self.transaction() as tx:
@@ -260,6 +272,7 @@ class ClaimStore(StoreCore):
             self._expire(tx, claim)
             return claim
 
+    @retried
     def expire_stale(self) -> list[Claim]:
         """Expire every claim whose lease ran out; their tasks become ready again."""
         with self.transaction() as tx:
@@ -283,6 +296,7 @@ class ClaimStore(StoreCore):
             return True
         return False
 
+    @retried
     def release_worker(self, worker: str) -> list[Claim]:
         """Release every live claim held by `worker` (tx: releaseByWorker)."""
         with self.transaction() as tx:
@@ -295,6 +309,7 @@ class ClaimStore(StoreCore):
                 )
             return held
 
+    @retried
     def expire_worker(self, worker: str, *, only_if_dead: bool = True) -> list[Claim]:
         """Expire every live claim of a dead worker (no heartbeat for three intervals, or
         stopped), judged by this transaction's clock; expiries count toward `max_expiries`."""

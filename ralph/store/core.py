@@ -7,11 +7,12 @@ workers, ...) build on it and `ralph.store.base.SQLStore` puts them together.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from ralph import errors
 from ralph.models import (
@@ -89,6 +90,21 @@ def _check_status(status: str) -> str:
 
 DEAD_AFTER_BEATS = 3  # a worker silent this many heartbeat intervals is dead
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retried(method: F) -> F:
+    """Mark a public store method as one operation that the backend may run whole again
+    when the database fails transiently (`StoreCore._retry`: SQLite runs it once, PostgreSQL
+    retries it; see PostgresStore._retry). Nested calls are retried by the outermost only."""
+
+    @functools.wraps(method)
+    def call(self: StoreCore, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(method, args, kwargs)
+
+    call.retried = True  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
+
 
 class StoreCore:
     """What every part of the store shares: the backend hooks, the clock, events, the task
@@ -106,12 +122,17 @@ class StoreCore:
     def close(self) -> None:
         raise NotImplementedError
 
+    def _retry(self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        """Run one `@retried` store method; a backend that can fail transiently overrides this."""
+        return method(self, *args, **kwargs)
+
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @retried
     def now(self) -> float:
         """The store's clock (PostgreSQL's `now()`): compare database times with this only."""
         with self.transaction(write=False) as tx:

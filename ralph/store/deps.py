@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ralph import errors
 from ralph.models import Task
-from ralph.store.core import StoreCore
+from ralph.store.core import StoreCore, retried
 
 
 class DependencyStore(StoreCore):
     """Dependencies between tasks."""
 
+    @retried
     def block(self, task_id: str, blocker_id: str) -> Task:
         """Make `task_id` wait for `blocker_id`; refuses self-dependencies and cycles."""
         with self.transaction() as tx:
@@ -30,6 +31,7 @@ class DependencyStore(StoreCore):
             self._event(tx, "blocked", task_id, blocker=blocker_id)
             return self._task(tx, task.id)
 
+    @retried
     def unblock(self, task_id: str, blocker_id: str) -> Task:
         """Remove the dependency of `task_id` on `blocker_id`."""
         with self.transaction() as tx:
@@ -42,6 +44,7 @@ class DependencyStore(StoreCore):
             self._event(tx, "unblocked", task_id, blocker=blocker_id)
             return self._task(tx, task_id)
 
+    @retried
     def relations(self, task_id: str) -> dict[str, list[dict[str, str]]]:
         """Blockers, dependents and children of a task, each with its status."""
         with self.transaction(write=False) as tx:

@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 from ralph.models import Event
-from ralph.store.core import StoreCore, _dump
+from ralph.store.core import StoreCore, _dump, retried
 
 
 class EventStore(StoreCore):
     """The audit log and the run-wide pause every host sees.."""
 
+    @retried
     def events(
         self,
         *,
@@ -31,10 +32,12 @@ class EventStore(StoreCore):
             )
         return [Event.from_row(r) for r in rows]
 
+    @retried
     def recent_events(self, limit: int = 10) -> list[Event]:
         with self.transaction(write=False) as tx:
             return [Event.from_row(r) for r in tx.all("events_recent", limit=limit)]
 
+    @retried
     def note_event(
         self, kind: str, *, task_id: str | None = None, worker: str | None = None, **data: Any
     ) -> None:
@@ -42,6 +45,7 @@ class EventStore(StoreCore):
         with self.transaction() as tx:
             self._event(tx, kind, task_id, worker, **data)
 
+    @retried
     def pause(self, reason: str, *, until: float | None = None, by: str | None = None) -> None:
         """Ask every worker of every host to take no new task (until `until`, or `resume`)."""
         value = _dump({"until": until, "reason": reason, "by": by})
@@ -49,6 +53,7 @@ class EventStore(StoreCore):
             tx.run("control_put", key="pause", value=value, now=tx.now)
             self._event(tx, "paused", worker=by, reason=reason, until=until)
 
+    @retried
     def resume(self, *, by: str | None = None) -> bool:
         """Lift a pause; False when none was set."""
         with self.transaction() as tx:
@@ -57,6 +62,7 @@ class EventStore(StoreCore):
                 self._event(tx, "resumed", worker=by)
             return bool(gone)
 
+    @retried
     def paused(self) -> dict[str, Any] | None:
         """The pause in force ({"until", "reason", "by", "since"}), or None."""
         with self.transaction(write=False) as tx:

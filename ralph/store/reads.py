@@ -6,17 +6,19 @@ from collections import defaultdict
 from typing import Any
 
 from ralph.models import STATUSES, Attempt, Task
-from ralph.store.core import PAGE_STATES, StoreCore, Tx, _check_status, _dump
+from ralph.store.core import PAGE_STATES, StoreCore, Tx, _check_status, _dump, retried
 
 
 class ReadStore(StoreCore):
     """Read models for the dashboard, report and stats (one short read each).."""
 
+    @retried
     def status_counts(self) -> dict[str, int]:
         with self.transaction(write=False) as tx:
             counts = {r["status"]: r["n"] for r in tx.all("status_counts")}
         return {s: counts.get(s, 0) for s in STATUSES}
 
+    @retried
     def task_page(
         self,
         *,
@@ -71,6 +73,7 @@ class ReadStore(StoreCore):
             tasks.append(task)
         return tasks, total
 
+    @retried
     def queue_counts(self) -> dict[str, int]:
         """Open tasks by state: ready, blocked (blockers or children open), running, retry_wait."""
         with self.transaction(write=False) as tx:
@@ -88,6 +91,7 @@ class ReadStore(StoreCore):
             "retry_wait": n["retry_wait"],
         }
 
+    @retried
     def spend_by_hour(self, since: float) -> list[dict[str, Any]]:
         """Attempts started since `since` per hour (epoch of the hour) and agent: how many,
         how many succeeded, and their cost."""
@@ -104,6 +108,7 @@ class ReadStore(StoreCore):
             for r in rows
         ]
 
+    @retried
     def spend_by_worker(self, since: float) -> dict[str, dict[str, Any]]:
         """Attempts (counted), launches and cost per worker name since `since`; cost None
         when none was reported, with how many finished launches had no cost."""
@@ -119,6 +124,7 @@ class ReadStore(StoreCore):
             for r in rows
         }
 
+    @retried
     def running_attempts(self) -> list[Attempt]:
         """Attempts that have not ended (their agents are running, or their workers died)."""
         with self.transaction(write=False) as tx:

@@ -8,17 +8,19 @@ from typing import Any
 
 from ralph import errors
 from ralph.models import Task
-from ralph.store.core import _UNSET, StoreCore, Tx, _check_status, _dump, _strings
+from ralph.store.core import _UNSET, StoreCore, Tx, _check_status, _dump, _strings, retried
 
 
 class TaskStore(StoreCore):
     """Reading and changing tasks."""
 
+    @retried
     def get(self, task_id: str) -> Task:
         """One task with its blockers and current holder."""
         with self.transaction(write=False) as tx:
             return self._task(tx, task_id)
 
+    @retried
     def get_many_known(self, ids: Sequence[str]) -> list[Task]:
         """The tasks among `ids` that exist (unknown ids are skipped, not an error)."""
         if len(ids) > 100:
@@ -32,6 +34,7 @@ class TaskStore(StoreCore):
                 continue
         return found
 
+    @retried
     def list(
         self,
         *,
@@ -62,6 +65,7 @@ class TaskStore(StoreCore):
             tasks.append(task)
         return tasks
 
+    @retried
     def ready(
         self, limit: int | None = 10, capabilities: Iterable[str] | None = None
     ) -> list[Task]:
@@ -73,6 +77,7 @@ class TaskStore(StoreCore):
             )
         return [Task.from_row(r) for r in rows]
 
+    @retried
     def next_ready_at(self, capabilities: Iterable[str] | None = None) -> float | None:
         """When the next unblocked open task leaves its backoff or its holder's lease (epoch
         seconds, maybe already past); None when no unblocked open task is left for `capabilities`.
@@ -84,6 +89,7 @@ class TaskStore(StoreCore):
             row = tx.one("task_next_ready_at", caps=caps)
         return None if row is None or row["at"] is None else float(row["at"])
 
+    @retried
     def update(
         self,
         task_id: str,
@@ -132,6 +138,7 @@ class TaskStore(StoreCore):
                 tx.run("task_adjust_children", id=parent, delta=1)
         tx.run("task_set_parent", id=task.id, parent=parent, now=tx.now)
 
+    @retried
     def done(
         self, task_id: str, *, token: int | None = None, worker: str | None = None
     ) -> tuple[Task, list[str]]:
@@ -157,6 +164,7 @@ class TaskStore(StoreCore):
         task.lease_expires, task.claimed_by = 0.0, None
         return task, unblocked
 
+    @retried
     def retry(self, task_id: str) -> Task:
         """Put a failed task back in the queue at once; its attempts stay counted, and its
         poison-pill count of lost claims starts again."""

@@ -7,12 +7,13 @@ from collections.abc import Iterable
 
 from ralph import errors
 from ralph.models import Claim, Worker
-from ralph.store.core import StoreCore, _dump, _strings
+from ralph.store.core import StoreCore, _dump, _strings, retried
 
 
 class WorkerStore(StoreCore):
     """Workers."""
 
+    @retried
     def register_worker(
         self,
         name: str,
@@ -58,6 +59,7 @@ class WorkerStore(StoreCore):
             self._event(tx, "worker_started", worker=name, pid=pid, host=host)
             return Worker.from_row(tx.one("worker_by_id", id=worker_id))
 
+    @retried
     def heartbeat(
         self, worker_id: str, *, status: str | None = None, current_task: str | None = None
     ) -> bool:
@@ -74,6 +76,7 @@ class WorkerStore(StoreCore):
                 raise errors.WorkerNotFoundError(f"no worker with id {worker_id!r}")
             return bool(row["stop_requested"])
 
+    @retried
     def stop_worker(self, name_or_id: str, *, stopped: bool = False) -> Worker:
         """Ask a worker to stop (it sees this at its next heartbeat), or mark it stopped."""
         with self.transaction() as tx:
@@ -95,6 +98,7 @@ class WorkerStore(StoreCore):
                 tx.run("worker_request_stop", id=row["id"])
             return Worker.from_row(tx.one("worker_by_id", id=row["id"]))
 
+    @retried
     def workers(self) -> list[Worker]:
         with self.transaction(write=False) as tx:
             return [Worker.from_row(r) for r in tx.all("workers_list")]
