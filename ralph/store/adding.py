@@ -77,93 +77,94 @@ class AddStore(StoreCore):
         """
         rows = [self._normalise(spec, n) for n, spec in enumerate(specs, 1)]
         with self.transaction() as tx:
-            batch = {r["id"]: r for r in rows}
-            if len(batch) != len(rows):
-                dup = next(i for i in batch if sum(r["id"] == i for r in rows) > 1)
-                raise errors.UsageError(f"task id {dup!r} appears twice in the input")
-            referenced = (
-                {b for r in rows for b in r["blocked_by"]}
-                | {r["parent"] for r in rows if r["parent"]}
-                | {
-                    r["discovered_from"] for r in rows if r["discovered_from"]
-                }  # locked too: the cap
-            )
-            wanted = list(set(batch) | referenced)
-            stored = {}
-            for start in range(0, len(wanted), 5000):
-                chunk = wanted[start : start + 5000]
-                stored.update(
-                    {r["id"]: r["status"] for r in tx.all("task_ids_existing", ids=_dump(chunk))}
-                )
-            clash = [i for i in batch if i in stored]
-            if clash:
-                raise errors.UsageError(
-                    f"task id {clash[0]!r} already exists",
-                    hint="pick another id or use `ralph update`",
-                )
-            status_of = {**stored, **{i: r["status"] for i, r in batch.items()}}
-            for r in rows:
-                for ref in [*r["blocked_by"], *([r["parent"]] if r["parent"] else [])]:
-                    if ref not in status_of:
-                        raise errors.TaskNotFoundError(ref)
-                source = r["discovered_from"]
-                if source and source not in status_of:
-                    raise errors.TaskNotFoundError(source)
+            status_of = self._check_references(tx, rows)
             if max_discovered is not None:
                 self._check_discovered_cap(tx, rows, max_discovered)
-            self._check_batch_cycles(rows, batch)
-            children_open: dict[str, int] = defaultdict(int)
-            for r in rows:
-                if r["parent"] and r["status"] != "done":
-                    children_open[r["parent"]] += 1
-            for r in rows:
-                r["open_blockers"] = sum(status_of[b] != "done" for b in r["blocked_by"])
-                r["open_children"] = children_open.pop(r["id"], 0)
-                r["now"] = tx.now
-                r["done_at"] = tx.now if r["status"] == "done" else None
-            tx.many("task_insert", rows)
-            tx.many(
-                "dep_insert",
-                [{"blocker": b, "blocked": r["id"]} for r in rows for b in r["blocked_by"]],
-            )
-            for parent_id, n in children_open.items():
-                tx.run("task_adjust_children", id=parent_id, delta=n)
-            tx.many(
-                "event_insert",
-                [
-                    {
-                        "now": tx.now,
-                        "kind": "created",
-                        "task_id": r["id"],
-                        "worker": None,
-                        "token": None,
-                        "data": "{}",
-                    }
-                    for r in rows
-                ],
-            )
+            self._check_batch_cycles(rows, {r["id"]: r for r in rows})
+            self._insert_batch(tx, rows, status_of)
             # Built from the rows just written: re-reading 100k tasks cost a fifth of the load.
-            return [
-                Task(
-                    id=r["id"],
-                    title=r["title"],
-                    description=r["description"],
-                    status=r["status"],
-                    priority=r["priority"],
-                    parent=r["parent"],
-                    labels=json.loads(r["labels"]),
-                    requires=json.loads(r["requires"]),
-                    metadata=json.loads(r["metadata"]),
-                    open_blockers=r["open_blockers"],
-                    open_children=r["open_children"],
-                    created_at=tx.now,
-                    updated_at=tx.now,
-                    done_at=r["done_at"],
-                    blocked_by=r["blocked_by"],
-                    discovered_from=r["discovered_from"],
-                )
-                for r in rows
-            ]
+            return [self._written(r, tx.now) for r in rows]
+
+    @staticmethod
+    def _check_references(tx: Tx, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Refuse duplicate or existing ids and unknown blockers, parents or sources; the
+        status of every task the batch names (stored ones read, and locked, in `tx`)."""
+        batch = {r["id"]: r for r in rows}
+        if len(batch) != len(rows):
+            dup = next(i for i in batch if sum(r["id"] == i for r in rows) > 1)
+            raise errors.UsageError(f"task id {dup!r} appears twice in the input")
+        referenced = (
+            {b for r in rows for b in r["blocked_by"]}
+            | {r["parent"] for r in rows if r["parent"]}
+            | {r["discovered_from"] for r in rows if r["discovered_from"]}  # locked too: the cap
+        )
+        wanted = list(set(batch) | referenced)
+        stored = {}
+        for start in range(0, len(wanted), 5000):
+            chunk = wanted[start : start + 5000]
+            stored.update(
+                {r["id"]: r["status"] for r in tx.all("task_ids_existing", ids=_dump(chunk))}
+            )
+        clash = [i for i in batch if i in stored]
+        if clash:
+            raise errors.UsageError(
+                f"task id {clash[0]!r} already exists",
+                hint="pick another id or use `ralph update`",
+            )
+        status_of = {**stored, **{i: r["status"] for i, r in batch.items()}}
+        for r in rows:
+            for ref in [*r["blocked_by"], *([r["parent"]] if r["parent"] else [])]:
+                if ref not in status_of:
+                    raise errors.TaskNotFoundError(ref)
+            source = r["discovered_from"]
+            if source and source not in status_of:
+                raise errors.TaskNotFoundError(source)
+        return status_of
+
+    @staticmethod
+    def _insert_batch(tx: Tx, rows: list[dict[str, Any]], status_of: Mapping[str, str]) -> None:
+        """Insert the checked rows, their dependencies and `created` events, and count the
+        open blockers and children they bring (their parents' counts included)."""
+        children_open: dict[str, int] = defaultdict(int)
+        for r in rows:
+            if r["parent"] and r["status"] != "done":
+                children_open[r["parent"]] += 1
+        for r in rows:
+            r["open_blockers"] = sum(status_of[b] != "done" for b in r["blocked_by"])
+            r["open_children"] = children_open.pop(r["id"], 0)
+            r["now"] = tx.now
+            r["done_at"] = tx.now if r["status"] == "done" else None
+        tx.many("task_insert", rows)
+        tx.many(
+            "dep_insert",
+            [{"blocker": b, "blocked": r["id"]} for r in rows for b in r["blocked_by"]],
+        )
+        for parent_id, n in children_open.items():
+            tx.run("task_adjust_children", id=parent_id, delta=n)
+        created = {"kind": "created", "worker": None, "token": None, "data": "{}"}
+        tx.many("event_insert", [{**created, "now": tx.now, "task_id": r["id"]} for r in rows])
+
+    @staticmethod
+    def _written(r: Mapping[str, Any], now: float) -> Task:
+        """The task as `_insert_batch` just stored row `r`."""
+        return Task(
+            id=r["id"],
+            title=r["title"],
+            description=r["description"],
+            status=r["status"],
+            priority=r["priority"],
+            parent=r["parent"],
+            labels=json.loads(r["labels"]),
+            requires=json.loads(r["requires"]),
+            metadata=json.loads(r["metadata"]),
+            open_blockers=r["open_blockers"],
+            open_children=r["open_children"],
+            created_at=now,
+            updated_at=now,
+            done_at=r["done_at"],
+            blocked_by=r["blocked_by"],
+            discovered_from=r["discovered_from"],
+        )
 
     @staticmethod
     def _check_discovered_cap(tx: Tx, rows: list[dict[str, Any]], cap: int) -> None:
