@@ -173,10 +173,10 @@ def test_a_git_that_refuses_the_ref_move_ends_the_task_failed_after_max_attempts
 def test_a_stored_id_git_refuses_ends_failed_after_max_attempts_instead_of_spinning(
     tmp_path: Path, repo: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph.store import base
+    from ralph.store import core
 
     db = str(tmp_path / "ralph.db")
-    monkeypatch.setattr(base, "ID_PATTERN", re.compile(r".+"))  # a store from before the check
+    monkeypatch.setattr(core, "ID_PATTERN", re.compile(r".+"))  # a store from before the check
     with open_store(db) as store:
         store.add("colon", id="US:1")
         store.add("fine", id="ok-1")
