@@ -7,9 +7,11 @@ the loop are imported inside the commands, keeping the hot store commands fast.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -254,40 +256,75 @@ NoLiveOpt = Annotated[
 ]
 
 
-def run(
-    agent: AgentOpt = None,
-    agent_cmd: AgentCmdOpt = None,
-    prompt_mode: PromptModeOpt = None,
-    prompt: PromptOpt = None,
-    config: ConfigOpt = None,
-    worker: Annotated[
-        str | None,
-        typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
-    ] = None,
-    capabilities: CapsOpt = None,
-    lease: LeaseOpt = None,
-    max_tasks: MaxTasksOpt = None,
-    max_cost: MaxCostOpt = None,
-    max_time: MaxTimeOpt = None,
-    task_timeout: TaskTimeoutOpt = None,
-    idle_timeout: IdleTimeoutOpt = None,
-    grace: GraceOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    verify: VerifyOpt = None,
-    once: OnceOpt = False,
-    watch: WatchOpt = False,
-    dry_run: DryRunOpt = False,
-    allow_dirty: AllowDirtyOpt = False,
-    sandbox: SandboxOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    workers: WorkersOpt = 1,
-    names: NamesOpt = None,
-    no_live: NoLiveOpt = False,
-    remote: RemoteOpt = None,
-    target: TargetOpt = None,
-    push_branches: PushBranchesOpt = False,
-) -> None:
+WorkerOpt = Annotated[
+    str | None,
+    typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
+]
+
+# The options `ralph run` and `ralph worker start` share, in the order `--help` lists them:
+# name -> (annotated type, default).
+SHARED: dict[str, tuple[Any, Any]] = {
+    "agent": (AgentOpt, None),
+    "agent_cmd": (AgentCmdOpt, None),
+    "prompt_mode": (PromptModeOpt, None),
+    "prompt": (PromptOpt, None),
+    "config": (ConfigOpt, None),
+    "capabilities": (CapsOpt, None),
+    "lease": (LeaseOpt, None),
+    "max_tasks": (MaxTasksOpt, None),
+    "max_cost": (MaxCostOpt, None),
+    "max_time": (MaxTimeOpt, None),
+    "task_timeout": (TaskTimeoutOpt, None),
+    "idle_timeout": (IdleTimeoutOpt, None),
+    "grace": (GraceOpt, None),
+    "max_attempts": (MaxAttemptsOpt, None),
+    "verify": (VerifyOpt, None),
+    "allow_dirty": (AllowDirtyOpt, False),
+    "sandbox": (SandboxOpt, None),
+    "as_json": (JsonOpt, False),
+    "quiet": (QuietOpt, False),
+    "remote": (RemoteOpt, None),
+    "target": (TargetOpt, None),
+    "push_branches": (PushBranchesOpt, False),
+}
+
+
+def with_options(
+    first: dict[str, tuple[Any, Any]], then: dict[str, tuple[Any, Any]] | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the SHARED options, after its own `first` ones and before `then`, as
+    its signature: typer reads a command's parameters from `__signature__`."""
+
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        options = {**first, **SHARED, **(then or {})}
+        kind = inspect.Parameter.KEYWORD_ONLY
+        params = [
+            inspect.Parameter(name, kind, annotation=annotation, default=default)
+            for name, (annotation, default) in options.items()
+        ]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return apply
+
+
+@with_options(
+    {"worker": (WorkerOpt, None)},
+    {
+        "once": (OnceOpt, False),
+        "watch": (WatchOpt, False),
+        "dry_run": (DryRunOpt, False),
+        "workers": (WorkersOpt, 1),
+        "names": (NamesOpt, None),
+        "no_live": (NoLiveOpt, False),
+    },
+)
+def run(**options: Any) -> None:
     """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
 
     \b
@@ -300,39 +337,13 @@ def run(
     11 too many failures in a row, 12 stopped by a signal while an agent worked,
     13 some task ended failed, 15 the sandbox cannot run here.
     """
-    flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
-    flags.verify = verify or []
+    flags = Flags(**options)
+    flags.verify = flags.verify or []
     _execute(flags)
 
 
-def worker_start(
-    name: Annotated[
-        str | None,
-        typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
-    ] = None,
-    capabilities: CapsOpt = None,
-    agent: AgentOpt = None,
-    agent_cmd: AgentCmdOpt = None,
-    prompt_mode: PromptModeOpt = None,
-    prompt: PromptOpt = None,
-    config: ConfigOpt = None,
-    lease: LeaseOpt = None,
-    max_tasks: MaxTasksOpt = None,
-    max_cost: MaxCostOpt = None,
-    max_time: MaxTimeOpt = None,
-    task_timeout: TaskTimeoutOpt = None,
-    idle_timeout: IdleTimeoutOpt = None,
-    grace: GraceOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    verify: VerifyOpt = None,
-    allow_dirty: AllowDirtyOpt = False,
-    sandbox: SandboxOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    remote: RemoteOpt = None,
-    target: TargetOpt = None,
-    push_branches: PushBranchesOpt = False,
-) -> None:
+@with_options({"name": (NameOpt, None)})
+def worker_start(name: str | None = None, **options: Any) -> None:
     """Start a persistent worker: `ralph run --watch` under a name, until SIGTERM or `worker stop`.
 
     \b
@@ -341,8 +352,8 @@ def worker_start(
       kill -SIGTERM <worker-pid>   # or: ralph worker stop implementer-1
       ralph worker start --name host-a --remote origin   # pushes each task's commit
     """
-    flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
-    flags.worker, flags.watch, flags.verify = name, True, verify or []
+    flags = Flags(**options)
+    flags.worker, flags.watch, flags.verify = name, True, flags.verify or []
     flags.worktree = True  # worker processes share the repo: each works in its own worktree
     _execute(flags)
 
