@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ralph.config import LOCAL_NAME, Settings
+from ralph.config import DURATIONS, LOCAL_NAME, Settings
 from ralph.prompts import INSTRUCTION_FILES, TEMPLATE_NAME, builtin_prompt_path
 
 if TYPE_CHECKING:
@@ -268,9 +268,7 @@ def _setting(name: str, value: Any) -> list[str]:
 
 
 def _setting_value(name: str, value: Any) -> str:
-    from ralph.config import _DURATIONS
-
-    if name in _DURATIONS and isinstance(value, float):
+    if name in DURATIONS and isinstance(value, float):
         return _toml(_duration(value))
     return _toml(value)
 
