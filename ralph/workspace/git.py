@@ -79,10 +79,11 @@ def attempt_ref(task_id: str, attempt: int) -> str:
     return f"{ATTEMPT_REFS}{task_id}/{attempt}"
 
 
-def git_env(root: Path, **config: str) -> dict[str, str]:
+def git_env(root: Path, ralph_dir: Path, **config: str) -> dict[str, str]:
     """The environment ralph's git commands run with: never prompt, never open an editor, an
     identity when the repository has none (commit-tree refuses to run without one), the hooks
-    the repository had when ralph started (see `hooks_snapshot`), and `config` (key: value)
+    the repository had when ralph started (see `hooks_snapshot`; the copy is kept under
+    `ralph_dir`, the repository's `.ralph/`), and `config` (key: value)
     for ralph's own commands only, never written to the user's config. Replace refs are
     ignored: a `git replace` (an agent's) must not change what ralph sees of history."""
     env = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
@@ -93,7 +94,7 @@ def git_env(root: Path, **config: str) -> dict[str, str]:
             identity = git.Git(str(root)).config("--get", "user.email")
     if not identity:
         env.update(FALLBACK_IDENTITY)
-    pairs = {"core.hooksPath": str(hooks_snapshot(root)), **config}
+    pairs = {"core.hooksPath": str(hooks_snapshot(root, ralph_dir)), **config}
     env["GIT_CONFIG_COUNT"] = str(len(pairs))
     for n, (key, value) in enumerate(pairs.items()):
         env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
@@ -103,11 +104,11 @@ def git_env(root: Path, **config: str) -> dict[str, str]:
 _SNAPSHOTS: dict[Path, Path] = {}
 
 
-def hooks_snapshot(root: Path) -> Path:
+def hooks_snapshot(root: Path, ralph_dir: Path) -> Path:
     """A copy of the repository's hooks as they are when ralph starts, which ralph's own git
     commands use: a hook an agent installs (in `.git/hooks`, shared by every worktree, or
     through `core.hooksPath`) never runs for ralph, not even while another worker's agent is
-    still running. One copy per content, made once per process."""
+    still running. One copy per content (under `ralph_dir/hooks`), made once per process."""
     root = root.resolve()
     if root in _SNAPSHOTS:
         return _SNAPSHOTS[root]
@@ -127,9 +128,7 @@ def hooks_snapshot(root: Path) -> Path:
     digest = hashlib.sha256()
     for hook in hooks:
         digest.update(hook.name.encode() + b"\0" + hook.read_bytes() + b"\0")
-    from ralph.store import ensure_ralph_dir
-
-    dest = ensure_ralph_dir(root) / "hooks" / digest.hexdigest()[:16]
+    dest = ralph_dir / "hooks" / digest.hexdigest()[:16]
     if not dest.is_dir():
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".new-", dir=dest.parent))
