@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import os
+import sqlite3
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Annotated, Any
@@ -22,6 +24,8 @@ from typer.main import get_command
 from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError, StoreError
+from ralph.store import sqlite_path
+from ralph.store.migrate import latest
 
 COMMAND_MODULES = (
     "tasks",
@@ -197,12 +201,10 @@ def _store_error(exc: Exception) -> StoreError | None:
     SQLite reads pages lazily: a file with a valid header and junk pages opens fine and fails
     only in the first query ("database disk image is malformed"), deep inside a command.
     """
-    import sqlite3
 
     if type(exc) is not sqlite3.DatabaseError:  # subclasses (locked, constraint) are not corruption
         return None
-    from ralph.store import sqlite_path  # the session's store is closed by now
-    from ralph.store.backup import restore_hint
+    from ralph.store.backup import restore_hint  # lazy: start-up (only for a corrupt store)
 
     try:
         path = sqlite_path(session.db)
@@ -219,8 +221,6 @@ def _store_error(exc: Exception) -> StoreError | None:
 
 def _fail(line: str, code: int, argv: Sequence[str]) -> int:
     if session.debug or "--debug" in argv:
-        import traceback  # only here: not worth its import time on every start
-
         traceback.print_exc()
     sys.stderr.write(f"error: {line}\n")
     return code
@@ -243,8 +243,6 @@ _app.add_typer(worker_app)
 
 def _version(value: bool) -> None:
     if value:
-        from ralph.store.migrate import latest
-
         typer.echo(f"ralph {__version__} (store schema {latest('sqlite')})")
         raise typer.Exit()
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ralph.config import DURATIONS, LOCAL_NAME, Settings
 from ralph.prompts import INSTRUCTION_FILES, TEMPLATE_NAME, builtin_prompt_path
+from ralph.store import DEFAULT_DIR, ensure_ralph_dir, open_store
 
 if TYPE_CHECKING:
     from ralph.agents.base import Agent
@@ -25,7 +28,6 @@ SECTION = f"""
 
 Tasks in this repository may be run by `ralph`, one fresh agent process per task. When you are
 started by ralph (the prompt names a task id, and `RALPH_TASK_ID` is set):
-
 - Do only the task you were given; make the change in the working tree and stop.
 - Do not commit and do not run `ralph done`: ralph runs the verify commands, commits your work
   as one commit for the task and marks it done.
@@ -121,7 +123,6 @@ def init_project(root: Path, *, db: str | None = None) -> InitReport:
     """Create `.ralph/`, `ralph.toml`, `prompts/task.md.j2`, the store, a `.gitignore` line for
     `ralph.local.toml` (where secrets go) and a section in CLAUDE.md/AGENTS.md; a file that
     exists is kept, so running it twice changes nothing."""
-    from ralph.store import DEFAULT_DIR, ensure_ralph_dir, open_store
 
     report = InitReport(root)
     existed = (root / DEFAULT_DIR / ".gitignore").exists()
@@ -168,7 +169,6 @@ def _ignore_local_config(root: Path, report: InitReport) -> None:
     """Keep ralph.local.toml (secrets) out of git, once: a line in the project's .gitignore;
     without one, in .git/info/exclude, because a new untracked .gitignore would leave the
     tree dirty and `ralph run` in the checkout refuses a dirty tree."""
-    import subprocess
 
     ignore = root / ".gitignore"
     if not ignore.is_file():
@@ -192,8 +192,6 @@ def _ignore_local_config(root: Path, report: InitReport) -> None:
 
 
 def _pyproject_has_ralph(root: Path) -> bool:
-    import tomllib
-
     path = root / "pyproject.toml"
     if not path.is_file():
         return False
@@ -206,7 +204,7 @@ def _pyproject_has_ralph(root: Path) -> bool:
 def config_template() -> str:
     """The commented ralph.toml: `# key = default` for every setting (uncommenting any of
     them changes nothing), `## key = example` for settings without a default value."""
-    from ralph.agents.registry import SETTINGS, _agents, known_agents
+    from ralph.agents.registry import SETTINGS, _agents, known_agents  # lazy: start-up
 
     defaults = Settings()
     out = [

@@ -10,14 +10,20 @@ so no process, not even one whose lease ran out, can land a task twice. No commi
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 from git.exc import GitCommandError
+
+from ralph.errors import WorkspaceError
 
 RALPH_DIR = ".ralph"
 TASK_REFS = "refs/ralph/tasks/"
@@ -112,8 +118,6 @@ def hooks_snapshot(root: Path, ralph_dir: Path) -> Path:
     root = root.resolve()
     if root in _SNAPSHOTS:
         return _SNAPSHOTS[root]
-    import hashlib
-    import shutil
 
     try:
         out = git.Git(str(root)).rev_parse("--path-format=absolute", "--git-path", "hooks")
@@ -300,7 +304,6 @@ class Git:
         git killed inside a ref transaction leaves them, and every later move of that ref
         fails with "Another git process seems to be running" until they go. A live git holds
         them for milliseconds. Call with the merge lock held; returns what was removed."""
-        import time
 
         common = self.common_dir()
         removed = []
@@ -320,7 +323,6 @@ class Git:
         close the lock file while it holds it), or, past `blind_age` seconds, open in no
         process (a pager left open, a stuck command). Without /proc, `blind_age` alone decides.
         Returns why the lock stays, or ''."""
-        import time
 
         lock = self.git_dir() / "index.lock"
         try:
@@ -362,7 +364,6 @@ class Git:
         task (call with the merge lock held): its stale ref lock is rolled forward when the
         target holds the commit in it, and a ref the target does not hold is deleted. Returns
         what was done, or ''."""
-        import time
 
         ref = task_ref(task_id)
         lock = self.common_dir() / f"{ref}.lock"
@@ -406,8 +407,6 @@ class Git:
                 except GitCommandError:
                     target = gitdir / marker
                     if target.is_dir():
-                        import shutil
-
                         shutil.rmtree(target, ignore_errors=True)
                     else:
                         target.unlink(missing_ok=True)
@@ -459,7 +458,6 @@ def _lock_holders(lock: Path, root: Path) -> tuple[str, str]:
 
 def disk_full(exc: BaseException) -> bool:
     """Whether `exc` (an OSError, a failed git, a store error) says the disk is full."""
-    import errno
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -478,7 +476,6 @@ def first_line(exc: GitCommandError) -> str:
 
 def repo_root(start: Path) -> Path:
     """The top of the working tree holding `start`; WorkspaceError outside a repository."""
-    from ralph.errors import WorkspaceError
 
     try:
         found = git.Repo(start, search_parent_directories=True)
