@@ -15,7 +15,9 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.pricing import parse_overrides
 from ralph.sandbox.policy import SandboxSettings
+from ralph.sandbox.policy import parse as parse_sandbox
 
 PROMPT_MODES = ("stdin", "arg", "file")
 NO_CHANGES = ("done", "fail")
@@ -67,7 +69,7 @@ class Settings:
         return dict(self.agents.get(name, {}))
 
 
-_DURATIONS = {
+DURATIONS = {
     "lease",
     "task_timeout",
     "idle_timeout",
@@ -79,7 +81,7 @@ _DURATIONS = {
     "poll",
     "merge_lock_timeout",
 }
-_OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
+OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
 
 
 def find_config(root: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -151,92 +153,54 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Settings:
-    """Validate a raw config table into Settings; errors name the file and the key."""
+    """Validate a raw config table into Settings; errors name the file and the key.
+
+    The types come from `ralph.configschema.Table`; what needs more than a type is read here."""
+    from ralph.configschema import check  # lazy: start-up (msgspec, only with a config file)
+
     settings = Settings(source=source)
-    known = set(Settings.__dataclass_fields__) - {"source"}
 
     def bad(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{source}: {key} must be {expected}, got {table.get(key)!r}")
 
-    for key, value in table.items():
-        if key not in known:
-            raise ConfigError(
-                f"{source}: unknown key {key!r}", hint="known keys: " + ", ".join(sorted(known))
-            )
-        if key in _DURATIONS:
-            if key in _OPTIONAL_DURATIONS and value in (0, "0", "none", "off", False):
+    for key, value in check(table, source).given().items():
+        if key in DURATIONS:
+            if key in OPTIONAL_DURATIONS and value in (0, "0", "none", "off", False):
                 setattr(settings, key, None)
                 continue
             try:
                 setattr(settings, key, parse_duration(value, what=key))
             except UsageError as exc:
                 raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
-        elif key in ("max_attempts", "breaker", "max_expiries", "max_conflicts"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(key, "a whole number >= 1")
-            setattr(settings, key, value)
-        elif key in ("progress_entries", "max_discovered"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise bad(key, "a whole number >= 0")
-            setattr(settings, key, value)
         elif key == "progress":
             if value is False:
                 settings.progress = None
-            elif isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+            elif isinstance(value, str) and not Path(value).is_absolute():
                 settings.progress = value
             else:
                 raise bad(key, "a path relative to the project, or false")
-        elif key in ("agent", "prompt", "commit_message", "worker", "remote", "prd"):
-            if not isinstance(value, str) or not value.strip():
-                raise bad(key, "a non-empty string")
-            setattr(settings, key, value)
-        elif key == "no_changes":
-            if value not in NO_CHANGES:
-                raise bad(key, "one of " + ", ".join(map(repr, NO_CHANGES)))
-            settings.no_changes = value
         elif key == "capabilities":
             settings.capabilities = _string_list(value, f"{source}: {key}")
         elif key == "verify":
             items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list):
-                raise bad(key, "a command string or a list of them")
             settings.verify = [_argv(item, f"{source}: verify") for item in items]
         elif key == "prices":
-            from ralph.pricing import parse_overrides
-
             settings.prices = parse_overrides(value, source)
         elif key == "notify":
-            from ralph.notify import parse_notify
+            from ralph.notify import parse_notify  # lazy: start-up (~1 ms, only with [notify])
 
             parse_notify(value, source)
             settings.notify = dict(value)
         elif key == "report":
-            if not isinstance(value, dict) or set(value) - {"write"}:
-                raise bad(key, "a table with `write = true|false`")
-            if not isinstance(value.get("write", False), bool):
-                raise ConfigError(f"{source}: report.write must be true or false")
-            settings.report = dict(value)
+            settings.report = dict(table[key])
         elif key == "github":
-            if not isinstance(value, dict) or set(value) - {"close_issues"}:
-                raise bad(key, "a table with `close_issues = true|false`")
-            if not isinstance(value.get("close_issues", False), bool):
-                raise ConfigError(f"{source}: github.close_issues must be true or false")
-            settings.github = dict(value)
+            settings.github = dict(table[key])
         elif key == "sandbox":
-            from ralph.sandbox.policy import parse as parse_sandbox
-
             settings.sandbox = parse_sandbox(value, source)
-        elif key == "vars":
-            if not isinstance(value, dict):
-                raise bad(key, "a table")
-            settings.vars = dict(value)
-        elif key == "agents":
-            if not isinstance(value, dict):
-                raise bad(key, "a table of [agents.NAME] tables")
-            for name, spec in value.items():
-                if not isinstance(spec, dict):
-                    raise ConfigError(f"{source}: agents.{name} must be a table")
-            settings.agents = {name: dict(spec) for name, spec in value.items()}
+        elif key in ("vars", "agents"):
+            setattr(settings, key, {k: v if key == "vars" else dict(v) for k, v in value.items()})
+        else:  # whole numbers, strings and choices: the type said it all
+            setattr(settings, key, value)
     return settings
 
 

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ralph.errors import RalphError
+import tenacity
+
+from ralph.errors import AgentAuthError, BreakerOpenError, RalphError
 from ralph.notify import Notifier
 from ralph.process import AgentProcess
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Seconds before retry number `attempt` (1-based): exponential, from tenacity's strategy."""
-    import tenacity
 
     state = tenacity.RetryCallState(None, None, (), {})
     state.attempt_number = max(1, attempt)
@@ -142,8 +143,6 @@ class RunControl:
                 proc.cancel("interrupted", grace)
 
     def _notify_stop(self, error: RalphError | None) -> None:
-        from ralph.errors import AgentAuthError, BreakerOpenError
-
         if isinstance(error, AgentAuthError):
             self.notify(
                 "auth_stopped", agent=error.data.get("agent"), error=error.message, hint=error.hint

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from ralph.ops.stats import cost_of, counts_of
 from ralph.store.base import SQLStore
 
 
@@ -24,7 +25,7 @@ class StoreCollector:
         return []  # nothing to check at registration: the families come from the store
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily  # lazy: start-up
 
         store, now = self.store, self.store.now()  # the database's clock, as the leases use
         tasks = GaugeMetricFamily("ralph_tasks", "Tasks by status.", labels=["status"])
@@ -68,7 +69,7 @@ class StoreCollector:
         yield paused
 
     def _attempts(self, store: SQLStore) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily
+        from prometheus_client.core import CounterMetricFamily  # lazy: start-up
 
         launches = CounterMetricFamily(
             "ralph_launches", "Agent launches by agent and outcome (running: not ended yet).",
@@ -93,7 +94,6 @@ class StoreCollector:
         by_agent: dict[str, list[Any]] = defaultdict(list)
         for a in store.attempts():
             by_agent[a.agent].append(a)
-        from ralph.ops.stats import cost_of, counts_of
 
         landed = conflicted = 0
         for agent, items in sorted(by_agent.items()):
@@ -114,7 +114,7 @@ class StoreCollector:
 
 def registry(store: SQLStore) -> Any:
     """A registry holding only ralph's collector (no process metrics of the scraping host)."""
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry  # lazy: start-up
 
     found = CollectorRegistry(auto_describe=False)
     found.register(StoreCollector(store))  # type: ignore[arg-type]
@@ -123,13 +123,13 @@ def registry(store: SQLStore) -> Any:
 
 def exposition(store: SQLStore) -> tuple[bytes, str]:
     """(body, content type) of one scrape."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # lazy: start-up
 
     return generate_latest(registry(store)), CONTENT_TYPE_LATEST
 
 
 def serve(store: SQLStore, port: int, host: str = "127.0.0.1") -> Any:
     """Serve /metrics on host:port in a background thread; returns (server, thread)."""
-    from prometheus_client import start_http_server
+    from prometheus_client import start_http_server  # lazy: start-up
 
     return start_http_server(port, addr=host, registry=registry(store))

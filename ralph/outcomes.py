@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from git.exc import GitCommandError
+
 from ralph.agents.base import AgentSignal
+from ralph.errors import MergeLockTimeoutError, RalphError
 from ralph.process import ProcessResult
+from ralph.workspace.git import first_line
 
 NOTE_CHARS = 2000
 
@@ -41,10 +45,6 @@ def landing_failure(exc: Exception) -> tuple[str, str]:
     """(outcome, note) for a landing that raised: "lock_timeout" (the merge lock stayed held)
     or "git_failed" (git refused or failed, not a race). Both are counted like an agent's
     failure, with backoff and `failed` after max attempts: retried at once they only spin."""
-    from git.exc import GitCommandError
-
-    from ralph.errors import MergeLockTimeoutError, RalphError
-    from ralph.workspace.git import first_line
 
     if isinstance(exc, MergeLockTimeoutError):
         return "lock_timeout", exc.line()

@@ -182,21 +182,34 @@ def _workspaces(
     control: RunControl,
     lock_timeout: float = 900.0,
 ) -> tuple[list[Workspace], Any]:
+    from ralph.store import ensure_ralph_dir  # workspaces only do git: .ralph/ is made here
+
     if mode == "checkout":
         from ralph.workspace.checkout import CheckoutWorkspace
 
         if len(names) != 1:
             raise errors.UsageError("one checkout holds one worker; use worktrees for more")
-        return [CheckoutWorkspace(repo, allow_dirty=allow_dirty, lock_timeout=lock_timeout)], None
-    if remote is None:
-        from ralph.workspace.worktree import Worktrees
+        ralph_dir = ensure_ralph_dir(repo)
+        return [
+            CheckoutWorkspace(
+                repo, ralph_dir=ralph_dir, allow_dirty=allow_dirty, lock_timeout=lock_timeout
+            )
+        ], None
+    from ralph.workspace.worktree import Worktrees, main_root
 
-        worktrees = Worktrees(repo, target=target, lock_timeout=lock_timeout)
+    ralph_dir = ensure_ralph_dir(main_root(repo))
+    if remote is None:
+        worktrees = Worktrees(repo, ralph_dir=ralph_dir, target=target, lock_timeout=lock_timeout)
     else:
         from ralph.workspace.remote import RemoteWorktrees
 
         worktrees = RemoteWorktrees(
-            repo, remote, target=target, push_branches=push_branches, lock_timeout=lock_timeout
+            repo,
+            remote,
+            ralph_dir=ralph_dir,
+            target=target,
+            push_branches=push_branches,
+            lock_timeout=lock_timeout,
         )
     worktrees.log = control.log
     worktrees.start(names)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from chaos import RALPH, agent_cmd, chaos_env, check_history, git, make_repo
 
-from ralph.store import open_store
+from ralph.store import ensure_ralph_dir, open_store
 
 FAST_RETRIES = 'max_attempts = 3\nbackoff = "50ms"\nbackoff_max = "100ms"\n'
 REAL_GIT = shutil.which("git") or "git"
@@ -518,7 +518,7 @@ def test_a_refused_ref_move_is_told_apart_from_a_race(tmp_path: Path) -> None:
     from ralph.workspace.git import Git, RefRaceError, RefRefusedError, git_env
 
     root = make_repo(tmp_path / "repo")
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     head = git(root, "rev-parse", "main")
     other = git(root, "commit-tree", "-p", head, "-m", "other", f"{head}^{{tree}}")
     scratch = tmp_path / "scratch"

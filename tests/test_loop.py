@@ -113,7 +113,7 @@ def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSu
         max_time=opts.max_time,
         log=lambda line: None,
     )
-    workspace = CheckoutWorkspace(repo)
+    workspace = CheckoutWorkspace(repo, ralph_dir=ensure_ralph_dir(repo))
     return run_workers([WorkerLoop(store, workspace, opts, control)], control, handle_signals=False)
 
 

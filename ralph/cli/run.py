@@ -7,9 +7,13 @@ the loop are imported inside the commands, keeping the hot store commands fast.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,8 +21,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ralph.cli.common import emit_json, session
-from ralph.durations import parse_duration
-from ralph.errors import ConfigError, UsageError
+from ralph.durations import format_duration, parse_duration
+from ralph.errors import ConfigError, RunInterruptedError, UsageError
+from ralph.notify import Notifier, resolve
+from ralph.store import ensure_ralph_dir, open_store, project_root
+from ralph.store.backup import backup
 
 if TYPE_CHECKING:
     from ralph.agents.base import Agent
@@ -71,7 +78,7 @@ def _agent_help() -> str:
     names = "claude, codex, gemini, aider, opencode, amp, cursor, qwen, copilot, command"
     if {"--help", "-h"} & set(sys.argv):
         try:
-            from ralph.agents.registry import plugin_agents
+            from ralph.agents.registry import plugin_agents  # lazy: start-up (only for --help)
 
             names += "".join(f", {n}" for n in plugin_agents())
         except Exception:  # noqa: BLE001 - a broken plugin must not break --help
@@ -254,40 +261,75 @@ NoLiveOpt = Annotated[
 ]
 
 
-def run(
-    agent: AgentOpt = None,
-    agent_cmd: AgentCmdOpt = None,
-    prompt_mode: PromptModeOpt = None,
-    prompt: PromptOpt = None,
-    config: ConfigOpt = None,
-    worker: Annotated[
-        str | None,
-        typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
-    ] = None,
-    capabilities: CapsOpt = None,
-    lease: LeaseOpt = None,
-    max_tasks: MaxTasksOpt = None,
-    max_cost: MaxCostOpt = None,
-    max_time: MaxTimeOpt = None,
-    task_timeout: TaskTimeoutOpt = None,
-    idle_timeout: IdleTimeoutOpt = None,
-    grace: GraceOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    verify: VerifyOpt = None,
-    once: OnceOpt = False,
-    watch: WatchOpt = False,
-    dry_run: DryRunOpt = False,
-    allow_dirty: AllowDirtyOpt = False,
-    sandbox: SandboxOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    workers: WorkersOpt = 1,
-    names: NamesOpt = None,
-    no_live: NoLiveOpt = False,
-    remote: RemoteOpt = None,
-    target: TargetOpt = None,
-    push_branches: PushBranchesOpt = False,
-) -> None:
+WorkerOpt = Annotated[
+    str | None,
+    typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
+]
+
+# The options `ralph run` and `ralph worker start` share, in the order `--help` lists them:
+# name -> (annotated type, default).
+SHARED: dict[str, tuple[Any, Any]] = {
+    "agent": (AgentOpt, None),
+    "agent_cmd": (AgentCmdOpt, None),
+    "prompt_mode": (PromptModeOpt, None),
+    "prompt": (PromptOpt, None),
+    "config": (ConfigOpt, None),
+    "capabilities": (CapsOpt, None),
+    "lease": (LeaseOpt, None),
+    "max_tasks": (MaxTasksOpt, None),
+    "max_cost": (MaxCostOpt, None),
+    "max_time": (MaxTimeOpt, None),
+    "task_timeout": (TaskTimeoutOpt, None),
+    "idle_timeout": (IdleTimeoutOpt, None),
+    "grace": (GraceOpt, None),
+    "max_attempts": (MaxAttemptsOpt, None),
+    "verify": (VerifyOpt, None),
+    "allow_dirty": (AllowDirtyOpt, False),
+    "sandbox": (SandboxOpt, None),
+    "as_json": (JsonOpt, False),
+    "quiet": (QuietOpt, False),
+    "remote": (RemoteOpt, None),
+    "target": (TargetOpt, None),
+    "push_branches": (PushBranchesOpt, False),
+}
+
+
+def with_options(
+    first: dict[str, tuple[Any, Any]], then: dict[str, tuple[Any, Any]] | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the SHARED options, after its own `first` ones and before `then`, as
+    its signature: typer reads a command's parameters from `__signature__`."""
+
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        options = {**first, **SHARED, **(then or {})}
+        kind = inspect.Parameter.KEYWORD_ONLY
+        params = [
+            inspect.Parameter(name, kind, annotation=annotation, default=default)
+            for name, (annotation, default) in options.items()
+        ]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return apply
+
+
+@with_options(
+    {"worker": (WorkerOpt, None)},
+    {
+        "once": (OnceOpt, False),
+        "watch": (WatchOpt, False),
+        "dry_run": (DryRunOpt, False),
+        "workers": (WorkersOpt, 1),
+        "names": (NamesOpt, None),
+        "no_live": (NoLiveOpt, False),
+    },
+)
+def run(**options: Any) -> None:
     """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
 
     \b
@@ -300,39 +342,13 @@ def run(
     11 too many failures in a row, 12 stopped by a signal while an agent worked,
     13 some task ended failed, 15 the sandbox cannot run here.
     """
-    flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
-    flags.verify = verify or []
+    flags = Flags(**options)
+    flags.verify = flags.verify or []
     _execute(flags)
 
 
-def worker_start(
-    name: Annotated[
-        str | None,
-        typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
-    ] = None,
-    capabilities: CapsOpt = None,
-    agent: AgentOpt = None,
-    agent_cmd: AgentCmdOpt = None,
-    prompt_mode: PromptModeOpt = None,
-    prompt: PromptOpt = None,
-    config: ConfigOpt = None,
-    lease: LeaseOpt = None,
-    max_tasks: MaxTasksOpt = None,
-    max_cost: MaxCostOpt = None,
-    max_time: MaxTimeOpt = None,
-    task_timeout: TaskTimeoutOpt = None,
-    idle_timeout: IdleTimeoutOpt = None,
-    grace: GraceOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    verify: VerifyOpt = None,
-    allow_dirty: AllowDirtyOpt = False,
-    sandbox: SandboxOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    remote: RemoteOpt = None,
-    target: TargetOpt = None,
-    push_branches: PushBranchesOpt = False,
-) -> None:
+@with_options({"name": (NameOpt, None)})
+def worker_start(name: str | None = None, **options: Any) -> None:
     """Start a persistent worker: `ralph run --watch` under a name, until SIGTERM or `worker stop`.
 
     \b
@@ -341,8 +357,8 @@ def worker_start(
       kill -SIGTERM <worker-pid>   # or: ralph worker stop implementer-1
       ralph worker start --name host-a --remote origin   # pushes each task's commit
     """
-    flags = Flags(**{k: v for k, v in locals().items() if k in Flags.__dataclass_fields__})
-    flags.worker, flags.watch, flags.verify = name, True, verify or []
+    flags = Flags(**options)
+    flags.worker, flags.watch, flags.verify = name, True, flags.verify or []
     flags.worktree = True  # worker processes share the repo: each works in its own worktree
     _execute(flags)
 
@@ -369,10 +385,6 @@ def demo(
       ralph demo              # then: cd <the printed folder> && ralph list
       ralph demo --workers 1  # one worker in the repository itself
     """
-    import subprocess
-    import tempfile
-
-    from ralph.store import ensure_ralph_dir, open_store
 
     if not _DEMO_AGENT.is_file():
         raise ConfigError(
@@ -443,7 +455,7 @@ def _duration(value: str | None, default: float | None, what: str) -> float | No
 def resolve_agent(settings: Settings, flags: Flags, check: bool = True) -> tuple[Agent, str]:
     """The agent adapter to launch, its binary checked (unless `check` is False, for
     --dry-run: then a missing binary is only reported); ConfigError names what is wrong."""
-    from ralph.config import PROMPT_MODES
+    from ralph.config import PROMPT_MODES  # lazy: start-up
 
     if flags.prompt_mode is not None and flags.prompt_mode not in PROMPT_MODES:
         raise UsageError(
@@ -480,11 +492,11 @@ def _make_agent(name: str, spec: dict[str, Any]) -> Agent:
     """From the registry; a name it does not know but the config gives a command runs as that
     command (with the `command` adapter)."""
     try:
-        from ralph.agents.registry import configured_agent
+        from ralph.agents.registry import configured_agent  # lazy: start-up
     except ModuleNotFoundError as exc:  # a trimmed install without the adapters
         if exc.name != "ralph.agents.registry" or not spec.get("command"):
             raise
-        from ralph.agents.base import Agent
+        from ralph.agents.base import Agent  # lazy: start-up
 
         return Agent(command=spec["command"], prompt_mode=spec.get("prompt_mode"))
     return configured_agent(name, spec)
@@ -492,12 +504,11 @@ def _make_agent(name: str, spec: dict[str, Any]) -> Agent:
 
 def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     """Check everything and build (store, workspace, options, control); raises before any change."""
-    from ralph.config import load_settings
-    from ralph.control import RunControl
-    from ralph.options import RunOptions
-    from ralph.prompts import load_commit_message, load_prompt, sample_context
-    from ralph.store import ensure_ralph_dir, project_root
-    from ralph.workspace.git import repo_root
+    from ralph.config import load_settings  # lazy: start-up
+    from ralph.control import RunControl  # lazy: start-up
+    from ralph.options import RunOptions  # lazy: start-up
+    from ralph.prompts import load_commit_message, load_prompt, sample_context  # lazy: start-up
+    from ralph.workspace.git import repo_root  # lazy: start-up
 
     lease = _duration(flags.lease, None, "--lease")
     max_time = _duration(flags.max_time, None, "--max-time")
@@ -512,12 +523,12 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
     agent, agent_name = resolve_agent(settings, flags, check=not flags.dry_run)
     if not flags.dry_run:
-        from ralph.doctor import preflight
+        from ralph.doctor import preflight  # lazy: start-up
 
         preflight(agent, root)
     sandbox = None
     if not flags.dry_run:
-        from ralph.sandbox.confine import Sandbox
+        from ralph.sandbox.confine import Sandbox  # lazy: start-up
 
         ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
         sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
@@ -528,7 +539,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     commit_message.render({**sample, "cost": "$0.0000", "cost_usd": 0.0})
     verify = settings.verify
     if flags.verify:
-        from ralph.config import _argv
+        from ralph.config import _argv  # lazy: start-up
 
         verify = [_argv(v, "--verify") for v in flags.verify]
     caps = (
@@ -569,8 +580,6 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     store = session.store()
     store.max_expiries = settings.max_expiries
     if not flags.dry_run and getattr(store, "path", None):  # SQLite: a copy per run, newest 5
-        from ralph.store.backup import backup
-
         backup(store.path)
     ensure_ralph_dir(root)
     log = (lambda line: None) if flags.quiet else None
@@ -582,9 +591,9 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
-    from ralph.preview import preview
-    from ralph.runner import run as run_workers
-    from ralph.runner import worker_names
+    from ralph.preview import preview  # lazy: start-up (the loop: git, jinja2, psutil)
+    from ralph.runner import run as run_workers  # lazy: start-up
+    from ralph.runner import worker_names  # lazy: start-up
 
     names: list[str] = []
     parallel = flags.workers > 1 or flags.names is not None or flags.worktree
@@ -629,18 +638,18 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     )
     if github is not None:  # the last landings' comments on their issues
         github.stop()
-    from ralph.ops.report import run_ended
+    from ralph.ops.report import run_ended  # lazy: start-up
 
     run_id = run_ended(store, control, names, summary)  # what `ralph report --run ID` reads
     if options.settings.report.get("write"):
-        from ralph.ops.report import write_run_report
+        from ralph.ops.report import write_run_report  # lazy: start-up
 
         control.report_path = write_run_report(store, root, control, run_id)
     control.finished(summary)  # run_finished, with the report if one was written
     if flags.as_json:
         emit_json(summary.to_dict())
     else:
-        from ralph.control import console_line
+        from ralph.control import console_line  # lazy: start-up
 
         console_line(_summary_line(summary), sys.stderr if flags.quiet else sys.stdout)
     if summary.exit_code and exit_on_error:
@@ -650,7 +659,6 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
 
 def _notifications(store: Any, settings: Settings, control: Any) -> None:
     """[notify] / RALPH_NOTIFY_URLS: a Notifier on the run's control (ralph.notify)."""
-    from ralph.notify import Notifier, resolve
 
     found = resolve(settings.notify, settings.source or "ralph.toml")
     if found.urls:
@@ -660,14 +668,10 @@ def _notifications(store: Any, settings: Settings, control: Any) -> None:
 
 
 def _interrupted() -> Exception:
-    from ralph.errors import RunInterruptedError
-
     return RunInterruptedError()
 
 
 def _summary_line(s: RunSummary) -> str:
-    from ralph.durations import format_duration
-
     parts = [
         f"{s.done} done",
         f"{s.failed} failed",

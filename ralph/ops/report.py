@@ -9,13 +9,16 @@ as `ralph stats` and `ralph status` (ralph.ops.stats): "attempts" are the counte
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from ralph import errors
-from ralph.models import Attempt, Task, iso
+from ralph.durations import format_duration, parse_duration
+from ralph.models import Attempt, Task, from_iso, iso
+from ralph.ops.report_html import render_html
 from ralph.ops.stats import cost_of, cost_text, counts_of
 from ralph.store.base import SQLStore
 
@@ -190,15 +193,11 @@ def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
     if fmt == "html":
-        from ralph.ops.report_html import render_html
-
         return render_html(report)
     return _prose(report, md=fmt == "md")
 
 
 def _dur(seconds: float | None) -> str:
-    from ralph.durations import format_duration
-
     return "-" if seconds is None else format_duration(seconds)
 
 
@@ -290,8 +289,6 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
     """`--since 12h` (a duration back from now) or an ISO time."""
     if value is None:
         return None
-    from ralph.durations import parse_duration
-    from ralph.models import from_iso
 
     now = time.time() if now is None else now
     try:
@@ -311,7 +308,6 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
 def run_ended(store: SQLStore, control: Any, names: list[str], summary: Any) -> str:
     """Write the `run_ended` event (the run's id, start, workers and summary counts) that
     `ralph report --run` reads; returns the run's id. Never fails the run."""
-    import os
 
     run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(control.started_at))
     run_id = f"{run_id}-{os.getpid()}"

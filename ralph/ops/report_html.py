@@ -123,7 +123,7 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 def render_html(r: dict[str, Any]) -> str:
     """The whole page."""
-    from ralph.ops.report import _dur, headline
+    from ralph.ops.report import _dur, headline  # lazy: circle (report imports report_html)
 
     figs = _table(["", ""], [[escape(k), escape(v)] for k, v in headline(r)], "figs").replace(
         "<tr><th></th><th></th></tr>", ""

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ralph.cli.common import claim_line, task_flags
 from ralph.models import iso
+from ralph.ops.stats import cost_of, cost_text
 
 SNAPSHOT_VAR = "RALPH_TASK_SNAPSHOT"  # a folder holding show.txt and show.json
 
@@ -30,8 +32,6 @@ def sandbox_of(attempts: list[Any]) -> str | None:
 
 def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
     """(the `show --json` document, the text `show` prints) of one task."""
-    from ralph.cli.common import claim_line, task_flags
-    from ralph.ops.stats import cost_of, cost_text
 
     task = store.get(task_id)
     relations = store.relations(task_id)

@@ -29,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ralph import __version__, errors
+from ralph.metrics import exposition
 from ralph.models import iso
 from ralph.store.base import SQLStore
 from ralph.web import views
@@ -99,7 +100,6 @@ class Dashboard:
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus metrics of the whole store (ralph.metrics)."""
-        from ralph.metrics import exposition
 
         body, kind = await self.read(exposition, self.store)
         return Response(body, media_type=kind)
