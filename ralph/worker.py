@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from git.exc import GitCommandError
 
-from ralph import memory, prd
+from ralph import memory, prd, resolve
 from ralph.agents.base import Agent, AgentReport, AgentSignal
 from ralph.config import Settings
 from ralph.control import RunControl, TaskOutcome, backoff_delay
@@ -107,6 +107,12 @@ class RunOptions:
     max_time: float | None = None
     settings: Settings = field(default_factory=Settings)  # progress memory, prd.json
     sandbox: Any = None  # ralph.sandbox.confine.Sandbox; None runs agents unconfined
+    # A landing's conflict (ralph.resolve): "agent" resolves it first, "rerun" runs the task
+    # again; the resolution's agent (None: the task's) and template (None: the built-in).
+    resolve: str = "agent"
+    merge_agent: Agent | None = None
+    merge_agent_name: str | None = None
+    resolve_prompt: Template | None = None
 
 
 def heartbeat_interval(lease: float) -> float:
@@ -256,7 +262,7 @@ class WorkerLoop:
             return
         earlier = self.store.attempts(task.id)
         run_no = len(earlier) + 1
-        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict")
+        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict" and a.kind == "task")
         run_dir = self.ralph_dir / "runs" / task.id / str(run_no)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -428,6 +434,10 @@ class WorkerLoop:
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         try:
             landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+            if landing.status == "conflict":  # an agent may resolve it (ralph/resolve.py)
+                landing = resolve.after_conflict(
+                    self, task, claim, run_no, run_dir, lease, collected, message, landing, reverify
+                )
         except (RefRefusedError, GitCommandError, WorkspaceError) as exc:
             return *landing_failure(exc), None  # one counted attempt, never a crashed run
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
@@ -673,5 +683,6 @@ class WorkerLoop:
             "session_id": report.session_id,
             "num_turns": report.num_turns,
             "sandbox": self._policy(),
+            "kind": "task",  # a conflict resolution's own result.json says "resolve"
         }
         (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

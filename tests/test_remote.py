@@ -288,8 +288,8 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
         "RECORD_PROMPTS": str(prompts),
     }
     procs = [
-        start_worker(host_a, "hostA", "a", db, tmp_path, **env),
-        start_worker(host_b, "hostB", "b", db, tmp_path, **env),
+        start_worker(host_a, "hostA", "a", db, tmp_path, "--resolve", "rerun", **env),
+        start_worker(host_b, "hostB", "b", db, tmp_path, "--resolve", "rerun", **env),
     ]
     results = drain(db, procs, 2)
 
