@@ -238,3 +238,40 @@ def test_merge_settings_are_checked_and_default_to_an_agent_resolving():
     for bad in ({"resolve": "sometimes"}, {"agent": ""}, {"colour": "red"}, "agent"):
         with pytest.raises(ConfigError, match="merge"):
             parse_settings({"merge": bad})
+
+
+def test_show_stats_report_and_the_web_task_page_name_the_resolution_attempt(
+    repo: Path, tmp_path: Path
+) -> None:
+    from webutil import request, serve
+
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, 2)
+    done = run(repo, db, 2, RESOLVES_BARRIER_DIR=str(tmp_path / "b"), RESOLVES_BARRIER="2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open_store(db) as store:
+        loser = next(a.task_id for a in store.attempts() if a.kind == "resolve")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env.update(HOME=str(tmp_path / "home"), RALPH_DB=db)
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([*RALPH, *args], cwd=repo, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    shown = json.loads(cli("show", loser, "--json"))
+    assert (shown["attempts"], shown["launches"], shown["resolutions"]) == (1, 2, 1)
+    assert "1 (2 agent launches, 1 conflict resolution)" in cli("show", loser)
+    stats = json.loads(cli("stats", "--by", "kind", "--json"))
+    groups = {g["key"]: (g["attempts"], g["launches"]) for g in stats["groups"]}
+    assert groups == {"resolve": (0, 1), "task": (2, 2)}
+    assert stats["total"]["resolutions"] == 1
+    report = json.loads(cli("report", "--format", "json"))
+    assert report["resolutions"] == 1
+    assert [t["resolutions"] for t in report["landed"] if t["id"] == loser] == [1]
+    assert "1 conflict resolutions" in cli("report")
+    with serve(repo, env) as (_, base):
+        status, _, page = request(base, "GET", f"/tasks/{loser}")
+    assert status == 200
+    assert page.count('<td class="kind">resolve</td>') == 1
+    assert page.count('<td class="kind">task</td>') == 1
