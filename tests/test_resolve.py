@@ -121,6 +121,12 @@ def test_three_tasks_appending_the_same_line_land_with_two_resolutions_and_no_re
             assert "MERGE_HEAD" in prompt and "shared.txt" in prompt
             assert f"{a.task_id}: append {a.task_id}" in prompt  # what the task intended
             assert result["sandbox"].startswith("sandbox: bwrap" if sandbox == "on" else "uns")
+            # git in the agent's workspace (its own git view when sandboxed) shows the merge
+            said = (Path(a.run_dir or "") / "stdout").read_text()
+            before = [b for b in attempts if b.task_id == a.task_id and b.id < a.id]
+            run_no = Path(max(before, key=lambda b: b.id).run_dir or "").name
+            ours = git(repo, "rev-parse", f"refs/ralph/attempts/{a.task_id}/{run_no}-result")
+            assert f"MERGE_HEAD: {ours}\n" in said and "unmerged: shared.txt\n" in said
     assert git(repo, "show", "main:shared.txt") == (repo / "shared.txt").read_text().strip()
 
 

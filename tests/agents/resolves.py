@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Fake agent that resolves merge conflicts: when files of its workspace hold conflict markers
 (a resolution attempt, ralph/resolve.py) it keeps both sides' lines and removes the markers and
-the common-base section; otherwise it appends its task's line to `shared.txt`.
+the common-base section; otherwise it appends its task's line to `shared.txt`. A resolution
+prints what git says of the merge in progress (`MERGE_HEAD: <sha>`, `HEAD: <sha>`,
+`unmerged: <paths>`).
 
 Env: RESOLVES_BARRIER_DIR + RESOLVES_BARRIER=N (a task launch touches `<dir>/<task>.<pid>` and
 waits until N such files exist: every task has edited before the first lands),
@@ -10,6 +12,7 @@ RESOLVES_FAIL=1 (a resolution exits 3).
 """
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,6 +54,13 @@ def keep_both(text: str) -> str:
 files = conflicted()
 if files:
     print(f"resolving {', '.join(map(str, files))}")
+    for what, args in (
+        ("MERGE_HEAD", ["rev-parse", "-q", "--verify", "MERGE_HEAD"]),
+        ("HEAD", ["rev-parse", "-q", "--verify", "HEAD"]),
+        ("unmerged", ["diff", "--name-only", "--diff-filter=U"]),
+    ):  # what git itself says of the merge in progress (in the sandbox: the agent's git view)
+        found = subprocess.run(["git", *args], capture_output=True, text=True).stdout.split()
+        print(f"{what}: {' '.join(found)}")
     if os.environ.get("RESOLVES_FAIL"):
         sys.exit("cannot resolve this one")
     if not os.environ.get("RESOLVES_LEAVE_MARKERS"):
