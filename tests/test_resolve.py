@@ -182,7 +182,9 @@ def test_a_resolution_agent_that_fails_falls_back_to_a_rerun(repo: Path, tmp_pat
     # nothing of the failed resolution is left in the worktree or mid-merge
     for tree in (repo / ".ralph" / "worktrees").iterdir():
         assert git(tree, "status", "--porcelain") == ""
-        assert not Path(git(tree, "rev-parse", "--git-path", "MERGE_HEAD")).exists()
+        assert not Path(
+            git(tree, "rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD")
+        ).exists()
 
 
 def test_resolve_rerun_runs_the_task_again_and_launches_no_resolution(
@@ -281,3 +283,43 @@ def test_show_stats_report_and_the_web_task_page_name_the_resolution_attempt(
     assert status == 200
     assert page.count('<td class="kind">resolve</td>') == 1
     assert page.count('<td class="kind">task</td>') == 1
+
+
+def test_a_worker_killed_while_its_agent_resolves_leaves_no_merge_behind_and_the_next_run_lands(
+    repo: Path, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    tasks = add_tasks(db, 2)
+    base = git(repo, "rev-parse", "main")
+    flag = tmp_path / "kill-once"
+    flag.write_text("")
+    barrier = {"RESOLVES_BARRIER_DIR": str(tmp_path / "b"), "RESOLVES_BARRIER": "2"}
+    killed = run(repo, db, 2, "--names", "w1,w2", RESOLVES_KILL_ONCE=str(flag), **barrier)
+    assert killed.returncode == -9 and not flag.exists(), killed.stderr[-2000:]
+    with open_store(db) as store:
+        resolving = next(a for a in store.attempts() if a.kind == "resolve")
+        assert resolving.ended_at is None  # its worker died with it
+    trees = [t for t in (repo / ".ralph" / "worktrees").iterdir() if t.is_dir()]
+    merging = [
+        t
+        for t in trees
+        if Path(git(t, "rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD")).exists()
+    ]
+    assert len(merging) == 1  # the kill left the merge in progress, markers in the files
+
+    again = run(repo, db, 2, "--names", "w1,w2", **barrier)
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    check_history(repo, base, tasks)
+    no_markers_ever_landed(repo)
+    assert sorted(git(repo, "show", "main:shared.txt").split()) == ["start", "t1", "t2"]
+    with open_store(db) as store:
+        assert {t.status for t in store.list()} == {"done"}
+        closed = next(a for a in store.attempts() if a.id == resolving.id)
+        assert closed.ended_at is not None and not closed.counted
+    for tree in (repo / ".ralph" / "worktrees").iterdir():  # the merge was put away, not landed
+        if tree.is_dir():
+            assert not Path(
+                git(tree, "rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD")
+            ).exists()
+            assert git(tree, "status", "--porcelain") == ""

@@ -8,10 +8,12 @@ prints what git says of the merge in progress (`MERGE_HEAD: <sha>`, `HEAD: <sha>
 Env: RESOLVES_BARRIER_DIR + RESOLVES_BARRIER=N (a task launch touches `<dir>/<task>.<pid>` and
 waits until N such files exist: every task has edited before the first lands),
 RESOLVES_LEAVE_MARKERS=1 (a resolution exits 0 and leaves the markers in: a bad resolution),
-RESOLVES_FAIL=1 (a resolution exits 3).
+RESOLVES_FAIL=1 (a resolution exits 1), RESOLVES_KILL_ONCE=<file> (while the file exists, a
+resolution removes it and SIGKILLs its parent, the ralph process, unsandboxed only).
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +63,12 @@ if files:
     ):  # what git itself says of the merge in progress (in the sandbox: the agent's git view)
         found = subprocess.run(["git", *args], capture_output=True, text=True).stdout.split()
         print(f"{what}: {' '.join(found)}")
+    kill = os.environ.get("RESOLVES_KILL_ONCE")
+    if kill and Path(kill).exists():  # SIGKILL the ralph process resolving (its worker dies)
+        Path(kill).unlink()
+        ralph = os.getppid()
+        os.kill(ralph, signal.SIGKILL)
+        sys.exit(0)
     if os.environ.get("RESOLVES_FAIL"):
         sys.exit("cannot resolve this one")
     if not os.environ.get("RESOLVES_LEAVE_MARKERS"):
