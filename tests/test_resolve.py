@@ -323,3 +323,24 @@ def test_a_worker_killed_while_its_agent_resolves_leaves_no_merge_behind_and_the
                 git(tree, "rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD")
             ).exists()
             assert git(tree, "status", "--porcelain") == ""
+
+
+def test_merge_agent_names_another_configured_agent_for_resolutions(repo: Path, tmp_path: Path):
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, 2)
+    fixer = json.dumps([sys.executable, str(AGENT)])
+    config = f'[merge]\nagent = "fixer"\n[agents.fixer]\ncommand = {fixer}\n'
+    done = run(
+        repo, db, 2, config=config,
+        RESOLVES_BARRIER_DIR=str(tmp_path / "b"), RESOLVES_BARRIER="2",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open_store(db) as store:
+        ran = sorted((a.kind, a.agent) for a in store.attempts())
+        resolution = next(a for a in store.attempts() if a.kind == "resolve")
+    assert ran == [("resolve", "fixer"), ("task", "command"), ("task", "command")]
+    result = json.loads((Path(resolution.run_dir or "") / "result.json").read_text())
+    assert (result["agent"], result["outcome"]) == ("fixer", "success")
+    last = git(repo, "log", "-1", "--format=%(trailers:key=Conflict-Resolved-By,valueonly)")
+    assert last.strip() == "fixer"
