@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ralph.errors import LeaseLostError, MergeLockTimeoutError, WorkspaceError
+from ralph.errors import LeaseLostError, MergeLockTimeoutError, RalphError, WorkspaceError
 from ralph.models import AttemptEnd, Claim, Task
 from ralph.outcomes import LANDED, NOTE_CHARS, landing_failure
 from ralph.process import AgentProcess, ProcessResult
@@ -153,12 +153,13 @@ def _resolve(
         return _fallback(found, exc.line())
     head = ws.worktrees.head()
     files = conflict.start(g, head, commit)
-    ws.base = head
     if not files:  # what landed since no longer conflicts: the usual landing, no agent
-        conflict.end(g)
-        g.reset_hard(head, keep_ralph_dir=False)
+        conflict.end(g)  # and the worktree back as collect left it, for a discard's patch
+        g("read-tree", "-u", "--reset", collected.tree)
+        g("update-ref", "--no-deref", "HEAD", collected.base)
         loop.log(f"{task.id}: its commit now merges cleanly onto {ws.target}; landing it")
         return ws.land(task.id, collected, message, lease.check, reverify)  # type: ignore[no-any-return]
+    ws.base = head  # the resolution's base: its discard keeps what it changed from here
     number = len(loop.store.attempts(task.id)) + 1
     run = Resolution(loop, task, claim, lease, number, head, files)
     landed = conflict.landed_since(g, collected.base, head, files)
@@ -248,11 +249,16 @@ class Resolution:
                 raise LeaseLostError(note or "the lease was lost while resolving")
             if outcome == "success":
                 outcome, note, landing = self._land(message, reverify)
-        except Exception as exc:
-            if isinstance(exc, LeaseLostError):
-                outcome, note = "lease_lost", exc.message
-            else:
+        except LeaseLostError as exc:
+            outcome, note = "lease_lost", exc.message
+            raise
+        except RalphError as exc:
+            if isinstance(exc, WorkspaceError):  # the landing's: one failed attempt of the task
                 outcome, note = landing_failure(exc)
+                raise
+            outcome, note = "internal_error", exc.line()  # its sandbox, its template: re-run
+        except Exception as exc:
+            outcome, note = landing_failure(exc)
             raise
         finally:
             sha = landing.commit if landing is not None and landing.status == "landed" else None

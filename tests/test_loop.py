@@ -504,6 +504,41 @@ def test_each_conflict_gets_one_resolution_and_max_conflicts_still_bounds_the_wh
     assert commits(repo)[0] == "meanwhile 6" and len(commits(repo)) == 7  # nothing of A landed
 
 
+def test_a_conflict_gone_by_the_time_it_is_resolved_lands_the_task_commit_with_no_agent(
+    repo: Path, store: SQLStore
+):
+    # The resolve lock is held here while the conflicting commit on main is reverted: when the
+    # worker gets the lock, the task's commit merges cleanly and lands as it is.
+    from ralph.workspace.mergelock import MergeLock
+
+    store.add("Loses the race once", id="A")
+    agent = Agent(command=[sys.executable, "-c", CONFLICTING_AGENT])
+    opts = run_options(repo, agent)
+    control = RunControl(log=lambda line: None)
+    done: list[RunSummary] = []
+    with MergeLock(repo / ".ralph" / "resolve.lock", timeout=60):
+        worker = threading.Thread(
+            target=lambda: done.append(
+                run(store, opts, control, names=["w1"], repo=repo, mode="worktree",
+                    live=False, handle_signals=False)
+            )
+        )  # fmt: skip
+        worker.start()
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            ["git", "rev-parse", "-q", "--verify", "refs/ralph/attempts/A/1-result"], cwd=repo
+        ).returncode:  # the task's result is kept: the worker is at the lock now
+            assert time.monotonic() < deadline, "the landing never conflicted"
+            time.sleep(0.05)
+        git(repo, "revert", "--no-edit", "HEAD")
+    worker.join(60)
+
+    assert done and done[0].exit_code == 0 and done[0].resolutions == 0
+    assert [(a.kind, a.outcome) for a in store.attempts("A")] == [("task", "success")]
+    assert commits(repo)[0] == "Loses the race once"
+    assert (repo / "README.md").read_text() == "the agent's line, run 1\n"
+
+
 def test_a_run_first_completes_tasks_whose_commit_already_landed(repo: Path, store: SQLStore):
     store.add("Landed before a crash", id="A")
     (repo / "a.txt").write_text("a\n")
