@@ -344,3 +344,47 @@ def test_merge_agent_names_another_configured_agent_for_resolutions(repo: Path, 
     assert (result["agent"], result["outcome"]) == ("fixer", "success")
     last = git(repo, "log", "-1", "--format=%(trailers:key=Conflict-Resolved-By,valueonly)")
     assert last.strip() == "fixer"
+
+
+FAILS_ON_BOTH_ONCE = """
+import os, sys
+from pathlib import Path
+lines = Path("shared.txt").read_text().split()
+flag = Path(os.environ["VERIFY_FLAG"])
+if len(lines) >= 3 and flag.exists():
+    flag.unlink()
+    sys.exit("both tasks' lines: this check fails once")
+"""
+
+
+def test_a_resolution_that_fails_verify_never_lands_and_the_task_reruns(
+    repo: Path, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "ralph.db")
+    tasks = add_tasks(db, 2)
+    base = git(repo, "rev-parse", "main")
+    check = tmp_path / "check.py"
+    check.write_text(FAILS_ON_BOTH_ONCE)
+    flag = tmp_path / "verify-flag"
+    flag.write_text("")
+    done = run(
+        repo, db, 2, "--verify", shlex.join([sys.executable, str(check)]),
+        RESOLVES_BARRIER_DIR=str(tmp_path / "b"), RESOLVES_BARRIER="2", VERIFY_FLAG=str(flag),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not flag.exists()  # the resolved result was verified, and failed
+    with open_store(db) as store:
+        resolution = next(a for a in store.attempts() if a.kind == "resolve")
+        history = [(a.kind, a.outcome) for a in store.attempts(resolution.task_id)]
+    assert history == [
+        ("task", "merge_conflict"),
+        ("resolve", "verify_failed"),
+        ("task", "success"),
+    ]
+    assert (
+        "this check fails once" in (Path(resolution.run_dir or "") / "verify-1.stderr").read_text()
+    )
+    check_history(repo, base, tasks)
+    no_markers_ever_landed(repo)
+    assert "Conflict-Resolved-By" not in git(repo, "log", "--format=%B", f"{base}..main")
