@@ -21,6 +21,40 @@ from ralph.sandbox.policy import parse as parse_sandbox
 
 PROMPT_MODES = ("stdin", "arg", "file")
 NO_CHANGES = ("done", "fail")
+RESOLVE_MODES = ("agent", "rerun")
+
+
+@dataclass
+class MergeSettings:
+    """`[merge]`: what a landing that conflicts does (ralph.resolve). "agent": a fresh agent
+    resolves the conflict in the task's workspace first; "rerun": the task runs again."""
+
+    resolve: str = "agent"
+    agent: str | None = None  # another configured agent for resolutions; None: the task's own
+    prompt: str | None = None  # the resolution template [default: prompts/resolve.md.j2]
+
+
+def parse_merge(value: Any, source: str) -> MergeSettings:
+    """The `[merge]` table; errors name the file and the key."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: merge must be a table ([merge])")
+    unknown = set(value) - set(MergeSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key merge.{sorted(unknown)[0]}",
+            hint="known: resolve, agent, prompt",
+        )
+    found = MergeSettings()
+    if "resolve" in value:
+        if value["resolve"] not in RESOLVE_MODES:
+            raise ConfigError(f"{source}: merge.resolve must be 'agent' or 'rerun'")
+        found.resolve = value["resolve"]
+    for key in ("agent", "prompt"):
+        if key in value:
+            if not isinstance(value[key], str) or not value[key].strip():
+                raise ConfigError(f"{source}: merge.{key} must be a non-empty string")
+            setattr(found, key, value[key])
+    return found
 
 
 @dataclass
@@ -62,6 +96,7 @@ class Settings:
     report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
     github: dict[str, Any] = field(default_factory=dict)  # [github] close_issues = true
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
+    merge: MergeSettings = field(default_factory=MergeSettings)  # [merge], ralph.resolve
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -197,6 +232,8 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             settings.github = dict(table[key])
         elif key == "sandbox":
             settings.sandbox = parse_sandbox(value, source)
+        elif key == "merge":
+            settings.merge = parse_merge(value, source)
         elif key in ("vars", "agents"):
             setattr(settings, key, {k: v if key == "vars" else dict(v) for k, v in value.items()})
         else:  # whole numbers, strings and choices: the type said it all

@@ -73,6 +73,7 @@ class Table(msgspec.Struct, forbid_unknown_fields=True):
     notify: Any = UNSET  # ralph.notify.parse_notify
     report: Report | UnsetType = UNSET
     github: GitHub | UnsetType = UNSET
+    merge: Any = UNSET  # ralph.config.parse_merge
     sandbox: Any = UNSET  # ralph.sandbox.policy.parse
 
     def given(self) -> dict[str, Any]:

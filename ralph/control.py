@@ -74,6 +74,7 @@ class RunSummary:
     commits: int = 0
     launches: int = 0  # agents started, conflict re-runs included
     conflicts: int = 0  # launches whose work met a merge conflict (not counted as attempts)
+    resolutions: int = 0  # of the launches, conflict resolutions by an agent (ralph.resolve)
     cost_usd: float = 0.0
     cost_known: bool = False
     unknown_cost: int = 0  # launches that reported no cost: not in cost_usd, never as $0
@@ -214,6 +215,19 @@ class RunControl:
             s.conflicts += outcome.outcome == "merge_conflict"
         if kind == "failed":
             self.notify("task_failed", task=outcome.task, error=outcome.note)
+
+    def record_resolution(self, cost_usd: float | None, *, resolved: bool) -> None:
+        """A conflict resolution's launch: in the launches and the cost, not a task's outcome
+        (the task is recorded once, as it ends). A resolved one is also a conflict met."""
+        with self._lock:
+            self.cost += cost_usd or 0.0
+            s = self.summary
+            s.cost_usd = self.cost
+            s.cost_known = s.cost_known or cost_usd is not None
+            s.launches += 1
+            s.resolutions += 1
+            s.unknown_cost += cost_usd is None
+            s.conflicts += resolved
 
     def swept(self, found: Any) -> None:
         """The sweeper's report (ralph.sweeper.Sweep): a dead worker's claims expired."""

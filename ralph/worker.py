@@ -21,7 +21,7 @@ from typing import Any
 
 from git.exc import GitCommandError
 
-from ralph import reaper
+from ralph import reaper, resolve
 from ralph.agents.base import AgentReport, AgentSignal
 from ralph.control import RunControl, TaskOutcome, backoff_delay
 from ralph.errors import (
@@ -143,7 +143,7 @@ class WorkerLoop:
             return
         earlier = self.store.attempts(task.id)
         run_no = len(earlier) + 1
-        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict")
+        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict" and a.kind == "task")
         run_dir = self.ralph_dir / "runs" / task.id / str(run_no)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -308,6 +308,10 @@ class WorkerLoop:
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         try:
             landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+            if landing.status == "conflict":  # an agent may resolve it (ralph/resolve.py)
+                landing = resolve.after_conflict(
+                    self, task, claim, run_no, run_dir, lease, collected, message, landing, reverify
+                )
         except (RefRefusedError, GitCommandError, WorkspaceError) as exc:
             return *landing_failure(exc), None  # one counted attempt, never a crashed run
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit

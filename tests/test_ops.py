@@ -255,6 +255,7 @@ SUMMARY_KEYS = {
     "launches",
     "cost_estimated",
     "not_counted",
+    "resolutions",
     "input_tokens",
     "output_tokens",
     "outcomes",

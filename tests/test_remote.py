@@ -288,8 +288,8 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
         "RECORD_PROMPTS": str(prompts),
     }
     procs = [
-        start_worker(host_a, "hostA", "a", db, tmp_path, **env),
-        start_worker(host_b, "hostB", "b", db, tmp_path, **env),
+        start_worker(host_a, "hostA", "a", db, tmp_path, "--resolve", "rerun", **env),
+        start_worker(host_b, "hostB", "b", db, tmp_path, "--resolve", "rerun", **env),
     ]
     results = drain(db, procs, 2)
 
@@ -306,6 +306,42 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
     assert "Merge conflict landing on main" in retry and "shared.txt" in retry
     assert made[-1]["Task"] == loser  # it succeeded on the attempt after the conflict
     assert git(remote, "show", "main:shared.txt") == f"{loser} by {made[-1]['Worker']}"
+    for host in hosts:
+        assert not (host / ".git" / "rebase-merge").exists()
+
+
+def test_same_line_edits_on_two_hosts_are_resolved_on_the_fetched_remote_head_no_rerun(
+    hosts: tuple[Path, Path], remote: Path, tmp_path: Path
+) -> None:
+    # The scripted agent, launched again as the resolver, rewrites shared.txt whole (markers
+    # gone): a resolution that keeps its own side, landed on top of the other host's commit.
+    host_a, host_b = hosts
+    db = str(tmp_path / "shared.db")
+    with open_store(db) as store:
+        store.add_many(
+            [
+                {"id": "ta", "title": "A's", "requires": ["a"]},
+                {"id": "tb", "title": "B's", "requires": ["b"]},
+            ]
+        )
+    env = {"PA_STARTED": str(tmp_path / "started"), "PA_BARRIER": "2", "PA_FILE": "shared.txt"}
+    procs = [
+        start_worker(host_a, "hostA", "a", db, tmp_path, **env),
+        start_worker(host_b, "hostB", "b", db, tmp_path, **env),
+    ]
+    results = drain(db, procs, 2)
+
+    assert_clean_exit(results, db)
+    made = remote_commits(remote)
+    assert sorted(c["Task"] for c in made) == ["ta", "tb"]
+    assert git(remote, "rev-list", "--merges", "main") == ""
+    with open_store(db) as store:
+        kinds = sorted((a.kind, a.outcome) for a in store.attempts())
+        resolved = next(a for a in store.attempts() if a.kind == "resolve")
+    assert kinds == [("resolve", "success"), ("task", "success"), ("task", "success")]
+    assert made[-1]["Task"] == resolved.task_id and "Conflict-Resolved-By" in made[-1]
+    assert made[0]["sha"] == git(remote, "rev-parse", "main~1")  # on the other host's commit
+    assert "<<<<<<<" not in git(remote, "show", "main:shared.txt")
     for host in hosts:
         assert not (host / ".git" / "rebase-merge").exists()
 

@@ -325,7 +325,7 @@ def print_turn(out: Any, turn: Turn) -> None:
 
 def stats(
     by: Annotated[
-        str, typer.Option("--by", metavar="agent|day|task|worker|outcome", help="Group by.")
+        str, typer.Option("--by", metavar="agent|day|task|worker|outcome|kind", help="Group by.")
     ] = "agent",
     as_json: JsonFlag = False,
 ) -> None:

@@ -70,6 +70,7 @@ class Flags:
     target: str | None = None
     push_branches: bool = False
     sandbox: bool | None = None
+    resolve: str | None = None
 
 
 def _agent_help() -> str:
@@ -210,6 +211,15 @@ SandboxOpt = Annotated[
         show_default=False,
     ),
 ]
+ResolveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resolve",
+        metavar="agent|rerun",
+        help="A landing that conflicts: an agent resolves the merge first (agent), or the task "
+        "runs again from scratch (rerun). [default: config [merge] resolve, agent]",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")]
 WorkersOpt = Annotated[
@@ -290,6 +300,7 @@ SHARED: dict[str, tuple[Any, Any]] = {
     "verify": (VerifyOpt, None),
     "allow_dirty": (AllowDirtyOpt, False),
     "sandbox": (SandboxOpt, None),
+    "resolve": (ResolveOpt, None),
     "as_json": (JsonOpt, False),
     "quiet": (QuietOpt, False),
     "remote": (RemoteOpt, None),
@@ -537,6 +548,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     sample = sample_context(root, worker, agent_name, settings.vars)
     prompt.render(sample)
     commit_message.render({**sample, "cost": "$0.0000", "cost_usd": 0.0})
+    merging = _merge_options(settings, flags, root, worker, agent_name)
     verify = settings.verify
     if flags.verify:
         from ralph.config import _argv  # lazy: start-up
@@ -576,6 +588,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         max_time=max_time,
         settings=settings,
         sandbox=sandbox,
+        **merging,
     )
     store = session.store()
     store.max_expiries = settings.max_expiries
@@ -588,6 +601,33 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     )
     _notifications(store, settings, control)
     return store, root, options, control
+
+
+def _merge_options(
+    settings: Settings, flags: Flags, root: Path, worker: str, agent_name: str
+) -> dict[str, Any]:
+    """The conflict policy's RunOptions fields (`--resolve`, `[merge]`), checked: the
+    resolution template renders and `[merge] agent` is a configured, installed agent."""
+    from ralph.config import RESOLVE_MODES
+    from ralph.resolve import load_prompt, sample_context
+
+    mode = flags.resolve or settings.merge.resolve
+    if mode not in RESOLVE_MODES:
+        raise UsageError(f"invalid --resolve {mode!r}", hint="use agent or rerun")
+    found: dict[str, Any] = {"resolve": mode}
+    if mode != "agent":
+        return found
+    name = settings.merge.agent
+    if name and name != agent_name:
+        merge_agent = _make_agent(name, settings.agent_settings(name))
+        merge_agent.prices = settings.prices
+        if not flags.dry_run:
+            merge_agent.check_installed()
+        found.update(merge_agent=merge_agent, merge_agent_name=name)
+    template = load_prompt(root, settings.merge.prompt)
+    template.render(sample_context(root, worker, name or agent_name))
+    found["resolve_prompt"] = template
+    return found
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
@@ -679,7 +719,8 @@ def _summary_line(s: RunSummary) -> str:
         f"{s.skipped} skipped",
         f"{s.commits} commits",
         f"{s.launches} agent launches"
-        + (f" ({s.conflicts} merge conflicts)" if s.conflicts else ""),
+        + (f" ({s.conflicts} merge conflicts)" if s.conflicts else "")
+        + (f" ({s.resolutions} conflict resolutions)" if s.resolutions else ""),
         f"${s.cost_usd:.4f}"
         + (f" + {s.unknown_cost} launches of unknown cost" if s.unknown_cost else "")
         if s.cost_known

@@ -59,6 +59,8 @@ HELP: dict[str, str] = {
     "max_expiries": "The poison pill: a task whose claim lapsed this often (crashes, hangs) fails.",
     "merge_lock_timeout": "How long a landing waits for the merge lock before that attempt fails.",
     "max_conflicts": "Merge conflicts a task may hit (each retried at once) before it fails.",
+    "merge": 'A landing that conflicts: resolve = "agent" (a fresh agent resolves the merge '
+    'first; agent = another [agents.*] for it, prompt = its template) or "rerun".',
     "no_changes": 'An agent that changed no file: "done" (mark it done) or "fail".',
     "capabilities": "Capabilities this worker offers (tasks can require some).",
     "worker": "Worker name. Unset: host-pid.",

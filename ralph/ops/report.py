@@ -41,6 +41,7 @@ WASTE = {
     "verify_failed": "verify failed",
     "push_failed": "push failed",
     "no_changes_failed": "no changes",
+    "markers_left": "conflict",  # a resolution that left conflict markers (ralph/resolve.py)
 }
 SLOWEST = 5
 
@@ -82,6 +83,7 @@ def build_report(
             "duration_s": round(sum(_duration(a, now) for a in mine), 3),
             "attempts": task.attempts,
             "launches": len(mine),
+            "resolutions": sum(1 for a in mine if a.kind == "resolve"),
             **cost_of(mine),
             "last_error": task.last_error if task.status != "done" else None,
             "patch": _patch(last),
@@ -115,6 +117,7 @@ def build_report(
             "retrying": len(retrying),
         },
         **counts_of(ran),
+        "resolutions": sum(1 for a in ran if a.kind == "resolve"),  # conflicts an agent resolved
         "running": sum(1 for a in ran if a.ended_at is None),
         "wasted": sum(wasted.values()),
         "wasted_by_reason": dict(sorted(wasted.items())),
@@ -209,7 +212,12 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("Tasks landed", str(r["tasks"]["landed"])),
         ("Tasks failed", str(r["tasks"]["failed"])),
         ("Still retrying", str(r["tasks"]["retrying"])),
-        ("Agent launches", f"{r['launches']} ({r['attempts']} counted attempts)"),
+        (
+            "Agent launches",
+            f"{r['launches']} ({r['attempts']} counted attempts"
+            + (f", {r['resolutions']} conflict resolutions" if r.get("resolutions") else "")
+            + ")",
+        ),
         ("Wasted launches", f"{r['wasted']} ({waste})"),
         ("Cost", cost_text(r["cost_usd"], r["unknown_cost"])),
         ("Agent time / wall time", f"{_dur(r['agent_s'])} / {_dur(r['wall_s'])} = {par}x"),

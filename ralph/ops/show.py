@@ -39,9 +39,14 @@ def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
     ran = store.attempts(task_id)
     spent = cost_of(ran)
     sandbox = sandbox_of(ran)
+    resolutions = sum(1 for a in ran if a.kind == "resolve")
+    launches = f"{len(ran)} agent launches" + (
+        f", {resolutions} conflict resolution{'s' * (resolutions != 1)}" if resolutions else ""
+    )
     doc = {
         **task.to_dict(),
         "launches": len(ran),  # every agent run; "attempts" counts the counted ones
+        "resolutions": resolutions,  # launches of kind "resolve" (ralph/resolve.py)
         **spent,
         **{f"{k}_status": v for k, v in relations.items()},
         "claim": claim.to_dict() if claim else None,
@@ -58,7 +63,7 @@ def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
         ("found in", task.discovered_from or ""),
         ("labels", ", ".join(task.labels)),
         ("requires", ", ".join(task.requires)),
-        ("attempts", f"{task.attempts} ({len(ran)} agent launches)" if ran else ""),
+        ("attempts", f"{task.attempts} ({launches})" if ran else ""),
         ("cost", cost_text(spent["cost_usd"], spent["unknown_cost"]) if ran else ""),
         ("last error" if task.status != "done" else "earlier error", task.last_error or ""),
         ("sandbox", (sandbox or "").removeprefix("sandbox: ")),

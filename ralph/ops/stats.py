@@ -13,7 +13,7 @@ from ralph import errors
 from ralph.models import Attempt
 from ralph.store.base import SQLStore
 
-GROUPINGS = ("agent", "day", "task", "worker", "outcome")
+GROUPINGS = ("agent", "day", "task", "worker", "outcome", "kind")
 SUCCESS = ("success", "no_changes")
 
 
@@ -83,6 +83,7 @@ def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
         "p90_duration_s": None if p90 is None else round(p90, 3),
         "total_duration_s": round(sum(durations), 3),
         "not_counted": len(launches) - len(items),
+        "resolutions": sum(1 for a in launches if a.kind == "resolve"),  # by an agent
         **cost_of(launches),
         # part of cost_usd was computed from tokens with ralph.pricing, as each attempt recorded
         "cost_estimated": any(a.cost_usd is not None and a.cost_estimated for a in launches),
@@ -104,6 +105,7 @@ def attempt_stats(attempts: Sequence[Attempt], by: str = "agent") -> dict[str, A
         "task": lambda a: a.task_id,
         "worker": lambda a: a.worker,
         "outcome": lambda a: a.outcome or "running",
+        "kind": lambda a: a.kind,  # "task", or "resolve" (a merge conflict's resolution)
     }[by]
     groups: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in attempts:
