@@ -15,6 +15,7 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.fallback import RunSettings
 from ralph.sandbox.policy import SandboxSettings
 
 PROMPT_MODES = ("stdin", "arg", "file")
@@ -60,6 +61,7 @@ class Settings:
     report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
     github: dict[str, Any] = field(default_factory=dict)  # [github] close_issues = true
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
+    run: RunSettings = field(default_factory=RunSettings)  # [run] agents, fallback_after
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -226,6 +228,10 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             from ralph.sandbox.policy import parse as parse_sandbox
 
             settings.sandbox = parse_sandbox(value, source)
+        elif key == "run":
+            from ralph.fallback import parse_run
+
+            settings.run = parse_run(value, source)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

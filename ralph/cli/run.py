@@ -510,17 +510,9 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
-    agent, agent_name = resolve_agent(settings, flags, check=not flags.dry_run)
-    if not flags.dry_run:
-        from ralph.doctor import preflight
-
-        preflight(agent, root)
-    sandbox = None
-    if not flags.dry_run:
-        from ralph.sandbox.confine import Sandbox
-
-        ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
-        sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
+    members = _agents(settings, flags, root)  # the fallback list (ralph.fallback), checked
+    first = next((m for m in members if m.auth_error is None), members[0])
+    agent, agent_name, sandbox = first.agent, first.name, first.sandbox
     prompt = load_prompt(root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
     sample = sample_context(root, worker, agent_name, settings.vars)
@@ -578,7 +570,64 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time, log=log
     )
     _notifications(store, settings, control)
+    if not flags.dry_run:
+        from ralph.fallback import AgentPool
+
+        control.pool = AgentPool(
+            members,
+            fallback_after=settings.run.fallback_after,
+            factory=lambda name: _member(settings, flags, root, name),
+            record=store.note_event,
+            log=lambda line: control.log(line),
+        )
     return store, root, options, control
+
+
+def _agents(settings: Settings, flags: Flags, root: Path) -> list[Any]:
+    """The run's agents in order (`--agent a,b`, `[run] agents`, or one), each installed and
+    preflighted; missing credentials stop the run only when no agent has any (exit 10)."""
+    from ralph.fallback import agent_list
+
+    if flags.agent_cmd is not None:
+        names = ["command"]
+    elif flags.agent is not None:
+        names = agent_list(flags.agent, "--agent")
+    else:
+        names = settings.run.agents or agent_list(settings.agent, "agent")
+    if len(names) == 1:  # as flags name it: --agent-cmd, --prompt-mode
+        return [_member(settings, flags, root, None)]
+    members = [_member(settings, flags, root, name) for name in names]
+    if all(m.auth_error is not None for m in members):
+        raise members[0].auth_error
+    return members
+
+
+def _member(settings: Settings, flags: Flags, root: Path, name: str | None) -> Any:
+    """One agent of the run (`name` None: the one the flags and config name)."""
+    import dataclasses
+
+    from ralph.errors import AgentAuthError
+    from ralph.fallback import Member, max_cost_of
+
+    chosen = flags if name is None else dataclasses.replace(flags, agent=name, agent_cmd=None)
+    agent, agent_name = resolve_agent(settings, chosen, check=not flags.dry_run)
+    member = Member(
+        agent_name, agent, None, max_cost_of(settings.agent_settings(agent_name), agent_name)
+    )
+    if flags.dry_run:
+        return member
+    from ralph.doctor import preflight
+    from ralph.sandbox.confine import Sandbox
+
+    try:
+        preflight(agent, root)
+    except AgentAuthError as exc:
+        if name is None:
+            raise
+        member.auth_error = exc
+    ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
+    member.sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
+    return member
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
@@ -682,6 +731,8 @@ def _summary_line(s: RunSummary) -> str:
         else "cost unknown",
         format_duration(s.wall_s),
     ]
+    if len(s.agents) > 1:  # fallback agents: who ran how many
+        parts.insert(6, "launches by agent: " + ", ".join(f"{n} {c}" for n, c in s.agents.items()))
     why = f" ({s.stop_reason})" if s.stop_reason else ""
     return "Run: " + ", ".join(parts) + why
 
