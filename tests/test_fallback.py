@@ -265,6 +265,13 @@ def test_a_rate_limited_first_agent_hands_its_tasks_to_the_second(
     assert (
         "alpha (rate_limited), beta (success)" in ralph(repo, env, "show", limited.task_id).stdout
     )
+    report = json.loads(ralph(repo, env, "report", "--run", "last", "--format", "json").stdout)
+    assert [(s["from"], s["to"], s["reason"]) for s in report["agent_switches"]] == [
+        ("alpha", "beta", "rate_limited")
+    ]
+    assert {a["agent"] for a in report["cost_by_agent"]} == {"alpha", "beta"}
+    text = ralph(repo, env, "report", "--run", "last").stdout
+    assert "Agent switches" in text and "rate_limited" in text
     check_history(repo, tasks)
 
 
@@ -398,4 +405,22 @@ def test_the_first_agent_s_max_cost_hands_the_rest_to_the_second(
         agents = [a.agent for a in sorted(store.attempts(), key=lambda a: a.id)]
     assert agents == ["alpha", "alpha", "beta"]  # $1.20 spent by alpha after two
     assert switches(repo) == [("alpha", "beta", "over_budget")]
+    check_history(repo, tasks)
+
+
+def test_three_workers_switch_once_and_land_every_task_once(
+    repo: Path, env: dict[str, str], tmp_path: Path
+):
+    env["LIMIT_RESET"] = str(time.time() + HOUR)
+    env["AGENT_COST"] = "0.01"
+    tasks = [add(repo, env, f"Task {n}") for n in range(6)]
+    path = str(config(tmp_path, "rate"))
+    out = ralph(repo, env, "run", "--config", path, "--workers", "3", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["done"] == 6 and summary["agents"]["beta"] == 6
+    assert 1 <= summary["agents"]["alpha"] <= 3  # at most one launch per worker before the switch
+    assert switches(repo) == [("alpha", "beta", "rate_limited")]
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert all(store.get(t).attempts == 1 for t in tasks)
     check_history(repo, tasks)

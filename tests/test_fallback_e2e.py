@@ -210,3 +210,18 @@ def test_with_claude_and_codex_both_limited_the_run_pauses_until_the_earliest_re
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert store.get(task).attempts == 0 and store.get(task).status == "open"
     assert task_commits(repo) == {}
+
+
+def test_claude_without_credentials_at_the_start_leaves_the_run_to_codex(tmp_path):
+    repo = git_repo(tmp_path / "repo")
+    with ModelServer("write", cwd=repo) as claude, ResponsesServer("write") as codex:
+        env = env_for(tmp_path, claude)  # no ANTHROPIC_API_KEY, no login
+        task = add_task(repo, env, "Add f0", "WRITE f0.txt: file 0")
+        out = ralph(repo, env, "run", "--config", str(config(tmp_path, codex.url)), "-q")
+        claude_calls = len(claude.message_requests)
+    assert out.returncode == 0, out.stderr
+    assert [(s["from"], s["to"], s["reason"]) for s in switches(repo)] == [
+        ("claude", "codex", "auth_failed")
+    ]
+    assert launches(repo) == [(task, "codex", "success")] and claude_calls == 0
+    assert task_commits(repo) == {task: 1}
