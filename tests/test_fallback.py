@@ -424,3 +424,17 @@ def test_three_workers_switch_once_and_land_every_task_once(
     with open_store(repo / ".ralph" / "ralph.db") as store:
         assert all(store.get(t).attempts == 1 for t in tasks)
     check_history(repo, tasks)
+
+
+def test_a_task_pinned_to_an_agent_the_run_cannot_launch_stops_it_with_exit_8(
+    repo: Path, env: dict[str, str], tmp_path: Path
+):
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        pinned = store.add("Only nosuch", metadata={"agent": "nosuch"}).id
+    out = ralph(repo, env, "run", "--config", str(config(tmp_path, "paid")), "-q")
+    assert out.returncode == 8, out.stderr
+    assert "pinned to agent 'nosuch', which this run cannot launch" in out.stderr
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert store.get(pinned).status == "open" and store.attempts() == []
+    assert not Path(env["LAUNCHES"]).exists()
+    check_history(repo, [])
