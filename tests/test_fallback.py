@@ -354,9 +354,10 @@ def test_an_auth_failure_of_the_first_agent_continues_with_the_second_and_exits_
 ):
     env["AGENT_COST"] = "0.01"
     tasks = [add(repo, env, f"Task {n}") for n in range(2)]
-    out = ralph(repo, env, "run", "--config", str(config(tmp_path, "auth")), "-q")
+    out = ralph(repo, env, "run", "--config", str(config(tmp_path, "auth")))
     assert out.returncode == 0, out.stderr
     assert switches(repo) == [("alpha", "beta", "auth_failed")]
+    assert "switching agents: alpha -> beta (auth failed: " in out.stderr
     launches = Path(env["LAUNCHES"]).read_text().split()
     assert launches.count("auth") == 1  # never launched again in this run
     check_history(repo, tasks)

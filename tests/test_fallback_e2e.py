@@ -19,6 +19,7 @@ from tests.support.clis import (
     KEY_VAR,
     MODEL,
     add_task,
+    check_policy,
     clean_env,
     codex_args,
     git_repo,
@@ -79,7 +80,9 @@ def fsck_clean(repo: Path) -> bool:
     )
 
 
-def test_claude_over_its_usage_limit_hands_the_tasks_to_codex(tmp_path):
+@pytest.mark.parametrize("sandbox", ["off", "on"])
+def test_claude_over_its_usage_limit_hands_the_tasks_to_codex(tmp_path, sandbox):
+    """With the sandbox on, each agent runs under its own allow-list (its own API host)."""
     repo = git_repo(tmp_path / "repo")
     reset = int(time.time()) + HOUR
     with (
@@ -87,6 +90,7 @@ def test_claude_over_its_usage_limit_hands_the_tasks_to_codex(tmp_path):
         ResponsesServer("write") as codex,
     ):
         env = env_for(tmp_path, claude, CLAUDE_CODE_OAUTH_TOKEN="test-oauth")
+        env["RALPH_SANDBOX"] = sandbox
         tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(2)]
         out = ralph(repo, env, "run", "--config", str(config(tmp_path, codex.url)), "--json", "-q")
     assert out.returncode == 0, out.stderr
@@ -105,6 +109,7 @@ def test_claude_over_its_usage_limit_hands_the_tasks_to_codex(tmp_path):
         assert (repo / f"f{n}.txt").read_text() == f"file {n}"
     shown = json.loads(ralph(repo, env, "show", ran[0][0], "--json").stdout)
     assert [r["agent"] for r in shown["runs"]] == ["claude", "codex"]
+    check_policy(repo, env, ran[1][0], sandbox)
     assert fsck_clean(repo)
 
 
