@@ -439,3 +439,15 @@ def test_a_task_pinned_to_an_agent_the_run_cannot_launch_stops_it_with_exit_8(
         assert store.get(pinned).status == "open" and store.attempts() == []
     assert not Path(env["LAUNCHES"]).exists()
     check_history(repo, [])
+
+
+def test_a_run_table_of_one_agent_runs_that_agent(repo: Path, env: dict[str, str], tmp_path: Path):
+    env["AGENT_COST"] = "0.01"
+    path = config(tmp_path, "auth")
+    path.write_text(path.read_text().replace('agents = ["alpha", "beta"]', 'agents = ["beta"]'))
+    task = add(repo, env, "Task")
+    out = ralph(repo, env, "run", "--config", str(path), "-q")
+    assert out.returncode == 0, out.stderr
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        assert [a.agent for a in store.attempts()] == ["beta"]
+    check_history(repo, [task])

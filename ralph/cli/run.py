@@ -589,13 +589,11 @@ def _agents(settings: Settings, flags: Flags, root: Path) -> list[Any]:
     from ralph.fallback import agent_list
 
     if flags.agent_cmd is not None:
-        names = ["command"]
-    elif flags.agent is not None:
+        return [_member(settings, flags, root, None)]
+    if flags.agent is not None:
         names = agent_list(flags.agent, "--agent")
     else:
         names = settings.run.agents or agent_list(settings.agent, "agent")
-    if len(names) == 1:  # as flags name it: --agent-cmd, --prompt-mode
-        return [_member(settings, flags, root, None)]
     members = [_member(settings, flags, root, name) for name in names]
     if all(m.auth_error is not None for m in members):
         raise members[0].auth_error
@@ -603,7 +601,8 @@ def _agents(settings: Settings, flags: Flags, root: Path) -> list[Any]:
 
 
 def _member(settings: Settings, flags: Flags, root: Path, name: str | None) -> Any:
-    """One agent of the run (`name` None: the one the flags and config name)."""
+    """One agent of the run (`name` None: --agent-cmd's); missing credentials are noted on it
+    (raised for --agent-cmd's)."""
     import dataclasses
 
     from ralph.errors import AgentAuthError
