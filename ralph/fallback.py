@@ -308,7 +308,10 @@ class AgentPool:
         self, before: str, after: str, reason: str, until: float | None, why: str
     ) -> None:
         data = {"from": before, "to": after, "reason": reason, "until": until, "why": why}
-        self.record("agent_switched", **data)
+        try:
+            self.record("agent_switched", **data)
+        except Exception as exc:  # noqa: BLE001 - the switch holds; only its record is lost
+            self.log(f"could not record the agent switch: {exc}")
         when = f" until {_clock(until)}" if until else ""
         self.log(f"switching agents: {before} -> {after} ({reason.replace('_', ' ')}{when}: {why})")
 

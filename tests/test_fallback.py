@@ -272,6 +272,7 @@ def test_a_rate_limited_first_agent_hands_its_tasks_to_the_second(
     assert {a["agent"] for a in report["cost_by_agent"]} == {"alpha", "beta"}
     text = ralph(repo, env, "report", "--run", "last").stdout
     assert "Agent switches" in text and "rate_limited" in text
+    assert all(any(t in line and " beta " in line for line in text.splitlines()) for t in tasks)
     check_history(repo, tasks)
 
 

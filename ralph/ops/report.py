@@ -267,10 +267,11 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
             _dur(t["duration_s"]),
             f"{t['attempts']}/{t['launches']}",
             cost_text(t["cost_usd"], t["unknown_cost"]),
+            t["agent"] or "-",  # the last launch's (fallback agents: which one landed it)
             t["title"][:60],
         ]
 
-    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Title"]
+    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Agent", "Title"]
     section("Landed", head, [task_row(t) for t in r["landed"]])
     for title, items in (("Failed", r["failed"]), ("Still retrying", r["retrying"])):
         section(
