@@ -218,8 +218,13 @@ def add(root: Path, env: dict[str, str], title: str, *extra: str) -> str:
     return json.loads(out.stdout)["id"]
 
 
-def switches(root: Path) -> list[tuple[str, str, str]]:
-    with open_store(root / ".ralph" / "ralph.db") as store:
+def db(root: Path, env: dict[str, str] | None = None) -> str:
+    """The run's store: RALPH_DB (PostgreSQL) when the test set it, else the repo's SQLite."""
+    return (env or {}).get("RALPH_DB") or str(root / ".ralph" / "ralph.db")
+
+
+def switches(root: Path, env: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    with open_store(db(root, env)) as store:
         return [
             (e.data["from"], e.data["to"], e.data["reason"])
             for e in store.events(kind="agent_switched")
@@ -411,8 +416,10 @@ def test_the_first_agent_s_max_cost_hands_the_rest_to_the_second(
 
 
 def test_three_workers_switch_once_and_land_every_task_once(
-    repo: Path, env: dict[str, str], tmp_path: Path
+    repo: Path, env: dict[str, str], tmp_path: Path, store_backend: str, store_url: str
 ):
+    if store_backend == "postgres":
+        env["RALPH_DB"] = store_url
     env["LIMIT_RESET"] = str(time.time() + HOUR)
     env["AGENT_COST"] = "0.01"
     tasks = [add(repo, env, f"Task {n}") for n in range(6)]
@@ -422,8 +429,8 @@ def test_three_workers_switch_once_and_land_every_task_once(
     summary = json.loads(out.stdout)
     assert summary["done"] == 6 and summary["agents"]["beta"] == 6
     assert 1 <= summary["agents"]["alpha"] <= 3  # at most one launch per worker before the switch
-    assert switches(repo) == [("alpha", "beta", "rate_limited")]
-    with open_store(repo / ".ralph" / "ralph.db") as store:
+    assert switches(repo, env) == [("alpha", "beta", "rate_limited")]
+    with open_store(db(repo, env)) as store:
         assert all(store.get(t).attempts == 1 for t in tasks)
     check_history(repo, tasks)
 
