@@ -105,6 +105,9 @@ def test_claude_over_its_usage_limit_hands_the_tasks_to_codex(tmp_path, sandbox)
         ("codex", "success"),
     ]
     assert task_commits(repo) == {t: 1 for t in tasks}
+    log = subprocess.run(["git", "-C", str(repo), "log", "-2", "--format=%B"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert log.count("Agent: codex") == 2 and "Agent: claude" not in log
     for n in range(2):
         assert (repo / f"f{n}.txt").read_text() == f"file {n}"
     shown = json.loads(ralph(repo, env, "show", ran[0][0], "--json").stdout)
