@@ -77,7 +77,8 @@ def _agent_help() -> str:
         except Exception:  # noqa: BLE001 - a broken plugin must not break --help
             pass
     return (
-        f"Agent from the registry or ralph.toml ({names}, demo: offline). [default: config, claude]"
+        f"Agent from the registry or ralph.toml ({names}, demo: offline); a,b: fall back to b "
+        "when a is rate-limited, fails auth or spends its max_cost. [default: config, claude]"
     )
 
 
