@@ -15,6 +15,7 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.fallback import RunSettings, parse_run
 from ralph.pricing import parse_overrides
 from ralph.sandbox.policy import SandboxSettings
 from ralph.sandbox.policy import parse as parse_sandbox
@@ -97,6 +98,7 @@ class Settings:
     github: dict[str, Any] = field(default_factory=dict)  # [github] close_issues = true
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
     merge: MergeSettings = field(default_factory=MergeSettings)  # [merge], ralph.resolve
+    run: RunSettings = field(default_factory=RunSettings)  # [run] agents, fallback_after
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -234,6 +236,8 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             settings.sandbox = parse_sandbox(value, source)
         elif key == "merge":
             settings.merge = parse_merge(value, source)
+        elif key == "run":
+            settings.run = parse_run(value, source)
         elif key in ("vars", "agents"):
             setattr(settings, key, {k: v if key == "vars" else dict(v) for k, v in value.items()})
         else:  # whole numbers, strings and choices: the type said it all

@@ -74,6 +74,7 @@ class Table(msgspec.Struct, forbid_unknown_fields=True):
     report: Report | UnsetType = UNSET
     github: GitHub | UnsetType = UNSET
     merge: Any = UNSET  # ralph.config.parse_merge
+    run: Any = UNSET  # ralph.fallback.parse_run
     sandbox: Any = UNSET  # ralph.sandbox.policy.parse
 
     def given(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class TaskOutcome:
     duration_s: float = 0.0
     note: str | None = None
     launched: bool = True  # an agent ran (false: reconciled, or ended before the launch)
+    agent: str | None = None  # the agent that ran it (fallback agents: which of the list)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class RunSummary:
     wall_s: float = 0.0
     exit_code: int = 0
     stop_reason: str | None = None
+    agents: dict[str, int] = field(default_factory=dict)  # launches by agent
     tasks: list[TaskOutcome] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +121,7 @@ class RunControl:
         self._last: dict[str, str] = {}
         self.notifier: Notifier | None = None  # ralph.notify, set by the CLI from [notify]
         self.report_path: str | None = None  # [report] write = true: the run's report file
+        self.pool: Any = None  # ralph.fallback.AgentPool: which agent each attempt gets
 
     def notify(self, event: str, **data: Any) -> None:
         """Queue a notification (never blocks: see ralph.notify)."""
@@ -211,6 +214,8 @@ class RunControl:
                 setattr(s, bucket, sum(1 for k in self._last.values() if k == bucket))
             s.commits += outcome.outcome == "success" and outcome.commit is not None
             s.launches += outcome.launched
+            if outcome.launched and outcome.agent:
+                s.agents[outcome.agent] = s.agents.get(outcome.agent, 0) + 1
             s.unknown_cost += outcome.launched and outcome.cost_usd is None
             s.conflicts += outcome.outcome == "merge_conflict"
         if kind == "failed":

@@ -50,17 +50,24 @@ def run_checks(
 
     settings = settings or Settings()
     checks: list[Check] = []
-    name = agent_name or settings.agent
-    try:
-        agent = configured_agent(name, settings.agent_settings(name))
-    except RalphError as exc:
-        checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
-        agent = None
-    if agent is not None:
+    from ralph.fallback import agent_list
+
+    if agent_name:  # every agent of a fallback list (ralph.fallback), in order
+        names = agent_list(agent_name, "--agent")
+    else:
+        names = settings.run.agents or agent_list(settings.agent, "agent")
+    first: Agent | None = None
+    for name in names:
+        try:
+            agent = configured_agent(name, settings.agent_settings(name))
+        except RalphError as exc:
+            checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
+            continue
         agent.prices = settings.prices
         checks += agent_checks(agent, name, version=True)
         checks += cost_check(agent, name)
-    checks += [sandbox_check(agent, settings, repo)]
+        first = first or agent
+    checks += [sandbox_check(first, settings, repo)]
     checks += [git_identity(repo), clean_tree(repo), store_check(store_url)]
     return checks
 

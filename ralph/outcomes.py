@@ -23,9 +23,10 @@ UNCOUNTED = {
     "internal_error",
     "target_moved",
     "remote_failed",
+    "agent_unavailable",  # the task's pinned agent is limited (ralph.fallback)
 }
 # Of those, the ones that must not use up --max-tasks either: nothing was tried.
-NOT_TRIED = {"auth_failed", "rate_limited", "network_down", "remote_failed"}
+NOT_TRIED = {"auth_failed", "rate_limited", "network_down", "remote_failed", "agent_unavailable"}
 # Outcomes that end the task done (with its landed commit, if any).
 DONE = {"success", "no_changes", "reconciled"}
 # A workspace's Landing status -> the attempt's outcome.

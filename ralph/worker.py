@@ -31,6 +31,7 @@ from ralph.errors import (
     RalphError,
     WorkspaceError,
 )
+from ralph.fallback import Unavailable, settle_unavailable
 from ralph.heartbeat import HOST, Heartbeat
 from ralph.launch import agent_env, agent_process
 from ralph.lease import LeaseRenewer
@@ -141,6 +142,12 @@ class WorkerLoop:
         if landed:
             self._settle_without_attempt(task, claim, "reconciled", None, landed)
             return
+        if self.control.pool is not None:  # which agent runs it (ralph.fallback)
+            try:
+                self.opt = self.control.pool.options_for(task, self.opt)
+            except Unavailable as exc:
+                settle_unavailable(self, task, claim, exc)
+                return
         earlier = self.store.attempts(task.id)
         run_no = len(earlier) + 1
         conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict" and a.kind == "task")
@@ -226,7 +233,10 @@ class WorkerLoop:
             kind = self._settle(task, claim, attempt.id, end, sha, conflicts)
             duration = time.monotonic() - started
             record = TaskOutcome(task.id, outcome, sha, report.cost_usd, round(duration, 3), note)
+            record.agent = self.opt.agent_name
             self.control.record(record, kind)
+            if self.control.pool is not None:  # its max_cost (ralph.fallback)
+                self.control.pool.on_spent(self.opt.agent_name, report.cost_usd, self.control)
             try:
                 write_result(run_dir, record, result, report, self.opt.policy())
             except OSError as exc:  # a full disk: the store has the outcome
@@ -352,7 +362,10 @@ class WorkerLoop:
                 + "log the agent in (or fix its API key) and run again; no attempt was counted",
                 agent=self.opt.agent_name,
             )
-            self.control.stop_all(error.message, error=error, grace=0)
+            if self.control.pool is not None:  # the next agent, if any (ralph.fallback)
+                self.control.pool.on_auth_failed(self.opt.agent_name, error, self.control)
+            else:
+                self.control.stop_all(error.message, error=error, grace=0)
             return
         self.tally.rate_limits_in_a_row += 1
         until = sig.reset_at or time.time() + (
@@ -361,6 +374,9 @@ class WorkerLoop:
                 self.tally.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
             )
         )
+        if sig.kind == "rate_limited" and self.control.pool is not None:
+            self.control.pool.on_limited(self.opt.agent_name, until, sig.message, self.control)
+            return
         what = "no network" if sig.kind == "network_down" else "rate limited"
         self.control.pause_until(until, f"{what}: {sig.message}")
 

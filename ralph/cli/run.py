@@ -85,7 +85,8 @@ def _agent_help() -> str:
         except Exception:  # noqa: BLE001 - a broken plugin must not break --help
             pass
     return (
-        f"Agent from the registry or ralph.toml ({names}, demo: offline). [default: config, claude]"
+        f"Agent from the registry or ralph.toml ({names}, demo: offline); a,b: fall back to b "
+        "when a is rate-limited, fails auth or spends its max_cost. [default: config, claude]"
     )
 
 
@@ -532,17 +533,9 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
-    agent, agent_name = resolve_agent(settings, flags, check=not flags.dry_run)
-    if not flags.dry_run:
-        from ralph.doctor import preflight  # lazy: start-up
-
-        preflight(agent, root)
-    sandbox = None
-    if not flags.dry_run:
-        from ralph.sandbox.confine import Sandbox  # lazy: start-up
-
-        ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
-        sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
+    members = _agents(settings, flags, root)  # the fallback list (ralph.fallback), checked
+    first = next((m for m in members if m.auth_error is None), members[0])
+    agent, agent_name, sandbox = first.agent, first.name, first.sandbox
     prompt = load_prompt(root, flags.prompt, settings.prompt)
     commit_message = load_commit_message(settings.commit_message)
     sample = sample_context(root, worker, agent_name, settings.vars)
@@ -600,6 +593,16 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         max_tasks=flags.max_tasks, max_cost=flags.max_cost, max_time=max_time, log=log
     )
     _notifications(store, settings, control)
+    if not flags.dry_run:
+        from ralph.fallback import AgentPool
+
+        control.pool = AgentPool(
+            members,
+            fallback_after=settings.run.fallback_after,
+            factory=lambda name: _member(settings, flags, root, name),
+            record=store.note_event,
+            log=lambda line: control.log(line),
+        )
     return store, root, options, control
 
 
@@ -628,6 +631,52 @@ def _merge_options(
     template.render(sample_context(root, worker, name or agent_name))
     found["resolve_prompt"] = template
     return found
+
+
+def _agents(settings: Settings, flags: Flags, root: Path) -> list[Any]:
+    """The run's agents in order (`--agent a,b`, `[run] agents`, or one), each installed and
+    preflighted; missing credentials stop the run only when no agent has any (exit 10)."""
+    from ralph.fallback import agent_list
+
+    if flags.agent_cmd is not None:
+        return [_member(settings, flags, root, None)]
+    if flags.agent is not None:
+        names = agent_list(flags.agent, "--agent")
+    else:
+        names = settings.run.agents or agent_list(settings.agent, "agent")
+    members = [_member(settings, flags, root, name) for name in names]
+    if all(m.auth_error is not None for m in members):
+        raise members[0].auth_error
+    return members
+
+
+def _member(settings: Settings, flags: Flags, root: Path, name: str | None) -> Any:
+    """One agent of the run (`name` None: --agent-cmd's); missing credentials are noted on it
+    (raised for --agent-cmd's)."""
+    import dataclasses
+
+    from ralph.errors import AgentAuthError
+    from ralph.fallback import Member, max_cost_of
+
+    chosen = flags if name is None else dataclasses.replace(flags, agent=name, agent_cmd=None)
+    agent, agent_name = resolve_agent(settings, chosen, check=not flags.dry_run)
+    member = Member(
+        agent_name, agent, None, max_cost_of(settings.agent_settings(agent_name), agent_name)
+    )
+    if flags.dry_run:
+        return member
+    from ralph.doctor import preflight
+    from ralph.sandbox.confine import Sandbox
+
+    try:
+        preflight(agent, root)
+    except AgentAuthError as exc:
+        if name is None:
+            raise
+        member.auth_error = exc
+    ours = [settings.progress, settings.prd]  # files ralph writes in the workspace
+    member.sandbox = Sandbox.resolve(flags.sandbox, settings.sandbox, agent, root, ours)
+    return member
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
@@ -727,6 +776,8 @@ def _summary_line(s: RunSummary) -> str:
         else "cost unknown",
         format_duration(s.wall_s),
     ]
+    if len(s.agents) > 1:  # fallback agents: who ran how many
+        parts.insert(6, "launches by agent: " + ", ".join(f"{n} {c}" for n, c in s.agents.items()))
     why = f" ({s.stop_reason})" if s.stop_reason else ""
     return "Run: " + ", ".join(parts) + why
 

@@ -79,6 +79,8 @@ HELP: dict[str, str] = {
     "report": "Run reports: with `write = true` each run writes one into .ralph/reports/.",
     "github": "Issues imported with `ralph import github:OWNER/REPO`: with `close_issues = true` "
     "an issue is closed when its task lands (it is always commented on).",
+    "run": "Fallback agents: agents, in order (each any agent name); a rate limit longer than "
+    "fallback_after, an auth failure or an agent's max_cost moves the workers to the next.",
 }
 EXAMPLES: dict[str, str] = {
     "prompt": '"prompts/task.md.j2"',
@@ -93,6 +95,7 @@ EXAMPLES: dict[str, str] = {
     "notify": '{ urls = ["ntfy://ntfy.sh/my-topic"], events = ["run_finished", "task_failed"] }',
     "report": "{ write = true }",
     "github": "{ close_issues = true }",
+    "run": '{ agents = ["claude", "codex"], fallback_after = "2m" }',
 }
 AGENT_HELP = {
     "command": "argv of the agent (a list, or one string split like a shell would)",
@@ -101,6 +104,7 @@ AGENT_HELP = {
     "prompt_mode": 'how the prompt is passed: "stdin", "arg" (after --) or "file"',
     "env": "extra environment variables; never a key or password here (this file is "
     "committed): set them in your environment or in ralph.local.toml",
+    "max_cost": "USD this agent may spend in one run; then the next of [run] agents takes over",
 }
 
 
@@ -227,6 +231,8 @@ def config_template() -> str:
         value = getattr(defaults, f.name)
         if is_dataclass(value):  # [sandbox]: an inline table of its set keys
             value = {k: v for k, v in asdict(value).items() if v is not None}  # type: ignore[arg-type]
+            if f.name == "run":  # a duration, spelled as one (a bare number is minutes)
+                value["fallback_after"] = _duration(value["fallback_after"])
         out += _setting(f.name, value)
     out += _setting("vars", defaults.vars)
     out.append(f"# {HELP['agents']} Keys of each:")
@@ -253,6 +259,8 @@ def _agent_setting(cls: type[Agent], key: str) -> str:
         return f"# prompt_mode = {_toml(cls.prompt_mode)}"
     if key == "model":
         return '## model = "..."'
+    if key == "max_cost":
+        return "## max_cost = 5.0"
     return f"# {key} = {_toml({} if key == 'env' else [])}"
 
 

@@ -136,7 +136,19 @@ def build_report(
         "lanes": _lanes(ran, now),
         "landed_per_hour": _per_hour([tasks[r["id"]].done_at for r in landed]),
         "cost_over_time": _cost_curve(ran),
+        "agent_switches": _switches(store, since, until or now),
     }
+
+
+def _switches(store: SQLStore, since: float | None, until: float) -> list[dict[str, Any]]:
+    """The fallback agents' moves in the window (ralph.fallback): from, to, why, until when."""
+    return [
+        {"at": iso(e.at), "from": e.data.get("from"), "to": e.data.get("to"),
+         "reason": e.data.get("reason"), "until": iso(e.data.get("until")),
+         "why": e.data.get("why")}
+        for e in store.events(kind="agent_switched")
+        if (since is None or e.at >= since) and e.at <= until
+    ]  # fmt: skip
 
 
 def _wasted(a: Attempt) -> bool:
@@ -262,10 +274,11 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
             _dur(t["duration_s"]),
             f"{t['attempts']}/{t['launches']}",
             cost_text(t["cost_usd"], t["unknown_cost"]),
+            t["agent"] or "-",  # the last launch's (fallback agents: which one landed it)
             t["title"][:60],
         ]
 
-    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Title"]
+    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Agent", "Title"]
     section("Landed", head, [task_row(t) for t in r["landed"]])
     for title, items in (("Failed", r["failed"]), ("Still retrying", r["retrying"])):
         section(
@@ -287,6 +300,20 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
         [
             [a["agent"], str(a["attempts"]), str(a["launches"]), _cost(a)]
             for a in r["cost_by_agent"]
+        ],
+    )
+    section(
+        "Agent switches",
+        ["At", "From", "To", "Reason", "Until"],
+        [
+            [
+                s["at"] or "-",
+                s["from"] or "-",
+                s["to"] or "-",
+                s["reason"] or "-",
+                s["until"] or "-",
+            ]
+            for s in r.get("agent_switches", [])
         ],
     )
     section("Slowest tasks", head, [task_row(t) for t in r["slowest"]])

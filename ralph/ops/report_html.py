@@ -137,12 +137,13 @@ def render_html(r: dict[str, Any]) -> str:
                 escape(_dur(t["duration_s"])),
                 f"{t['attempts']}/{t['launches']}",
                 escape(cost_text(t["cost_usd"], t["unknown_cost"])),
+                escape(t["agent"] or "-"),
                 escape(t["title"]),
             ]
             for t in items
         ]
 
-    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Title"]
+    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Agent", "Title"]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width'>",

@@ -51,6 +51,17 @@ def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
         **{f"{k}_status": v for k, v in relations.items()},
         "claim": claim.to_dict() if claim else None,
         "sandbox": sandbox,
+        "runs": [  # every launch, with the agent that ran it (fallback agents: which one)
+            {
+                "attempt": a.attempt,
+                "agent": a.agent,
+                "worker": a.worker,
+                "outcome": a.outcome,
+                "counted": a.counted,
+                "started_at": iso(a.started_at),
+            }
+            for a in ran
+        ],  # fmt: skip
     }
     now = time.time()
     status = task.status
@@ -65,6 +76,7 @@ def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
         ("requires", ", ".join(task.requires)),
         ("attempts", f"{task.attempts} ({launches})" if ran else ""),
         ("cost", cost_text(spent["cost_usd"], spent["unknown_cost"]) if ran else ""),
+        ("launches", ", ".join(f"{a.agent} ({a.outcome or 'running'})" for a in ran)),
         ("last error" if task.status != "done" else "earlier error", task.last_error or ""),
         ("sandbox", (sandbox or "").removeprefix("sandbox: ")),
         ("blocked by", _with_status(relations["blocked_by"])),
