@@ -26,6 +26,7 @@ from ralph.models import (
     Task,
     Worker,
 )
+from ralph.store.reviews import ReviewStore
 
 Row = Mapping[str, Any]
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -95,7 +96,7 @@ def _check_status(status: str) -> str:
 DEAD_AFTER_BEATS = 3  # a worker silent this many heartbeat intervals is dead
 
 
-class SQLStore:
+class SQLStore(ReviewStore):
     """Tasks, dependencies, leased claims, workers, events and attempts over a SQL database."""
 
     backend = "sql"
@@ -1119,6 +1120,7 @@ class SQLStore:
             if task.open_blockers or task.open_children:
                 return False  # cannot be done before its blockers; left for a human
             tx.run("task_set_commit", id=task_id, commit=commit)
+            self._review_reconciled(tx, task_id, commit, worker or "reconcile")  # approved
             self._transition(tx, task, "done")
             self._event(tx, "reconciled", task_id, worker, commit=commit)
             return True

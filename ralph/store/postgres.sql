@@ -395,3 +395,39 @@ FROM attempts WHERE started_at >= %(since)s GROUP BY worker;
 
 -- name: attempts_running
 SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;
+
+-- reviews
+-- A task commit waiting on refs/heads/ralph/review/<task> for a person (ralph/review/).
+
+-- name: review_insert
+INSERT INTO reviews (task_id, attempt_id, token, branch, target, commit_sha, base_sha, verify,
+                     created_at)
+VALUES (%(task_id)s, %(attempt_id)s, %(token)s, %(branch)s, %(target)s, %(commit)s, %(base)s,
+        %(verify)s, %(now)s)
+RETURNING *;
+
+-- name: review_pending
+SELECT * FROM reviews WHERE task_id = %(task_id)s AND state = 'pending';
+
+-- name: review_decide
+UPDATE reviews SET state = %(state)s, decided_at = %(now)s, decided_by = %(by)s,
+                   note = %(note)s, landed_sha = %(landed)s
+WHERE task_id = %(task_id)s AND state = 'pending';
+
+-- name: reviews_queue
+SELECT r.*, t.title, t.attempts, t.priority,
+       (SELECT SUM(a.cost_usd) FROM attempts a WHERE a.task_id = t.id) AS cost_usd
+FROM reviews r JOIN tasks t ON t.id = r.task_id
+WHERE r.state = 'pending' AND t.status = 'review'
+ORDER BY r.created_at, r.id;
+
+-- name: reviews_of_task
+SELECT * FROM reviews WHERE task_id = %(task_id)s ORDER BY id;
+
+-- name: review_set_pr
+UPDATE reviews SET pr_number = %(number)s, pr_url = %(url)s
+WHERE task_id = %(task_id)s AND state = 'pending';
+
+-- name: task_set_review_notes
+UPDATE tasks SET review_notes = %(notes)s, last_error = NULL, updated_at = %(now)s
+WHERE id = %(id)s;
