@@ -15,6 +15,7 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.review import LandSettings
 from ralph.sandbox.policy import SandboxSettings
 
 PROMPT_MODES = ("stdin", "arg", "file")
@@ -59,6 +60,7 @@ class Settings:
     notify: dict[str, Any] = field(default_factory=dict)  # [notify], see ralph.notify
     report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
+    land: LandSettings = field(default_factory=LandSettings)  # [land] mode: ralph.review
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -219,6 +221,10 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             from ralph.sandbox.policy import parse as parse_sandbox
 
             settings.sandbox = parse_sandbox(value, source)
+        elif key == "land":
+            from ralph.review import parse_land
+
+            settings.land = parse_land(value, source)
         elif key == "vars":
             if not isinstance(value, dict):
                 raise bad(key, "a table")

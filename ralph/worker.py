@@ -133,6 +133,7 @@ class WorkerLoop:
         self.asked_to_stop = False
         self._said_waiting: float | None = None
         self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
+        self.for_review: Any = None  # review mode: the ralph.review.gate.ReviewCommit made
 
     def log(self, line: str) -> None:
         self.control.log(f"[{self.opt.worker}] {line}")
@@ -425,6 +426,13 @@ class WorkerLoop:
         if outcome != "success":
             return outcome, note, None
         message = self._message(task, claim, collected, proc.parser.report)
+        if self.opt.settings.land.review:  # to refs/heads/ralph/review/<task>, not the target
+            from ralph.review.gate import to_review
+
+            outcome, note, self.for_review = to_review(
+                self.workspace, task.id, collected, message, lease.check, bool(self.opt.verify)
+            )
+            return outcome, note, None
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         try:
             landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
@@ -608,6 +616,9 @@ class WorkerLoop:
         if outcome in DONE:
             verdict, kind = "done", "done"
             self.failures_in_a_row = 0
+        elif outcome == "review":  # its commit waits on a review branch (ralph.review)
+            verdict, kind = "review", "review"
+            self.failures_in_a_row = 0
         elif outcome == "merge_conflict":
             # Not the agent's failure: the target changed the same lines meanwhile. Its own
             # budget, no attempt counted, and the retry starts from the head that has them.
@@ -631,8 +642,13 @@ class WorkerLoop:
             else:
                 verdict, kind = "retry", "retried"
                 retry_in = backoff_delay(attempts, self.opt.backoff, self.opt.backoff_max)
+        finish: Any = self.store.finish
+        if verdict == "review":  # store.send_to_review, called as finish is
+            from ralph.review.gate import finisher
+
+            finish, self.for_review = finisher(self.store, self.for_review), None
         try:
-            self.store.finish(
+            finish(
                 task.id,
                 worker=claim.worker,
                 token=claim.token,

@@ -63,6 +63,7 @@ class Flags:
     target: str | None = None
     push_branches: bool = False
     sandbox: bool | None = None
+    land: str | None = None
 
 
 def _agent_help() -> str:
@@ -246,6 +247,15 @@ PushBranchesOpt = Annotated[
         "the target; the task is done once pushed.",
     ),
 ]
+LandOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--land",
+        metavar="target|review",
+        help="Where each task's commit goes: the target branch, or refs/heads/ralph/review/<task> "
+        "until `ralph approve`. [default: config [land] mode, target]",
+    ),
+]
 NoLiveOpt = Annotated[
     bool,
     typer.Option(
@@ -287,6 +297,7 @@ def run(
     remote: RemoteOpt = None,
     target: TargetOpt = None,
     push_branches: PushBranchesOpt = False,
+    land: LandOpt = None,
 ) -> None:
     """Run the RALPH loop: a fresh agent per ready task, one commit per task, until drained.
 
@@ -332,6 +343,7 @@ def worker_start(
     remote: RemoteOpt = None,
     target: TargetOpt = None,
     push_branches: PushBranchesOpt = False,
+    land: LandOpt = None,
 ) -> None:
     """Start a persistent worker: `ralph run --watch` under a name, until SIGTERM or `worker stop`.
 
@@ -510,6 +522,15 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
+    if flags.land is not None:
+        from ralph.review import parse_land
+
+        settings.land = parse_land({"mode": flags.land}, "--land")
+    if settings.land.review and (flags.remote or flags.push_branches):
+        raise UsageError(
+            "review mode keeps each task's commit on a local review branch; it does not push",
+            hint='drop --remote/--push-branches, or use [land] mode = "target"',
+        )
     agent, agent_name = resolve_agent(settings, flags, check=not flags.dry_run)
     if not flags.dry_run:
         from ralph.doctor import preflight
@@ -668,6 +689,7 @@ def _summary_line(s: RunSummary) -> str:
         f"{s.failed} failed",
         f"{s.retried} to retry",
         f"{s.skipped} skipped",
+        *([f"{s.review} waiting for review"] if s.review else []),
         f"{s.commits} commits",
         f"{s.launches} agent launches"
         + (f" ({s.conflicts} merge conflicts)" if s.conflicts else ""),
