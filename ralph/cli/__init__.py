@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "notify",
     "report",
     "metrics",
+    "review",
 )
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
@@ -77,6 +78,7 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
         "events",
     ),
     "Workers": ("worker", "pause", "resume"),
+    "Review": ("review", "approve", "reject"),
     "Import/export": ("import", "export"),
     "Store": ("db",),
 }
