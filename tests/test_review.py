@@ -291,3 +291,25 @@ def test_land_mode_is_checked_before_anything_runs(repo: Path, env: dict[str, st
     remote = ralph(repo, env, "run", "--land", "review", "--remote", "origin", "--agent-cmd", EDIT,
                    ok=False)  # fmt: skip
     assert remote.returncode == 2 and "review mode" in remote.stderr
+
+
+def test_web_approve_needs_the_login_and_the_session_csrf_token(
+    repo: Path, env: dict[str, str]
+) -> None:
+    from urllib.parse import urlencode
+
+    from webutil import login, request, serve
+
+    base_sha = in_review(repo, env, {"id": "A", "title": "first"})
+    with serve(repo, env) as (proc, base):
+        assert request(base, "POST", "/review/A/approve", body="")[0] == 401
+        cookie, csrf = login(proc, base)
+        wrong = urlencode({"csrf": "nope"})
+        assert request(base, "POST", "/review/A/approve", body=wrong, headers=cookie)[0] == 403
+        assert statuses(env)["A"] == "review" and git(repo, "rev-parse", "main") == base_sha
+        status, headers, _ = request(
+            base, "POST", "/review/A/approve", body=urlencode({"csrf": csrf}), headers=cookie
+        )
+        assert status == 303 and headers["location"] == "/tasks/A"
+    assert statuses(env)["A"] == "done"
+    check_history(repo, base_sha, ["A"])
