@@ -13,7 +13,7 @@ from ralph.errors import (
 from ralph.models import Attempt, Claim, Event, Task, Worker
 from ralph.store import Store, open_store
 
-__version__ = "0.3.0"  # also the package version (pyproject.toml); CHANGELOG.md says what changed
+__version__ = "0.4.0"  # also the package version (pyproject.toml); CHANGELOG.md says what changed
 
 __all__ = [
     "AlreadyClaimedError",

@@ -97,9 +97,7 @@ def reject(
     task_id: Annotated[str, typer.Argument(metavar="ID", help="The task to send back.")],
     note: Annotated[
         str,
-        typer.Option(
-            "--note", "-n", metavar="TEXT", help="What to change: the next prompt has it."
-        ),
+        typer.Option("--note", metavar="TEXT", help="What to change: the next prompt has it."),
     ],
     by: ByOpt = None,
     as_json: JsonOpt = False,
