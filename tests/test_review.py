@@ -275,7 +275,9 @@ def test_sigkill_after_the_landing_inside_approve_lands_once_and_is_reconciled(
         assert "had already landed" in ralph(repo, env, "approve", "A").stdout
     else:  # the next run's start reconciles it (its workers then take D)
         ralph(repo, env, "run", "--land", "review", "--agent-cmd", EDIT, "--workers", "2")
-    assert statuses(env)["A"] == "done"
+    # D was unblocked; the run's workers (in worktrees) sent it to review too
+    assert statuses(env) == {"A": "done", "B": "review", "C": "review",
+                             "D": "open" if then == "approve" else "review"}  # fmt: skip
     assert git(repo, "rev-list", "--count", f"{base}..main") == "1"
     check_history(repo, base, ["A"])
     assert git(repo, "status", "--porcelain") == ""  # the half-moved checkout was finished
@@ -313,3 +315,23 @@ def test_web_approve_needs_the_login_and_the_session_csrf_token(
         assert status == 303 and headers["location"] == "/tasks/A"
     assert statuses(env)["A"] == "done"
     check_history(repo, base_sha, ["A"])
+
+
+@pytest.mark.parametrize("agent", ["commits_itself.py", "switch_branch.py"])
+def test_review_mode_takes_an_agent_that_commits_or_switches_branch_as_one_commit(
+    repo: Path, env: dict[str, str], agent: str
+) -> None:
+    with open_store(env["RALPH_DB"]) as store:
+        store.add("zoo", id="Z")
+    base = git(repo, "rev-parse", "main")
+    cmd = f"{sys.executable} {AGENTS / agent}"
+    ralph(repo, env, "run", "--land", "review", "--agent-cmd", cmd, "--no-live")
+    assert statuses(env) == {"Z": "review"}
+    assert git(repo, "rev-parse", "main") == base
+    assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
+    assert git(repo, "status", "--porcelain") == ""
+    reviewed = git(repo, "rev-parse", "ralph/review/Z")
+    assert git(repo, "rev-parse", f"{reviewed}^") == base  # one commit, on the target's tip
+    assert "out/Z.txt" in git(repo, "show", "--name-only", "--format=", reviewed)
+    ralph(repo, env, "approve", "Z")
+    check_history(repo, base, ["Z"])
