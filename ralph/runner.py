@@ -187,6 +187,9 @@ def _workspaces(
 
         if len(names) != 1:
             raise errors.UsageError("one checkout holds one worker; use worktrees for more")
+        from ralph.review.desk import finish_checkout_move
+
+        finish_checkout_move(repo, lock_timeout)  # a killed approve's files, before the checks
         return [CheckoutWorkspace(repo, allow_dirty=allow_dirty, lock_timeout=lock_timeout)], None
     if remote is None:
         from ralph.workspace.worktree import Worktrees

@@ -254,7 +254,7 @@ exit 0
 """
 
 
-@pytest.mark.parametrize("then", ["approve", "run"])
+@pytest.mark.parametrize("then", ["approve", "run", "run-checkout"])
 def test_sigkill_after_the_landing_inside_approve_lands_once_and_is_reconciled(
     repo: Path, env: dict[str, str], db: str, tmp_path: Path, then: str
 ) -> None:
@@ -274,7 +274,8 @@ def test_sigkill_after_the_landing_inside_approve_lands_once_and_is_reconciled(
     if then == "approve":
         assert "had already landed" in ralph(repo, env, "approve", "A").stdout
     else:  # the next run's start reconciles it (its workers then take D)
-        ralph(repo, env, "run", "--land", "review", "--agent-cmd", EDIT, "--workers", "2")
+        workers = ["--workers", "2"] if then == "run" else []
+        ralph(repo, env, "run", "--land", "review", "--agent-cmd", EDIT, *workers)
     # D was unblocked; the run's workers (in worktrees) sent it to review too
     assert statuses(env) == {"A": "done", "B": "review", "C": "review",
                              "D": "open" if then == "approve" else "review"}  # fmt: skip

@@ -291,3 +291,28 @@ def _conflict_note(target: str, files: list[str]) -> str:
         f"Merge conflict landing on {target}: {shown}. {target} changed these files since the "
         "reviewed commit was made; do the task again on top of them."
     )
+
+
+def finish_checkout_move(root: Path, lock_timeout: float = 900.0) -> bool:
+    """Finish moving the main checkout's files after a landing that was killed half way (an
+    approve, or a worktree worker): the branch already holds the commit, the files not yet.
+    A run in the checkout would otherwise take the missing move for the user's uncommitted
+    changes and refuse to start. Only a move onto the checked-out branch is finished; returns
+    whether one was."""
+    import json
+
+    from ralph.workspace.worktree import MAIN_SYNC, Worktrees
+
+    marker = Path(root) / ".ralph" / MAIN_SYNC
+    if not marker.exists():
+        return False
+    try:
+        wt = Worktrees(root, lock_timeout=lock_timeout)
+        new = str(json.loads(marker.read_text())["new"])
+        if not wt.main.is_ancestor(new, wt.target_ref):
+            return False  # a move onto another branch: not this checkout's to finish
+        with wt.lock("ralph run: finishing a checkout move"):
+            wt.recover_main()
+    except (errors.RalphError, GitCommandError, OSError, ValueError, KeyError):
+        return False
+    return not marker.exists()
