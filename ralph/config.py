@@ -17,6 +17,7 @@ from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
 from ralph.fallback import RunSettings, parse_run
 from ralph.pricing import parse_overrides
+from ralph.review import LandSettings, parse_land
 from ralph.sandbox.policy import SandboxSettings
 from ralph.sandbox.policy import parse as parse_sandbox
 
@@ -99,6 +100,7 @@ class Settings:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
     merge: MergeSettings = field(default_factory=MergeSettings)  # [merge], ralph.resolve
     run: RunSettings = field(default_factory=RunSettings)  # [run] agents, fallback_after
+    land: LandSettings = field(default_factory=LandSettings)  # [land] mode: ralph.review
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -238,6 +240,8 @@ def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Setting
             settings.merge = parse_merge(value, source)
         elif key == "run":
             settings.run = parse_run(value, source)
+        elif key == "land":
+            settings.land = parse_land(value, source)
         elif key in ("vars", "agents"):
             setattr(settings, key, {k: v if key == "vars" else dict(v) for k, v in value.items()})
         else:  # whole numbers, strings and choices: the type said it all

@@ -75,6 +75,7 @@ class Table(msgspec.Struct, forbid_unknown_fields=True):
     github: GitHub | UnsetType = UNSET
     merge: Any = UNSET  # ralph.config.parse_merge
     run: Any = UNSET  # ralph.fallback.parse_run
+    land: Any = UNSET  # ralph.review.parse_land
     sandbox: Any = UNSET  # ralph.sandbox.policy.parse
 
     def given(self) -> dict[str, Any]:

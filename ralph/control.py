@@ -72,6 +72,7 @@ class RunSummary:
     failed: int = 0
     retried: int = 0
     skipped: int = 0
+    review: int = 0  # tasks whose commit waits for `ralph approve` ([land] mode = "review")
     commits: int = 0
     launches: int = 0  # agents started, conflict re-runs included
     conflicts: int = 0  # launches whose work met a merge conflict (not counted as attempts)
@@ -210,7 +211,7 @@ class RunControl:
             s.cost_known = s.cost_known or outcome.cost_usd is not None
             s.tasks.append(outcome)
             self._last[outcome.task] = kind
-            for bucket in ("done", "failed", "retried", "skipped"):
+            for bucket in ("done", "failed", "retried", "skipped", "review"):
                 setattr(s, bucket, sum(1 for k in self._last.values() if k == bucket))
             s.commits += outcome.outcome == "success" and outcome.commit is not None
             s.launches += outcome.launched

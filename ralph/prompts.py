@@ -126,6 +126,7 @@ def task_dict(task: Task) -> dict[str, Any]:
         "parent": task.parent,
         "metadata": dict(task.metadata),
         "attempts": task.attempts,
+        "review_notes": task.review_notes,  # a reviewer's `ralph reject --note` (ralph.review)
     }
 
 

@@ -189,6 +189,9 @@ def _workspaces(
 
         if len(names) != 1:
             raise errors.UsageError("one checkout holds one worker; use worktrees for more")
+        from ralph.review.desk import finish_checkout_move  # lazy: start-up
+
+        finish_checkout_move(repo, lock_timeout)  # a killed approve's files, before the checks
         ralph_dir = ensure_ralph_dir(repo)
         return [
             CheckoutWorkspace(

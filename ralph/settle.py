@@ -40,6 +40,9 @@ class Tally:
         if outcome in DONE:
             self.failures_in_a_row = 0
             return Verdict("done", "done", note=note)
+        if outcome == "review":  # its commit waits on a review branch (ralph.review)
+            self.failures_in_a_row = 0
+            return Verdict("review", "review", note=note)
         if outcome == "merge_conflict":
             # Not the agent's failure: the target changed the same lines meanwhile. Its own
             # budget, no attempt counted, and the retry starts from the head that has them.

@@ -66,6 +66,7 @@ class WorkerLoop:
         self._said_paused: str | None = None
         self._said_waiting: float | None = None
         self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
+        self.for_review: Any = None  # review mode: the ralph.review.gate.ReviewCommit made
 
     def log(self, line: str) -> None:
         self.control.log(f"[{self.opt.worker}] {line}")
@@ -315,6 +316,13 @@ class WorkerLoop:
         if outcome != "success":
             return outcome, note, None
         message = self._message(task, claim, collected, proc.parser.report)
+        if self.opt.settings.land.review:  # to refs/heads/ralph/review/<task>, not the target
+            from ralph.review.gate import to_review
+
+            outcome, note, self.for_review = to_review(
+                self.workspace, task.id, collected, message, lease.check, bool(self.opt.verify)
+            )
+            return outcome, note, None
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         try:
             landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
@@ -453,8 +461,13 @@ class WorkerLoop:
         if judged.counted is not None:
             end.counted = judged.counted
         verdict, kind, retry_in, note = judged.verdict, judged.kind, judged.retry_in, judged.note
+        finish: Any = self.store.finish
+        if verdict == "review":  # store.send_to_review, called as finish is
+            from ralph.review.gate import finisher  # lazy: start-up
+
+            finish, self.for_review = finisher(self.store, self.for_review), None
         try:
-            self.store.finish(
+            finish(
                 task.id,
                 worker=claim.worker,
                 token=claim.token,

@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "notify",
     "report",
     "metrics",
+    "review",
 )
 
 # `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
@@ -103,6 +104,7 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
         "events",
     ),
     "Workers": ("worker", "pause", "resume"),
+    "Review": ("review", "approve", "reject"),
     "Import/export": ("import", "export"),
     "Store": ("db",),
 }

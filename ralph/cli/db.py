@@ -44,7 +44,7 @@ def status(as_json: JsonOpt = False) -> None:
       ralph db status
       store    .ralph/ralph.db (sqlite)
       schema   1 (ralph 0.1.0)
-      ralph    0.3.0 (schema 2)
+      ralph    0.4.0 (schema 3)
       pending  2: run `ralph db upgrade`, or any ralph command that writes
     """
 

@@ -71,6 +71,7 @@ class Flags:
     push_branches: bool = False
     sandbox: bool | None = None
     resolve: str | None = None
+    land: str | None = None
 
 
 def _agent_help() -> str:
@@ -264,6 +265,15 @@ PushBranchesOpt = Annotated[
         "the target; the task is done once pushed.",
     ),
 ]
+LandOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--land",
+        metavar="target|review",
+        help="Where each task's commit goes: the target branch, or refs/heads/ralph/review/<task> "
+        "until `ralph approve`. [default: config [land] mode, target]",
+    ),
+]
 NoLiveOpt = Annotated[
     bool,
     typer.Option(
@@ -302,6 +312,7 @@ SHARED: dict[str, tuple[Any, Any]] = {
     "allow_dirty": (AllowDirtyOpt, False),
     "sandbox": (SandboxOpt, None),
     "resolve": (ResolveOpt, None),
+    "land": (LandOpt, None),
     "as_json": (JsonOpt, False),
     "quiet": (QuietOpt, False),
     "remote": (RemoteOpt, None),
@@ -533,6 +544,15 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")
+    if flags.land is not None:
+        from ralph.review import parse_land
+
+        settings.land = parse_land({"mode": flags.land}, "--land")
+    if settings.land.review and (flags.remote or flags.push_branches):
+        raise UsageError(
+            "review mode keeps each task's commit on a local review branch; it does not push",
+            hint='drop --remote/--push-branches, or use [land] mode = "target"',
+        )
     members = _agents(settings, flags, root)  # the fallback list (ralph.fallback), checked
     first = next((m for m in members if m.auth_error is None), members[0])
     agent, agent_name, sandbox = first.agent, first.name, first.sandbox
@@ -766,6 +786,7 @@ def _summary_line(s: RunSummary) -> str:
         f"{s.failed} failed",
         f"{s.retried} to retry",
         f"{s.skipped} skipped",
+        *([f"{s.review} waiting for review"] if s.review else []),
         f"{s.commits} commits",
         f"{s.launches} agent launches"
         + (f" ({s.conflicts} merge conflicts)" if s.conflicts else "")

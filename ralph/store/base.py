@@ -26,6 +26,7 @@ from ralph.store.core import (
 from ralph.store.deps import DependencyStore
 from ralph.store.events import EventStore
 from ralph.store.reads import ReadStore
+from ralph.store.reviews import ReviewStore
 from ralph.store.tasks import TaskStore
 from ralph.store.workers import WorkerStore
 
@@ -33,6 +34,7 @@ __all__ = ["DEAD_AFTER_BEATS", "PAGE_STATES", "Row", "SQLStore", "StoreCore", "T
 
 
 class SQLStore(
+    ReviewStore,
     AddStore,
     TaskStore,
     DependencyStore,

@@ -222,6 +222,7 @@ class ClaimStore(StoreCore):
             if task.open_blockers or task.open_children:
                 return False  # cannot be done before its blockers; left for a human
             tx.run("task_set_commit", id=task_id, commit=commit)
+            self._review_reconciled(tx, task_id, commit, worker or "reconcile")  # approved
             self._transition(tx, task, "done")
             self._event(tx, "reconciled", task_id, worker, commit=commit)
             return True

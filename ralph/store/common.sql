@@ -196,3 +196,38 @@ WHERE id = :id AND status = 'failed';
 
 -- name: attempts_running
 SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;
+
+-- reviews
+
+-- A task commit waiting on refs/heads/ralph/review/<task> for a person (ralph/review/).
+
+-- name: review_insert
+INSERT INTO reviews (task_id, attempt_id, token, branch, target, commit_sha, base_sha, verify,
+                     created_at)
+VALUES (:task_id, :attempt_id, :token, :branch, :target, :commit, :base, :verify, :now)
+RETURNING *;
+
+-- name: review_pending
+SELECT * FROM reviews WHERE task_id = :task_id AND state = 'pending';
+
+-- name: review_decide
+UPDATE reviews SET state = :state, decided_at = :now, decided_by = :by, note = :note,
+                   landed_sha = :landed
+WHERE task_id = :task_id AND state = 'pending';
+
+-- name: reviews_queue
+SELECT r.*, t.title, t.attempts, t.priority,
+       (SELECT SUM(a.cost_usd) FROM attempts a WHERE a.task_id = t.id) AS cost_usd
+FROM reviews r JOIN tasks t ON t.id = r.task_id
+WHERE r.state = 'pending' AND t.status = 'review'
+ORDER BY r.created_at, r.id;
+
+-- name: reviews_of_task
+SELECT * FROM reviews WHERE task_id = :task_id ORDER BY id;
+
+-- name: review_set_pr
+UPDATE reviews SET pr_number = :number, pr_url = :url
+WHERE task_id = :task_id AND state = 'pending';
+
+-- name: task_set_review_notes
+UPDATE tasks SET review_notes = :notes, last_error = NULL, updated_at = :now WHERE id = :id;

@@ -34,6 +34,7 @@ from ralph.models import iso
 from ralph.store.base import SQLStore
 from ralph.web import views
 from ralph.web.live import EventHub, follow_transcript
+from ralph.web.review import routes as review_routes
 from ralph.web.security import Guard, GuardMiddleware, csrf_ok
 
 HERE = Path(__file__).parent
@@ -281,6 +282,7 @@ def create_app(
         Route("/actions/{action}", dash.action, methods=["POST"]),
         Route("/tasks/{task_id}/{action}", dash.action, methods=["POST"]),
         Route("/workers/{worker}/{action}", dash.action, methods=["POST"]),
+        *review_routes(dash),  # the Review tab (ralph/web/review.py)
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(
