@@ -63,6 +63,7 @@ COMMANDS_OF: dict[str, tuple[str, ...]] = {
     "notify": ("notify",),
     "report": ("report",),
     "metrics": ("metrics",),
+    "review": ("review", "approve", "reject"),
 }
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph

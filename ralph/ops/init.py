@@ -77,6 +77,8 @@ HELP: dict[str, str] = {
     "notify": "Notifications (apprise URLs; also RALPH_NOTIFY_URLS): urls, events, pause_after, "
     "timeout, retries. Check with `ralph notify test`.",
     "report": "Run reports: with `write = true` each run writes one into .ralph/reports/.",
+    "land": 'Where a finished task\'s commit goes: mode = "target" (the default: onto the target '
+    'branch) or "review" (a review branch; `ralph approve` lands it).',
     "github": "Issues imported with `ralph import github:OWNER/REPO`: with `close_issues = true` "
     "an issue is closed when its task lands (it is always commented on).",
     "run": "Fallback agents: agents, in order (each any agent name); a rate limit longer than "

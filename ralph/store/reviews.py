@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ralph import errors
 from ralph.models import AttemptEnd, Task, iso
+from ralph.store.core import retried
 
 if TYPE_CHECKING:
     from ralph.store.base import Row, SQLStore, Tx
@@ -50,6 +51,7 @@ class ReviewStore(_Store):
     """Mixed into SQLStore: uses its `transaction()`, `_task`, `_live_claim`, `_event`,
     `_end_live_claim`, `_transition` and `_finish_attempt`."""
 
+    @retried
     def send_to_review(
         self,
         task_id: str,
@@ -105,6 +107,7 @@ class ReviewStore(_Store):
                 self._finish_attempt(tx, attempt_id, end)
             return self._task(tx, task_id)
 
+    @retried
     def pending_review(self, task_id: str) -> dict[str, Any]:
         """The pending review of a task in `review`; InvalidTransitionError otherwise."""
         with self.transaction(write=False) as tx:
@@ -117,17 +120,20 @@ class ReviewStore(_Store):
             )
         return dict(row)
 
+    @retried
     def review_queue(self) -> list[dict[str, Any]]:
         """Every task waiting for review, oldest first, with its title and what it cost."""
         with self.transaction(write=False) as tx:
             return [review_dict(r) for r in tx.all("reviews_queue")]
 
+    @retried
     def reviews_of(self, task_id: str) -> list[dict[str, Any]]:
         """A task's reviews, oldest first: each commit sent for review and its decision."""
         with self.transaction(write=False) as tx:
             self._task(tx, task_id)
             return [review_dict(r) for r in tx.all("reviews_of_task", task_id=task_id)]
 
+    @retried
     def review_landed(self, task_id: str, *, commit: str | None, by: str) -> tuple[Task, list[str]]:
         """The task's reviewed commit is on the target (None: the target already had its
         changes): done, in one transaction; returns the task and the ids it unblocked. A task
@@ -148,6 +154,7 @@ class ReviewStore(_Store):
             self._event(tx, "approved", task_id, by=by, commit=commit)
             return self._task(tx, task_id), unblocked
 
+    @retried
     def review_returned(
         self, task_id: str, *, by: str, note: str, state: str = "rejected", kept: str | None = None
     ) -> Task:
@@ -180,6 +187,7 @@ class ReviewStore(_Store):
             self._event(tx, kind, task_id, by=by, note=note, kept=kept)
             return self._task(tx, task_id)
 
+    @retried
     def attach_pr(self, task_id: str, *, number: int, url: str) -> None:
         """Record the pull request opened for a task's pending review (`[land] mode = "pr"`)."""
         with self.transaction() as tx:
