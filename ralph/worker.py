@@ -284,6 +284,7 @@ class WorkerLoop:
             run_dir=str(run_dir),
             token=claim.token,
             host=HOST,
+            model=self.opt.agent.model,  # the configured one; the agent's own report replaces it
         )
         proc = self._process(task, prompt, run_dir)
         result: ProcessResult | None = None
@@ -335,6 +336,7 @@ class WorkerLoop:
                 summary=note,
                 counted=outcome not in UNCOUNTED and outcome != "lease_lost",
                 cost_estimated=report.cost_estimated,
+                model=report.model,
             )
             kind = self._settle(task, claim, attempt.id, end, sha, conflicts)
             duration = time.monotonic() - started

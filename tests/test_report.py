@@ -48,6 +48,20 @@ def test_the_report_gives_the_figures_the_attempts_and_events_imply(store, clock
     by_agent = {a["agent"]: a for a in r["cost_by_agent"]}
     assert by_agent["command"]["cost_usd"] is None and by_agent["command"]["unknown_cost"] == 2
     assert by_agent["claude"]["cost_usd"] == pytest.approx(0.70)
+    by_model = {(m["agent"], m["model"]): m for m in r["cost_by_model"]}
+    assert sorted(by_model) == [
+        ("claude", "opus-4"),
+        ("claude", "sonnet-4"),
+        ("command", "unknown"),
+    ]
+    assert (
+        by_model["claude", "sonnet-4"]["launches"],
+        by_model["claude", "opus-4"]["launches"],
+    ) == (4, 1)
+    assert by_model["claude", "sonnet-4"]["cost_usd"] == pytest.approx(0.50)
+    assert by_model["claude", "opus-4"]["cost_usd"] == pytest.approx(0.20)
+    assert by_model["command", "unknown"]["cost_usd"] is None
+    assert by_model["command", "unknown"]["unknown_cost"] == 2
     assert [t["id"] for t in r["slowest"]][:2] == ["C", "L"]  # 600 s each, then F's 300 s
     assert [lane["worker"] for lane in r["lanes"]] == ["w1", "w2"]
     assert sum(len(lane["spans"]) for lane in r["lanes"]) == 7
@@ -58,6 +72,7 @@ def test_the_report_gives_the_figures_the_attempts_and_events_imply(store, clock
     assert "$0.7000 + 2 attempts of unknown cost" in text and "$0.0000" not in text
     assert "4 (1 agent error" not in text and "4 (2 agent error, 1 conflict, 1 rate limit)" in text
     assert "1.98x" in text
+    assert "Cost by agent and model" in text and "opus-4" in text
     md = render(r, "md")
     assert md.startswith("# ralph report") and "| aaaaaaaaaa | L | 10m | 1/1 | $0.3000 |" in md
     assert json.loads(render(r, "json")) == json.loads(json.dumps(r))

@@ -327,7 +327,7 @@ def print_turn(out: Any, turn: Turn) -> None:
 
 def stats(
     by: Annotated[
-        str, typer.Option("--by", metavar="agent|day|task|worker|outcome", help="Group by.")
+        str, typer.Option("--by", metavar="agent|model|day|task|worker|outcome", help="Group by.")
     ] = "agent",
     as_json: JsonFlag = False,
 ) -> None:
@@ -337,6 +337,7 @@ def stats(
     Examples:
       ralph stats
       ralph stats --by day
+      ralph stats --by model
       ralph stats --by task --json | jq '.total.cost_usd'
     """
     from ralph.ops.stats import store_stats

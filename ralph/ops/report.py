@@ -16,7 +16,7 @@ from typing import Any
 
 from ralph import errors
 from ralph.models import Attempt, Task, iso
-from ralph.ops.stats import cost_of, cost_text, counts_of
+from ralph.ops.stats import cost_of, cost_text, counts_of, model_of
 from ralph.store.base import SQLStore
 
 FORMATS = ("text", "md", "html", "json")
@@ -94,8 +94,10 @@ def build_report(
     retrying = [r for r in rows if r["status"] == "open"]
     wasted = Counter(WASTE.get(a.outcome or "", "other") for a in ran if _wasted(a))
     agents: dict[str, list[Attempt]] = defaultdict(list)
+    models: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for a in ran:
         agents[a.agent].append(a)
+        models[a.agent, model_of(a)].append(a)
     busy = sum(_duration(a, now) for a in ran)
     start = min((a.started_at for a in ran), default=None)
     end = max((a.ended_at or now for a in ran), default=None)
@@ -119,6 +121,10 @@ def build_report(
         "cost_by_agent": [
             {"agent": name, **counts_of(items), **cost_of(items)}
             for name, items in sorted(agents.items())
+        ],
+        "cost_by_model": [
+            {"agent": agent, "model": model, **counts_of(items), **cost_of(items)}
+            for (agent, model), items in sorted(models.items())
         ],
         "agent_s": round(busy, 3),
         "wall_s": round(wall, 3),
@@ -275,11 +281,11 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
             ],
         )
     section(
-        "Cost by agent",
-        ["Agent", "Attempts", "Launches", "Cost"],
+        "Cost by agent and model",
+        ["Agent", "Model", "Attempts", "Launches", "Cost"],
         [
-            [a["agent"], str(a["attempts"]), str(a["launches"]), _cost(a)]
-            for a in r["cost_by_agent"]
+            [a["agent"], a["model"], str(a["attempts"]), str(a["launches"]), _cost(a)]
+            for a in r["cost_by_model"]
         ],
     )
     section("Slowest tasks", head, [task_row(t) for t in r["slowest"]])

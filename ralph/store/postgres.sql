@@ -298,7 +298,8 @@ UPDATE attempts SET ended_at = %(now)s, outcome = %(outcome)s, exit_code = %(exi
                     cost_usd = %(cost_usd)s, input_tokens = %(input_tokens)s,
                     output_tokens = %(output_tokens)s, session_id = %(session_id)s,
                     summary = %(summary)s, counted = %(counted)s,
-                    cost_estimated = %(cost_estimated)s
+                    cost_estimated = %(cost_estimated)s,
+                    model = COALESCE(%(model)s::text, model)
 WHERE id = %(id)s
 RETURNING *;
 

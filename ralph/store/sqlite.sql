@@ -246,7 +246,8 @@ UPDATE attempts SET ended_at = :now, outcome = :outcome, exit_code = :exit_code,
                     cost_usd = :cost_usd, input_tokens = :input_tokens,
                     output_tokens = :output_tokens, session_id = :session_id,
                     summary = :summary, counted = :counted,
-                    cost_estimated = :cost_estimated
+                    cost_estimated = :cost_estimated,
+                    model = COALESCE(:model, model)
 WHERE id = :id
 RETURNING *;
 
