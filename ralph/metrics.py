@@ -63,8 +63,13 @@ class StoreCollector:
             [], round(max((now - (c.expires_at - c.lease_seconds) for c in live), default=0.0), 3)
         )
         yield lag
-        paused = GaugeMetricFamily("ralph_paused", "1 while a pause holds every worker.")
-        paused.add_metric([], 1.0 if store.paused() else 0.0)
+        from ralph.ops.status import pause_in_force
+
+        paused = GaugeMetricFamily(
+            "ralph_paused",
+            "1 while a pause holds workers: `ralph pause`, or a run's own after a rate limit.",
+        )
+        paused.add_metric([], 1.0 if pause_in_force(store) else 0.0)
         yield paused
 
     def _attempts(self, store: SQLStore) -> Iterator[Any]:

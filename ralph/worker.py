@@ -516,7 +516,7 @@ class WorkerLoop:
             )
         )
         what = "no network" if sig.kind == "network_down" else "rate limited"
-        self.control.pause_until(until, f"{what}: {sig.message}")
+        self.control.pause_until(until, f"{what}: {sig.message}", by=self.opt.worker)
 
     def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
         outcome, note, late = classify(result, parser, self.opt.task_timeout, self.opt.idle_timeout)

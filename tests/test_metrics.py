@@ -80,7 +80,7 @@ def check_against_stats(text: str, stats: dict, status: dict, by_model: dict) ->
     total = stats["total"]["outcomes"]
     assert got["ralph_landings_total"][()] == total.get("success", 0)
     assert got["ralph_conflicts_total"][()] == total.get("merge_conflict", 0)
-    assert got["ralph_paused"][()] == (1 if status["paused"] else 0)
+    assert got["ralph_paused"][()] == (1 if status["pause"] else 0)
 
 
 def test_metrics_match_stats_and_status_for_the_same_store(store, clock, store_url, tmp_path):
@@ -102,6 +102,10 @@ def test_metrics_match_stats_and_status_for_the_same_store(store, clock, store_u
     assert cost[(("agent", "claude"), ("model", "opus-4"))] == pytest.approx(0.20)
     assert got["ralph_open_tasks"][(("state", "ready"),)] == 1
     assert got["ralph_oldest_ready_task_age_seconds"][()] >= 100
+    store.share_run_pause("h:1:2", until=store.now() + 600, reason="rate limited: 429", by="w1")
+    assert samples(cli(env, tmp_path, "metrics"))["ralph_paused"][()] == 1  # a run's own
+    store.end_run_pause("h:1:2")
+    assert samples(cli(env, tmp_path, "metrics"))["ralph_paused"][()] == 0
     store.pause("deploying", by="ops")
     paused = samples(cli(env, tmp_path, "metrics"))
     assert paused["ralph_paused"][()] == 1

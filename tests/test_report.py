@@ -230,10 +230,13 @@ def test_status_and_status_json_show_a_pause_who_why_since_and_until(night_db: P
     before = json.loads(cli(night_db, "status", "--json").stdout)
     assert before["paused"] is None and "PAUSED" not in cli(night_db, "status").stdout
     assert cli(night_db, "pause", "--reason", "deploying", "--for", "30m").returncode == 0
-    paused = json.loads(cli(night_db, "status", "--json").stdout)["paused"]
+    status = json.loads(cli(night_db, "status", "--json").stdout)
+    paused = status["paused"]
     assert paused["reason"] == "deploying" and paused["since"] and paused["until"]
+    assert status["pause"] == {"source": "operator", **paused, "host": None, "workers": None}
     assert from_iso(paused["until"]) - from_iso(paused["since"]) == pytest.approx(1800, abs=5)
     text = cli(night_db, "status").stdout
     assert "PAUSED" in text and "deploying" in text
     assert cli(night_db, "resume").returncode == 0
-    assert json.loads(cli(night_db, "status", "--json").stdout)["paused"] is None
+    after = json.loads(cli(night_db, "status", "--json").stdout)
+    assert after["paused"] is None and after["pause"] is None

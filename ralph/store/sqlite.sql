@@ -353,3 +353,7 @@ FROM attempts WHERE started_at >= :since GROUP BY worker;
 
 -- name: attempts_running
 SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;
+
+-- runpause
+-- name: control_prefixed
+SELECT key, value, at FROM control WHERE key LIKE :pattern ORDER BY key;

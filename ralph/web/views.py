@@ -64,7 +64,8 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
                 "elapsed_s": round(now - attempt.started_at, 1) if attempt else None,
                 "cost_usd": spent.get(w.name, {}).get("cost_usd"),  # None: unknown
                 "stop_requested": w.stop_requested,
-                "sandbox": attempt_sandbox(attempt.run_dir) if attempt else None,
+                # what its worker registered (idle ones too); else its attempt's run dir
+                "sandbox": w.sandbox or (attempt_sandbox(attempt.run_dir) if attempt else None),
             }
         )
     counts = store.status_counts()
@@ -75,6 +76,7 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
         "counts": {**counts, "total": sum(counts.values())},
         "queue": store.queue_counts(),
         "paused": store.paused(),
+        "run_paused": next(iter(store.run_pauses()), None),  # a run's own rate-limit pause
         "events": [event_dict(e) for e in reversed(events)],
         "last_event": events[-1].id if events else 0,
     }
