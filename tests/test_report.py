@@ -133,6 +133,11 @@ def test_the_web_page_shows_the_same_attempts_launches_and_unknown_costs(night_d
     env["RALPH_DB"] = str(night_db)
     with serve(night_db.parent, env) as (_, base):
         pages = {t: request(base, "GET", f"/tasks/{t}")[2] for t in "CRF"}
+        series = json.loads(request(base, "GET", "/api/series")[2])
+    total = json.loads(cli(night_db, "stats", "--json").stdout)["total"]
+    numbers = ("attempts", "launches", "cost_usd", "unknown_cost")
+    assert {k: series["totals"][k] for k in numbers} == {k: total[k] for k in numbers}
+    assert series["totals"]["unknown_cost"] == 2 and series["total_cost"] == total["cost_usd"]
     assert "1 attempts counted · 2 agent launches" in pages["C"]
     assert "2 attempts counted · 2 agent launches" in pages["F"]
     assert pages["R"].count("<td>unknown</td>") == 2 and "$0.0000" not in pages["R"]
