@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,9 @@ def test_the_web_page_shows_the_same_attempts_launches_and_unknown_costs(night_d
     assert {k: series["totals"][k] for k in numbers} == {k: total[k] for k in numbers}
     assert series["totals"]["unknown_cost"] == 2 and series["total_cost"] == total["cost_usd"]
     assert "1 attempts counted · 2 agent launches" in pages["C"]
+    models = re.findall(r'<span class="dim model">([^<]*)</span>', pages["C"])
+    assert models == ["sonnet-4", "opus-4"]  # the configured model, then the one it reported
+    assert 'class="dim model"' not in pages["R"]  # the command agent named none
     assert "2 attempts counted · 2 agent launches" in pages["F"]
     assert pages["R"].count("<td>unknown</td>") == 2 and "$0.0000" not in pages["R"]
 
