@@ -36,6 +36,9 @@ class RunPauses:
         )
         store: Any = self
         with store.transaction() as tx:
+            for row in tx.all("control_prefixed", pattern=RUN_PAUSE + "%"):
+                if _until(row) <= tx.now:  # what killed runs left: over, so no longer kept
+                    tx.run("control_delete", key=row["key"])
             tx.run("control_put", key=RUN_PAUSE + run, value=value, now=tx.now)
             store._event(
                 tx, "run_paused", worker=by, run=run, host=host, reason=reason, until=until
@@ -51,17 +54,25 @@ class RunPauses:
             return bool(gone)
 
     def run_pauses(self) -> list[dict[str, Any]]:
-        """The runs' pauses in force, soonest-ending last: {"run", "until", "reason", "by",
+        """The runs' pauses in force, the longest first: {"run", "until", "reason", "by",
         "host", "workers", "since"} (epoch seconds)."""
         store: Any = self
         with store.transaction(write=False) as tx:
             rows = tx.all("control_prefixed", pattern=RUN_PAUSE + "%")
             now = tx.now
-        found = []
-        for row in rows:
-            value = row["value"]
-            data = json.loads(value) if isinstance(value, str) else dict(value)
-            if data.get("until") is None or data["until"] <= now:
-                continue
-            found.append({**data, "run": row["key"][len(RUN_PAUSE) :], "since": row["at"]})
+        found = [
+            {**_data(row), "run": row["key"][len(RUN_PAUSE) :], "since": row["at"]}
+            for row in rows
+            if _until(row) > now
+        ]
         return sorted(found, key=lambda p: (-p["until"], p["run"]))
+
+
+def _data(row: Any) -> dict[str, Any]:
+    value = row["value"]
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def _until(row: Any) -> float:
+    """When a record's pause ends (0 for a record without an end: none is ever written)."""
+    return float(_data(row).get("until") or 0.0)
