@@ -151,6 +151,7 @@ def test_report_formats_and_bad_input_from_the_command_line(night_db: Path):
     for fmt, marker in (("text", "ralph report ("), ("md", "# ralph report"), ("html", "<svg")):
         done = cli(night_db, "report", "--format", fmt)
         assert done.returncode == 0 and marker in done.stdout, done.stderr
+        assert "Cost by agent and model" in done.stdout and "opus-4" in done.stdout, fmt
     out = night_db.parent / "r.md"
     written = cli(night_db, "report", "--format", "md", "-o", str(out))
     assert written.returncode == 0 and out.read_text().startswith("# ralph report")
