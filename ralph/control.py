@@ -115,7 +115,11 @@ class RunControl:
         self.taken = 0
         self.summary = RunSummary()
         self._paused_until = 0.0
+        self._pause_why: tuple[str, str | None] = ("", None)  # (why, which worker hit it)
         self._pause_told = 0.0  # the end of the last pause a notification was sent for
+        self._shared: tuple[Any, str, list[str]] | None = None  # (store, run key, workers)
+        self._shared_until = 0.0  # the pause's end as the store has it (0: no row)
+        self._share_lock = threading.Lock()  # one put/delete at a time, in order
         self._cancel_at: float | None = None
         self._lock = threading.Lock()
         self._procs: set[AgentProcess] = set()
@@ -155,9 +159,13 @@ class RunControl:
         elif isinstance(error, BreakerOpenError):
             self.notify("breaker_tripped", error=error.message, hint=error.hint)
 
-    def pause_until(self, ts: float, why: str) -> None:
+    def pause_until(self, ts: float, why: str, by: str | None = None) -> None:
+        """Hold every worker of this run until `ts` (a rate limit, no network); `by` is the
+        worker whose agent hit it. Every host sees it in the store (`share_pauses`)."""
         with self._lock:
-            if ts > self._paused_until:
+            extended = ts > self._paused_until
+            if extended:
+                self._pause_why = (why, by)
                 long = self.notifier and ts - time.time() >= self.notifier.settings.pause_after
                 if long and self._pause_told < time.time():  # once per pause
                     self._pause_told = ts
@@ -167,6 +175,52 @@ class RunControl:
                     f"pausing every worker until {time.strftime('%H:%M:%S', time.localtime(ts))}"
                     f": {why}"
                 )
+        if extended:
+            self._share_pause()
+
+    def share_pauses(self, store: Any, workers: list[str]) -> None:
+        """Record this run's pauses in `store` (ralph.store.runpause) from now on, so `ralph
+        status` and the web page on any host show them; `end_shared_pause` at the run's end."""
+        run = f"{os.uname().nodename}:{os.getpid()}:{int(self.started_at)}"
+        self._shared = (store, run, list(workers))
+
+    def end_shared_pause(self) -> None:
+        """The run is over: its pause, if recorded, is no longer in force."""
+        with self._share_lock:
+            if self._shared is not None and self._shared_until:
+                self._write_pause(None)
+
+    def _share_pause(self) -> None:
+        """Bring the store's record in line with the pause in force (put, extend or delete)."""
+        if self._shared is None:
+            return
+        with self._share_lock:
+            with self._lock:
+                until, (why, by) = self._paused_until, self._pause_why
+            if until > time.time():
+                if until != self._shared_until:
+                    self._write_pause((until, why, by))
+            elif self._shared_until:
+                self._write_pause(None)
+
+    def _write_pause(self, pause: tuple[float, str, str | None] | None) -> None:
+        """Put or delete the record (under _share_lock). A store that cannot be reached must
+        not stop a paused run: the pause holds in this process all the same."""
+        assert self._shared is not None
+        store, run, workers = self._shared
+        try:
+            if pause is None:
+                store.end_run_pause(run)
+                self._shared_until = 0.0
+            else:
+                until, why, by = pause
+                host = os.uname().nodename
+                store.share_run_pause(
+                    run, until=until, reason=why, by=by, host=host, workers=workers
+                )
+                self._shared_until = until
+        except Exception as exc:
+            self.log(f"could not record the pause in the store: {exc}")
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds` (never past --max-time); False if the run is stopping."""
@@ -178,6 +232,8 @@ class RunControl:
         while (left := self._paused_until - time.time()) > 0:
             if not self.wait(left):
                 return False
+        if self._shared_until:  # the pause is over: so is its record
+            self._share_pause()
         return not self.stopping.is_set()
 
     def take_task(self) -> bool:

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from ralph.ops.stats import cost_of, counts_of
+from ralph.ops.stats import cost_of, counts_of, model_of
 from ralph.store.base import SQLStore
 
 
@@ -64,8 +64,13 @@ class StoreCollector:
             [], round(max((now - (c.expires_at - c.lease_seconds) for c in live), default=0.0), 3)
         )
         yield lag
-        paused = GaugeMetricFamily("ralph_paused", "1 while a pause holds every worker.")
-        paused.add_metric([], 1.0 if store.paused() else 0.0)
+        from ralph.ops.status import pause_in_force
+
+        paused = GaugeMetricFamily(
+            "ralph_paused",
+            "1 while a pause holds workers: `ralph pause`, or a run's own after a rate limit.",
+        )
+        paused.add_metric([], 1.0 if pause_in_force(store) else 0.0)
         yield paused
 
     def _attempts(self, store: SQLStore) -> Iterator[Any]:
@@ -80,15 +85,17 @@ class StoreCollector:
             labels=["agent"],
         )  # fmt: skip
         cost = CounterMetricFamily(
-            "ralph_cost_usd", "Known cost in USD by agent.", labels=["agent"]
+            "ralph_cost_usd", "Known cost in USD by agent and model.", labels=["agent", "model"]
         )
         unknown = CounterMetricFamily(
-            "ralph_unknown_cost_launches", "Finished launches that reported no cost, by agent.",
-            labels=["agent"],
-        )  # fmt: skip
-        tokens = CounterMetricFamily(
-            "ralph_tokens", "Tokens by agent and direction.", labels=["agent", "direction"]
+            "ralph_unknown_cost_launches",
+            "Finished launches that reported no cost, by agent and model.",
+            labels=["agent", "model"],
         )
+        tokens = CounterMetricFamily(
+            "ralph_tokens", "Tokens by agent, model and direction.",
+            labels=["agent", "model", "direction"],
+        )  # fmt: skip
         landings = CounterMetricFamily("ralph_landings", "Commits landed on the target.")
         conflicts = CounterMetricFamily("ralph_conflicts", "Launches that met a merge conflict.")
         by_agent: dict[str, list[Any]] = defaultdict(list)
@@ -100,11 +107,16 @@ class StoreCollector:
             for outcome, n in sorted(Counter(a.outcome or "running" for a in items).items()):
                 launches.add_metric([agent, outcome], n)
             attempts.add_metric([agent], counts_of(items)["attempts"])
-            spent = cost_of(items)
-            cost.add_metric([agent], spent["cost_usd"] or 0.0)
-            unknown.add_metric([agent], spent["unknown_cost"])
-            tokens.add_metric([agent, "input"], sum(a.input_tokens or 0 for a in items))
-            tokens.add_metric([agent, "output"], sum(a.output_tokens or 0 for a in items))
+            by_model: dict[str, list[Any]] = defaultdict(list)
+            for a in items:
+                by_model[model_of(a)].append(a)
+            for model, ran in sorted(by_model.items()):
+                spent = cost_of(ran)
+                cost.add_metric([agent, model], spent["cost_usd"] or 0.0)
+                unknown.add_metric([agent, model], spent["unknown_cost"])
+                for direction in ("input", "output"):
+                    used = sum(getattr(a, f"{direction}_tokens") or 0 for a in ran)
+                    tokens.add_metric([agent, model, direction], used)
             landed += sum(1 for a in items if a.outcome == "success")
             conflicted += sum(1 for a in items if a.outcome == "merge_conflict")
         landings.add_metric([], landed)

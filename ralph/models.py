@@ -334,6 +334,7 @@ class AttemptEnd:
     summary: str | None = None
     counted: bool = True
     cost_estimated: bool = False
+    model: str | None = None  # what the agent said it used; None keeps the configured model
 
     def params(self) -> dict[str, Any]:
         data = asdict(self)

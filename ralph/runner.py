@@ -153,6 +153,7 @@ def _run(
     if live is None:
         live = sys.stdout.isatty()
     interval = sweep_every or sweep_interval(options.lease)
+    control.share_pauses(store, names)  # a rate-limit pause shows on every host's status
     try:
         with Sweeper(store, interval=interval, on_sweep=control.swept):
             if not live:
@@ -162,6 +163,7 @@ def _run(
             with LiveView(store, loops, control):
                 return run_workers(loops, control, handle_signals=handle_signals)
     finally:
+        control.end_shared_pause()
         for name, ws in zip(names, workspaces, strict=True):
             try:
                 ws.finish()

@@ -179,6 +179,7 @@ class WorkerLoop:
             run_dir=str(run_dir),
             token=claim.token,
             host=HOST,
+            model=self.opt.agent.model,  # the configured one; the agent's own report replaces it
         )
         proc = self._process(task, prompt, run_dir)
         result: ProcessResult | None = None
@@ -230,6 +231,7 @@ class WorkerLoop:
                 summary=note,
                 counted=outcome not in UNCOUNTED and outcome != "lease_lost",
                 cost_estimated=report.cost_estimated,
+                model=report.model,
             )
             kind = self._settle(task, claim, attempt.id, end, sha, conflicts)
             duration = time.monotonic() - started
@@ -386,7 +388,7 @@ class WorkerLoop:
             self.control.pool.on_limited(self.opt.agent_name, until, sig.message, self.control)
             return
         what = "no network" if sig.kind == "network_down" else "rate limited"
-        self.control.pause_until(until, f"{what}: {sig.message}")
+        self.control.pause_until(until, f"{what}: {sig.message}", by=self.opt.worker)
 
     def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
         outcome, note, late = classify(result, parser, self.opt.task_timeout, self.opt.idle_timeout)

@@ -172,6 +172,23 @@ def test_each_task_gets_one_commit_with_trailers_and_is_done(repo: Path, store: 
     assert git(repo, "status", "--porcelain") == ""
 
 
+def test_each_attempt_records_the_model_the_agent_reported_else_the_configured_one(
+    repo: Path, store: SQLStore
+):
+    from ralph.agents.claude import Claude
+
+    store.add("Told", id="A")
+    claude = Claude(command=[sys.executable, str(AGENTS / "claude_stream.py")], model="sonnet-4")
+    assert run_loop(repo, store, claude).done == 1  # its init event names "claude-fake"
+    store.add("Silent", id="B")
+    quiet = Agent(command=[sys.executable, str(AGENTS / "edit.py")], model="my-model")
+    assert run_loop(repo, store, quiet).done == 1
+    store.add("Nothing", id="C")
+    assert run_loop(repo, store, script("edit.py")).done == 1
+    models = {t: [a.model for a in store.attempts(t)] for t in "ABC"}
+    assert models == {"A": ["claude-fake"], "B": ["my-model"], "C": [None]}
+
+
 def test_task_without_changes_is_done_without_a_commit(repo: Path, store: SQLStore):
     store.add("Nothing to do", id="A")
     summary = run_loop(repo, store, script("noop.py"))

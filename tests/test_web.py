@@ -211,6 +211,7 @@ def test_a_run_shows_live_busy_then_idle_workers_done_tasks_transcript_commit_an
             chart = page.locator(f"#chart-{name}")
             expect(chart).to_have_attribute("data-total", total, timeout=WAIT_MS)
         expect(page.locator("#chart-cost svg rect")).not_to_have_count(0)
+        expect(page.locator("#chart-total")).to_have_text("14-day total $0.025")
         shot(page, "overview.png")
         shot(task_tab, "task.png")
         task_tab.goto(base + "/tasks/B")

@@ -90,6 +90,28 @@ def status(
         return
 
 
+def pause_line(pause: dict[str, Any]) -> str:
+    """`PAUSED by w1 on host (rate limit...) since .. until ..: why` for status --json's pause."""
+    by = f" by {pause['by']}" if pause.get("by") else ""
+    if pause["source"] == "run":
+        on = f" on {pause['host']}" if pause.get("host") else ""
+        return (
+            f"PAUSED{by}{on} since {pause['since']} until {pause['until']} (its run's workers "
+            f"take no new task; it lifts itself): {pause.get('reason')}"
+        )
+    until = f" until {pause['until']}" if pause.get("until") else " until `ralph resume`"
+    return f"PAUSED{by} since {pause['since']}{until}: {pause.get('reason')}"
+
+
+def holds(pause: dict[str, Any] | None, worker: dict[str, Any]) -> bool:
+    """Whether `pause` keeps `worker` from taking a task (a run's pause holds its own)."""
+    if not pause:
+        return False
+    if pause["source"] == "operator":
+        return True
+    return worker["name"] in pause["workers"] and worker["host"] == pause["host"]
+
+
 def status_view(snap: dict[str, Any]) -> RenderableType:
     """The rich rendering of a status snapshot (also what --watch redraws)."""
     from rich.console import Group  # lazy: start-up
@@ -107,16 +129,9 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
         f"{snap['retry_wait']} waiting to retry"
     )
     parts: list[Any] = [head]
-    pause = snap.get("paused")
+    pause = snap.get("pause")
     if pause:
-        until = f" until {pause['until']}" if pause.get("until") else " until `ralph resume`"
-        by = f" by {pause['by']}" if pause.get("by") else ""
-        parts.append(
-            Text(
-                f"PAUSED{by} since {pause['since']}{until}: {pause.get('reason')}",
-                style="bold yellow",
-            )
-        )
+        parts.append(Text(pause_line(pause), style="bold yellow"))
     for label in ("today", "total"):
         s = snap["spend"][label]
         parts.append(
@@ -142,7 +157,7 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
         for w in workers:
             table.add_row(
                 Text(w["name"]),
-                w["state"],
+                w["state"] + (" (paused)" if w["state"] == "idle" and holds(pause, w) else ""),
                 Text(w["current_task"] or ""),
                 w["host"] or "",
                 str(w["pid"] or ""),
@@ -325,7 +340,8 @@ def print_turn(out: Any, turn: Turn) -> None:
 
 def stats(
     by: Annotated[
-        str, typer.Option("--by", metavar="agent|day|task|worker|outcome|kind", help="Group by.")
+        str,
+        typer.Option("--by", metavar="agent|model|day|task|worker|outcome|kind", help="Group by."),
     ] = "agent",
     as_json: JsonFlag = False,
 ) -> None:
@@ -335,6 +351,7 @@ def stats(
     Examples:
       ralph stats
       ralph stats --by day
+      ralph stats --by model
       ralph stats --by task --json | jq '.total.cost_usd'
     """
 

@@ -19,7 +19,7 @@ from ralph import errors
 from ralph.durations import format_duration, parse_duration
 from ralph.models import Attempt, Task, from_iso, iso
 from ralph.ops.report_html import render_html
-from ralph.ops.stats import cost_of, cost_text, counts_of
+from ralph.ops.stats import cost_of, cost_text, counts_of, model_of
 from ralph.store.base import SQLStore
 
 FORMATS = ("text", "md", "html", "json")
@@ -99,8 +99,10 @@ def build_report(
     retrying = [r for r in rows if r["status"] == "open"]
     wasted = Counter(WASTE.get(a.outcome or "", "other") for a in ran if _wasted(a))
     agents: dict[str, list[Attempt]] = defaultdict(list)
+    models: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for a in ran:
         agents[a.agent].append(a)
+        models[a.agent, model_of(a)].append(a)
     busy = sum(_duration(a, now) for a in ran)
     start = min((a.started_at for a in ran), default=None)
     end = max((a.ended_at or now for a in ran), default=None)
@@ -125,6 +127,10 @@ def build_report(
         "cost_by_agent": [
             {"agent": name, **counts_of(items), **cost_of(items)}
             for name, items in sorted(agents.items())
+        ],
+        "cost_by_model": [
+            {"agent": agent, "model": model, **counts_of(items), **cost_of(items)}
+            for (agent, model), items in sorted(models.items())
         ],
         "agent_s": round(busy, 3),
         "wall_s": round(wall, 3),
@@ -295,11 +301,11 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
             ],
         )
     section(
-        "Cost by agent",
-        ["Agent", "Attempts", "Launches", "Cost"],
+        "Cost by agent and model",
+        ["Agent", "Model", "Attempts", "Launches", "Cost"],
         [
-            [a["agent"], str(a["attempts"]), str(a["launches"]), _cost(a)]
-            for a in r["cost_by_agent"]
+            [a["agent"], a["model"], str(a["attempts"]), str(a["launches"]), _cost(a)]
+            for a in r["cost_by_model"]
         ],
     )
     section(

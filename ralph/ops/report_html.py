@@ -178,17 +178,18 @@ def render_html(r: dict[str, Any]) -> str:
                 _table(["Task", "Att/Launch", "Patch", "Last error"], rows),
             ]
     parts += [
-        "<h2>Cost by agent</h2>",
+        "<h2>Cost by agent and model</h2>",
         _table(
-            ["Agent", "Attempts", "Launches", "Cost"],
+            ["Agent", "Model", "Attempts", "Launches", "Cost"],
             [
                 [
                     escape(a["agent"]),
+                    escape(a["model"]),
                     str(a["attempts"]),
                     str(a["launches"]),
                     escape(cost_text(a["cost_usd"], a["unknown_cost"])),
                 ]
-                for a in r["cost_by_agent"]
+                for a in r["cost_by_model"]
             ],
         ),  # fmt: skip
         "<h2>Slowest tasks</h2>",

@@ -13,12 +13,18 @@ from ralph import errors
 from ralph.models import Attempt
 from ralph.store.base import SQLStore
 
-GROUPINGS = ("agent", "day", "task", "worker", "outcome", "kind")
+GROUPINGS = ("agent", "model", "day", "task", "worker", "outcome", "kind")
+UNKNOWN_MODEL = "unknown"  # the group of attempts that recorded no model (before schema 3)
 SUCCESS = ("success", "no_changes")
 
 
 def day_of(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
+
+
+def model_of(a: Attempt) -> str:
+    """The model an attempt ran, as every grouping by model names it."""
+    return a.model or UNKNOWN_MODEL
 
 
 def start_of_today(now: float | None = None) -> float:
@@ -101,6 +107,7 @@ def attempt_stats(attempts: Sequence[Attempt], by: str = "agent") -> dict[str, A
         )
     key: Callable[[Attempt], str] = {
         "agent": lambda a: a.agent,
+        "model": model_of,
         "day": lambda a: day_of(a.started_at),
         "task": lambda a: a.task_id,
         "worker": lambda a: a.worker,

@@ -27,6 +27,7 @@ from ralph.store.deps import DependencyStore
 from ralph.store.events import EventStore
 from ralph.store.reads import ReadStore
 from ralph.store.reviews import ReviewStore
+from ralph.store.runpause import RunPauses
 from ralph.store.tasks import TaskStore
 from ralph.store.workers import WorkerStore
 
@@ -35,6 +36,7 @@ __all__ = ["DEAD_AFTER_BEATS", "PAGE_STATES", "Row", "SQLStore", "StoreCore", "T
 
 class SQLStore(
     ReviewStore,
+    RunPauses,
     AddStore,
     TaskStore,
     DependencyStore,

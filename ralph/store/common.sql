@@ -158,7 +158,8 @@ UPDATE attempts SET ended_at = :now, outcome = :outcome, exit_code = :exit_code,
                     cost_usd = :cost_usd, input_tokens = :input_tokens,
                     output_tokens = :output_tokens, session_id = :session_id,
                     summary = :summary, counted = :counted,
-                    cost_estimated = :cost_estimated
+                    cost_estimated = :cost_estimated,
+                    model = COALESCE(:model, model)
 WHERE id = :id
 RETURNING *;
 
@@ -231,3 +232,10 @@ WHERE task_id = :task_id AND state = 'pending';
 
 -- name: task_set_review_notes
 UPDATE tasks SET review_notes = :notes, last_error = NULL, updated_at = :now WHERE id = :id;
+
+-- runpause
+-- A run's own pause (a rate limit, the network down), shared through `control` so every host's
+-- `ralph status` shows it (ralph/store/runpause.py).
+
+-- name: control_prefixed
+SELECT key, value, at FROM control WHERE key LIKE :pattern ORDER BY key;
