@@ -204,7 +204,9 @@ class AgentPool:
             return self.members.setdefault(name, member)
 
     # -- what the workers tell it -------------------------------------------------------
-    def on_limited(self, name: str, until: float, why: str, control: Any) -> None:
+    def on_limited(
+        self, name: str, until: float, why: str, control: Any, by: str | None = None
+    ) -> None:
         """`name` is rate-limited until `until`: a short limit pauses every worker as with one
         agent; a longer one moves the workers to the next available agent, or pauses them
         until the earliest reset when none is."""
@@ -217,7 +219,7 @@ class AgentPool:
                 member.limited_until = max(member.limited_until, until)
                 pause = self._moved_on(member, "rate_limited", until, why, now)
         if pause is not None:
-            control.pause_until(pause, f"rate limited: {why}")
+            control.pause_until(pause, f"rate limited: {why}", by=by)
 
     def on_auth_failed(self, name: str, error: AgentAuthError, control: Any) -> None:
         """`name` cannot authenticate (for the rest of the run): the next agent takes over;
