@@ -205,15 +205,23 @@ class AgentPool:
 
     # -- what the workers tell it -------------------------------------------------------
     def on_limited(
-        self, name: str, until: float, why: str, control: Any, by: str | None = None
+        self,
+        name: str,
+        until: float,
+        why: str,
+        control: Any,
+        by: str | None = None,
+        known: bool = True,
     ) -> None:
         """`name` is rate-limited until `until`: a short limit pauses every worker as with one
-        agent; a longer one moves the workers to the next available agent, or pauses them
+        agent; a longer one, or one whose reset the agent did not say (`known` false: `until`
+        is ralph's own backoff), moves the workers to the next available agent, or pauses them
         until the earliest reset when none is."""
         with self._lock:
             now = self.clock()
             member = self.members.get(name)
-            if until - now <= self.fallback_after or member is None:
+            short = known and until - now <= self.fallback_after
+            if short or member is None:
                 pause: float | None = until
             else:
                 member.limited_until = max(member.limited_until, until)

@@ -385,8 +385,10 @@ class WorkerLoop:
             )
         )
         if sig.kind == "rate_limited" and self.control.pool is not None:
-            pool = self.control.pool
-            pool.on_limited(self.opt.agent_name, until, sig.message, self.control, self.opt.worker)
+            known = sig.reset_at is not None or sig.retry_after is not None
+            self.control.pool.on_limited(
+                self.opt.agent_name, until, sig.message, self.control, self.opt.worker, known
+            )
             return
         what = "no network" if sig.kind == "network_down" else "rate limited"
         self.control.pause_until(until, f"{what}: {sig.message}", by=self.opt.worker)

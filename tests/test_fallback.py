@@ -98,6 +98,19 @@ def test_a_limit_shorter_than_fallback_after_is_waited_out_with_the_same_agent()
     assert any("pausing every worker until" in line for line in lines)
 
 
+def test_a_limit_whose_reset_the_agent_did_not_say_moves_on_at_once():
+    """codex names no reset time: ralph's own 60 s backoff is not a reason to keep waiting on
+    it while another agent is free."""
+    clock = Clock()
+    pool, control, events, _ = pool_of("codex", "claude", clock=clock)
+    pool.on_limited("codex", clock.now + 60, "429 Too Many Requests", control, "w1", known=False)
+    assert picked(pool) == "claude"
+    assert control.wait_while_paused()  # nobody paused
+    assert [(e["from"], e["to"], e["reason"]) for e in events] == [
+        ("codex", "claude", "rate_limited")
+    ]
+
+
 def test_the_pool_pauses_until_the_earliest_reset_when_every_agent_is_limited():
     clock = Clock()
     pool, control, events, lines = pool_of("claude", "codex", "gemini", clock=clock)
