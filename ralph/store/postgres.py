@@ -41,12 +41,11 @@ from tenacity import (
 )
 
 from ralph import errors
-from ralph.store import migrate, queries
+from ralph.store import migrate, pgconn, queries
 from ralph.store.base import Row, SQLStore
 
 RETRY_SECONDS = 30.0
 IDLE_MAX = 4  # connections kept for reuse: the loop thread, the lease renewer, some slack
-CONNECT_TIMEOUT = 10
 LOCK_NAMESPACE = 72616  # first key of ralph's advisory locks; (LOCK_NAMESPACE, 1) guards migration
 _LOCK_CLAUSE = re.compile(
     r"\s+FOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)(?:\s+OF\s+\w+(?:\s*,\s*\w+)*)?"
@@ -196,11 +195,20 @@ class _PgTx:
             cur.execute(statement, params)
         return cur
 
+    def _read(self, name: str, params: Mapping[str, Any]) -> psycopg.Cursor[Row]:
+        cur = self._run(name, params)
+        if self._pipeline is not None:
+            # A Sync with each read: while the server then waits for this client it is "idle
+            # in transaction", so idle_in_transaction_session_timeout (pgconn.py) ends the
+            # session of a host cut off mid-transaction, and its locks with it.
+            self._pipeline.sync()
+        return cur
+
     def one(self, name: str, /, **params: Any) -> Row | None:
-        return self._run(name, params).fetchone()
+        return self._read(name, params).fetchone()
 
     def all(self, name: str, /, **params: Any) -> list[Row]:
-        return self._run(name, params).fetchall()
+        return self._read(name, params).fetchall()
 
     def run(self, name: str, /, **params: Any) -> int:
         cur = self._run(name, params)
@@ -247,8 +255,7 @@ class PostgresStore(SQLStore):
                 f"malformed PostgreSQL URL {self._url}: {self._scrub(_first_line(exc))}",
                 hint="use postgresql://user:password@host:port/dbname",
             ) from None
-        defaults = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "ralph"}
-        self._conninfo = make_conninfo(url, **{k: v for k, v in defaults.items() if k not in given})
+        self._conninfo = make_conninfo(url, **pgconn.connect_kwargs(given))  # limits, keepalives
         self._idle: list[psycopg.Connection[Row]] = []
         self._lock = threading.Lock()
         self._closed = False
