@@ -26,6 +26,7 @@ from ralph.models import (
     Task,
     Worker,
 )
+from ralph.store.claimcheck import ClaimCheck
 
 Row = Mapping[str, Any]
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -95,7 +96,7 @@ def _check_status(status: str) -> str:
 DEAD_AFTER_BEATS = 3  # a worker silent this many heartbeat intervals is dead
 
 
-class SQLStore:
+class SQLStore(ClaimCheck):
     """Tasks, dependencies, leased claims, workers, events and attempts over a SQL database."""
 
     backend = "sql"
