@@ -9,6 +9,7 @@ before it ends, and no agent is launched on a claim its worker no longer holds.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from ralph import hostid
 from ralph.lease import LeaseRenewer
 from ralph.store import open_store, pgconn
 
@@ -191,3 +193,13 @@ def test_no_agent_is_launched_on_a_claim_lost_before_the_launch(
         assert [a.token for a in attempts] != [] and first_token not in [a.token for a in attempts]
         assert store.get("t1").status == "done"
     assert git(repo, "log", "--format=%s", "-1")  # the task's one commit
+
+
+def test_default_names_differ_between_checkouts_on_one_hostname_and_stay_on_restart(
+    tmp_path: Path,
+) -> None:
+    one, two = tmp_path / "host1", tmp_path / "host2"
+    first = hostid.host_names(["worker-1", "worker-2"], one)
+    assert first == hostid.host_names(["worker-1", "worker-2"], one)  # a restart: same names
+    assert set(first).isdisjoint(hostid.host_names(["worker-1", "worker-2"], two))
+    assert first[0].startswith(f"{os.uname().nodename}-") and first[0].endswith("-worker-1")

@@ -582,6 +582,7 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
+    from ralph import hostid
     from ralph.preview import preview
     from ralph.runner import run as run_workers
     from ralph.runner import worker_names
@@ -594,7 +595,7 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     if (flags.remote or flags.target) and not parallel:  # a landing elsewhere needs a worktree
         parallel = flags.worktree = True
     elif flags.remote and flags.names is None and not flags.worktree:
-        names = [f"{os.uname().nodename}-{n}" for n in names]  # unique across hosts
+        names = hostid.host_names(names, root)  # unique across hosts, even one hostname
     if flags.dry_run:
         shown = preview(store, root, options)
         if flags.as_json:

@@ -1,0 +1,42 @@
+"""Default worker names that stay apart across hosts sharing a hostname.
+
+Containers, network namespaces and cloned VMs often share one hostname, so `<hostname>-worker-1`
+clashed between hosts on one store. The tag added to it is a short hash of what tells such
+hosts apart: the machine id (/etc/machine-id), the network namespace and the checkout's path.
+It is stable, so a run restarted in the same checkout gets its names (and worktrees) back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+MACHINE_ID = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _netns() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        return ""
+
+
+def host_tag(root: Path | str) -> str:
+    """Four hex digits naming this machine, network namespace and checkout."""
+    machine = next((m for m in map(_read, MACHINE_ID) if m), "")
+    parts = [machine, _netns(), os.uname().nodename, os.path.realpath(root)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:4]
+
+
+def host_names(names: list[str], root: Path | str) -> list[str]:
+    """`names` prefixed with `<hostname>-<tag>-`, e.g. `build-3f2a-worker-1`."""
+    prefix = f"{os.uname().nodename}-{host_tag(root)}"
+    return [f"{prefix}-{name}" for name in names]
