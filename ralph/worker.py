@@ -163,13 +163,6 @@ class WorkerLoop:
             return
         (run_dir / "prompt.md").write_text(prompt)
         (run_dir / "sandbox.txt").write_text(self.opt.policy() + "\n")  # the web page's shield
-        if lost := self.store.claim_lost(claim):  # never launch on a claim another host took
-            if self.confined is not None:
-                self.confined.close()
-                self.confined = None
-            self._settle_without_attempt(task, claim, "lease_lost", f"not launched: {lost}")
-            self.log(f"{task.id}: not launched: {lost}")
-            return
         attempt = self.store.start_attempt(
             task.id,
             attempt=task.attempts + 1,
@@ -187,6 +180,8 @@ class WorkerLoop:
             with LeaseRenewer(
                 self.store, claim, on_lost=lambda why: proc.cancel("lease_lost")
             ) as lease:
+                if lost := self.store.claim_lost(claim) or lease.lost:  # taken meanwhile
+                    raise LeaseLostError(f"not launched: {lost}")
                 result = proc.run()
                 self.control.untrack(proc)
                 if self.confined is not None:  # the agent's HEAD and commits, from its git view

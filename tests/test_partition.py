@@ -23,6 +23,7 @@ from ralph.lease import LeaseRenewer
 from ralph.store import open_store, pgconn
 
 sys.path.insert(0, str(Path(__file__).parent))
+import partition  # noqa: E402
 from chaos import RALPH, agent_cmd, chaos_env, git, make_repo  # noqa: E402
 from support.tcpproxy import Proxy  # noqa: E402
 
@@ -189,8 +190,9 @@ def test_no_agent_is_launched_on_a_claim_lost_before_the_launch(
     launches = (tmp_path / "launches.txt").read_text().splitlines()
     assert [line.split()[0] for line in launches] == ["t1"]  # once, on the second claim
     with open_store(db) as store:
-        attempts = store.attempts("t1")
-        assert [a.token for a in attempts] != [] and first_token not in [a.token for a in attempts]
+        first, second = store.attempts("t1")
+        assert (first.token, first.outcome) == (first_token, "lease_lost")
+        assert first.summary.startswith("not launched") and second.token != first_token
         assert store.get("t1").status == "done"
     assert git(repo, "log", "--format=%s", "-1")  # the task's one commit
 
@@ -203,3 +205,50 @@ def test_default_names_differ_between_checkouts_on_one_hostname_and_stay_on_rest
     assert first == hostid.host_names(["worker-1", "worker-2"], one)  # a restart: same names
     assert set(first).isdisjoint(hostid.host_names(["worker-1", "worker-2"], two))
     assert first[0].startswith(f"{os.uname().nodename}-") and first[0].endswith("-worker-1")
+
+
+# -- three hosts, two workers each, one PostgreSQL and one git remote -----------------------
+
+LEASE = 10.0
+RECLAIM_MAX = LEASE + 6  # the bound on the others taking the cut host's tasks back
+
+
+def _print(result) -> None:  # noqa: ANN001
+    reclaim = max(result.reclaim_s.values(), default=0.0)
+    print(
+        f"partition[{result.mode}]: held {result.held_at_cut}, reclaimed in "
+        f"{reclaim:.1f} s, others blocked {result.blocked_s or 0:.2f} s, agents stopped "
+        f"{[round(s, 1) for s in result.stop_late_s]} s after the lease end, "
+        f"{result.launches_per_task:.2f} launches per task, {result.wall_s:.0f} s"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["in_tx", "at_once"])
+def test_three_hosts_survive_one_host_cut_off_mid_work(
+    mode: str, tmp_path: Path, pg_server, pg_url: str
+) -> None:
+    cluster = partition.Cluster(tmp_path, pg_server, pg_url, lease=LEASE)
+    result = cluster.run(mode)
+    _print(result)
+    assert result.held_at_cut and set(result.reclaim_s) == set(result.held_at_cut)
+    assert max(result.reclaim_s.values()) <= RECLAIM_MAX, result.reclaim_s
+    assert result.blocked_s is not None and result.blocked_s <= BLOCKED_MAX + LOAD_MARGIN
+    # Every agent the cut host was running stopped (SIGTERM) before its lease ended.
+    assert len(result.stop_late_s) >= len(result.held_at_cut), result.stop_late_s
+    assert max(result.stop_late_s) < 0, result.stop_late_s
+    assert result.lost_launches == []
+    assert set(result.commits.values()) == {1}  # every task once, one commit each
+
+
+@pytest.mark.slow
+def test_three_hosts_lose_nothing_when_postgresql_restarts_mid_run(
+    tmp_path: Path, pg_server, pg_url: str
+) -> None:
+    if not pg_server.owned:
+        pytest.skip("the server comes from $RALPH_TEST_PG: the tests cannot restart it")
+    cluster = partition.Cluster(tmp_path, pg_server, pg_url, lease=LEASE)
+    result = cluster.run("pg_restart")
+    _print(result)
+    assert result.lost_launches == []
+    assert set(result.commits.values()) == {1}
