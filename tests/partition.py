@@ -193,10 +193,11 @@ class Cluster:
         return thread
 
     # -- a round -----------------------------------------------------------------------------
-    def run(self, mode: str, deadline_s: float = 240.0) -> Round:
+    def run(self, mode: str, deadline_s: float = 240.0, partition_s: float = 0.0) -> Round:
         """mode: 'at_once' (the link drops while the host's agents work), 'in_tx' (it drops
         inside the host's next transaction after its first read), 'pg_restart' (PostgreSQL
-        is killed and started again mid-run)."""
+        is killed and started again mid-run). The link comes back once the others took the
+        cut host's tasks, and not before `partition_s` seconds."""
         result = Round(mode, self.ntasks)
         started = time.monotonic()
         cut_host = self.hosts[0]
@@ -225,6 +226,8 @@ class Cluster:
                     "the others to take the cut host's tasks",
                     self.lease + 60,
                 )
+                while time.time() < cut_host.proxy.cut_at + partition_s:  # a set length
+                    time.sleep(0.1)
                 cut_host.proxy.restore()
             self.wait(lambda: self.done() >= self.ntasks, "every task done", deadline_s)
         finally:
