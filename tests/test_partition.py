@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ralph import hostid
+from ralph import errors, hostid
 from ralph.lease import LeaseRenewer
+from ralph.runner import check_names_free
 from ralph.store import open_store, pgconn
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -252,3 +253,28 @@ def test_three_hosts_lose_nothing_when_postgresql_restarts_mid_run(
     _print(result)
     assert result.lost_launches == []
     assert set(result.commits.values()) == {1}
+
+
+def test_a_live_worker_on_another_host_with_the_same_hostname_keeps_its_name(
+    tmp_path: Path,
+) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    # A process in another network namespace (a "host" of the issue) has the same hostname
+    # but another host identity.
+    probe = "from ralph import hostid; print(hostid.HOST)"
+    other = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", probe], capture_output=True, text=True
+    )
+    if other.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {other.stderr.strip()}")
+    twin = other.stdout.strip()
+    assert twin.startswith(f"{os.uname().nodename} (") and twin != hostid.HOST
+    with open_store(tmp_path / "ralph.db") as store:
+        # Its pid means nothing here: it must not be judged dead by this host's process table.
+        store.register_worker("Alpha", pid=int(gone), host=twin)
+        with pytest.raises(errors.UsageError, match="Alpha is already running"):
+            check_names_free(store, ["Alpha"])
+        store.register_worker("Beta", pid=int(gone), host=hostid.HOST)  # a crashed run here
+        check_names_free(store, ["Beta"])
