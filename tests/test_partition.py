@@ -26,6 +26,7 @@ from ralph.store import open_store, pgconn
 sys.path.insert(0, str(Path(__file__).parent))
 import partition  # noqa: E402
 from chaos import RALPH, agent_cmd, chaos_env, git, make_repo  # noqa: E402
+from support.netns import NetNs  # noqa: E402
 from support.tcpproxy import Proxy  # noqa: E402
 
 BLOCKED_MAX = 3.0  # the issue's bound on the others' wait behind a cut host's locks
@@ -278,3 +279,54 @@ def test_a_live_worker_on_another_host_with_the_same_hostname_keeps_its_name(
             check_names_free(store, ["Alpha"])
         store.register_worker("Beta", pid=int(gone), host=hostid.HOST)  # a crashed run here
         check_names_free(store, ["Beta"])
+
+
+# -- a real network namespace: only TCP itself can tell the host its link is dead -----------
+
+SILENT_LINK_CLIENT = """
+import sys, time
+from ralph.store import open_store
+store = open_store(sys.argv[1])
+store.get("t1")  # a connection, open and idle in the store's pool
+print("ready", flush=True)
+sys.stdin.readline()  # the link is cut now
+started = time.time()
+try:
+    with store.transaction(write=False) as tx:
+        tx.one("task_get", id="t1")
+    print("answered", time.time() - started, flush=True)
+except Exception as exc:
+    print("failed", time.time() - started, type(exc).__name__, flush=True)
+"""
+
+
+def test_a_host_in_a_network_namespace_notices_a_silently_dead_link_within_seconds(
+    pg_server, pg_url: str
+) -> None:
+    why = NetNs.available()
+    if why:
+        pytest.skip(why)
+    with open_store(pg_url) as store:
+        store.add("t", id="t1")
+    port = int(pg_server.url.rsplit(":", 1)[1].split("/", 1)[0])
+    with NetNs() as ns:
+        proxy = Proxy("127.0.0.1", port, listen=ns.outer_ip)  # the way out of the namespace
+        try:
+            host = subprocess.Popen(
+                ns.argv([sys.executable, "-c", SILENT_LINK_CLIENT, proxy.url(pg_url)]),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert host.stdout.readline().strip() == "ready"
+                ns.cut()
+                out, _ = host.communicate("go\n", timeout=120)
+            finally:
+                host.kill()
+                host.wait()
+        finally:
+            proxy.close()
+    verdict, seconds, *what = out.split()
+    print(f"a dead link noticed after {float(seconds):.1f} s ({what})")
+    assert verdict == "failed" and float(seconds) <= pgconn.USER_TIMEOUT + LOAD_MARGIN + 3

@@ -1,6 +1,7 @@
 """A TCP proxy that can drop a link silently: a network partition between one host and a server.
 
     proxy = Proxy("127.0.0.1", pg_port)        # forwards 127.0.0.1:proxy.port -> the server
+                                               # (listen="10.0.0.1": on another address)
     proxy.cut_in_transaction()                 # cut once a transaction holds its first locks
     proxy.cut_now()                            # or cut at once
     proxy.cut.wait(60); proxy.cut_at           # the moment it happened (time.time())
@@ -29,9 +30,10 @@ SYNC = b"S\x00\x00\x00\x04"  # the protocol's Sync message: the client now waits
 class Proxy:
     """Forward connections on 127.0.0.1:<port> to (host, port) until closed."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, listen: str = "127.0.0.1"):
         self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listen = listen
+        self.listener = socket.create_server((listen, 0))
         self.port = int(self.listener.getsockname()[1])
         self.cut = threading.Event()  # set while the link is down
         self.cut_at: float | None = None
@@ -46,7 +48,7 @@ class Proxy:
 
     def url(self, url: str) -> str:
         """`url` (postgresql://user@127.0.0.1:PORT/db) pointed at this proxy instead."""
-        return url.replace(f":{self.target[1]}/", f":{self.port}/", 1)
+        return url.replace(f"127.0.0.1:{self.target[1]}/", f"{self.listen}:{self.port}/", 1)
 
     # -- control -----------------------------------------------------------------------------
     def cut_after(self, *markers: bytes) -> None:
