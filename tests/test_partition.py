@@ -330,3 +330,30 @@ def test_a_host_in_a_network_namespace_notices_a_silently_dead_link_within_secon
     verdict, seconds, *what = out.split()
     print(f"a dead link noticed after {float(seconds):.1f} s ({what})")
     assert verdict == "failed" and float(seconds) <= pgconn.USER_TIMEOUT + LOAD_MARGIN + 3
+
+
+def test_a_store_waiting_past_the_lock_timeout_for_another_process_migration_still_opens(
+    pg_url: str,
+) -> None:
+    import psycopg
+
+    from ralph.store.postgres import LOCK_NAMESPACE
+
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))  # "migrating"
+        opening, box = _in_thread(open_store, pg_url)
+        waited = 0.0
+        while waited <= 2 * pgconn.LOCK_WAIT and opening.is_alive():  # the server's own clock
+            row = holder.execute(
+                "SELECT extract(epoch FROM now() - query_start) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%%pg_advisory_lock%%' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+            waited = float(row[0]) if row else 0.0
+        holder.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+    opening.join(60)
+    assert "error" not in box, box.get("error")
+    store = box["value"]
+    with store.transaction(write=False) as tx:  # its pooled connection has its limits back
+        assert tx.conn.execute("SHOW lock_timeout").fetchone()["lock_timeout"] == "2s"
+    store.close()

@@ -29,6 +29,10 @@ STATEMENT = 30.0  # seconds any one statement may run (the longest is a migratio
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 2, 1, 3  # a dead link is seen in ~5 s
 USER_TIMEOUT = 5.0  # seconds sent data may stay unacknowledged before the socket fails
 DEFAULT_LEASE = 1800.0
+# A schema migration waits on the migration lock while another process migrates, and may
+# rewrite big tables: it runs without the limits, which RESET restores (to the connection's).
+UNLIMITED = "SET lock_timeout = 0; SET statement_timeout = 0"
+LIMITED = "RESET lock_timeout; RESET statement_timeout"
 
 
 def _ms(seconds: float) -> int:

@@ -368,6 +368,7 @@ class PostgresStore(SQLStore):
         holder committed, so it sees that holder's tables in the catalog. A process arriving
         meanwhile waits on the lock, then finds nothing left to do.
         """
+        conn.execute(pgconn.UNLIMITED)  # a migration may wait for the lock and run long
         conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
         try:
             with conn.transaction():
@@ -399,6 +400,7 @@ class PostgresStore(SQLStore):
                 )
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+            conn.execute(pgconn.LIMITED)  # the connection goes on to the pool
 
     def _schema_state(self, conn: psycopg.Connection[Row]) -> migrate.SchemaState:
         meta: dict[str, str] = {}
