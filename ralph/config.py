@@ -15,10 +15,48 @@ from typing import Any
 
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.fallback import RunSettings, parse_run
+from ralph.pricing import parse_overrides
+from ralph.review import LandSettings, parse_land
 from ralph.sandbox.policy import SandboxSettings
+from ralph.sandbox.policy import parse as parse_sandbox
 
 PROMPT_MODES = ("stdin", "arg", "file")
 NO_CHANGES = ("done", "fail")
+RESOLVE_MODES = ("agent", "rerun")
+
+
+@dataclass
+class MergeSettings:
+    """`[merge]`: what a landing that conflicts does (ralph.resolve). "agent": a fresh agent
+    resolves the conflict in the task's workspace first; "rerun": the task runs again."""
+
+    resolve: str = "agent"
+    agent: str | None = None  # another configured agent for resolutions; None: the task's own
+    prompt: str | None = None  # the resolution template [default: prompts/resolve.md.j2]
+
+
+def parse_merge(value: Any, source: str) -> MergeSettings:
+    """The `[merge]` table; errors name the file and the key."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: merge must be a table ([merge])")
+    unknown = set(value) - set(MergeSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key merge.{sorted(unknown)[0]}",
+            hint="known: resolve, agent, prompt",
+        )
+    found = MergeSettings()
+    if "resolve" in value:
+        if value["resolve"] not in RESOLVE_MODES:
+            raise ConfigError(f"{source}: merge.resolve must be 'agent' or 'rerun'")
+        found.resolve = value["resolve"]
+    for key in ("agent", "prompt"):
+        if key in value:
+            if not isinstance(value[key], str) or not value[key].strip():
+                raise ConfigError(f"{source}: merge.{key} must be a non-empty string")
+            setattr(found, key, value[key])
+    return found
 
 
 @dataclass
@@ -60,6 +98,9 @@ class Settings:
     report: dict[str, Any] = field(default_factory=dict)  # [report] write = true: ralph.ops.report
     github: dict[str, Any] = field(default_factory=dict)  # [github] close_issues = true
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # ralph.sandbox.policy
+    merge: MergeSettings = field(default_factory=MergeSettings)  # [merge], ralph.resolve
+    run: RunSettings = field(default_factory=RunSettings)  # [run] agents, fallback_after
+    land: LandSettings = field(default_factory=LandSettings)  # [land] mode: ralph.review
     source: str | None = None
 
     def agent_settings(self, name: str) -> dict[str, Any]:
@@ -67,7 +108,7 @@ class Settings:
         return dict(self.agents.get(name, {}))
 
 
-_DURATIONS = {
+DURATIONS = {
     "lease",
     "task_timeout",
     "idle_timeout",
@@ -79,7 +120,7 @@ _DURATIONS = {
     "poll",
     "merge_lock_timeout",
 }
-_OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
+OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
 
 
 def find_config(root: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -151,92 +192,60 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_settings(table: dict[str, Any], source: str = "ralph.toml") -> Settings:
-    """Validate a raw config table into Settings; errors name the file and the key."""
+    """Validate a raw config table into Settings; errors name the file and the key.
+
+    The types come from `ralph.configschema.Table`; what needs more than a type is read here."""
+    from ralph.configschema import check  # lazy: start-up (msgspec, only with a config file)
+
     settings = Settings(source=source)
-    known = set(Settings.__dataclass_fields__) - {"source"}
 
     def bad(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{source}: {key} must be {expected}, got {table.get(key)!r}")
 
-    for key, value in table.items():
-        if key not in known:
-            raise ConfigError(
-                f"{source}: unknown key {key!r}", hint="known keys: " + ", ".join(sorted(known))
-            )
-        if key in _DURATIONS:
-            if key in _OPTIONAL_DURATIONS and value in (0, "0", "none", "off", False):
+    for key, value in check(table, source).given().items():
+        if key in DURATIONS:
+            if key in OPTIONAL_DURATIONS and value in (0, "0", "none", "off", False):
                 setattr(settings, key, None)
                 continue
             try:
                 setattr(settings, key, parse_duration(value, what=key))
             except UsageError as exc:
                 raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
-        elif key in ("max_attempts", "breaker", "max_expiries", "max_conflicts"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(key, "a whole number >= 1")
-            setattr(settings, key, value)
-        elif key in ("progress_entries", "max_discovered"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise bad(key, "a whole number >= 0")
-            setattr(settings, key, value)
         elif key == "progress":
             if value is False:
                 settings.progress = None
-            elif isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+            elif isinstance(value, str) and not Path(value).is_absolute():
                 settings.progress = value
             else:
                 raise bad(key, "a path relative to the project, or false")
-        elif key in ("agent", "prompt", "commit_message", "worker", "remote", "prd"):
-            if not isinstance(value, str) or not value.strip():
-                raise bad(key, "a non-empty string")
-            setattr(settings, key, value)
-        elif key == "no_changes":
-            if value not in NO_CHANGES:
-                raise bad(key, "one of " + ", ".join(map(repr, NO_CHANGES)))
-            settings.no_changes = value
         elif key == "capabilities":
             settings.capabilities = _string_list(value, f"{source}: {key}")
         elif key == "verify":
             items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list):
-                raise bad(key, "a command string or a list of them")
             settings.verify = [_argv(item, f"{source}: verify") for item in items]
         elif key == "prices":
-            from ralph.pricing import parse_overrides
-
             settings.prices = parse_overrides(value, source)
         elif key == "notify":
-            from ralph.notify import parse_notify
+            from ralph.notify import parse_notify  # lazy: start-up (~1 ms, only with [notify])
 
             parse_notify(value, source)
             settings.notify = dict(value)
         elif key == "report":
-            if not isinstance(value, dict) or set(value) - {"write"}:
-                raise bad(key, "a table with `write = true|false`")
-            if not isinstance(value.get("write", False), bool):
-                raise ConfigError(f"{source}: report.write must be true or false")
-            settings.report = dict(value)
+            settings.report = dict(table[key])
         elif key == "github":
-            if not isinstance(value, dict) or set(value) - {"close_issues"}:
-                raise bad(key, "a table with `close_issues = true|false`")
-            if not isinstance(value.get("close_issues", False), bool):
-                raise ConfigError(f"{source}: github.close_issues must be true or false")
-            settings.github = dict(value)
+            settings.github = dict(table[key])
         elif key == "sandbox":
-            from ralph.sandbox.policy import parse as parse_sandbox
-
             settings.sandbox = parse_sandbox(value, source)
-        elif key == "vars":
-            if not isinstance(value, dict):
-                raise bad(key, "a table")
-            settings.vars = dict(value)
-        elif key == "agents":
-            if not isinstance(value, dict):
-                raise bad(key, "a table of [agents.NAME] tables")
-            for name, spec in value.items():
-                if not isinstance(spec, dict):
-                    raise ConfigError(f"{source}: agents.{name} must be a table")
-            settings.agents = {name: dict(spec) for name, spec in value.items()}
+        elif key == "merge":
+            settings.merge = parse_merge(value, source)
+        elif key == "run":
+            settings.run = parse_run(value, source)
+        elif key == "land":
+            settings.land = parse_land(value, source)
+        elif key in ("vars", "agents"):
+            setattr(settings, key, {k: v if key == "vars" else dict(v) for k, v in value.items()})
+        else:  # whole numbers, strings and choices: the type said it all
+            setattr(settings, key, value)
     return settings
 
 

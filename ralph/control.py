@@ -12,14 +12,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ralph.errors import RalphError
+import tenacity
+
+from ralph.errors import AgentAuthError, BreakerOpenError, RalphError
 from ralph.notify import Notifier
 from ralph.process import AgentProcess
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Seconds before retry number `attempt` (1-based): exponential, from tenacity's strategy."""
-    import tenacity
 
     state = tenacity.RetryCallState(None, None, (), {})
     state.attempt_number = max(1, attempt)
@@ -60,6 +61,7 @@ class TaskOutcome:
     duration_s: float = 0.0
     note: str | None = None
     launched: bool = True  # an agent ran (false: reconciled, or ended before the launch)
+    agent: str | None = None  # the agent that ran it (fallback agents: which of the list)
 
 
 @dataclass
@@ -70,15 +72,18 @@ class RunSummary:
     failed: int = 0
     retried: int = 0
     skipped: int = 0
+    review: int = 0  # tasks whose commit waits for `ralph approve` ([land] mode = "review")
     commits: int = 0
     launches: int = 0  # agents started, conflict re-runs included
     conflicts: int = 0  # launches whose work met a merge conflict (not counted as attempts)
+    resolutions: int = 0  # of the launches, conflict resolutions by an agent (ralph.resolve)
     cost_usd: float = 0.0
     cost_known: bool = False
     unknown_cost: int = 0  # launches that reported no cost: not in cost_usd, never as $0
     wall_s: float = 0.0
     exit_code: int = 0
     stop_reason: str | None = None
+    agents: dict[str, int] = field(default_factory=dict)  # launches by agent
     tasks: list[TaskOutcome] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,13 +115,18 @@ class RunControl:
         self.taken = 0
         self.summary = RunSummary()
         self._paused_until = 0.0
+        self._pause_why: tuple[str, str | None] = ("", None)  # (why, which worker hit it)
         self._pause_told = 0.0  # the end of the last pause a notification was sent for
+        self._shared: tuple[Any, str, list[str]] | None = None  # (store, run key, workers)
+        self._shared_until = 0.0  # the pause's end as the store has it (0: no row)
+        self._share_lock = threading.Lock()  # one put/delete at a time, in order
         self._cancel_at: float | None = None
         self._lock = threading.Lock()
         self._procs: set[AgentProcess] = set()
         self._last: dict[str, str] = {}
         self.notifier: Notifier | None = None  # ralph.notify, set by the CLI from [notify]
         self.report_path: str | None = None  # [report] write = true: the run's report file
+        self.pool: Any = None  # ralph.fallback.AgentPool: which agent each attempt gets
 
     def notify(self, event: str, **data: Any) -> None:
         """Queue a notification (never blocks: see ralph.notify)."""
@@ -142,8 +152,6 @@ class RunControl:
                 proc.cancel("interrupted", grace)
 
     def _notify_stop(self, error: RalphError | None) -> None:
-        from ralph.errors import AgentAuthError, BreakerOpenError
-
         if isinstance(error, AgentAuthError):
             self.notify(
                 "auth_stopped", agent=error.data.get("agent"), error=error.message, hint=error.hint
@@ -151,9 +159,13 @@ class RunControl:
         elif isinstance(error, BreakerOpenError):
             self.notify("breaker_tripped", error=error.message, hint=error.hint)
 
-    def pause_until(self, ts: float, why: str) -> None:
+    def pause_until(self, ts: float, why: str, by: str | None = None) -> None:
+        """Hold every worker of this run until `ts` (a rate limit, no network); `by` is the
+        worker whose agent hit it. Every host sees it in the store (`share_pauses`)."""
         with self._lock:
-            if ts > self._paused_until:
+            extended = ts > self._paused_until
+            if extended:
+                self._pause_why = (why, by)
                 long = self.notifier and ts - time.time() >= self.notifier.settings.pause_after
                 if long and self._pause_told < time.time():  # once per pause
                     self._pause_told = ts
@@ -163,6 +175,52 @@ class RunControl:
                     f"pausing every worker until {time.strftime('%H:%M:%S', time.localtime(ts))}"
                     f": {why}"
                 )
+        if extended:
+            self._share_pause()
+
+    def share_pauses(self, store: Any, workers: list[str]) -> None:
+        """Record this run's pauses in `store` (ralph.store.runpause) from now on, so `ralph
+        status` and the web page on any host show them; `end_shared_pause` at the run's end."""
+        run = f"{os.uname().nodename}:{os.getpid()}:{int(self.started_at)}"
+        self._shared = (store, run, list(workers))
+
+    def end_shared_pause(self) -> None:
+        """The run is over: its pause, if recorded, is no longer in force."""
+        with self._share_lock:
+            if self._shared is not None and self._shared_until:
+                self._write_pause(None)
+
+    def _share_pause(self) -> None:
+        """Bring the store's record in line with the pause in force (put, extend or delete)."""
+        if self._shared is None:
+            return
+        with self._share_lock:
+            with self._lock:
+                until, (why, by) = self._paused_until, self._pause_why
+            if until > time.time():
+                if until != self._shared_until:
+                    self._write_pause((until, why, by))
+            elif self._shared_until:
+                self._write_pause(None)
+
+    def _write_pause(self, pause: tuple[float, str, str | None] | None) -> None:
+        """Put or delete the record (under _share_lock). A store that cannot be reached must
+        not stop a paused run: the pause holds in this process all the same."""
+        assert self._shared is not None
+        store, run, workers = self._shared
+        try:
+            if pause is None:
+                store.end_run_pause(run)
+                self._shared_until = 0.0
+            else:
+                until, why, by = pause
+                host = os.uname().nodename
+                store.share_run_pause(
+                    run, until=until, reason=why, by=by, host=host, workers=workers
+                )
+                self._shared_until = until
+        except Exception as exc:
+            self.log(f"could not record the pause in the store: {exc}")
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds` (never past --max-time); False if the run is stopping."""
@@ -174,6 +232,8 @@ class RunControl:
         while (left := self._paused_until - time.time()) > 0:
             if not self.wait(left):
                 return False
+        if self._shared_until:  # the pause is over: so is its record
+            self._share_pause()
         return not self.stopping.is_set()
 
     def take_task(self) -> bool:
@@ -207,14 +267,29 @@ class RunControl:
             s.cost_known = s.cost_known or outcome.cost_usd is not None
             s.tasks.append(outcome)
             self._last[outcome.task] = kind
-            for bucket in ("done", "failed", "retried", "skipped"):
+            for bucket in ("done", "failed", "retried", "skipped", "review"):
                 setattr(s, bucket, sum(1 for k in self._last.values() if k == bucket))
             s.commits += outcome.outcome == "success" and outcome.commit is not None
             s.launches += outcome.launched
+            if outcome.launched and outcome.agent:
+                s.agents[outcome.agent] = s.agents.get(outcome.agent, 0) + 1
             s.unknown_cost += outcome.launched and outcome.cost_usd is None
             s.conflicts += outcome.outcome == "merge_conflict"
         if kind == "failed":
             self.notify("task_failed", task=outcome.task, error=outcome.note)
+
+    def record_resolution(self, cost_usd: float | None, *, resolved: bool) -> None:
+        """A conflict resolution's launch: in the launches and the cost, not a task's outcome
+        (the task is recorded once, as it ends). A resolved one is also a conflict met."""
+        with self._lock:
+            self.cost += cost_usd or 0.0
+            s = self.summary
+            s.cost_usd = self.cost
+            s.cost_known = s.cost_known or cost_usd is not None
+            s.launches += 1
+            s.resolutions += 1
+            s.unknown_cost += cost_usd is None
+            s.conflicts += resolved
 
     def swept(self, found: Any) -> None:
         """The sweeper's report (ralph.sweeper.Sweep): a dead worker's claims expired."""

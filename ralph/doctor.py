@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ralph.agents.base import Agent
-from ralph.errors import AgentAuthError, ConfigError, RalphError
+from ralph.agents.registry import configured_agent
+from ralph.errors import AgentAuthError, ConfigError, RalphError, SandboxUnavailableError
+from ralph.pricing import price_of
+from ralph.sandbox.policy import wanted
+from ralph.store import open_store, resolve_url
+from ralph.store.backup import quick_check, restore_hint
 
 
 @dataclass
@@ -41,32 +46,35 @@ def run_checks(
     agent_name: str | None, repo: Path, store_url: str | None, settings: Any = None
 ) -> list[Check]:
     """Every check, in the order a newcomer should fix them."""
-    from ralph.config import Settings
+    from ralph.config import Settings  # lazy: start-up (~5 ms `ralph run`'s preflight skips)
 
     settings = settings or Settings()
     checks: list[Check] = []
-    name = agent_name or settings.agent
-    try:
-        from ralph.agents.registry import configured_agent
+    from ralph.fallback import agent_list
 
-        agent = configured_agent(name, settings.agent_settings(name))
-    except RalphError as exc:
-        checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
-        agent = None
-    if agent is not None:
+    if agent_name:  # every agent of a fallback list (ralph.fallback), in order
+        names = agent_list(agent_name, "--agent")
+    else:
+        names = settings.run.agents or agent_list(settings.agent, "agent")
+    first: Agent | None = None
+    for name in names:
+        try:
+            agent = configured_agent(name, settings.agent_settings(name))
+        except RalphError as exc:
+            checks.append(Check(f"agent {name}", False, exc.message, exc.hint, fatal=True))
+            continue
         agent.prices = settings.prices
         checks += agent_checks(agent, name, version=True)
         checks += cost_check(agent, name)
-    checks += [sandbox_check(agent, settings, repo)]
+        first = first or agent
+    checks += [sandbox_check(first, settings, repo)]
     checks += [git_identity(repo), clean_tree(repo), store_check(store_url)]
     return checks
 
 
 def sandbox_check(agent: Agent | None, settings: Any, repo: Path) -> Check:
     """Whether attempts will run sandboxed, and under which policy (ralph/sandbox)."""
-    from ralph.errors import SandboxUnavailableError
-    from ralph.sandbox.confine import REFUSAL_HINT, Sandbox
-    from ralph.sandbox.policy import wanted
+    from ralph.sandbox.confine import REFUSAL_HINT, Sandbox  # lazy: start-up
 
     on, _ = wanted(None, settings.sandbox)
     if not on:
@@ -123,7 +131,6 @@ def cost_check(agent: Agent, name: str) -> list[Check]:
     --max-cost cannot count it)? Gemini without a model names its models as it runs."""
     if agent.cost_source != "estimated":
         return []
-    from ralph.pricing import price_of
 
     if not agent.model and agent.name == "gemini":
         return [Check(f"{name} cost", True, "gemini picks its models as it runs; a model "
@@ -170,7 +177,6 @@ def clean_tree(repo: Path) -> Check:
 
 def store_check(store_url: str | None) -> Check:
     """The task store opens (a SQLite file that does not exist yet is created on first use)."""
-    from ralph.store import open_store, resolve_url
 
     target = resolve_url(store_url)
     if "://" not in target and not Path(target).exists():
@@ -182,8 +188,6 @@ def store_check(store_url: str | None) -> Check:
     store.close()
     path = getattr(store, "path", None)
     if path is not None:  # SQLite: pages are read lazily, so a damaged one only shows here
-        from ralph.store.backup import quick_check, restore_hint
-
         problems = quick_check(path)
         if problems:
             detail = f"{target} is corrupted (quick_check: {problems[0]})"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ralph.models import iso
+
 
 class RalphError(Exception):
     """Something went wrong."""
@@ -62,8 +64,6 @@ class AlreadyClaimedError(RalphError):
     exit_code = 4
 
     def __init__(self, task_id: str, holder: str, expires_at: float | None = None):
-        from ralph.models import iso
-
         until = f" until {iso(expires_at)}" if expires_at else ""
         super().__init__(f"{task_id} is already claimed by {holder}{until}", task_id=task_id)
         self.task_id = task_id

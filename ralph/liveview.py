@@ -34,7 +34,7 @@ class LiveView:
     def __init__(
         self, store: SQLStore, loops: list[WorkerLoop], control: RunControl, *, refresh: float = 0.5
     ):
-        from rich.console import Console
+        from rich.console import Console  # lazy: start-up
 
         self.store, self.loops, self.control = store, loops, control
         self.refresh = refresh
@@ -46,7 +46,7 @@ class LiveView:
         self._live: Any = None
 
     def __enter__(self) -> LiveView:
-        from rich.live import Live
+        from rich.live import Live  # lazy: start-up
 
         self._live = Live(
             self.render(), console=self.console, refresh_per_second=4, transient=False
@@ -96,9 +96,9 @@ class LiveView:
             row.done += mine[-1].outcome in ("success", "no_changes")
 
     def render(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
+        from rich.console import Group  # lazy: start-up
+        from rich.progress_bar import ProgressBar  # lazy: start-up
+        from rich.table import Table  # lazy: start-up
 
         table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
         for col in ("worker", "state", "task", "elapsed", "attempt", "cost", "done"):

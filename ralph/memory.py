@@ -27,6 +27,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,8 +155,6 @@ def _set_field(entry: ProgressEntry, key: str, value: str) -> None:
 
 
 def _epoch(value: str) -> float:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:

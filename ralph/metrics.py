@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from ralph.ops.stats import cost_of, counts_of, model_of
 from ralph.store.base import SQLStore
 
 
@@ -24,7 +25,7 @@ class StoreCollector:
         return []  # nothing to check at registration: the families come from the store
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily  # lazy: start-up
 
         store, now = self.store, self.store.now()  # the database's clock, as the leases use
         tasks = GaugeMetricFamily("ralph_tasks", "Tasks by status.", labels=["status"])
@@ -63,12 +64,17 @@ class StoreCollector:
             [], round(max((now - (c.expires_at - c.lease_seconds) for c in live), default=0.0), 3)
         )
         yield lag
-        paused = GaugeMetricFamily("ralph_paused", "1 while a pause holds every worker.")
-        paused.add_metric([], 1.0 if store.paused() else 0.0)
+        from ralph.ops.status import pause_in_force
+
+        paused = GaugeMetricFamily(
+            "ralph_paused",
+            "1 while a pause holds workers: `ralph pause`, or a run's own after a rate limit.",
+        )
+        paused.add_metric([], 1.0 if pause_in_force(store) else 0.0)
         yield paused
 
     def _attempts(self, store: SQLStore) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily
+        from prometheus_client.core import CounterMetricFamily  # lazy: start-up
 
         launches = CounterMetricFamily(
             "ralph_launches", "Agent launches by agent and outcome (running: not ended yet).",
@@ -79,32 +85,38 @@ class StoreCollector:
             labels=["agent"],
         )  # fmt: skip
         cost = CounterMetricFamily(
-            "ralph_cost_usd", "Known cost in USD by agent.", labels=["agent"]
+            "ralph_cost_usd", "Known cost in USD by agent and model.", labels=["agent", "model"]
         )
         unknown = CounterMetricFamily(
-            "ralph_unknown_cost_launches", "Finished launches that reported no cost, by agent.",
-            labels=["agent"],
-        )  # fmt: skip
-        tokens = CounterMetricFamily(
-            "ralph_tokens", "Tokens by agent and direction.", labels=["agent", "direction"]
+            "ralph_unknown_cost_launches",
+            "Finished launches that reported no cost, by agent and model.",
+            labels=["agent", "model"],
         )
+        tokens = CounterMetricFamily(
+            "ralph_tokens", "Tokens by agent, model and direction.",
+            labels=["agent", "model", "direction"],
+        )  # fmt: skip
         landings = CounterMetricFamily("ralph_landings", "Commits landed on the target.")
         conflicts = CounterMetricFamily("ralph_conflicts", "Launches that met a merge conflict.")
         by_agent: dict[str, list[Any]] = defaultdict(list)
         for a in store.attempts():
             by_agent[a.agent].append(a)
-        from ralph.ops.stats import cost_of, counts_of
 
         landed = conflicted = 0
         for agent, items in sorted(by_agent.items()):
             for outcome, n in sorted(Counter(a.outcome or "running" for a in items).items()):
                 launches.add_metric([agent, outcome], n)
             attempts.add_metric([agent], counts_of(items)["attempts"])
-            spent = cost_of(items)
-            cost.add_metric([agent], spent["cost_usd"] or 0.0)
-            unknown.add_metric([agent], spent["unknown_cost"])
-            tokens.add_metric([agent, "input"], sum(a.input_tokens or 0 for a in items))
-            tokens.add_metric([agent, "output"], sum(a.output_tokens or 0 for a in items))
+            by_model: dict[str, list[Any]] = defaultdict(list)
+            for a in items:
+                by_model[model_of(a)].append(a)
+            for model, ran in sorted(by_model.items()):
+                spent = cost_of(ran)
+                cost.add_metric([agent, model], spent["cost_usd"] or 0.0)
+                unknown.add_metric([agent, model], spent["unknown_cost"])
+                for direction in ("input", "output"):
+                    used = sum(getattr(a, f"{direction}_tokens") or 0 for a in ran)
+                    tokens.add_metric([agent, model, direction], used)
             landed += sum(1 for a in items if a.outcome == "success")
             conflicted += sum(1 for a in items if a.outcome == "merge_conflict")
         landings.add_metric([], landed)
@@ -114,7 +126,7 @@ class StoreCollector:
 
 def registry(store: SQLStore) -> Any:
     """A registry holding only ralph's collector (no process metrics of the scraping host)."""
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry  # lazy: start-up
 
     found = CollectorRegistry(auto_describe=False)
     found.register(StoreCollector(store))  # type: ignore[arg-type]
@@ -123,13 +135,13 @@ def registry(store: SQLStore) -> Any:
 
 def exposition(store: SQLStore) -> tuple[bytes, str]:
     """(body, content type) of one scrape."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # lazy: start-up
 
     return generate_latest(registry(store)), CONTENT_TYPE_LATEST
 
 
 def serve(store: SQLStore, port: int, host: str = "127.0.0.1") -> Any:
     """Serve /metrics on host:port in a background thread; returns (server, thread)."""
-    from prometheus_client import start_http_server
+    from prometheus_client import start_http_server  # lazy: start-up
 
     return start_http_server(port, addr=host, registry=registry(store))

@@ -183,10 +183,6 @@ class Claim:
             ended_at=row["ended_at"],
         )
 
-    def is_live(self, now: float | None = None) -> bool:
-        now = time.time() if now is None else now
-        return self.state == "live" and self.expires_at > now
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.token,
@@ -338,6 +334,7 @@ class AttemptEnd:
     summary: str | None = None
     counted: bool = True
     cost_estimated: bool = False
+    model: str | None = None  # what the agent said it used; None keeps the configured model
 
     def params(self) -> dict[str, Any]:
         data = asdict(self)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ralph.durations import format_duration, parse_duration
 from ralph.errors import ConfigError, UsageError
 
 EVENTS = (
@@ -51,7 +52,6 @@ class NotifySettings:
 
 def parse_notify(table: Any, source: str = "ralph.toml") -> NotifySettings:
     """Validate a raw `[notify]` table; errors name the file and the key."""
-    from ralph.durations import parse_duration
 
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: notify must be a table ([notify])")
@@ -121,7 +121,6 @@ def _money(cost: float | None, known: bool = True) -> str:
 
 def compose(event: str, data: Mapping[str, Any]) -> Message:
     """The message for `event`: a title naming it, and a body ending with the next step."""
-    from ralph.durations import format_duration
 
     d = dict(data)
     if event == "run_finished":
@@ -178,7 +177,7 @@ def compose(event: str, data: Mapping[str, Any]) -> Message:
 
 def send_one(url: str, message: Message, timeout: float) -> str | None:
     """Send `message` to one apprise URL within `timeout` seconds; None, or why it failed."""
-    import apprise  # heavy (60 ms): only here, off the CLI's hot path
+    import apprise  # lazy: start-up (apprise: ~60 ms, only to send)
 
     client = apprise.Apprise()
     if not client.add(url):
@@ -288,7 +287,7 @@ class Notifier:
 
     def _send(self, url: str, message: Message) -> str | None:
         """Send with retries (tenacity); None, or the last error."""
-        import tenacity
+        import tenacity  # lazy: start-up
 
         def attempt() -> None:
             error = self.sender(url, message, self.settings.timeout)

@@ -70,6 +70,12 @@ class RunOptions:
     max_time: float | None = None
     settings: Settings = field(default_factory=Settings)  # progress memory, prd.json
     sandbox: Any = None  # ralph.sandbox.confine.Sandbox; None runs agents unconfined
+    # A landing's conflict (ralph.resolve): "agent" resolves it first, "rerun" runs the task
+    # again; the resolution's agent (None: the task's) and template (None: the built-in).
+    resolve: str = "agent"
+    merge_agent: Agent | None = None
+    merge_agent_name: str | None = None
+    resolve_prompt: Template | None = None
 
     def policy(self) -> str:
         """What confines the attempts: "sandbox: bwrap, network=..." or "unsandboxed"."""

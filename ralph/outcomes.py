@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from git.exc import GitCommandError
+
 from ralph.agents.base import AgentSignal
+from ralph.errors import MergeLockTimeoutError, RalphError
 from ralph.process import ProcessResult
+from ralph.workspace.git import first_line
 
 NOTE_CHARS = 2000
 
@@ -19,9 +23,10 @@ UNCOUNTED = {
     "internal_error",
     "target_moved",
     "remote_failed",
+    "agent_unavailable",  # the task's pinned agent is limited (ralph.fallback)
 }
 # Of those, the ones that must not use up --max-tasks either: nothing was tried.
-NOT_TRIED = {"auth_failed", "rate_limited", "network_down", "remote_failed"}
+NOT_TRIED = {"auth_failed", "rate_limited", "network_down", "remote_failed", "agent_unavailable"}
 # Outcomes that end the task done (with its landed commit, if any).
 DONE = {"success", "no_changes", "reconciled"}
 # A workspace's Landing status -> the attempt's outcome.
@@ -41,10 +46,6 @@ def landing_failure(exc: Exception) -> tuple[str, str]:
     """(outcome, note) for a landing that raised: "lock_timeout" (the merge lock stayed held)
     or "git_failed" (git refused or failed, not a race). Both are counted like an agent's
     failure, with backoff and `failed` after max attempts: retried at once they only spin."""
-    from git.exc import GitCommandError
-
-    from ralph.errors import MergeLockTimeoutError, RalphError
-    from ralph.workspace.git import first_line
 
     if isinstance(exc, MergeLockTimeoutError):
         return "lock_timeout", exc.line()

@@ -135,7 +135,7 @@ class AgentProcess:
         }
         self._termed: set[int] = set()  # pids that already had their SIGTERM
         self._term_sent: float | None = None
-        self._seen: dict[int, int] = {}  # descendants seen while running: pid -> start time
+        self._seen: dict[int, float] = {}  # descendants seen while running: pid -> start time
         self._tracked_at = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
 

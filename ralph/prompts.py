@@ -36,9 +36,13 @@ def builtin_prompt_path() -> Path:
 
 
 def find_prompt(
-    root: Path, cli_path: str | Path | None = None, config_path: str | Path | None = None
+    root: Path,
+    cli_path: str | Path | None = None,
+    config_path: str | Path | None = None,
+    name: str = TEMPLATE_NAME,
 ) -> Path:
-    """The prompt template file to use, following the lookup order above."""
+    """The prompt template file to use, following the lookup order above (`name`: another
+    template of `prompts/`, the conflict resolution's `resolve.md.j2`)."""
     for given in (cli_path, config_path):
         if given:
             path = Path(given)
@@ -46,8 +50,8 @@ def find_prompt(
             if not path.is_file():
                 raise ConfigError(f"prompt template {given} does not exist")
             return path
-    project = root / "prompts" / TEMPLATE_NAME
-    return project if project.is_file() else builtin_prompt_path()
+    project = root / "prompts" / name
+    return project if project.is_file() else BUILTIN_DIR / name
 
 
 @dataclass
@@ -122,6 +126,7 @@ def task_dict(task: Task) -> dict[str, Any]:
         "parent": task.parent,
         "metadata": dict(task.metadata),
         "attempts": task.attempts,
+        "review_notes": task.review_notes,  # a reviewer's `ralph reject --note` (ralph.review)
     }
 
 

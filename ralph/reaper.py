@@ -6,8 +6,12 @@ all of them keep is their environment: ralph puts `RALPH_ATTEMPT=<unique id>` (a
 `RALPH_WORKSPACE=<path>`) in the agent's env and every descendant inherits it, so scanning
 `/proc/*/environ` finds them. Linux only; elsewhere the scans find nothing.
 
-Processes are signalled through pidfds where the kernel has them, so a pid that is reused while
-we wait is never hit. Our own process and its ancestors are never signalled.
+psutil reads the process table (environments, parents, start times, states); sessions and
+groups come from getsid/getpgid. A process is known by its pid AND its start time, so a pid
+reused by another program is never mistaken for it, and it is signalled through a pidfd where
+the kernel has them, so a pid that is reused while we wait is never hit. Our own process and
+its ancestors are never signalled. psutil costs ~10 ms to import: only `ralph run` loads this
+module, never the hot commands (`ready`, `claim`, `done`, `add`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+
+import psutil
 
 PROC = "/proc"
 MARKER = "RALPH_ATTEMPT"
@@ -45,88 +51,79 @@ def find_by_env(pairs: Mapping[str, str]) -> list[int]:
     """Pids whose environment holds every pair; processes we cannot read are skipped."""
     if not pairs or not available():
         return []
-    needles = [f"{k}={v}".encode() for k, v in pairs.items()]
     protected = protected_pids()
     found = []
-    for pid in _all_pids():
-        if pid in protected:
+    for proc in psutil.process_iter():
+        if proc.pid in protected:
             continue
         try:
-            with open(f"{PROC}/{pid}/environ", "rb") as fh:
-                data = fh.read()
-        except OSError:  # gone, another user's, or a kernel thread
+            env = proc.environ()
+        except psutil.Error:  # gone, another user's, or a kernel thread
             continue
-        entries = set(data.split(b"\0"))
-        if all(n in entries for n in needles):
-            found.append(pid)
+        if all(env.get(key) == value for key, value in pairs.items()):
+            found.append(proc.pid)
     return found
 
 
 def in_session(sid: int) -> list[int]:
     """Live pids (zombies left out) whose session id is `sid`, whatever their process group."""
-    return [pid for pid, st in _stats() if st[2] == sid and st[0] != "Z"]
+    return [pid for pid in _live() if _ids(pid, os.getsid) == sid]
 
 
 def in_group(pgid: int) -> list[int]:
     """Live pids (zombies left out) in process group `pgid`."""
-    return [pid for pid, st in _stats() if st[1] == pgid and st[0] != "Z"]
+    return [pid for pid in _live() if _ids(pid, os.getpgid) == pgid]
 
 
-def descendants(root: int) -> dict[int, int]:
-    """Every live descendant of `root`, as pid -> start time (to tell a reused pid apart)."""
-    children: dict[int, list[int]] = {}
-    starts: dict[int, int] = {}
-    for pid, st in _stats():
-        if st[0] != "Z":
-            children.setdefault(st[3], []).append(pid)
-            starts[pid] = st[4]
-    found: dict[int, int] = {}
-    todo = list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found[pid] = starts[pid]
-            todo.extend(children.get(pid, ()))
+def descendants(root: int) -> dict[int, float]:
+    """Every live descendant of `root`, as pid -> start time (to tell a reused pid apart).
+    psutil follows parent pids and drops a child started before its parent (a reused pid)."""
+    if not available():
+        return {}
+    try:
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.Error:
+        return {}
+    found: dict[int, float] = {}
+    for child in children:
+        started = _start(child)
+        if started is not None:
+            found[child.pid] = started
     return found
 
 
 def alive(pid: int) -> bool:
     """Whether a process of this host with that pid exists (a crashed worker's row, or a
-    marker, looks live a while after it died)."""
+    marker, looks live a while after it died); another user's process counts."""
+    return psutil.pid_exists(pid)
+
+
+def start_time(pid: int) -> float | None:
+    """The process's start time, as psutil reads it; None when it is gone or a zombie."""
+    if not available():
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
-    st = _stat(pid)
-    return None if st is None or st[0] == "Z" else st[4]
+        return _start(psutil.Process(pid))
+    except psutil.Error:
+        return None
 
 
 def cmdline(pid: int) -> str:
     """The process's command line as one string (for log lines); '' when it is gone."""
     try:
-        with open(f"{PROC}/{pid}/cmdline", "rb") as fh:
-            raw = fh.read()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
-    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
 
 
 def protected_pids() -> set[int]:
     """Our pid and every ancestor's: a scan must never return them (nested ralph runs share
     markers with the agent that started them)."""
     pids = {0, 1, os.getpid()}
-    pid = os.getppid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        st = _stat(pid)
-        pid = st[3] if st is not None else 0
+    try:
+        pids.update(p.pid for p in psutil.Process().parents())
+    except psutil.Error:  # an ancestor went away while we looked: fall back to our parent
+        pids.add(os.getppid())
     return pids
 
 
@@ -176,7 +173,7 @@ def send(pids: Iterable[int], sig: signal.Signals) -> list[int]:
 class _Target:
     """One process to end: a pidfd where the kernel has them, else the bare pid."""
 
-    def __init__(self, pid: int, fd: int | None, started: int | None):
+    def __init__(self, pid: int, fd: int | None, started: float | None):
         self.pid = pid
         self.fd = fd
         self.started = started
@@ -245,37 +242,30 @@ def _wait(targets: list[_Target], timeout: float) -> list[_Target]:
     return left
 
 
-def _all_pids() -> list[int]:
+def _start(proc: psutil.Process) -> float | None:
+    """A process's start time, None when it is a zombie or gone."""
     try:
-        return [int(e) for e in os.listdir(PROC) if e.isdigit()]
-    except OSError:
-        return []
-
-
-def _stat(pid: int) -> tuple[str, int, int, int, int] | None:
-    """(state, pgrp, session, ppid, start time) from /proc/<pid>/stat; None when unreadable."""
-    try:
-        with open(f"{PROC}/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    # "pid (comm) state ppid pgrp session ..."; comm may hold spaces and parentheses
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return (fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[1]), int(fields[19]))
-    except (IndexError, ValueError):
+        with proc.oneshot():
+            return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
+    except psutil.Error:
         return None
 
 
-def _stats() -> list[tuple[int, tuple[str, int, int, int, int]]]:
+def _live() -> Iterator[int]:
+    """The pids of every process that is not a zombie (none where scans are unavailable)."""
     if not available():
-        return []
-    out = []
-    for pid in _all_pids():
-        st = _stat(pid)
-        if st is not None:
-            out.append((pid, st))
-    return out
+        return
+    for proc in psutil.process_iter(["status"]):
+        if proc.info["status"] not in (psutil.STATUS_ZOMBIE, None):
+            yield proc.pid
+
+
+def _ids(pid: int, get: Callable[[int], int]) -> int | None:
+    """os.getsid / os.getpgid of `pid`, None when it is gone."""
+    try:
+        return get(pid)
+    except OSError:
+        return None
 
 
 def end_orphans(workspace: str, grace: float) -> int:

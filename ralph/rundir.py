@@ -50,5 +50,6 @@ def write_result(
         "session_id": report.session_id,
         "num_turns": report.num_turns,
         "sandbox": policy,
+        "kind": "task",  # a conflict resolution's own result.json says "resolve"
     }
     (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -16,11 +16,13 @@ import contextlib
 import fcntl
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import IO
 
 from ralph import reaper
 from ralph.errors import WorkspaceError
+from ralph.store import ensure_ralph_dir
 
 LOCKS_DIR = "locks"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -123,7 +125,6 @@ def hold(
 ) -> contextlib.AbstractContextManager[object]:
     """The run's locks for the repository holding `repo` (nothing to lock outside one: the
     workspace then says what is wrong)."""
-    import subprocess
 
     args = ["--show-toplevel"] if checkout else ["--git-common-dir"]
     found = subprocess.run(
@@ -138,6 +139,5 @@ def hold(
     root = path if checkout else path.parent
     if not checkout and path.name != ".git":
         return contextlib.nullcontext()  # a bare repository: Worktrees refuses it
-    from ralph.store import ensure_ralph_dir
 
     return RunLock(ensure_ralph_dir(root), checkout=checkout, names=names)

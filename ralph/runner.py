@@ -152,6 +152,7 @@ def _run(
     if live is None:
         live = sys.stdout.isatty()
     interval = sweep_every or sweep_interval(options.lease)
+    control.share_pauses(store, names)  # a rate-limit pause shows on every host's status
     try:
         with Sweeper(store, interval=interval, on_sweep=control.swept):
             if not live:
@@ -161,6 +162,7 @@ def _run(
             with LiveView(store, loops, control):
                 return run_workers(loops, control, handle_signals=handle_signals)
     finally:
+        control.end_shared_pause()
         for name, ws in zip(names, workspaces, strict=True):
             try:
                 ws.finish()
@@ -181,21 +183,37 @@ def _workspaces(
     control: RunControl,
     lock_timeout: float = 900.0,
 ) -> tuple[list[Workspace], Any]:
+    from ralph.store import ensure_ralph_dir  # workspaces only do git: .ralph/ is made here
+
     if mode == "checkout":
         from ralph.workspace.checkout import CheckoutWorkspace
 
         if len(names) != 1:
             raise errors.UsageError("one checkout holds one worker; use worktrees for more")
-        return [CheckoutWorkspace(repo, allow_dirty=allow_dirty, lock_timeout=lock_timeout)], None
-    if remote is None:
-        from ralph.workspace.worktree import Worktrees
+        from ralph.review.desk import finish_checkout_move  # lazy: start-up
 
-        worktrees = Worktrees(repo, target=target, lock_timeout=lock_timeout)
+        finish_checkout_move(repo, lock_timeout)  # a killed approve's files, before the checks
+        ralph_dir = ensure_ralph_dir(repo)
+        return [
+            CheckoutWorkspace(
+                repo, ralph_dir=ralph_dir, allow_dirty=allow_dirty, lock_timeout=lock_timeout
+            )
+        ], None
+    from ralph.workspace.worktree import Worktrees, main_root
+
+    ralph_dir = ensure_ralph_dir(main_root(repo))
+    if remote is None:
+        worktrees = Worktrees(repo, ralph_dir=ralph_dir, target=target, lock_timeout=lock_timeout)
     else:
         from ralph.workspace.remote import RemoteWorktrees
 
         worktrees = RemoteWorktrees(
-            repo, remote, target=target, push_branches=push_branches, lock_timeout=lock_timeout
+            repo,
+            remote,
+            ralph_dir=ralph_dir,
+            target=target,
+            push_branches=push_branches,
+            lock_timeout=lock_timeout,
         )
     worktrees.log = control.log
     worktrees.start(names)

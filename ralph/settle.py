@@ -32,6 +32,7 @@ class Tally:
         self.failures_in_a_row = 0
         self.rate_limits_in_a_row = 0
         self.remote_failures = 0
+        self.agent_wait = 0.0  # until the pinned agent of the task being settled is back
 
     def judge(self, task: Task, outcome: str, note: str | None, conflicts: int) -> Verdict:
         """The verdict for `task` whose attempt ended `outcome` (not lease_lost)."""
@@ -39,6 +40,9 @@ class Tally:
         if outcome in DONE:
             self.failures_in_a_row = 0
             return Verdict("done", "done", note=note)
+        if outcome == "review":  # its commit waits on a review branch (ralph.review)
+            self.failures_in_a_row = 0
+            return Verdict("review", "review", note=note)
         if outcome == "merge_conflict":
             # Not the agent's failure: the target changed the same lines meanwhile. Its own
             # budget, no attempt counted, and the retry starts from the head that has them.
@@ -51,6 +55,8 @@ class Tally:
             # so an unreachable remote never makes the workers spin.
             wait = backoff_delay(self.remote_failures, opt.backoff, opt.backoff_max)
             return Verdict("retry", "retried", wait, note)
+        if outcome == "agent_unavailable":  # back once its pinned agent is (ralph.fallback)
+            return Verdict("retry", "skipped", self.agent_wait, note, counted=False)
         if outcome in UNCOUNTED:
             return Verdict("release", "skipped", note=note)
         self.failures_in_a_row += 1

@@ -21,7 +21,7 @@ from typing import Any
 
 from git.exc import GitCommandError
 
-from ralph import reaper
+from ralph import reaper, resolve
 from ralph.agents.base import AgentReport, AgentSignal
 from ralph.control import RunControl, TaskOutcome, backoff_delay
 from ralph.errors import (
@@ -31,6 +31,7 @@ from ralph.errors import (
     RalphError,
     WorkspaceError,
 )
+from ralph.fallback import Unavailable, settle_unavailable
 from ralph.heartbeat import HOST, Heartbeat
 from ralph.launch import agent_env, agent_process
 from ralph.lease import LeaseRenewer
@@ -65,6 +66,7 @@ class WorkerLoop:
         self._said_paused: str | None = None
         self._said_waiting: float | None = None
         self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
+        self.for_review: Any = None  # review mode: the ralph.review.gate.ReviewCommit made
 
     def log(self, line: str) -> None:
         self.control.log(f"[{self.opt.worker}] {line}")
@@ -141,9 +143,15 @@ class WorkerLoop:
         if landed:
             self._settle_without_attempt(task, claim, "reconciled", None, landed)
             return
+        if self.control.pool is not None:  # which agent runs it (ralph.fallback)
+            try:
+                self.opt = self.control.pool.options_for(task, self.opt)
+            except Unavailable as exc:
+                settle_unavailable(self, task, claim, exc)
+                return
         earlier = self.store.attempts(task.id)
         run_no = len(earlier) + 1
-        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict")
+        conflicts = sum(1 for a in earlier if a.outcome == "merge_conflict" and a.kind == "task")
         run_dir = self.ralph_dir / "runs" / task.id / str(run_no)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -171,6 +179,7 @@ class WorkerLoop:
             run_dir=str(run_dir),
             token=claim.token,
             host=HOST,
+            model=self.opt.agent.model,  # the configured one; the agent's own report replaces it
         )
         proc = self._process(task, prompt, run_dir)
         result: ProcessResult | None = None
@@ -224,11 +233,15 @@ class WorkerLoop:
                 summary=note,
                 counted=outcome not in UNCOUNTED and outcome != "lease_lost",
                 cost_estimated=report.cost_estimated,
+                model=report.model,
             )
             kind = self._settle(task, claim, attempt.id, end, sha, conflicts)
             duration = time.monotonic() - started
             record = TaskOutcome(task.id, outcome, sha, report.cost_usd, round(duration, 3), note)
+            record.agent = self.opt.agent_name
             self.control.record(record, kind)
+            if self.control.pool is not None:  # its max_cost (ralph.fallback)
+                self.control.pool.on_spent(self.opt.agent_name, report.cost_usd, self.control)
             try:
                 write_result(run_dir, record, result, report, self.opt.policy())
             except OSError as exc:  # a full disk: the store has the outcome
@@ -307,9 +320,20 @@ class WorkerLoop:
         if outcome != "success":
             return outcome, note, None
         message = self._message(task, claim, collected, proc.parser.report)
+        if self.opt.settings.land.review:  # to refs/heads/ralph/review/<task>, not the target
+            from ralph.review.gate import to_review
+
+            outcome, note, self.for_review = to_review(
+                self.workspace, task.id, collected, message, lease.check, bool(self.opt.verify)
+            )
+            return outcome, note, None
         reverify = self._reverifier(task, run_dir) if self.opt.verify else None
         try:
             landing = self.workspace.land(task.id, collected, message, lease.check, reverify)
+            if landing.status == "conflict":  # an agent may resolve it (ralph/resolve.py)
+                landing = resolve.after_conflict(
+                    self, task, claim, run_no, run_dir, lease, collected, message, landing, reverify
+                )
         except (RefRefusedError, GitCommandError, WorkspaceError) as exc:
             return *landing_failure(exc), None  # one counted attempt, never a crashed run
         return LANDED.get(landing.status, "internal_error"), landing.note or None, landing.commit
@@ -350,7 +374,10 @@ class WorkerLoop:
                 + "log the agent in (or fix its API key) and run again; no attempt was counted",
                 agent=self.opt.agent_name,
             )
-            self.control.stop_all(error.message, error=error, grace=0)
+            if self.control.pool is not None:  # the next agent, if any (ralph.fallback)
+                self.control.pool.on_auth_failed(self.opt.agent_name, error, self.control)
+            else:
+                self.control.stop_all(error.message, error=error, grace=0)
             return
         self.tally.rate_limits_in_a_row += 1
         until = sig.reset_at or time.time() + (
@@ -359,8 +386,12 @@ class WorkerLoop:
                 self.tally.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
             )
         )
+        if sig.kind == "rate_limited" and self.control.pool is not None:
+            pool = self.control.pool
+            pool.on_limited(self.opt.agent_name, until, sig.message, self.control, self.opt.worker)
+            return
         what = "no network" if sig.kind == "network_down" else "rate limited"
-        self.control.pause_until(until, f"{what}: {sig.message}")
+        self.control.pause_until(until, f"{what}: {sig.message}", by=self.opt.worker)
 
     def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
         outcome, note, late = classify(result, parser, self.opt.task_timeout, self.opt.idle_timeout)
@@ -435,8 +466,13 @@ class WorkerLoop:
         if judged.counted is not None:
             end.counted = judged.counted
         verdict, kind, retry_in, note = judged.verdict, judged.kind, judged.retry_in, judged.note
+        finish: Any = self.store.finish
+        if verdict == "review":  # store.send_to_review, called as finish is
+            from ralph.review.gate import finisher  # lazy: start-up
+
+            finish, self.for_review = finisher(self.store, self.for_review), None
         try:
-            self.store.finish(
+            finish(
                 task.id,
                 worker=claim.worker,
                 token=claim.token,

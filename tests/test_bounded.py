@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from chaos import RALPH, agent_cmd, chaos_env, check_history, git, make_repo
 
-from ralph.store import open_store
+from ralph.store import ensure_ralph_dir, open_store
 
 FAST_RETRIES = 'max_attempts = 3\nbackoff = "50ms"\nbackoff_max = "100ms"\n'
 REAL_GIT = shutil.which("git") or "git"
@@ -173,10 +173,10 @@ def test_a_git_that_refuses_the_ref_move_ends_the_task_failed_after_max_attempts
 def test_a_stored_id_git_refuses_ends_failed_after_max_attempts_instead_of_spinning(
     tmp_path: Path, repo: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph.store import base
+    from ralph.store import core
 
     db = str(tmp_path / "ralph.db")
-    monkeypatch.setattr(base, "ID_PATTERN", re.compile(r".+"))  # a store from before the check
+    monkeypatch.setattr(core, "ID_PATTERN", re.compile(r".+"))  # a store from before the check
     with open_store(db) as store:
         store.add("colon", id="US:1")
         store.add("fine", id="ok-1")
@@ -518,7 +518,7 @@ def test_a_refused_ref_move_is_told_apart_from_a_race(tmp_path: Path) -> None:
     from ralph.workspace.git import Git, RefRaceError, RefRefusedError, git_env
 
     root = make_repo(tmp_path / "repo")
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     head = git(root, "rev-parse", "main")
     other = git(root, "commit-tree", "-p", head, "-m", "other", f"{head}^{{tree}}")
     scratch = tmp_path / "scratch"

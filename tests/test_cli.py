@@ -486,11 +486,13 @@ HOT_COMMANDS = [
     ["claim", "t1", "w1"],
     ["claim:release", "t1", "w1"],
     ["done", "t1"],
+    ["add", "another"],
 ]
 
 
 def test_hot_commands_do_not_import_rich_git_or_jinja2(db: Path) -> None:
-    """The loop's per-task commands start as fast as typer allows: no heavy imports."""
+    """The loop's per-task commands start as fast as typer allows: no heavy imports, and of
+    the command modules only the invoked command's own."""
     import subprocess
 
     with open_store(db) as store:
@@ -499,8 +501,10 @@ def test_hot_commands_do_not_import_rich_git_or_jinja2(db: Path) -> None:
         "import sys\nfrom ralph.cli import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'rich', 'git', 'jinja2', 'pydantic', 'tenacity', 'psycopg'})\n"
+        "{'rich', 'git', 'jinja2', 'pydantic', 'tenacity', 'psycopg', 'psutil', 'msgspec'})\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
+        "cli = sorted(m for m in sys.modules if m.startswith('ralph.cli.'))\n"
+        "print('CLI', cli, file=sys.stderr)\n"
     )
     for args in HOT_COMMANDS:
         run = subprocess.run(
@@ -510,3 +514,6 @@ def test_hot_commands_do_not_import_rich_git_or_jinja2(db: Path) -> None:
             timeout=120,
         )
         assert "HEAVY []" in run.stderr, (args, run.stderr)
+        own = "claims" if args[0].startswith("claim") else "tasks"
+        loaded = sorted(["ralph.cli.common", f"ralph.cli.{own}"])
+        assert f"CLI {loaded}" in run.stderr, (args, run.stderr)

@@ -4,6 +4,7 @@ built-in demo agent and what `attempts` counts."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sqlite3
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 
-from ralph.cli import HELP_PANELS, build_command
+from ralph.cli import COMMAND_MODULES, COMMANDS_OF, HELP_PANELS, build_command
 from ralph.models import AttemptEnd
 
 RALPH = [sys.executable, "-m", "ralph"]
@@ -107,6 +109,23 @@ def test_every_command_has_a_panel():
     group = build_command()
     missing = [n for n in group.list_commands(None) if n not in named]
     assert missing == []
+
+
+def test_the_table_of_command_modules_names_what_each_module_registers():
+    """`ralph ready` imports only the module COMMANDS_OF names for `ready`: a command missing
+    from the table would be unknown to the hot path's lazy loading."""
+    assert sorted(COMMANDS_OF) == sorted(COMMAND_MODULES)
+    for name in COMMAND_MODULES:
+        app, workers = typer.Typer(), typer.Typer()
+        importlib.import_module(f"ralph.cli.{name}").register(app, workers)
+        found = {
+            i.name or typer.main.get_command_name(i.callback.__name__)
+            for i in app.registered_commands
+        }
+        found |= {g.name or g.typer_instance.info.name for g in app.registered_groups}
+        if workers.registered_commands:
+            found.add("worker")
+        assert found == set(COMMANDS_OF[name]), name
 
 
 def test_priority_direction_is_stated_in_add_and_import_help():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ralph.config import Settings, load_settings
+from ralph.config import Settings, load_settings, parse_settings
+from ralph.configschema import Table
 from ralph.errors import ConfigError
 from tests.support.clis import clean_env, git_repo, ralph
 
@@ -127,3 +129,48 @@ def test_ralph_init_suggests_no_secret_in_a_committed_file_and_keeps_the_local_o
         assert (repo / ".gitignore").read_text() == "node_modules\n/ralph.local.toml\n"
     exclude = (repo / ".git" / "info" / "exclude").read_text()
     assert exclude.count("ralph.local.toml") == (0 if has_gitignore else 1)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"agnet": "x"}, "unknown key 'agnet'"),
+        ({"lease": [1]}, "invalid lease [1]"),
+        ({"task_timeout": True}, "invalid task_timeout True"),
+        ({"max_attempts": "3"}, "max_attempts must be a whole number >= 1, got '3'"),
+        ({"max_attempts": True}, "max_attempts must be a whole number >= 1, got True"),
+        ({"breaker": 2.0}, "breaker must be a whole number >= 1, got 2.0"),
+        ({"max_discovered": -1}, "max_discovered must be a whole number >= 0, got -1"),
+        ({"agent": "  "}, "agent must be a non-empty string, got '  '"),
+        ({"progress": True}, "progress must be a path relative to the project, or false, got True"),
+        ({"no_changes": 1}, "no_changes must be one of 'done', 'fail', got 1"),
+        ({"capabilities": [1]}, "capabilities must be a list of strings, got [1]"),
+        ({"verify": [["a", 1]]}, "verify must be a list of strings, got ['a', 1]"),
+        ({"verify": "a 'b"}, "verify: cannot split \"a 'b\": No closing quotation"),
+        ({"report": {"x": 1}}, "report must be a table with `write = true|false`, got {'x': 1}"),
+        ({"report": {"write": 1}}, "report.write must be true or false"),
+        ({"vars": 3}, "vars must be a table, got 3"),
+        ({"agents": {"claude": {}, "codex": 3}}, "agents.codex must be a table"),
+    ],
+)  # fmt: skip
+def test_each_kind_of_bad_value_is_one_line_naming_the_key_and_what_it_takes(
+    table: dict, message: str
+):
+    with pytest.raises(ConfigError) as info:
+        parse_settings(table)
+    assert info.value.message == "ralph.toml: " + message
+
+
+def test_the_declared_config_keys_are_the_settings_fields():
+    assert set(Table.__struct_fields__) == set(Settings.__dataclass_fields__) - {"source"}
+
+
+def test_defaults_need_no_validation_library(tmp_path: Path):
+    """Without a config file nothing is validated: msgspec's import is not paid."""
+    code = "import sys, pathlib; from ralph.config import load_settings\n"
+    code += "load_settings(pathlib.Path(sys.argv[1]))\n"
+    code += "print('msgspec' in sys.modules)"
+    args = [sys.executable, "-c", code, str(tmp_path)]
+    assert subprocess.run(args, capture_output=True, text=True, check=True).stdout == "False\n"
+    (tmp_path / "ralph.toml").write_text("breaker = 2\n")
+    assert subprocess.run(args, capture_output=True, text=True, check=True).stdout == "True\n"

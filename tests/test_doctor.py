@@ -187,3 +187,11 @@ def test_doctor_says_when_gemini_s_model_has_no_price(setup):
     assert not check.ok and "gemini-9-ultra" in check.detail
     priced = parse_settings({"agents": {"gemini": {"model": "gemini-3.1-pro-preview"}}})
     assert by_name(run_checks("gemini", repo, None, priced))["gemini cost"].ok
+
+
+def test_doctor_checks_every_agent_of_a_fallback_list(setup):
+    repo, home, _ = setup
+    gemini_home(home)
+    checks = by_name(run_checks("nope,gemini", repo, None))
+    assert not checks["agent nope"].ok  # and the next one is still checked
+    assert checks["gemini installed"].ok and "gemini credentials" in checks

@@ -113,7 +113,7 @@ def run_loop(repo: Path, store: SQLStore, agent: Agent, **options: Any) -> RunSu
         max_time=opts.max_time,
         log=lambda line: None,
     )
-    workspace = CheckoutWorkspace(repo)
+    workspace = CheckoutWorkspace(repo, ralph_dir=ensure_ralph_dir(repo))
     return run_workers([WorkerLoop(store, workspace, opts, control)], control, handle_signals=False)
 
 
@@ -170,6 +170,23 @@ def test_each_task_gets_one_commit_with_trailers_and_is_done(repo: Path, store: 
     assert json.loads((run_dir / "result.json").read_text())["outcome"] == "success"
     assert summary.cost_usd == pytest.approx(0.0369)
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_each_attempt_records_the_model_the_agent_reported_else_the_configured_one(
+    repo: Path, store: SQLStore
+):
+    from ralph.agents.claude import Claude
+
+    store.add("Told", id="A")
+    claude = Claude(command=[sys.executable, str(AGENTS / "claude_stream.py")], model="sonnet-4")
+    assert run_loop(repo, store, claude).done == 1  # its init event names "claude-fake"
+    store.add("Silent", id="B")
+    quiet = Agent(command=[sys.executable, str(AGENTS / "edit.py")], model="my-model")
+    assert run_loop(repo, store, quiet).done == 1
+    store.add("Nothing", id="C")
+    assert run_loop(repo, store, script("edit.py")).done == 1
+    models = {t: [a.model for a in store.attempts(t)] for t in "ABC"}
+    assert models == {"A": ["claude-fake"], "B": ["my-model"], "C": [None]}
 
 
 def test_task_without_changes_is_done_without_a_commit(repo: Path, store: SQLStore):
@@ -451,7 +468,7 @@ subprocess.run(["git", "-C", str(main), "commit", "-qam", f"meanwhile {n}"], che
 def test_merge_conflicts_have_their_own_budget_and_count_no_attempt(repo: Path, store: SQLStore):
     store.add("Always loses the race", id="A")
     agent = Agent(command=[sys.executable, "-c", CONFLICTING_AGENT])
-    opts = run_options(repo, agent, max_attempts=1, max_conflicts=3)
+    opts = run_options(repo, agent, max_attempts=1, max_conflicts=3, resolve="rerun")
     lines: list[str] = []
     control = RunControl(log=lines.append)
 
@@ -476,6 +493,67 @@ def test_merge_conflicts_have_their_own_budget_and_count_no_attempt(repo: Path, 
     assert commits(repo) == ["meanwhile 3", "meanwhile 2", "meanwhile 1", "start"]
     for a in attempts:  # each losing attempt's work is kept beside its output
         assert "the agent's line" in (Path(a.run_dir) / "changes.patch").read_text()
+
+
+def test_each_conflict_gets_one_resolution_and_max_conflicts_still_bounds_the_whole(
+    repo: Path, store: SQLStore
+):
+    # The agent (as the resolver too) moves main under itself every time: each resolution's
+    # own landing conflicts again, which is never resolved again but sent back for a re-run.
+    store.add("Always loses the race", id="A")
+    agent = Agent(command=[sys.executable, "-c", CONFLICTING_AGENT])
+    opts = run_options(repo, agent, max_attempts=1, max_conflicts=3)
+    control = RunControl(log=lambda line: None)
+
+    summary = run(
+        store, opts, control, names=["w1"], repo=repo, mode="worktree", live=False,
+        handle_signals=False,
+    )  # fmt: skip
+
+    assert summary.exit_code == TasksFailedError.exit_code and summary.failed == 1
+    assert (summary.launches, summary.resolutions) == (6, 3)
+    task = store.get("A")
+    assert (task.status, task.attempts) == ("failed", 0)
+    assert task.last_error.startswith("3 merge conflicts; last: Merge conflict landing on main")
+    assert "resolution attempt 6 ended merge_conflict" in task.last_error
+    kinds = [(a.kind, a.outcome, a.counted) for a in store.attempts("A")]
+    assert kinds == [("task", "merge_conflict", False), ("resolve", "merge_conflict", False)] * 3
+    assert commits(repo)[0] == "meanwhile 6" and len(commits(repo)) == 7  # nothing of A landed
+
+
+def test_a_conflict_gone_by_the_time_it_is_resolved_lands_the_task_commit_with_no_agent(
+    repo: Path, store: SQLStore
+):
+    # The resolve lock is held here while the conflicting commit on main is reverted: when the
+    # worker gets the lock, the task's commit merges cleanly and lands as it is.
+    from ralph.workspace.mergelock import MergeLock
+
+    store.add("Loses the race once", id="A")
+    agent = Agent(command=[sys.executable, "-c", CONFLICTING_AGENT])
+    opts = run_options(repo, agent)
+    control = RunControl(log=lambda line: None)
+    done: list[RunSummary] = []
+    with MergeLock(repo / ".ralph" / "resolve.lock", timeout=60):
+        worker = threading.Thread(
+            target=lambda: done.append(
+                run(store, opts, control, names=["w1"], repo=repo, mode="worktree",
+                    live=False, handle_signals=False)
+            )
+        )  # fmt: skip
+        worker.start()
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            ["git", "rev-parse", "-q", "--verify", "refs/ralph/attempts/A/1-result"], cwd=repo
+        ).returncode:  # the task's result is kept: the worker is at the lock now
+            assert time.monotonic() < deadline, "the landing never conflicted"
+            time.sleep(0.05)
+        git(repo, "revert", "--no-edit", "HEAD")
+    worker.join(60)
+
+    assert done and done[0].exit_code == 0 and done[0].resolutions == 0
+    assert [(a.kind, a.outcome) for a in store.attempts("A")] == [("task", "success")]
+    assert commits(repo)[0] == "Loses the race once"
+    assert (repo / "README.md").read_text() == "the agent's line, run 1\n"
 
 
 def test_a_run_first_completes_tasks_whose_commit_already_landed(repo: Path, store: SQLStore):

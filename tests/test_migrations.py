@@ -1,10 +1,11 @@
-"""Schema versions across releases: a store made by ralph 0.1.0 upgraded in place by this ralph,
-two upgraders at once, and the real 0.1.0 code meeting a newer store.
+"""Schema versions across releases: stores made by ralph 0.1.0 and 0.2.0 upgraded in place by
+this ralph, two upgraders at once, and the real 0.1.0 and 0.2.0 code meeting a newer store.
 
-ralph 0.1.0 runs as itself: its source is taken from this repository's history (commit a30490d,
-tag v0.1.0) and put first on sys.path of a child process (tests/fixtures/run_ralph.py), next to
-the installed dependencies. Its stores are filled by tests/fixtures/make_store_010.py through
-0.1.0's own API; nothing here writes an upgraded store by hand.
+ralph 0.1.0 and 0.2.0 run as themselves: their source is taken from this repository's history
+(commit a30490d, tag v0.1.0; commit 02299dd for 0.2.0) and put first on sys.path of a child
+process (tests/fixtures/run_ralph.py), next to the installed dependencies. Their stores are
+filled by tests/fixtures/make_store_010.py and make_store_020.py through each release's own
+API; nothing here writes an upgraded store by hand.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from ralph.store import migrate, open_store, queries, schema_status
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 RELEASE_010 = "a30490dbfbe9d4d11fc966ecc5e31865e276e437"  # ralph 0.1.0, schema 1
+# ralph 0.2.0, schema 2: the last commit before the 0.3.0 work (the version was bumped in
+# 62d9085, but the 0.2.0 CHANGELOG names features up to this commit, `ralph pause` among them).
+RELEASE_020 = "02299dded139d099c34503ee9b2e158a96d25562"
 # Backend plumbing, not task data: PostgreSQL's record of each connection's last commit.
 PLUMBING = {"commit_marks"}
 LATEST = migrate.latest("sqlite")
@@ -41,18 +45,17 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-@pytest.fixture(scope="session")
-def ralph010(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ralph 0.1.0's package, extracted from the release commit (no network, no pip)."""
-    dest = tmp_path_factory.mktemp("ralph-0.1.0")
+def extract_release(factory: pytest.TempPathFactory, commit: str, version: str) -> Path:
+    """A release's `ralph` package, extracted from its commit (no network, no pip)."""
+    dest = factory.mktemp(f"ralph-{version}")
     try:
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", RELEASE_010, "ralph"],
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "ralph"],
             capture_output=True,
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        reason = f"cannot read ralph 0.1.0 ({RELEASE_010[:7]}) from the git history: {exc}"
+        reason = f"cannot read ralph {version} ({commit[:7]}) from the git history: {exc}"
         if in_ci():
             pytest.fail(reason + " (CI=true needs it: clone with full history)", pytrace=False)
         pytest.skip(reason)
@@ -61,8 +64,24 @@ def ralph010(tmp_path_factory: pytest.TempPathFactory) -> Path:
             tar.extractall(dest, filter="data")
         else:  # Python before 3.11.4; the archive is this repository's own history
             tar.extractall(dest)  # noqa: S202
+    return dest
+
+
+@pytest.fixture(scope="session")
+def ralph010(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ralph 0.1.0's package, extracted from the release commit (no network, no pip)."""
+    dest = extract_release(tmp_path_factory, RELEASE_010, "0.1.0")
     version = run(dest, "--version").stdout
     assert version.strip() == "ralph 0.1.0", version
+    return dest
+
+
+@pytest.fixture(scope="session")
+def ralph020(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ralph 0.2.0's package, extracted from its last commit (see RELEASE_020)."""
+    dest = extract_release(tmp_path_factory, RELEASE_020, "0.2.0")
+    version = run(dest, "--version").stdout
+    assert version.strip() == "ralph 0.2.0 (store schema 2)", version
     return dest
 
 
@@ -80,14 +99,14 @@ def launch(src: Path | str, *args: str, db: str | None = None, at: float | None 
     return [*argv, "--", *(["--db", db] if db else []), *args]
 
 
-def make_010_store(ralph010: Path, url: str) -> dict[str, Any]:
+def make_010_store(ralph010: Path, url: str, maker: str = "make_store_010.py") -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable,
             str(FIXTURES / "run_ralph.py"),
             str(ralph010),
             "--script",
-            str(FIXTURES / "make_store_010.py"),
+            str(FIXTURES / maker),
             "--",
             url,
         ],
@@ -97,6 +116,10 @@ def make_010_store(ralph010: Path, url: str) -> dict[str, Any]:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def make_020_store(ralph020: Path, url: str) -> dict[str, Any]:
+    return make_010_store(ralph020, url, "make_store_020.py")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -392,6 +415,151 @@ def test_two_processes_upgrading_at_once_one_upgrades_the_other_waits_then_works
             assert kinds.count(migrate.UPGRADE_EVENT) == 1
             titles = {t.title for t in store.list()}
             assert {"task from process 0", "task from process 1"} <= titles
+
+
+# -- upgrading a 0.2.0 store -------------------------------------------------------------------
+# What schema 3 added, and what each new column holds for a row written before it.
+NEW_IN_3 = {
+    "attempts": {"kind": "task", "model": None},
+    "tasks": {"review_notes": None},
+    "workers": {"sandbox": None},
+}
+
+
+def test_a_020_store_is_upgraded_at_first_open_keeping_every_row_and_its_meaning(
+    ralph020: Path, store_url: str
+):
+    made = make_020_store(ralph020, store_url)
+    before = dump(store_url)
+    assert {r["key"]: r["value"] for r in before["meta"]} == {
+        "schema_version": "2",
+        "ralph_version": "0.2.0",
+    }
+    assert [r["key"] for r in before["control"]] == ["pause"]  # `ralph pause` by 0.2.0
+    live = made["live"]
+    assert any(c["id"] == live["token"] and c["state"] == "live" for c in before["claims"])
+
+    status = run("-", "db", "status", db=store_url)
+    assert status.returncode == 0, status.stderr
+    assert "schema   2 (ralph 0.2.0)" in status.stdout
+    assert "pending  3: run `ralph db upgrade`" in status.stdout
+    assert dump(store_url) == before  # status writes nothing
+
+    # Any opening by this ralph upgrades, a read-only command included.
+    ready = run("-", "ready", "--json", db=store_url)
+    assert ready.returncode == 0, ready.stderr
+    assert f"from schema 2 to {LATEST}" in ready.stderr
+    # 0.2.0's pause holds the workers, not what is ready
+    tasks = made["tasks"]
+    assert {t["id"] for t in json.loads(ready.stdout)} == {tasks["found"], tasks["lost"]}
+    after = dump(store_url)
+
+    # Every old row is still there with the same values; the upgrade added one event.
+    for table, rows in before.items():
+        if table in PLUMBING | {"meta", "events", "sqlite_sequence"}:
+            continue
+        assert project(after[table], set(rows[0]) if rows else set()) == rows, table
+    if "sqlite_sequence" in before:  # ids (fencing tokens among them) go on from where they were
+        sequences = {r["name"]: r["seq"] for r in before["sqlite_sequence"]}
+        sequences["events"] += 1
+        assert {r["name"]: r["seq"] for r in after["sqlite_sequence"]} == sequences
+    old_events = {e["id"] for e in before["events"]}
+    assert [e for e in after["events"] if e["id"] in old_events] == before["events"]
+    new_events = [e for e in after["events"] if e["id"] not in old_events]
+    assert [e["kind"] for e in new_events] == [migrate.UPGRADE_EVENT]
+    data = new_events[0]["data"]
+    data = json.loads(data) if isinstance(data, str) else data
+    assert (data["from"], data["to"], data["ralph"]) == (2, LATEST, __version__)
+    assert {r["key"]: r["value"] for r in after["meta"]} == {
+        "schema_version": str(LATEST),
+        "ralph_version": __version__,
+    }
+
+    # New columns: what 0.2.0 never recorded is empty; its attempts were all task attempts.
+    for table, values in NEW_IN_3.items():
+        assert all(project([r], set(values)) == [values] for r in after[table]), table
+    assert after["reviews"] == []
+    (running,) = [a for a in after["attempts"] if a["id"] == live["attempt"]]
+    assert running["token"] == live["token"] and running["ended_at"] is None
+
+    # The rows mean what they meant: read back through this ralph's API.
+    with open_store(store_url, upgrade=False) as store:
+        assert store.get(tasks["child_done"]).commit_sha == "c" * 40
+        assert store.get(tasks["found"]).discovered_from == tasks["child_done"]
+        assert store.get(tasks["failed"]).status == "failed"
+        assert store.active_claim(live["task"]).token == live["token"]
+        assert store.paused()["reason"] == "deploying"
+        landed = store.attempts(tasks["child_done"])
+        assert [(a.outcome, a.counted, a.cost_estimated) for a in landed] == [
+            ("merge_conflict", False, False),
+            ("success", True, True),
+        ]
+    shown = json.loads(run("-", "show", tasks["failed"], "--json", db=store_url).stdout)
+    assert (shown["attempts"], shown["launches"]) == (1, 2)  # the rate limit counted nothing
+
+    if not is_pg(store_url):  # the copy kept beside it is the store exactly as it was
+        backup = Path(f"{store_url}.0.2.0.bak")
+        assert f"copy kept: {backup}" in ready.stderr
+        assert dump(str(backup)) == before
+
+    # The upgrade ran once: opening again changes nothing.
+    again = run("-", "db", "upgrade", db=store_url)
+    assert again.returncode == 0 and "nothing to upgrade" in again.stdout, again.stderr
+    assert dump(store_url) == after
+
+
+def test_the_live_claim_of_a_020_store_completes_with_its_token_and_its_attempt_gets_a_model(
+    ralph020: Path, store_url: str
+):
+    from ralph.models import AttemptEnd
+
+    made = make_020_store(ralph020, store_url)
+    live, tasks = made["live"], made["tasks"]
+    with open_store(store_url) as store:
+        assert store.schema.upgraded_from == 2
+        with pytest.raises(errors.LeaseLostError):
+            store.finish(live["task"], worker=live["worker"], token=live["token"] - 1,
+                         verdict="done")  # fmt: skip
+        _, unblocked = store.finish(
+            live["task"],
+            worker=live["worker"],
+            token=live["token"],
+            verdict="done",
+            attempt_id=live["attempt"],
+            end=AttemptEnd(outcome="success", cost_usd=0.2, model="sonnet-4"),
+            commit="d" * 40,
+        )
+        assert unblocked == [tasks["child_open"]]
+        (attempt,) = [a for a in store.attempts(live["task"]) if a.id == live["attempt"]]
+        assert (attempt.outcome, attempt.model, attempt.kind) == ("success", "sonnet-4", "task")
+        assert store.get(live["task"]).status == "done"
+
+
+def test_upgrading_a_020_store_gives_the_schema_of_a_new_store(
+    ralph020: Path, store_url: str, tmp_path: Path, request: pytest.FixtureRequest
+):
+    make_020_store(ralph020, store_url)
+    open_store(store_url).close()
+    fresh = request.getfixturevalue("pg_url") if is_pg(store_url) else str(tmp_path / "new.db")
+    open_store(fresh).close()
+    assert schema_of(store_url) == schema_of(fresh)
+
+
+@pytest.mark.parametrize("command", [["list"], ["add", "from 0.2.0"], ["ready", "--json"]])
+def test_ralph_020_refuses_the_upgraded_store_with_one_line_exit_7_and_writes_nothing(
+    ralph020: Path, store_url: str, command: list[str]
+):
+    make_020_store(ralph020, store_url)
+    upgraded = run("-", "list", db=store_url)
+    assert upgraded.returncode == 0 and f"from schema 2 to {LATEST}" in upgraded.stderr
+    before = _fingerprint(store_url)
+    old = run(ralph020, *command, db=store_url)
+    assert old.returncode == 7, old.stderr
+    (line,) = old.stderr.splitlines()
+    assert f"has schema {LATEST} (ralph {__version__}), newer than this ralph 0.2.0" in line
+    assert f"install ralph {__version__} or later" in line
+    assert old.stdout == ""
+    assert _fingerprint(store_url) == before
 
 
 # -- mixed versions ----------------------------------------------------------------------------

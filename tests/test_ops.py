@@ -151,6 +151,7 @@ STATUS_KEYS = {
     "spend",
     "events",
     "paused",
+    "pause",
 }
 
 
@@ -188,6 +189,7 @@ def test_status_json_has_stable_keys_counts_claims_and_spend(project: Path):
     assert set(claim) == {"task_id", "worker", "token", "expires_at", "lease_left_s", "expired"}
     assert claim["task_id"] == "A" and 0 < claim["lease_left_s"] <= 600
     assert [w["name"] for w in snap["workers"]] == ["w1"]
+    assert snap["pause"] is None and snap["paused"] is None
     assert snap["spend"]["total"] == {
         "attempts": 2,
         "launches": 2,
@@ -255,6 +257,7 @@ SUMMARY_KEYS = {
     "launches",
     "cost_estimated",
     "not_counted",
+    "resolutions",
     "input_tokens",
     "output_tokens",
     "outcomes",

@@ -111,7 +111,7 @@ def test_same_line_conflict_goes_back_with_the_note_and_succeeds_on_retry(
     prompts = tmp_path / "prompts.txt"
     env = ralph_env(tmp_path, PA_BARRIER="2", PA_FILE="shared.txt", RECORD_PROMPTS=str(prompts))
     done = subprocess.run(
-        ralph(repo, "run", "--names", "Alpha,Beta", "--no-live"),
+        ralph(repo, "run", "--names", "Alpha,Beta", "--no-live", "--resolve", "rerun"),
         cwd=repo,
         env=env,
         capture_output=True,

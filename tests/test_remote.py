@@ -18,7 +18,7 @@ import pytest
 
 from ralph import errors
 from ralph.config import parse_settings
-from ralph.store import open_store
+from ralph.store import ensure_ralph_dir, open_store
 from ralph.store.base import SQLStore
 from ralph.workspace.base import Collected, Fence, Landing
 from ralph.workspace.remote import RemoteWorktrees
@@ -288,8 +288,8 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
         "RECORD_PROMPTS": str(prompts),
     }
     procs = [
-        start_worker(host_a, "hostA", "a", db, tmp_path, **env),
-        start_worker(host_b, "hostB", "b", db, tmp_path, **env),
+        start_worker(host_a, "hostA", "a", db, tmp_path, "--resolve", "rerun", **env),
+        start_worker(host_b, "hostB", "b", db, tmp_path, "--resolve", "rerun", **env),
     ]
     results = drain(db, procs, 2)
 
@@ -306,6 +306,42 @@ def test_same_line_edits_on_two_hosts_one_lands_other_retries_with_the_conflict_
     assert "Merge conflict landing on main" in retry and "shared.txt" in retry
     assert made[-1]["Task"] == loser  # it succeeded on the attempt after the conflict
     assert git(remote, "show", "main:shared.txt") == f"{loser} by {made[-1]['Worker']}"
+    for host in hosts:
+        assert not (host / ".git" / "rebase-merge").exists()
+
+
+def test_same_line_edits_on_two_hosts_are_resolved_on_the_fetched_remote_head_no_rerun(
+    hosts: tuple[Path, Path], remote: Path, tmp_path: Path
+) -> None:
+    # The scripted agent, launched again as the resolver, rewrites shared.txt whole (markers
+    # gone): a resolution that keeps its own side, landed on top of the other host's commit.
+    host_a, host_b = hosts
+    db = str(tmp_path / "shared.db")
+    with open_store(db) as store:
+        store.add_many(
+            [
+                {"id": "ta", "title": "A's", "requires": ["a"]},
+                {"id": "tb", "title": "B's", "requires": ["b"]},
+            ]
+        )
+    env = {"PA_STARTED": str(tmp_path / "started"), "PA_BARRIER": "2", "PA_FILE": "shared.txt"}
+    procs = [
+        start_worker(host_a, "hostA", "a", db, tmp_path, **env),
+        start_worker(host_b, "hostB", "b", db, tmp_path, **env),
+    ]
+    results = drain(db, procs, 2)
+
+    assert_clean_exit(results, db)
+    made = remote_commits(remote)
+    assert sorted(c["Task"] for c in made) == ["ta", "tb"]
+    assert git(remote, "rev-list", "--merges", "main") == ""
+    with open_store(db) as store:
+        kinds = sorted((a.kind, a.outcome) for a in store.attempts())
+        resolved = next(a for a in store.attempts() if a.kind == "resolve")
+    assert kinds == [("resolve", "success"), ("task", "success"), ("task", "success")]
+    assert made[-1]["Task"] == resolved.task_id and "Conflict-Resolved-By" in made[-1]
+    assert made[0]["sha"] == git(remote, "rev-parse", "main~1")  # on the other host's commit
+    assert "<<<<<<<" not in git(remote, "show", "main:shared.txt")
     for host in hosts:
         assert not (host / ".git" / "rebase-merge").exists()
 
@@ -338,8 +374,8 @@ def land(
 def test_push_refused_as_fetch_first_is_fetched_merged_and_pushed_again(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
-    a = RemoteWorktrees(hosts[0], "origin", retry_wait=0.01)
-    b = RemoteWorktrees(hosts[1], "origin", retry_wait=0.01)
+    a = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]), retry_wait=0.01)
+    b = RemoteWorktrees(hosts[1], "origin", ralph_dir=ensure_ralph_dir(hosts[1]), retry_wait=0.01)
     a.start(["w"]), b.start(["w"])
     ws_a, ta = work(a, "w", "ta", {"work/ta.txt": "a\n"})
     ws_b, tb = work(b, "w", "tb", {"work/tb.txt": "b\n"})
@@ -361,8 +397,8 @@ def test_push_refused_as_fetch_first_is_fetched_merged_and_pushed_again(
 def test_push_refused_every_time_ends_push_failed_and_pushes_nothing(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
-    a = RemoteWorktrees(hosts[0], "origin", retry_wait=0.01)
-    b = RemoteWorktrees(hosts[1], "origin", retry_wait=0.01)
+    a = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]), retry_wait=0.01)
+    b = RemoteWorktrees(hosts[1], "origin", ralph_dir=ensure_ralph_dir(hosts[1]), retry_wait=0.01)
     b.race_limit = 2
     a.start(["w"]), b.start(["w"])
     pushed_by_a: list[str] = []
@@ -385,8 +421,8 @@ def test_push_refused_every_time_ends_push_failed_and_pushes_nothing(
 def test_a_task_another_host_landed_is_found_on_the_remote_and_not_pushed_again(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
-    a = RemoteWorktrees(hosts[0], "origin")
-    b = RemoteWorktrees(hosts[1], "origin")
+    a = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]))
+    b = RemoteWorktrees(hosts[1], "origin", ralph_dir=ensure_ralph_dir(hosts[1]))
     a.start(["w"]), b.start(["w"])
     ws_a, first = work(a, "w", "t1", {"work/t1.txt": "from A\n"})
     ws_b, second = work(b, "w", "t1", {"work/t1.txt": "from B\n"})  # B took the task over
@@ -404,7 +440,7 @@ def test_remote_without_the_target_branch_fails_at_start_saying_how_to_push_it(
     hosts: tuple[Path, Path],
 ) -> None:
     git(hosts[0], "branch", "release")
-    wt = RemoteWorktrees(hosts[0], "origin", target="release")
+    wt = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]), target="release")
 
     with pytest.raises(errors.WorkspaceError, match="origin has no branch release") as caught:
         wt.start(["w"])
@@ -419,7 +455,7 @@ def test_remote_config_key_is_read_and_must_be_a_name() -> None:
 
 
 def test_lost_lease_before_the_push_pushes_nothing(hosts: tuple[Path, Path], remote: Path) -> None:
-    wt = RemoteWorktrees(hosts[0], "origin")
+    wt = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]))
     wt.start(["w"])
     ws, collected = work(wt, "w", "t1", {"work/t1.txt": "x\n"})
     before = git(remote, "rev-parse", "main")
@@ -437,8 +473,8 @@ def test_lost_lease_before_the_push_pushes_nothing(hosts: tuple[Path, Path], rem
 def test_conflict_with_the_remote_is_reported_with_the_file_and_leaves_nothing_mid_merge(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
-    a = RemoteWorktrees(hosts[0], "origin")
-    b = RemoteWorktrees(hosts[1], "origin")
+    a = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]))
+    b = RemoteWorktrees(hosts[1], "origin", ralph_dir=ensure_ralph_dir(hosts[1]))
     a.start(["w"]), b.start(["w"])
     ws_a, ta = work(a, "w", "ta", {"shared.txt": "from A\n"})
     ws_b, tb = work(b, "w", "tb", {"shared.txt": "from B\n"})
@@ -459,7 +495,7 @@ def test_conflict_with_the_remote_is_reported_with_the_file_and_leaves_nothing_m
 def test_dirty_main_checkout_is_left_alone_while_the_push_lands(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
-    wt = RemoteWorktrees(hosts[0], "origin")
+    wt = RemoteWorktrees(hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]))
     logged: list[str] = []
     wt.log = logged.append
     wt.start(["w"])
@@ -479,7 +515,9 @@ def test_dirty_main_checkout_is_left_alone_while_the_push_lands(
 def test_push_branches_pushes_the_task_branch_as_one_commit_and_leaves_the_target(
     hosts: tuple[Path, Path], remote: Path
 ) -> None:
-    wt = RemoteWorktrees(hosts[0], "origin", push_branches=True)
+    wt = RemoteWorktrees(
+        hosts[0], "origin", ralph_dir=ensure_ralph_dir(hosts[0]), push_branches=True
+    )
     wt.start(["w"])
     ws = wt.workspace("w", wait=lambda seconds: False)
     base = ws.prepare("t1", 1, hosts[0] / ".ralph" / "runs" / "t1" / "1")

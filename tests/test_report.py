@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,20 @@ def test_the_report_gives_the_figures_the_attempts_and_events_imply(store, clock
     by_agent = {a["agent"]: a for a in r["cost_by_agent"]}
     assert by_agent["command"]["cost_usd"] is None and by_agent["command"]["unknown_cost"] == 2
     assert by_agent["claude"]["cost_usd"] == pytest.approx(0.70)
+    by_model = {(m["agent"], m["model"]): m for m in r["cost_by_model"]}
+    assert sorted(by_model) == [
+        ("claude", "opus-4"),
+        ("claude", "sonnet-4"),
+        ("command", "unknown"),
+    ]
+    assert (
+        by_model["claude", "sonnet-4"]["launches"],
+        by_model["claude", "opus-4"]["launches"],
+    ) == (4, 1)
+    assert by_model["claude", "sonnet-4"]["cost_usd"] == pytest.approx(0.50)
+    assert by_model["claude", "opus-4"]["cost_usd"] == pytest.approx(0.20)
+    assert by_model["command", "unknown"]["cost_usd"] is None
+    assert by_model["command", "unknown"]["unknown_cost"] == 2
     assert [t["id"] for t in r["slowest"]][:2] == ["C", "L"]  # 600 s each, then F's 300 s
     assert [lane["worker"] for lane in r["lanes"]] == ["w1", "w2"]
     assert sum(len(lane["spans"]) for lane in r["lanes"]) == 7
@@ -58,6 +73,7 @@ def test_the_report_gives_the_figures_the_attempts_and_events_imply(store, clock
     assert "$0.7000 + 2 attempts of unknown cost" in text and "$0.0000" not in text
     assert "4 (1 agent error" not in text and "4 (2 agent error, 1 conflict, 1 rate limit)" in text
     assert "1.98x" in text
+    assert "Cost by agent and model" in text and "opus-4" in text
     md = render(r, "md")
     assert md.startswith("# ralph report") and "| aaaaaaaaaa | L | 10m | 1/1 | $0.3000 |" in md
     assert json.loads(render(r, "json")) == json.loads(json.dumps(r))
@@ -118,7 +134,15 @@ def test_the_web_page_shows_the_same_attempts_launches_and_unknown_costs(night_d
     env["RALPH_DB"] = str(night_db)
     with serve(night_db.parent, env) as (_, base):
         pages = {t: request(base, "GET", f"/tasks/{t}")[2] for t in "CRF"}
+        series = json.loads(request(base, "GET", "/api/series")[2])
+    total = json.loads(cli(night_db, "stats", "--json").stdout)["total"]
+    numbers = ("attempts", "launches", "cost_usd", "unknown_cost")
+    assert {k: series["totals"][k] for k in numbers} == {k: total[k] for k in numbers}
+    assert series["totals"]["unknown_cost"] == 2 and series["total_cost"] == total["cost_usd"]
     assert "1 attempts counted · 2 agent launches" in pages["C"]
+    models = re.findall(r'<span class="dim model">([^<]*)</span>', pages["C"])
+    assert models == ["sonnet-4", "opus-4"]  # the configured model, then the one it reported
+    assert 'class="dim model"' not in pages["R"]  # the command agent named none
     assert "2 attempts counted · 2 agent launches" in pages["F"]
     assert pages["R"].count("<td>unknown</td>") == 2 and "$0.0000" not in pages["R"]
 
@@ -127,6 +151,7 @@ def test_report_formats_and_bad_input_from_the_command_line(night_db: Path):
     for fmt, marker in (("text", "ralph report ("), ("md", "# ralph report"), ("html", "<svg")):
         done = cli(night_db, "report", "--format", fmt)
         assert done.returncode == 0 and marker in done.stdout, done.stderr
+        assert "Cost by agent and model" in done.stdout and "opus-4" in done.stdout, fmt
     out = night_db.parent / "r.md"
     written = cli(night_db, "report", "--format", "md", "-o", str(out))
     assert written.returncode == 0 and out.read_text().startswith("# ralph report")
@@ -215,10 +240,13 @@ def test_status_and_status_json_show_a_pause_who_why_since_and_until(night_db: P
     before = json.loads(cli(night_db, "status", "--json").stdout)
     assert before["paused"] is None and "PAUSED" not in cli(night_db, "status").stdout
     assert cli(night_db, "pause", "--reason", "deploying", "--for", "30m").returncode == 0
-    paused = json.loads(cli(night_db, "status", "--json").stdout)["paused"]
+    status = json.loads(cli(night_db, "status", "--json").stdout)
+    paused = status["paused"]
     assert paused["reason"] == "deploying" and paused["since"] and paused["until"]
+    assert status["pause"] == {"source": "operator", **paused, "host": None, "workers": None}
     assert from_iso(paused["until"]) - from_iso(paused["since"]) == pytest.approx(1800, abs=5)
     text = cli(night_db, "status").stdout
     assert "PAUSED" in text and "deploying" in text
     assert cli(night_db, "resume").returncode == 0
-    assert json.loads(cli(night_db, "status", "--json").stdout)["paused"] is None
+    after = json.loads(cli(night_db, "status", "--json").stdout)
+    assert after["paused"] is None and after["pause"] is None

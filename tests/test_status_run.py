@@ -14,10 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 RALPH = [sys.executable, "-m", "ralph"]
 AGENT = r"""
 import json, os, sys, time
 from pathlib import Path
+
+import pytest
 
 sys.stdin.read()
 task = os.environ["RALPH_TASK_ID"]
@@ -168,3 +172,109 @@ def test_status_stats_and_logs_while_a_real_run_works_and_after(tmp_path: Path):
     ).stdout
     assert f"→ Write {ids[1]}.txt" in text and "✓ Wrote it." in text and "cost $0.2500" in text
     assert git(root, "log", "--format=%s").splitlines()[:2] == ["Second", "First"]
+
+
+AGENTS = Path(__file__).parent / "agents"
+
+
+def wait_for_events(url: str, proc: subprocess.Popen, *wanted: tuple[str, str | None]) -> list:
+    """Read the store's events until one of each (kind, task) in `wanted` is there."""
+    from ralph.store import open_store
+
+    deadline = time.monotonic() + 120  # only so a broken run cannot hang the suite
+    with open_store(url) as store:
+        while True:
+            events = store.events()
+            seen = {(e.kind, e.task_id) for e in events}
+            if all(w in seen for w in wanted):
+                return events
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{wanted} never all happened: {seen}"
+            time.sleep(0.05)
+
+
+def run_env(tmp_path: Path, url: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RALPH_") or k == "RALPH_SANDBOX"
+    }
+    return {**env, "HOME": str(tmp_path / "home"), "RALPH_DB": url}
+
+
+def test_a_rate_limit_pause_shows_in_another_process_status_until_the_run_ends(
+    tmp_path: Path, store_url: str
+):
+    from ralph.models import from_iso
+    from tests.gitutil import init_repo
+
+    root = init_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    env = run_env(tmp_path, store_url)
+    for task in ("L", "M"):
+        subprocess.run([*RALPH, "add", task, "--id", task], cwd=root, env=env, check=True)
+    before = ralph_json(root, env, "status")
+    assert before["pause"] is None and before["paused"] is None
+    cmd = shlex.join([sys.executable, str(AGENTS / "retry_after.py"), "3600"])
+    proc = subprocess.Popen(
+        [*RALPH, "run", "--agent-cmd", cmd, "--worker", "w1", "-q"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The agent's 429 came back with its task, and the run recorded its pause.
+        wait_for_events(store_url, proc, ("run_paused", None), ("released", "L"))
+        status = ralph_json(root, env, "status")
+        pause = status["pause"]
+        assert pause is not None and status["paused"] is None  # not a `ralph pause`
+        assert (pause["source"], pause["by"], pause["workers"]) == ("run", "w1", ["w1"])
+        assert pause["host"] == os.uname().nodename and "rate limited" in pause["reason"]
+        assert from_iso(pause["until"]) - from_iso(pause["since"]) == pytest.approx(3600, abs=30)
+        assert status["ready"] == 2  # ready, and held by the pause: the line below says why
+        text = subprocess.run(
+            [*RALPH, "status"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        ).stdout
+        assert f"PAUSED by w1 on {os.uname().nodename}" in text and "rate limited" in text
+        assert "idle (paused)" in text, text
+        # `ralph resume` lifts what `ralph pause` set, not a run's own limit.
+        resumed = subprocess.run(
+            [*RALPH, "resume"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert "Nothing was paused" in resumed.stdout
+        assert ralph_json(root, env, "status")["pause"] == pause
+        proc.terminate()
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert ralph_json(root, env, "status")["pause"] is None  # the run ended: so did its pause
+    kinds = [e.kind for e in wait_for_events(store_url, proc, ("run_resumed", None))]
+    assert kinds.count("run_paused") == 1 and kinds.count("run_resumed") == 1
+    assert [t["attempts"] for t in ralph_json(root, env, "list")] == [0, 0]
+
+
+def test_a_rate_limit_pause_record_ends_with_the_pause_before_the_next_task(
+    tmp_path: Path, store_url: str
+):
+    from tests.gitutil import init_repo
+
+    root = init_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    env = {**run_env(tmp_path, store_url), "LIMIT_ONCE": str(tmp_path / "limited-once")}
+    subprocess.run([*RALPH, "add", "Limited once", "--id", "L"], cwd=root, env=env, check=True)
+    cmd = shlex.join([sys.executable, str(AGENTS / "retry_after.py"), "1"])
+    done = subprocess.run(
+        [*RALPH, "run", "--agent-cmd", cmd, "--worker", "w1", "-q"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from ralph.store import open_store
+
+    with open_store(store_url) as store:
+        order = [(e.kind, e.task_id) for e in store.events()]
+        assert store.run_pauses() == []
+    paused, resumed = order.index(("run_paused", None)), order.index(("run_resumed", None))
+    claims = [i for i, e in enumerate(order) if e == ("claimed", "L")]
+    assert len(claims) == 2 and claims[0] < paused < resumed < claims[1]  # lifted, then taken
+    assert order.index(("done", "L")) > resumed
+    assert ralph_json(root, env, "status")["pause"] is None

@@ -462,6 +462,19 @@ def test_attempts_start_finish_and_list(store, clock):
     assert store.attempts() == [finished, second]
 
 
+def test_an_attempt_keeps_its_configured_model_unless_the_agent_reports_one(store):
+    store.add("t", id="T")
+    given = store.start_attempt("T", attempt=1, worker="w", agent="claude", model="sonnet-4")
+    silent = store.start_attempt("T", attempt=2, worker="w", agent="claude", model="sonnet-4")
+    bare = store.start_attempt("T", attempt=3, worker="w", agent="command")
+    assert (given.model, given.kind, bare.model) == ("sonnet-4", "task", None)
+    told = store.finish_attempt(given.id, outcome="success", model="opus-4")
+    kept = store.finish_attempt(silent.id, outcome="agent_error")
+    none = store.finish_attempt(bare.id, outcome="agent_error")
+    assert (told.model, kept.model, none.model) == ("opus-4", "sonnet-4", None)
+    assert [a.model for a in store.attempts("T")] == ["opus-4", "sonnet-4", None]
+
+
 def test_attempt_of_an_unknown_task_or_id_is_not_found(store):
     with pytest.raises(errors.TaskNotFoundError):
         store.start_attempt("rl-ghost000", attempt=1, worker="w", agent="claude")

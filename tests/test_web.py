@@ -211,6 +211,7 @@ def test_a_run_shows_live_busy_then_idle_workers_done_tasks_transcript_commit_an
             chart = page.locator(f"#chart-{name}")
             expect(chart).to_have_attribute("data-total", total, timeout=WAIT_MS)
         expect(page.locator("#chart-cost svg rect")).not_to_have_count(0)
+        expect(page.locator("#chart-total")).to_have_text("14-day total $0.025")
         shot(page, "overview.png")
         shot(task_tab, "task.png")
         task_tab.goto(base + "/tasks/B")
@@ -303,3 +304,64 @@ def test_a_title_made_of_markup_shows_as_text_and_opens_no_dialog(project: Proje
         page.wait_for_timeout(300)
     assert page.dialogs == []
     assert re.fullmatch(r"rl-[a-z0-9]{8}", page.url.rsplit("/", 1)[-1])
+
+
+# -- the Review tab ([land] mode = "review"; ralph/web/review.py) -----------------------------
+
+
+def test_review_tab_shows_the_highlighted_diff_approve_lands_and_reject_needs_a_note(
+    project: Project, page
+):
+    edit = shlex.join([sys.executable, str(AGENT.parent / "edit.py"), "src/feature.py"])
+    verify = shlex.join([sys.executable, "-c", "print('verify says ok')"])
+    for task_id in ("A", "B"):
+        project.add(f"feature {task_id}", task_id)
+        subprocess.run(
+            [*RALPH, "run", "--land", "review", "--once", "--no-live", "--agent-cmd", edit]
+            + ["--verify", verify],
+            cwd=project.root, env=project.env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    base_sha = git(project.root, "rev-parse", "main")
+    with serve(project.root, project.env) as (proc, base):
+        page.goto(base + login_path(proc))
+        page.goto(base + "/review")
+        expect(page.locator("#review-queue tbody tr")).to_have_count(2)
+        expect(page.locator("#review-queue tr[data-task=A] .diffstat")).to_contain_text(
+            "2 files changed"
+        )
+        page.locator("#review-queue a.tid", has_text="A").click()
+        diff = page.locator("#review-diff")
+        expect(diff.locator("summary code.path", has_text="src/feature.py")).to_have_count(1)
+        expect(diff.locator("table.diff tr.d-add").first).to_be_visible()
+        assert diff.locator("table.diff.hl tr.d-add span").count() > 0  # tokens highlighted
+        colour = diff.locator("table.diff.hl tr.d-add span").first.evaluate(
+            "e => getComputedStyle(e).color"
+        )
+        assert colour != "rgb(29, 36, 51)"  # pygments' style reached the page (CSP: 'self')
+        expect(page.locator("pre.verify").first).to_contain_text("verify says ok")
+        expect(page.locator("#turns")).to_contain_text("edited src/feature.py")
+
+        # Reject needs a note: the form will not send an empty one, nor will the server take it.
+        page.goto(base + "/review/B")
+        note = page.locator("#reject-note")
+        page.locator("#reject").click()
+        assert note.evaluate("e => e.validity.valueMissing") is True
+        csrf = page.locator("meta[name=ralph-csrf]").get_attribute("content")
+        refused = page.request.post(base + "/review/B/reject", form={"csrf": csrf, "note": " "})
+        assert refused.status == 400 and "needs a note" in refused.text()
+        assert project.store.get("B").status == "review"
+        note.fill("Name it feature_b.py instead.")
+        page.locator("#reject").click()
+        expect(page.locator("#review-queue tbody tr")).to_have_count(1)
+        task = project.store.get("B")
+        assert task.status == "open" and task.review_notes == "Name it feature_b.py instead."
+
+        page.goto(base + "/review/A")
+        page.locator("#approve").click()
+        expect(page.locator("#task-head .st")).to_have_text("done", timeout=WAIT_MS)
+        assert git(project.root, "rev-list", "--count", f"{base_sha}..main") == "1"
+        trailer = git(project.root, "log", "-1", "--format=%(trailers:key=Task,valueonly)")
+        assert trailer == "A"
+        [approved] = project.store.events(task_id="A", kind="approved")
+        assert approved.data["by"] == "web"
+    assert page.dialogs == []

@@ -38,7 +38,7 @@ def names(root: Path, sha: str) -> list[str]:
 def test_an_attempts_edits_new_deleted_and_renamed_paths_land_as_one_commit(
     root: Path, tmp_path: Path
 ):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     base = ws.prepare("t1", 1, tmp_path / "run")
     assert base == git(root, "rev-parse", "main")
     assert json.loads((root / ".ralph" / "checkout.json").read_text())["task"] == "t1"
@@ -76,7 +76,7 @@ def test_an_attempts_edits_new_deleted_and_renamed_paths_land_as_one_commit(
 
 
 def test_discard_keeps_a_patch_and_restores_the_base(root: Path, tmp_path: Path):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     base = ws.prepare("t1", 1, tmp_path / "run")
     (root / "keep.txt").write_text("ruined\n")
     (root / "old name.txt").unlink()
@@ -99,7 +99,7 @@ def test_discard_keeps_a_patch_and_restores_the_base(root: Path, tmp_path: Path)
 def test_discard_keeps_an_agents_commits_under_an_attempt_ref_and_puts_the_branch_back(
     root: Path, tmp_path: Path
 ):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     base = ws.prepare("t1", 2, tmp_path / "run")
     (root / "a.txt").write_text("a\n")
     git(root, "add", "a.txt")
@@ -119,12 +119,14 @@ def test_discard_keeps_an_agents_commits_under_an_attempt_ref_and_puts_the_branc
 def test_a_dirty_tree_is_refused_unless_allowed(root: Path):
     (root / "keep.txt").write_text("user edit\n")
     with pytest.raises(WorkspaceError, match="uncommitted changes \\(keep.txt\\)") as caught:
-        CheckoutWorkspace(root)
+        CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     assert "--allow-dirty" in (caught.value.hint or "")
-    assert CheckoutWorkspace(root, allow_dirty=True).baseline == ["keep.txt"]
+    assert CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root), allow_dirty=True).baseline == [
+        "keep.txt"
+    ]
     (root / ".ralph" / "notes.txt").write_text("ours\n")
     git(root, "checkout", "--", "keep.txt")
-    CheckoutWorkspace(root)  # .ralph/ is never the user's dirt
+    CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))  # .ralph/ is never the user's dirt
 
 
 def test_allow_dirty_never_commits_or_touches_the_users_paths(root: Path, tmp_path: Path):
@@ -132,7 +134,7 @@ def test_allow_dirty_never_commits_or_touches_the_users_paths(root: Path, tmp_pa
     (root / "mine.txt").write_text("user's own staged work\n")
     git(root, "add", "mine.txt")
     (root / "notes.txt").write_text("user's untracked notes\n")
-    ws = CheckoutWorkspace(root, allow_dirty=True)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root), allow_dirty=True)
     base = ws.prepare("t1", 1, tmp_path / "run")
     (root / "agent.txt").write_text("agent\n")
     (root / "old name.txt").write_text("agent edit\n")
@@ -157,7 +159,7 @@ def test_allow_dirty_never_commits_or_touches_the_users_paths(root: Path, tmp_pa
 def test_allow_dirty_discard_reverts_only_the_attempts_paths(root: Path, tmp_path: Path):
     (root / "keep.txt").write_text("user edit\n")
     (root / "notes.txt").write_text("user's untracked notes\n")
-    ws = CheckoutWorkspace(root, allow_dirty=True)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root), allow_dirty=True)
     ws.prepare("t1", 1, tmp_path / "run")
     (root / "agent.txt").write_text("agent\n")
     (root / "old name.txt").write_text("agent edit\n")
@@ -174,7 +176,7 @@ def test_allow_dirty_discard_reverts_only_the_attempts_paths(root: Path, tmp_pat
 def test_landing_refuses_a_target_that_moved_a_task_already_landed_and_a_lost_claim(
     root: Path, tmp_path: Path
 ):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     base = ws.prepare("t1", 1, tmp_path / "run")
     (root / "a.txt").write_text("a\n")
     collected = ws.collect("t1", 1, base)
@@ -205,13 +207,13 @@ def test_landing_refuses_a_target_that_moved_a_task_already_landed_and_a_lost_cl
 def test_a_killed_attempts_leftovers_are_saved_as_a_patch_and_cleaned_at_start(
     root: Path, tmp_path: Path
 ):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     ws.prepare("t1", 1, tmp_path / "run")
     (root / "keep.txt").write_text("half written\n")
     (root / "new.txt").write_text("untracked\n")
     del ws  # killed: the marker stays
 
-    again = CheckoutWorkspace(root)
+    again = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
 
     patch = tmp_path / "run" / "leftovers.patch"
     assert again.leftovers == [str(patch)]
@@ -221,7 +223,7 @@ def test_a_killed_attempts_leftovers_are_saved_as_a_patch_and_cleaned_at_start(
 
 
 def test_hooks_and_config_an_agent_changed_are_put_back(root: Path, tmp_path: Path):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     base = ws.prepare("t1", 1, tmp_path / "run")
     config = (root / ".git" / "config").read_text()
     hook = root / ".git" / "hooks" / "reference-transaction"
@@ -241,13 +243,13 @@ def test_hooks_and_config_an_agent_changed_are_put_back(root: Path, tmp_path: Pa
 def test_a_detached_head_is_refused(root: Path):
     git(root, "checkout", "-q", "--detach")
     with pytest.raises(WorkspaceError, match="detached"):
-        CheckoutWorkspace(root)
+        CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
 
 
 def test_allow_dirty_takes_the_agents_paths_literally_never_as_patterns(root: Path, tmp_path: Path):
     (root / "keep.txt").write_text("user edit\n")
     (root / "notes.txt").write_text("user's untracked notes\n")
-    ws = CheckoutWorkspace(root, allow_dirty=True)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root), allow_dirty=True)
     base = ws.prepare("t1", 1, tmp_path / "run")
     (root / "*.txt").write_text("an agent's file with a glob for a name\n")
 
@@ -263,7 +265,7 @@ def test_allow_dirty_takes_the_agents_paths_literally_never_as_patterns(root: Pa
 
 def test_allow_dirty_discard_keeps_a_patch_of_the_attempts_paths(root: Path, tmp_path: Path):
     (root / "keep.txt").write_text("user edit\n")
-    ws = CheckoutWorkspace(root, allow_dirty=True)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root), allow_dirty=True)
     ws.prepare("t1", 1, tmp_path / "run")
     (root / "agent.txt").write_text("the agent's half-done work\n")
     patch = tmp_path / "run" / "changes.patch"
@@ -281,8 +283,9 @@ LIVE_ATTEMPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from ralph.workspace.checkout import CheckoutWorkspace
+    from ralph.store import ensure_ralph_dir
     root, flags = Path(sys.argv[1]), Path(sys.argv[2])
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     ws.prepare("t1", 1, flags / "run")
     (root / "live.txt").write_text("an agent is writing this\\n")
     (flags / "started").write_text("")
@@ -305,13 +308,15 @@ def test_a_checkout_a_live_run_is_working_in_is_refused_and_cleaned_once_that_ru
             assert proc.poll() is None
             time.sleep(0.02)
         with pytest.raises(WorkspaceError, match=f"pid {proc.pid}"):
-            CheckoutWorkspace(root, allow_dirty=True)
+            CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root), allow_dirty=True)
         assert (root / "live.txt").read_text() == "an agent is writing this\n"
         assert (root / ".ralph" / "checkout.json").exists()
         assert not (flags / "run" / "leftovers.patch").exists()
         proc.kill()  # now the run dies mid-attempt: the next start cleans up after it
         proc.wait(timeout=30)
-        assert CheckoutWorkspace(root).leftovers == [str(flags / "run" / "leftovers.patch")]
+        assert CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root)).leftovers == [
+            str(flags / "run" / "leftovers.patch")
+        ]
         assert "an agent is writing this" in (flags / "run" / "leftovers.patch").read_text()
         assert git(root, "status", "--porcelain") == ""
     finally:
@@ -323,7 +328,7 @@ def test_a_checkout_a_live_run_is_working_in_is_refused_and_cleaned_once_that_ru
 def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
     root: Path, tmp_path: Path
 ):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     base = ws.prepare("t1", 3, tmp_path / "run")
     (root / "b.txt").write_text("committed by the agent\n")
     git(root, "add", "b.txt")
@@ -333,7 +338,7 @@ def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
     (root / "c.txt").write_text("not committed\n")
     del ws  # killed: the marker stays
 
-    again = CheckoutWorkspace(root)
+    again = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
 
     assert again.target == "main"  # not the branch the agent left checked out
     assert git(root, "symbolic-ref", "HEAD") == "refs/heads/main"
@@ -348,7 +353,7 @@ def test_a_killed_attempts_commits_and_branch_switch_are_taken_back_at_start(
 def test_discard_never_moves_a_commit_the_user_made_during_the_attempt_off_the_branch(
     root: Path, tmp_path: Path
 ):
-    ws = CheckoutWorkspace(root)
+    ws = CheckoutWorkspace(root, ralph_dir=ensure_ralph_dir(root))
     ws.prepare("t1", 1, tmp_path / "run")
     (root / "agent.txt").write_text("the failed agent's file\n")
     (root / "user.txt").write_text("committed by hand\n")

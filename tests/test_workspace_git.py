@@ -33,7 +33,7 @@ def tree_files(root: Path, rev: str) -> list[str]:
 
 
 def test_stage_all_takes_edits_new_deleted_renamed_and_odd_names_but_never_ralph_dir(root: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     base = git(root, "rev-parse", "HEAD")
     (root / "keep.txt").write_text("edited\n")
     (root / "dir with space").mkdir()
@@ -69,7 +69,7 @@ def test_stage_all_takes_edits_new_deleted_renamed_and_odd_names_but_never_ralph
 
 
 def test_a_force_added_ralph_dir_is_taken_out_of_the_index_again(root: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     base = git(root, "rev-parse", "HEAD")
     (root / ".ralph" / "secret.txt").write_text("not for the history\n")
     git(root, "add", "-f", ".ralph/secret.txt")
@@ -81,7 +81,7 @@ def test_a_force_added_ralph_dir_is_taken_out_of_the_index_again(root: Path):
 
 
 def test_stage_all_leaves_excluded_paths_out(root: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     base = git(root, "rev-parse", "HEAD")
     (root / "keep.txt").write_text("user's edit\n")
     (root / "agent.txt").write_text("agent\n")
@@ -90,7 +90,7 @@ def test_stage_all_leaves_excluded_paths_out(root: Path):
 
 
 def test_update_refs_moves_target_and_creates_the_task_ref_once_only(root: Path, tmp_path: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     base = git(root, "rev-parse", "HEAD")
     (root / "a.txt").write_text("a\n")
     g.stage_all()
@@ -122,7 +122,7 @@ def test_update_refs_moves_target_and_creates_the_task_ref_once_only(root: Path,
 
 
 def test_merge_tree_merges_other_files_and_names_conflicting_ones(root: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     base = git(root, "rev-parse", "HEAD")
 
     def commit(files: dict[str, str]) -> str:
@@ -144,7 +144,7 @@ def test_merge_tree_merges_other_files_and_names_conflicting_ones(root: Path):
 
 
 def test_save_patch_keeps_every_change_and_reset_hard_restores_the_base(root: Path, tmp_path: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     base = git(root, "rev-parse", "HEAD")
     assert g.save_patch(base, tmp_path / "none.patch") is False
     (root / "keep.txt").write_text("ruined\n")
@@ -170,7 +170,7 @@ def test_save_patch_keeps_every_change_and_reset_hard_restores_the_base(root: Pa
 
 
 def test_settle_aborts_a_half_done_merge_and_drops_a_stale_index_lock(root: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     git(root, "checkout", "-qb", "other")
     (root / "keep.txt").write_text("other\n")
     git(root, "commit", "-qam", "other")
@@ -199,7 +199,7 @@ def test_commits_work_without_a_configured_identity(tmp_path: Path, monkeypatch)
     root.mkdir()
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     (root / "a.txt").write_text("a\n")
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     g.stage_all()
 
     sha = g.commit_tree(g.write_tree(), [], "First")
@@ -208,7 +208,7 @@ def test_commits_work_without_a_configured_identity(tmp_path: Path, monkeypatch)
 
 
 def test_a_configured_identity_is_used_not_the_fallback(root: Path):
-    g = Git(root, git_env(root))
+    g = Git(root, git_env(root, ensure_ralph_dir(root)))
     sha = g.commit_tree(g.tree_of("HEAD"), [g.rev("HEAD") or ""], "x")
     assert git(root, "log", "-1", "--format=%an", sha) == "Test"
 
@@ -220,3 +220,23 @@ def test_repo_root_finds_the_top_and_refuses_outside_a_repository(root: Path, tm
     outside.mkdir()
     with pytest.raises(WorkspaceError, match="not inside a git repository"):
         repo_root(outside)
+
+
+def test_workspaces_only_do_git_and_never_import_the_store():
+    """The caller hands a workspace its `.ralph/` folder; no workspace module reaches into
+    ralph.store (or the worker and runner that use it)."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "ralph" / "workspace"
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad = ("ralph.store", "ralph.worker", "ralph.runner")
+            found += [f"{path.name}: {n}" for n in names if n.startswith(bad)]
+    assert found == []

@@ -14,6 +14,7 @@ import pytest
 from gitutil import git, init_repo
 
 from ralph import errors
+from ralph.store import ensure_ralph_dir
 from ralph.workspace.base import Collected, Landing
 from ralph.workspace.git import RefRaceError
 from ralph.workspace.mergelock import MergeLock
@@ -75,7 +76,7 @@ def in_progress(gitdir: Path) -> list[str]:
 
 
 def test_worker_worktree_lives_under_ralph_dir_is_detached_and_is_reused(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     paths = wt.start(["worker-1", "worker-2"])
     assert paths["worker-1"] == repo / ".ralph" / "worktrees" / "worker-1"
     assert (repo / ".ralph" / ".gitignore").read_text() == "*\n"
@@ -85,14 +86,14 @@ def test_worker_worktree_lives_under_ralph_dir_is_detached_and_is_reused(repo: P
     assert not (ws.path / "cache.bin").exists()
     assert git(ws.path, "branch", "--show-current") == ""  # detached: no ralph/<task> branch
     assert git(repo, "branch", "--format=%(refname:short)") == "main"
-    again = Worktrees(repo).start(["worker-1"])["worker-1"]
+    again = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo)).start(["worker-1"])["worker-1"]
     assert again == ws.path
     assert git(again, "rev-parse", "--git-common-dir").startswith(str(repo))
     assert git(repo, "status", "--porcelain") == ""  # .ralph/ stays out of the main checkout
 
 
 def test_stale_worktrees_from_a_crashed_run_are_repaired_at_start(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     paths = wt.start(["mid-rebase", "dirty", "locked", "gone"])
     # mid-rebase: a conflicting rebase an agent left running when the worker was killed.
     p = paths["mid-rebase"]
@@ -111,7 +112,9 @@ def test_stale_worktrees_from_a_crashed_run_are_repaired_at_start(repo: Path) ->
     git(repo, "worktree", "lock", str(paths["locked"]))
     subprocess.run(["rm", "-rf", str(paths["gone"])], check=True)
 
-    repaired = Worktrees(repo).start(["mid-rebase", "dirty", "locked", "gone"])
+    repaired = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo)).start(
+        ["mid-rebase", "dirty", "locked", "gone"]
+    )
 
     listed = git(repo, "worktree", "list", "--porcelain")
     for name, path in repaired.items():
@@ -128,7 +131,7 @@ def test_stale_worktrees_from_a_crashed_run_are_repaired_at_start(repo: Path) ->
 
 
 def test_tasks_editing_different_files_land_linearly_one_commit_each(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1", "w2", "w3"])
     made = [
         work(wt, w, f"t{n}", {f"f{n}.txt": f"{n}\n"}) for n, w in enumerate(["w1", "w2", "w3"], 1)
@@ -149,7 +152,7 @@ def test_tasks_editing_different_files_land_linearly_one_commit_each(repo: Path)
 
 
 def test_same_line_edits_second_reports_conflict_and_nothing_is_left_mid_merge(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1", "w2"])
     ws1, c1 = work(wt, "w1", "t1", {"shared.txt": "one\nTWO from t1\nthree\n"})
     ws2, c2 = work(wt, "w2", "t2", {"shared.txt": "one\nTWO from t2\nthree\n"})
@@ -180,7 +183,7 @@ def test_same_line_edits_second_reports_conflict_and_nothing_is_left_mid_merge(r
 
 
 def test_a_lost_claim_leaves_target_checkout_and_task_ref_unmoved(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["zombie"])
     ws, collected = work(wt, "zombie", "t1", {"z.txt": "zombie\n"})
     head = git(repo, "rev-parse", "main")
@@ -196,7 +199,7 @@ def test_a_lost_claim_leaves_target_checkout_and_task_ref_unmoved(repo: Path) ->
 
 
 def test_a_task_lands_once_a_second_holder_finds_it_already_landed(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["old", "new"])
     old, stale = work(wt, "old", "t1", {"old.txt": "stale work\n"})
     new, fresh = work(wt, "new", "t1", {"new.txt": "fresh work\n"})  # took the task over
@@ -211,7 +214,7 @@ def test_a_task_lands_once_a_second_holder_finds_it_already_landed(repo: Path) -
 
 
 def test_the_ref_transaction_refuses_a_second_commit_of_a_task(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1"])
     ws, collected = work(wt, "w1", "t1", {"a.txt": "a\n"})
     assert land(ws, "t1", collected).status == "landed"
@@ -223,7 +226,7 @@ def test_the_ref_transaction_refuses_a_second_commit_of_a_task(repo: Path) -> No
 
 
 def test_clean_main_checkout_on_target_is_updated_with_the_landing(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1"])
     ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n", "README.md": "demo v2\n"})
     (repo / "scratch.txt").write_text("user's untracked notes")
@@ -241,7 +244,7 @@ def test_clean_main_checkout_on_target_is_updated_with_the_landing(repo: Path) -
 def test_a_user_edit_to_a_path_the_task_changes_is_untouched_and_the_landing_waits(
     repo: Path,
 ) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1"])
     logged: list[str] = []
     task_files = {"feature.txt": "new\n", "README.md": "demo v2\n"}
@@ -275,7 +278,7 @@ def test_a_user_edit_to_a_path_the_task_changes_is_untouched_and_the_landing_wai
 def test_a_user_edit_to_a_path_the_task_does_not_change_neither_blocks_nor_is_touched(
     repo: Path,
 ) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1"])
     ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"})
     (repo / "README.md").write_bytes(b"user is editing\r\nno newline")
@@ -292,7 +295,7 @@ def test_a_user_edit_to_a_path_the_task_does_not_change_neither_blocks_nor_is_to
 
 def test_target_not_checked_out_in_main_repo_moves_only_the_ref(repo: Path) -> None:
     git(repo, "branch", "work")
-    wt = Worktrees(repo, target="work")
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo), target="work")
     wt.start(["w1"])
     ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"})
     (repo / "README.md").write_text("dirty on main, which is not the target\n")
@@ -306,7 +309,7 @@ def test_target_not_checked_out_in_main_repo_moves_only_the_ref(repo: Path) -> N
 
 
 def test_a_landing_killed_between_checkout_files_and_ref_is_put_right_at_start(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1"])
     ws, collected = work(wt, "w1", "t1", {"feature.txt": "new\n"})
     old = git(repo, "rev-parse", "main")
@@ -316,7 +319,7 @@ def test_a_landing_killed_between_checkout_files_and_ref_is_put_right_at_start(r
     git(repo, "read-tree", "-m", "-u", old, new)
     assert (repo / "feature.txt").exists()
 
-    Worktrees(repo).start(["w1"])
+    Worktrees(repo, ralph_dir=ensure_ralph_dir(repo)).start(["w1"])
 
     assert not (repo / "feature.txt").exists()
     assert git(repo, "status", "--porcelain") == ""
@@ -326,7 +329,7 @@ def test_a_landing_killed_between_checkout_files_and_ref_is_put_right_at_start(r
 def test_several_commits_of_one_task_land_as_one_commit_with_the_workers_message(
     repo: Path,
 ) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1"])
     ws = workspace(wt, "w1")
     base = ws.prepare("t1", 1, repo.parent / "run")
@@ -350,7 +353,7 @@ def test_several_commits_of_one_task_land_as_one_commit_with_the_workers_message
 def test_nothing_changed_collects_no_changes_and_a_change_the_target_has_lands_as_empty(
     repo: Path,
 ) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1", "w2"])
     ws = workspace(wt, "w1")
     base = ws.prepare("t0", 1, repo.parent / "run")
@@ -365,7 +368,7 @@ def test_nothing_changed_collects_no_changes_and_a_change_the_target_has_lands_a
 
 
 def test_a_rebased_result_that_fails_verify_does_not_land(repo: Path) -> None:
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start(["w1", "w2"])
     ws1, c1 = work(wt, "w1", "t1", {"a.txt": "a\n"})
     ws2, c2 = work(wt, "w2", "t2", {"b.txt": "b\n"})
@@ -393,12 +396,12 @@ def test_a_rebased_result_that_fails_verify_does_not_land(repo: Path) -> None:
 
 def test_outside_a_repository_or_detached_head_is_a_usage_error(tmp_path: Path, repo: Path) -> None:
     with pytest.raises(errors.UsageError, match="not inside a git repository"):
-        Worktrees(tmp_path / "nowhere")
+        Worktrees(tmp_path / "nowhere", ralph_dir=tmp_path / "unused")
     git(repo, "checkout", "-q", "--detach")
     with pytest.raises(errors.UsageError, match="detached"):
-        Worktrees(repo)
+        Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     with pytest.raises(errors.UsageError, match="no branch named 'nope'"):
-        Worktrees(repo, target="nope")
+        Worktrees(repo, ralph_dir=ensure_ralph_dir(repo), target="nope")
 
 
 HOLD_LOCK = textwrap.dedent("""
@@ -432,8 +435,9 @@ LAND_MANY = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from ralph.workspace.worktree import Worktrees
+    from ralph.store import ensure_ralph_dir
     repo, worker, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-    wt = Worktrees(repo)
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
     wt.start([worker])
     ws = wt.workspace(worker, wait=lambda s: False)
     while not go.exists():

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from ralph.errors import ConfigError
+from ralph.pricing import estimate
+from ralph.sandbox.policy import host_port, url_host_port
 
 PromptMode = Literal["stdin", "arg", "file"]
 SignalKind = Literal["auth_failed", "rate_limited", "network_down"]
@@ -104,7 +106,6 @@ class StreamParser:
         report = self.report
         if report.cost_usd is not None or not (report.input_tokens or report.output_tokens):
             return
-        from ralph.pricing import estimate
 
         model = report.model or self.model
         cost = estimate(model, report.input_tokens or 0, report.output_tokens or 0, self.prices)
@@ -197,7 +198,6 @@ class Agent:
 
     def sandbox_hosts(self, env: Mapping[str, str]) -> list[str]:
         """host:port the sandbox lets it reach: its API hosts and any base URL it is given."""
-        from ralph.sandbox.policy import host_port, url_host_port
 
         hosts = [host_port(h) for h in self.api_hosts]
         for var in self.base_url_vars:

@@ -12,6 +12,7 @@ from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.jsonl import JsonLinesParser, count, plus
 from ralph.agents.registry import register
 from ralph.agents.text import classify_text
+from ralph.sandbox.policy import url_host_port
 
 # recorded (0.171.0): a custom provider whose env_key variable is unset
 MISSING_KEY_RE = re.compile(r"Missing environment variable: `(?P<var>[^`]+)`")
@@ -100,7 +101,6 @@ class Codex(Agent):
 
     def sandbox_hosts(self, env: Mapping[str, str]) -> list[str]:
         """Its own hosts plus the base_url of a provider given in its `-c` overrides."""
-        from ralph.sandbox.policy import url_host_port
 
         hosts = super().sandbox_hosts(env)
         provider = _override(self.args, "model_provider")

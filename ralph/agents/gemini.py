@@ -12,6 +12,7 @@ from ralph.agents.base import Agent, AgentSignal, Credentials, StreamParser
 from ralph.agents.jsonl import JsonLinesParser, as_int, count
 from ralph.agents.registry import register
 from ralph.agents.text import classify_lines, classify_text
+from ralph.pricing import estimate
 
 WRITE_TOOLS = ("write_file", "replace", "edit")
 EXIT_AUTH = 41  # FATAL_AUTHENTICATION_ERROR
@@ -105,7 +106,6 @@ class GeminiParser(JsonLinesParser):
         by_model = self.by_model
         if self.report.cost_usd is not None or not by_model:
             return super().estimate_cost()
-        from ralph.pricing import estimate
 
         costs = [estimate(name, i, o, self.prices) for name, (i, o) in by_model.items()]
         self.report.model = max(by_model, key=lambda n: sum(by_model[n]))

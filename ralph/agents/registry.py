@@ -24,6 +24,7 @@ BUILTIN_MODULES = ("claude", "codex", "gemini", "aider", "opencode", "amp", "cur
 BUILTIN_MODULES += ("qwen", "copilot")
 BUILTIN_MODULES += ("demo",)  # ralph's offline demo agent: ralph run --agent demo
 SETTINGS = ("command", "args", "model", "prompt_mode", "env")
+SETTINGS += ("max_cost",)  # read by the run (ralph.fallback), not by the adapter
 PROMPT_MODES = ("stdin", "arg", "file")
 
 A = TypeVar("A", bound=type[Agent])
@@ -113,6 +114,10 @@ def _options(name: str, settings: dict[str, Any]) -> dict[str, Any]:
             hint="allowed: " + ", ".join(SETTINGS),
         )
     options: dict[str, Any] = {}
+    if "max_cost" in settings:
+        from ralph.fallback import max_cost_of
+
+        max_cost_of(settings, name)  # validated here, used by the run's agent pool
     if "command" in settings:
         options["command"] = _argv(settings["command"], f"{where} command")
         if not options["command"]:

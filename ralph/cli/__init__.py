@@ -2,15 +2,18 @@
 
 Commands live in the modules named in COMMAND_MODULES; each has `register(app, worker_app)`.
 A module that is not there (yet) is skipped, so another part of ralph can add its commands
-by adding its module.
+by adding its module. `main` imports only the invoked command's module (COMMANDS_OF), so
+`ralph ready` does not pay for `ralph run`'s; `ralph.cli.app` and `build_command()` have them all.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
+import os
+import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Annotated, Any
 
@@ -21,6 +24,8 @@ from typer.main import get_command
 from ralph import __version__
 from ralph.cli.common import session
 from ralph.errors import EXIT_CODES, RalphError, StoreError
+from ralph.store import sqlite_path
+from ralph.store.migrate import latest
 
 COMMAND_MODULES = (
     "tasks",
@@ -36,7 +41,30 @@ COMMAND_MODULES = (
     "notify",
     "report",
     "metrics",
+    "review",
 )
+
+# `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
+CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
+
+# What each module registers (`worker` is a group filled by two). A test checks this table
+# against what the modules really register.
+COMMANDS_OF: dict[str, tuple[str, ...]] = {
+    "tasks": ("add", "list", "show", "update", "done", "retry", "block", "unblock", "ready"),
+    "claims": ("claim", *(f"claim:{c}" for c in CLAIM_SUBCOMMANDS)),
+    "workers": ("pause", "resume", "worker"),
+    "events": ("events",),
+    "run": ("run", "demo", "worker"),
+    "ops": ("init", "import", "export"),
+    "monitor": ("status", "logs", "stats", "dep"),
+    "doctor": ("doctor",),
+    "web": ("web",),
+    "db": ("db",),
+    "notify": ("notify",),
+    "report": ("report",),
+    "metrics": ("metrics",),
+    "review": ("review", "approve", "reject"),
+}
 
 # `ralph --help` lists commands in these panels, in this order; a command another part of ralph
 # adds and this table does not name yet goes under "Other".
@@ -77,13 +105,11 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
         "events",
     ),
     "Workers": ("worker", "pause", "resume"),
+    "Review": ("review", "approve", "reject"),
     "Import/export": ("import", "export"),
     "Store": ("db",),
 }
 OTHER_PANEL = "Other"
-
-# `ralph claim release ID W` is another spelling of `ralph claim:release ID W` (tx accepts both).
-CLAIM_SUBCOMMANDS = ("release", "renew", "expired", "expire", "show", "release-worker")
 
 
 class RalphGroup(TyperGroup):
@@ -178,12 +204,10 @@ def _store_error(exc: Exception) -> StoreError | None:
     SQLite reads pages lazily: a file with a valid header and junk pages opens fine and fails
     only in the first query ("database disk image is malformed"), deep inside a command.
     """
-    import sqlite3
 
     if type(exc) is not sqlite3.DatabaseError:  # subclasses (locked, constraint) are not corruption
         return None
-    from ralph.store import sqlite_path  # the session's store is closed by now
-    from ralph.store.backup import restore_hint
+    from ralph.store.backup import restore_hint  # lazy: start-up (only for a corrupt store)
 
     try:
         path = sqlite_path(session.db)
@@ -200,14 +224,12 @@ def _store_error(exc: Exception) -> StoreError | None:
 
 def _fail(line: str, code: int, argv: Sequence[str]) -> int:
     if session.debug or "--debug" in argv:
-        import traceback  # only here: not worth its import time on every start
-
         traceback.print_exc()
     sys.stderr.write(f"error: {line}\n")
     return code
 
 
-app = typer.Typer(
+_app = typer.Typer(
     cls=RalphGroup,
     name="ralph",
     epilog="\b\nExit codes:\n"
@@ -219,18 +241,16 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 worker_app = typer.Typer(name="worker", rich_markup_mode=None, add_completion=False)
-app.add_typer(worker_app)
+_app.add_typer(worker_app)
 
 
 def _version(value: bool) -> None:
     if value:
-        from ralph.store.migrate import latest
-
         typer.echo(f"ralph {__version__} (store schema {latest('sqlite')})")
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _global(
     ctx: typer.Context,
     db: Annotated[
@@ -286,41 +306,72 @@ def _worker(ctx: typer.Context) -> None:
         raise typer.Exit()
 
 
-def _register_commands() -> None:
-    for name in COMMAND_MODULES:
+_loaded: set[str] = set()
+
+
+def load_commands(modules: Iterable[str] = COMMAND_MODULES) -> None:
+    """Import these command modules (once each) and register their commands."""
+    for name in modules:
+        if name in _loaded:
+            continue
+        _loaded.add(name)
         try:
-            module = importlib.import_module(f"ralph.cli.{name}")
+            # The import statement, not importlib: only its imports show in `python -X
+            # importtime`, which bench/bench_cli.py reads.
+            __import__(f"ralph.cli.{name}")
+            module = sys.modules[f"ralph.cli.{name}"]
         except ModuleNotFoundError as exc:
             if exc.name != f"ralph.cli.{name}":
                 raise
             continue
-        module.register(app, worker_app)
+        module.register(_app, worker_app)
+    _assign_panels()
 
 
-_register_commands()
+def modules_for(argv: Sequence[str]) -> Iterable[str]:
+    """The command modules a command line needs: the invoked command's own, else all of them
+    (help, a misspelt name that wants "did you mean", shell completion)."""
+    if "_RALPH_COMPLETE" in os.environ:
+        return COMMAND_MODULES
+    args = iter(argv)
+    for arg in args:
+        if arg == "--db":
+            next(args, None)
+        elif arg in ("-h", "--help"):
+            return COMMAND_MODULES
+        elif not arg.startswith("-"):
+            return [m for m, names in COMMANDS_OF.items() if arg in names] or COMMAND_MODULES
+    return COMMAND_MODULES
 
 
 def _assign_panels() -> None:
     """Put every registered command and group into its HELP_PANELS panel."""
     panel_of = {name: panel for panel, names in HELP_PANELS.items() for name in names}
-    for info in app.registered_commands:
+    for info in _app.registered_commands:
         name = info.name or typer.main.get_command_name(info.callback.__name__)
         info.rich_help_panel = info.rich_help_panel or panel_of.get(name, OTHER_PANEL)
-    for group in app.registered_groups:
+    for group in _app.registered_groups:
         name = group.name or group.typer_instance.info.name
         group.rich_help_panel = group.rich_help_panel or panel_of.get(name, OTHER_PANEL)
 
 
-_assign_panels()
+def __getattr__(name: str) -> Any:
+    """`ralph.cli.app`: the typer app with every command registered (tests, CliRunner)."""
+    if name == "app":
+        load_commands()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def build_command() -> RalphGroup:
-    """The click group for `app`, with every command built lazily.
+def build_command(modules: Iterable[str] = COMMAND_MODULES) -> RalphGroup:
+    """The click group for `app` with the commands of `modules`, each built lazily.
 
     typer turns each command's signature into click parameters when the group is built; for
     twenty-odd commands that was a third of ralph's own start-up, paid by `ralph ready` and
     `ralph claim` in every loop iteration. Here only the invoked command is built.
     """
+    load_commands(modules)
+    app = _app
     shell = copy.copy(app)
     shell.registered_commands, shell.registered_groups = [], []
     group = get_command(shell)
@@ -345,4 +396,5 @@ def build_command() -> RalphGroup:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `ralph` console script and `python -m ralph`."""
-    build_command().main(args=argv, prog_name="ralph")
+    args = list(sys.argv[1:] if argv is None else argv)
+    build_command(modules_for(args)).main(args=args, prog_name="ralph")

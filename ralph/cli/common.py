@@ -123,9 +123,9 @@ def render_tasks(tasks: Sequence[Task], *, empty: str = "No tasks") -> None:
 
 
 def _rich_tasks(tasks: Sequence[Task], now: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    from rich.console import Console  # lazy: start-up
+    from rich.table import Table  # lazy: start-up
+    from rich.text import Text  # lazy: start-up
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("ID", "Status", "Pri", "Title", "State", "Labels"):

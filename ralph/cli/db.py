@@ -9,6 +9,10 @@ import typer
 
 from ralph.cli.common import echo, emit_json, session
 from ralph.errors import StoreError
+from ralph.store import backup as copies
+from ralph.store import schema_status, sqlite_path
+from ralph.store.backup import quick_check, restore_hint
+from ralph.store.migrate import ralph_version
 
 db_app = typer.Typer(name="db", rich_markup_mode=None, add_completion=False)
 
@@ -40,19 +44,15 @@ def status(as_json: JsonOpt = False) -> None:
       ralph db status
       store    .ralph/ralph.db (sqlite)
       schema   1 (ralph 0.1.0)
-      ralph    0.3.0 (schema 2)
+      ralph    0.4.0 (schema 3)
       pending  2: run `ralph db upgrade`, or any ralph command that writes
     """
-    from ralph.store import schema_status
-    from ralph.store.migrate import ralph_version
 
     state = schema_status(session.db)
     problems = _integrity(state.url) if state.exists else []
     if as_json:
         emit_json({**state.to_dict(), "integrity": problems or ["ok"]})
     if problems:
-        from ralph.store.backup import restore_hint
-
         raise StoreError(
             f"{state.url} is corrupted (quick_check: {problems[0]})",
             hint=restore_hint(Path(state.url)),
@@ -119,7 +119,6 @@ def backup() -> None:
       ralph db backup
       Backed up .ralph/ralph.db to .ralph/backups/ralph-20261206T031500123456Z.db
     """
-    from ralph.store import backup as copies
 
     path = _sqlite_path("backup", "pg_dump")
     echo(f"Backed up {path} to {copies.backup(path)}")
@@ -136,7 +135,6 @@ def restore(
     Example:
       ralph db restore .ralph/backups/ralph-20261206T031500123456Z.db
     """
-    from ralph.store import backup as copies
 
     path = _sqlite_path("restore", "pg_restore")
     kept = copies.restore(path, file)
@@ -145,7 +143,6 @@ def restore(
 
 def _sqlite_path(what: str, tool: str) -> Path:
     """The SQLite store's file, or one line saying PostgreSQL has its own tools."""
-    from ralph.store import sqlite_path
 
     path = sqlite_path(session.db)
     if path is None:
@@ -160,7 +157,6 @@ def _integrity(url: str) -> list[str]:
     """quick_check's problems for a SQLite store ([] when sound; PostgreSQL is not checked)."""
     if "://" in url:
         return []
-    from ralph.store.backup import quick_check
 
     return quick_check(Path(url))
 

@@ -8,6 +8,7 @@ import typer
 
 from ralph.cli.common import echo, emit_json, session
 from ralph.errors import ConfigError
+from ralph.store import project_root
 
 
 def doctor(
@@ -25,9 +26,8 @@ def doctor(
     Example:
       ralph doctor --agent codex
     """
-    from ralph.config import load_settings
-    from ralph.doctor import run_checks
-    from ralph.store import project_root
+    from ralph.config import load_settings  # lazy: start-up
+    from ralph.doctor import run_checks  # lazy: start-up
 
     root = project_root()
     checks = run_checks(agent, root, session.db, load_settings(root))

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ralph import metrics as ops
 from ralph.cli.common import echo, store
+from ralph.errors import UsageError
 
 
 def metrics(
@@ -25,7 +27,6 @@ def metrics(
       ralph metrics
       ralph metrics --port 9464 --host 0.0.0.0
     """
-    from ralph import metrics as ops
 
     s = store()
     if port is None:
@@ -35,8 +36,6 @@ def metrics(
     try:
         ops.serve(s, port, host)
     except OSError as exc:
-        from ralph.errors import UsageError
-
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     echo(f"Serving Prometheus metrics on http://{host}:{port}/metrics (Ctrl-C stops)")
     try:

@@ -6,6 +6,7 @@ prints the library's dict as it is.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,8 +15,14 @@ import typer
 
 from ralph.cli.common import emit_json, store
 from ralph.cli.ops import JsonFlag, console
+from ralph.durations import format_duration
 from ralph.errors import UsageError
-from ralph.ops.stats import cost_text
+from ralph.ops import logs as oplogs
+from ralph.ops.logs import read_progress
+from ralph.ops.stats import cost_text, store_stats
+from ralph.ops.status import snapshot
+from ralph.ops.tree import DIRECTIONS, dependency_tree, task_forest
+from ralph.store import project_root
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -38,8 +45,6 @@ def _tokens(n: int) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    from ralph.durations import format_duration
-
     if value is None:
         return "-"
     return f"{value:.1f}s" if value < 60 else format_duration(value)
@@ -60,7 +65,6 @@ def status(
       ralph status --watch
       ralph status --json | jq '.spend.today.cost_usd'
     """
-    from ralph.ops.status import snapshot
 
     if as_json:
         emit_json(snapshot(store()))
@@ -68,7 +72,7 @@ def status(
     if not watch:
         console().print(status_view(snapshot(store())))
         return
-    from rich.live import Live
+    from rich.live import Live  # lazy: start-up
 
     out = console()
     try:
@@ -86,11 +90,33 @@ def status(
         return
 
 
+def pause_line(pause: dict[str, Any]) -> str:
+    """`PAUSED by w1 on host (rate limit...) since .. until ..: why` for status --json's pause."""
+    by = f" by {pause['by']}" if pause.get("by") else ""
+    if pause["source"] == "run":
+        on = f" on {pause['host']}" if pause.get("host") else ""
+        return (
+            f"PAUSED{by}{on} since {pause['since']} until {pause['until']} (its run's workers "
+            f"take no new task; it lifts itself): {pause.get('reason')}"
+        )
+    until = f" until {pause['until']}" if pause.get("until") else " until `ralph resume`"
+    return f"PAUSED{by} since {pause['since']}{until}: {pause.get('reason')}"
+
+
+def holds(pause: dict[str, Any] | None, worker: dict[str, Any]) -> bool:
+    """Whether `pause` keeps `worker` from taking a task (a run's pause holds its own)."""
+    if not pause:
+        return False
+    if pause["source"] == "operator":
+        return True
+    return worker["name"] in pause["workers"] and worker["host"] == pause["host"]
+
+
 def status_view(snap: dict[str, Any]) -> RenderableType:
     """The rich rendering of a status snapshot (also what --watch redraws)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
+    from rich.console import Group  # lazy: start-up
+    from rich.table import Table  # lazy: start-up
+    from rich.text import Text  # lazy: start-up
 
     c = snap["counts"]
     head = Text()
@@ -103,16 +129,9 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
         f"{snap['retry_wait']} waiting to retry"
     )
     parts: list[Any] = [head]
-    pause = snap.get("paused")
+    pause = snap.get("pause")
     if pause:
-        until = f" until {pause['until']}" if pause.get("until") else " until `ralph resume`"
-        by = f" by {pause['by']}" if pause.get("by") else ""
-        parts.append(
-            Text(
-                f"PAUSED{by} since {pause['since']}{until}: {pause.get('reason')}",
-                style="bold yellow",
-            )
-        )
+        parts.append(Text(pause_line(pause), style="bold yellow"))
     for label in ("today", "total"):
         s = snap["spend"][label]
         parts.append(
@@ -138,7 +157,7 @@ def status_view(snap: dict[str, Any]) -> RenderableType:
         for w in workers:
             table.add_row(
                 Text(w["name"]),
-                w["state"],
+                w["state"] + (" (paused)" if w["state"] == "idle" and holds(pause, w) else ""),
                 Text(w["current_task"] or ""),
                 w["host"] or "",
                 str(w["pid"] or ""),
@@ -190,7 +209,6 @@ def logs(
       ralph logs rl-3k9x2a7b --follow          # until the attempt ends
       ralph logs --progress                    # the learnings carried from task to task
     """
-    from ralph.ops import logs as oplogs
 
     if progress:
         _show_progress(as_json)
@@ -217,11 +235,6 @@ def logs(
 
 
 def _show_progress(as_json: bool) -> None:
-    import sys
-
-    from ralph.ops.logs import read_progress
-    from ralph.store import project_root
-
     view = read_progress(project_root())
     if as_json:
         emit_json(view.to_dict())
@@ -243,8 +256,8 @@ def render_log(out: Any, log: Any, *, show_prompt: bool = True) -> None:
 
 
 def _log_head(out: Any, log: Any, *, show_prompt: bool) -> None:
-    from rich.rule import Rule
-    from rich.text import Text
+    from rich.rule import Rule  # lazy: start-up
+    from rich.text import Text  # lazy: start-up
 
     record = log.attempt
     who = f"{record.agent} on {record.worker}" if record else ""
@@ -257,8 +270,8 @@ def _log_head(out: Any, log: Any, *, show_prompt: bool) -> None:
 
 
 def _log_tail(out: Any, log: Any) -> None:
-    from rich.rule import Rule
-    from rich.text import Text
+    from rich.rule import Rule  # lazy: start-up
+    from rich.text import Text  # lazy: start-up
 
     if log.stderr.strip():
         out.print(Rule("stderr", align="left", style="dim"))
@@ -289,7 +302,7 @@ def _log_tail(out: Any, log: Any) -> None:
 
 def print_turn(out: Any, turn: Turn) -> None:
     """One turn: assistant text plain, tool calls as `→ Tool arg`, results dimmed and cut."""
-    from rich.text import Text
+    from rich.text import Text  # lazy: start-up
 
     if turn.kind == "assistant":
         out.print(Text(turn.text), soft_wrap=True)
@@ -327,7 +340,8 @@ def print_turn(out: Any, turn: Turn) -> None:
 
 def stats(
     by: Annotated[
-        str, typer.Option("--by", metavar="agent|day|task|worker|outcome", help="Group by.")
+        str,
+        typer.Option("--by", metavar="agent|model|day|task|worker|outcome|kind", help="Group by."),
     ] = "agent",
     as_json: JsonFlag = False,
 ) -> None:
@@ -337,16 +351,16 @@ def stats(
     Examples:
       ralph stats
       ralph stats --by day
+      ralph stats --by model
       ralph stats --by task --json | jq '.total.cost_usd'
     """
-    from ralph.ops.stats import store_stats
 
     result = store_stats(store(), by)
     if as_json:
         emit_json(result)
         return
-    from rich.table import Table
-    from rich.text import Text
+    from rich.table import Table  # lazy: start-up
+    from rich.text import Text  # lazy: start-up
 
     table = Table(box=None, header_style="bold", pad_edge=False, show_footer=False)
     for column in (
@@ -403,7 +417,7 @@ def stats(
 
 
 def _label(node: dict[str, Any], note: str = "") -> Any:
-    from rich.text import Text
+    from rich.text import Text  # lazy: start-up
 
     text = Text()
     text.append(node["id"], style="bold")
@@ -428,9 +442,7 @@ def dep_tree(
     Example:
       ralph dep tree rl-3k9x2a7b
     """
-    from rich.tree import Tree
-
-    from ralph.ops.tree import DIRECTIONS, dependency_tree
+    from rich.tree import Tree  # lazy: start-up
 
     root = dependency_tree(store(), task_id)
     if as_json:
@@ -459,7 +471,6 @@ def dep_tree(
 
 def print_task_tree(tasks: Sequence[Task], as_json: bool = False) -> None:
     """`ralph list --tree`: the tasks nested by parent, with what each waits on."""
-    from ralph.ops.tree import task_forest
 
     forest = task_forest(tasks)
     if as_json:
@@ -468,7 +479,7 @@ def print_task_tree(tasks: Sequence[Task], as_json: bool = False) -> None:
     if not forest:
         console().print("No tasks")
         return
-    from rich.tree import Tree
+    from rich.tree import Tree  # lazy: start-up
 
     tree = Tree("tasks", hide_root=True)
 

@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from ralph.cli.common import echo, emit_json
+from ralph.errors import NotifyError
+from ralph.notify import resolve, send_test
+from ralph.store import project_root
 
 notify_app = typer.Typer(name="notify", rich_markup_mode=None, add_completion=False)
 
@@ -34,10 +37,7 @@ def test(
     Example:
       ralph notify test
     """
-    from ralph.config import load_settings
-    from ralph.errors import NotifyError
-    from ralph.notify import resolve, send_test
-    from ralph.store import project_root
+    from ralph.config import load_settings  # lazy: start-up
 
     settings = load_settings(project_root())
     results = send_test(resolve(settings.notify, settings.source or "ralph.toml"))

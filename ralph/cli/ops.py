@@ -10,13 +10,14 @@ import typer
 
 from ralph import errors
 from ralph.cli.common import echo, emit_json, session, store
+from ralph.store import project_root
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 def console():  # type: ignore[no-untyped-def]
     """A rich console for stdout (rich honours NO_COLOR and plain output to pipes)."""
-    from rich.console import Console
+    from rich.console import Console  # lazy: start-up
 
     return Console(highlight=False)
 
@@ -31,8 +32,7 @@ def init(as_json: JsonFlag = False) -> None:
     Example:
       ralph init && git add ralph.toml prompts && git commit -am "Set up ralph"
     """
-    from ralph.ops.init import init_project
-    from ralph.store import project_root
+    from ralph.ops.init import init_project  # lazy: start-up
 
     report = init_project(project_root(), db=session.db)
     if as_json:
@@ -114,7 +114,7 @@ def import_(
     if str(file).startswith("github:"):
         _import_github(str(file), label, state, prefix, apply, as_json)
         return
-    from ralph.ops.importers import import_file
+    from ralph.ops.importers import import_file  # lazy: start-up
 
     plan = import_file(store(create=True), file, fmt=fmt, chain=chain, apply=apply)
     if as_json:
@@ -164,8 +164,8 @@ def _import_github(
 
 
 def _preview(plan) -> None:  # type: ignore[no-untyped-def]
-    from rich.table import Table
-    from rich.text import Text
+    from rich.table import Table  # lazy: start-up
+    from rich.text import Text  # lazy: start-up
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("", "ID", "Status", "Pri", "Title", "Parent", "Waits on"):
@@ -203,7 +203,7 @@ def export(
       ralph export --format md -o TASKS.md
       ralph export | ralph --db other.db import - --apply
     """
-    from ralph.ops.exporters import EXPORT_FORMATS, export_store
+    from ralph.ops.exporters import EXPORT_FORMATS, export_store  # lazy: start-up
 
     if fmt not in EXPORT_FORMATS:
         raise errors.UsageError(f"unknown export format {fmt!r}", hint="use jsonl or md")

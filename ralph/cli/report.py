@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from ralph.cli.common import echo, store
+from ralph.errors import UsageError
+from ralph.ops.report import build_report, parse_since, render
 
 
 def report(
@@ -38,8 +40,6 @@ def report(
       ralph report --since 12h --format html -o night.html
       ralph report --run last --format md
     """
-    from ralph.errors import UsageError
-    from ralph.ops.report import build_report, parse_since, render
 
     if run is not None and since is not None:
         raise UsageError("give --since or --run, not both")

@@ -18,6 +18,7 @@ from ralph.cli.common import (
     store,
     tasks_json,
 )
+from ralph.store import project_root
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Labels = Annotated[list[str] | None, typer.Option("--label", "-l", help="A label (repeatable).")]
@@ -93,7 +94,7 @@ def add(
         raise errors.UsageError("missing TITLE", hint='ralph add "What to do"')
     relay = os.environ.get("RALPH_FOLLOWUPS")
     if relay and discovered_from:  # inside ralph's sandbox: ralph files it after the agent
-        from ralph.sandbox import followups
+        from ralph.sandbox import followups  # lazy: start-up (only for --discovered-from)
 
         spec = {"title": title, "description": description, "priority": priority,
                 "parent": parent, "blocked_by": blocked_by or [], "requires": requires or [],
@@ -121,8 +122,7 @@ def add(
 
 def _max_discovered() -> int:
     """The per-task cap on follow-ups, from the config of the project we are in."""
-    from ralph.config import load_settings
-    from ralph.store import project_root
+    from ralph.config import load_settings  # lazy: start-up (config: only with --discovered-from)
 
     return load_settings(project_root()).max_discovered
 
@@ -145,7 +145,7 @@ def _add_from(source: str, as_json: bool) -> None:
 
 def read_task_objects(source: str) -> list[tuple[dict[str, Any], str]]:
     """Task objects from a file or stdin (JSONL or one JSON array), each with where it stands."""
-    from ralph.taskfile import task_objects
+    from ralph.taskfile import task_objects  # lazy: start-up (only for --from)
 
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
@@ -177,7 +177,7 @@ def list_(
     """
     tasks = store().list(status=status, label=label, parent=parent, limit=limit or None)
     if tree:
-        from ralph.cli.monitor import print_task_tree
+        from ralph.cli.monitor import print_task_tree  # lazy: start-up (rich: only for list --tree)
 
         print_task_tree(tasks, as_json)
     elif as_json:
@@ -196,7 +196,7 @@ def show(
     Example:
       ralph show rl-3k9x2a7b
     """
-    from ralph.ops import show as shown
+    from ralph.ops import show as shown  # lazy: start-up (only for show)
 
     snapshot = os.environ.get(shown.SNAPSHOT_VAR)
     if snapshot:  # inside ralph's sandbox: the store is out of reach, the task was left here

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ralph.cli.common import echo, emit_json, store
+from ralph.durations import parse_duration
 
 
 def list_workers(
@@ -67,7 +68,6 @@ def pause(
     Example:
       ralph pause --reason "deploying" --for 30m
     """
-    from ralph.durations import parse_duration
 
     until = time.time() + parse_duration(for_, what="--for") if for_ else None
     store().pause(reason, until=until, by="cli")

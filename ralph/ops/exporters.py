@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from ralph.errors import UsageError
 from ralph.models import Task
 from ralph.ops.importers import ITEM, TASK_FIELDS, _normalise_description
 from ralph.store.base import SQLStore
@@ -25,7 +26,6 @@ def export_store(store: SQLStore, fmt: str = "jsonl") -> str:
         return tasks_markdown(tasks)
     if fmt == "jsonl":
         return tasks_jsonl(tasks)
-    from ralph.errors import UsageError
 
     raise UsageError(f"unknown export format {fmt!r}", hint="use jsonl or md")
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ralph import errors
+from ralph import errors, prd
 from ralph.models import ID_PATTERN, ID_RULES, STATUSES, Task
+from ralph.store import project_root
 from ralph.store.base import SQLStore
 from ralph.taskfile import task_objects
 
@@ -107,8 +108,6 @@ def import_file(
 def _keep_prd_in_sync(plan: ImportPlan, path: Path, root: Path | None) -> None:
     """Name the prd.json in the config (`prd = "..."`), so the loop sets each story's `passes`
     when its task is done."""
-    from ralph import prd
-    from ralph.store import project_root
 
     base = (root or project_root()).resolve()
     try:
@@ -213,7 +212,6 @@ def parse_file(
 
 def _source_key(path: Path, root: Path | None) -> str:
     """The file as ids see it: relative to the project, so a checkout elsewhere gives the same."""
-    from ralph.store import project_root
 
     if str(path) == STDIN:
         return STDIN

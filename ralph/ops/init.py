@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ralph.config import LOCAL_NAME, Settings
+from ralph.config import DURATIONS, LOCAL_NAME, Settings
 from ralph.prompts import INSTRUCTION_FILES, TEMPLATE_NAME, builtin_prompt_path
+from ralph.store import DEFAULT_DIR, ensure_ralph_dir, open_store
 
 if TYPE_CHECKING:
     from ralph.agents.base import Agent
@@ -25,7 +28,6 @@ SECTION = f"""
 
 Tasks in this repository may be run by `ralph`, one fresh agent process per task. When you are
 started by ralph (the prompt names a task id, and `RALPH_TASK_ID` is set):
-
 - Do only the task you were given; make the change in the working tree and stop.
 - Do not commit and do not run `ralph done`: ralph runs the verify commands, commits your work
   as one commit for the task and marks it done.
@@ -57,6 +59,8 @@ HELP: dict[str, str] = {
     "max_expiries": "The poison pill: a task whose claim lapsed this often (crashes, hangs) fails.",
     "merge_lock_timeout": "How long a landing waits for the merge lock before that attempt fails.",
     "max_conflicts": "Merge conflicts a task may hit (each retried at once) before it fails.",
+    "merge": 'A landing that conflicts: resolve = "agent" (a fresh agent resolves the merge '
+    'first; agent = another [agents.*] for it, prompt = its template) or "rerun".',
     "no_changes": 'An agent that changed no file: "done" (mark it done) or "fail".',
     "capabilities": "Capabilities this worker offers (tasks can require some).",
     "worker": "Worker name. Unset: host-pid.",
@@ -73,6 +77,12 @@ HELP: dict[str, str] = {
     "notify": "Notifications (apprise URLs; also RALPH_NOTIFY_URLS): urls, events, pause_after, "
     "timeout, retries. Check with `ralph notify test`.",
     "report": "Run reports: with `write = true` each run writes one into .ralph/reports/.",
+    "land": 'Where a finished task\'s commit goes: mode = "target" (the default: onto the target '
+    'branch) or "review" (a review branch; `ralph approve` lands it).',
+    "github": "Issues imported with `ralph import github:OWNER/REPO`: with `close_issues = true` "
+    "an issue is closed when its task lands (it is always commented on).",
+    "run": "Fallback agents: agents, in order (each any agent name); a rate limit longer than "
+    "fallback_after, an auth failure or an agent's max_cost moves the workers to the next.",
 }
 EXAMPLES: dict[str, str] = {
     "prompt": '"prompts/task.md.j2"',
@@ -86,6 +96,8 @@ EXAMPLES: dict[str, str] = {
     "prices": '{ "gpt-5-codex" = { input = 1.25, output = 10.0 } }',
     "notify": '{ urls = ["ntfy://ntfy.sh/my-topic"], events = ["run_finished", "task_failed"] }',
     "report": "{ write = true }",
+    "github": "{ close_issues = true }",
+    "run": '{ agents = ["claude", "codex"], fallback_after = "2m" }',
 }
 AGENT_HELP = {
     "command": "argv of the agent (a list, or one string split like a shell would)",
@@ -94,6 +106,7 @@ AGENT_HELP = {
     "prompt_mode": 'how the prompt is passed: "stdin", "arg" (after --) or "file"',
     "env": "extra environment variables; never a key or password here (this file is "
     "committed): set them in your environment or in ralph.local.toml",
+    "max_cost": "USD this agent may spend in one run; then the next of [run] agents takes over",
 }
 
 
@@ -121,7 +134,6 @@ def init_project(root: Path, *, db: str | None = None) -> InitReport:
     """Create `.ralph/`, `ralph.toml`, `prompts/task.md.j2`, the store, a `.gitignore` line for
     `ralph.local.toml` (where secrets go) and a section in CLAUDE.md/AGENTS.md; a file that
     exists is kept, so running it twice changes nothing."""
-    from ralph.store import DEFAULT_DIR, ensure_ralph_dir, open_store
 
     report = InitReport(root)
     existed = (root / DEFAULT_DIR / ".gitignore").exists()
@@ -168,7 +180,6 @@ def _ignore_local_config(root: Path, report: InitReport) -> None:
     """Keep ralph.local.toml (secrets) out of git, once: a line in the project's .gitignore;
     without one, in .git/info/exclude, because a new untracked .gitignore would leave the
     tree dirty and `ralph run` in the checkout refuses a dirty tree."""
-    import subprocess
 
     ignore = root / ".gitignore"
     if not ignore.is_file():
@@ -192,8 +203,6 @@ def _ignore_local_config(root: Path, report: InitReport) -> None:
 
 
 def _pyproject_has_ralph(root: Path) -> bool:
-    import tomllib
-
     path = root / "pyproject.toml"
     if not path.is_file():
         return False
@@ -206,7 +215,7 @@ def _pyproject_has_ralph(root: Path) -> bool:
 def config_template() -> str:
     """The commented ralph.toml: `# key = default` for every setting (uncommenting any of
     them changes nothing), `## key = example` for settings without a default value."""
-    from ralph.agents.registry import SETTINGS, _agents, known_agents
+    from ralph.agents.registry import SETTINGS, _agents, known_agents  # lazy: start-up
 
     defaults = Settings()
     out = [
@@ -224,6 +233,8 @@ def config_template() -> str:
         value = getattr(defaults, f.name)
         if is_dataclass(value):  # [sandbox]: an inline table of its set keys
             value = {k: v for k, v in asdict(value).items() if v is not None}  # type: ignore[arg-type]
+            if f.name == "run":  # a duration, spelled as one (a bare number is minutes)
+                value["fallback_after"] = _duration(value["fallback_after"])
         out += _setting(f.name, value)
     out += _setting("vars", defaults.vars)
     out.append(f"# {HELP['agents']} Keys of each:")
@@ -250,6 +261,8 @@ def _agent_setting(cls: type[Agent], key: str) -> str:
         return f"# prompt_mode = {_toml(cls.prompt_mode)}"
     if key == "model":
         return '## model = "..."'
+    if key == "max_cost":
+        return "## max_cost = 5.0"
     return f"# {key} = {_toml({} if key == 'env' else [])}"
 
 
@@ -268,9 +281,7 @@ def _setting(name: str, value: Any) -> list[str]:
 
 
 def _setting_value(name: str, value: Any) -> str:
-    from ralph.config import _DURATIONS
-
-    if name in _DURATIONS and isinstance(value, float):
+    if name in DURATIONS and isinstance(value, float):
         return _toml(_duration(value))
     return _toml(value)
 

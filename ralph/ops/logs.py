@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ralph import errors
+from ralph.memory import ProgressLog, progress_path
 from ralph.models import Attempt
 from ralph.store.base import SQLStore
 
@@ -320,8 +321,7 @@ class ProgressView:
 
 def read_progress(root: Path, config: Path | None = None) -> ProgressView:
     """The progress log of the project at `root` (see ralph.memory), as the config names it."""
-    from ralph.config import load_settings
-    from ralph.memory import ProgressLog, progress_path
+    from ralph.config import load_settings  # lazy: start-up
 
     path = progress_path(root, load_settings(root, config))
     if path is None:

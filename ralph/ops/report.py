@@ -9,14 +9,17 @@ as `ralph stats` and `ralph status` (ralph.ops.stats): "attempts" are the counte
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from ralph import errors
-from ralph.models import Attempt, Task, iso
-from ralph.ops.stats import cost_of, cost_text, counts_of
+from ralph.durations import format_duration, parse_duration
+from ralph.models import Attempt, Task, from_iso, iso
+from ralph.ops.report_html import render_html
+from ralph.ops.stats import cost_of, cost_text, counts_of, model_of
 from ralph.store.base import SQLStore
 
 FORMATS = ("text", "md", "html", "json")
@@ -38,6 +41,7 @@ WASTE = {
     "verify_failed": "verify failed",
     "push_failed": "push failed",
     "no_changes_failed": "no changes",
+    "markers_left": "conflict",  # a resolution that left conflict markers (ralph/resolve.py)
 }
 SLOWEST = 5
 
@@ -79,6 +83,7 @@ def build_report(
             "duration_s": round(sum(_duration(a, now) for a in mine), 3),
             "attempts": task.attempts,
             "launches": len(mine),
+            "resolutions": sum(1 for a in mine if a.kind == "resolve"),
             **cost_of(mine),
             "last_error": task.last_error if task.status != "done" else None,
             "patch": _patch(last),
@@ -94,8 +99,10 @@ def build_report(
     retrying = [r for r in rows if r["status"] == "open"]
     wasted = Counter(WASTE.get(a.outcome or "", "other") for a in ran if _wasted(a))
     agents: dict[str, list[Attempt]] = defaultdict(list)
+    models: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for a in ran:
         agents[a.agent].append(a)
+        models[a.agent, model_of(a)].append(a)
     busy = sum(_duration(a, now) for a in ran)
     start = min((a.started_at for a in ran), default=None)
     end = max((a.ended_at or now for a in ran), default=None)
@@ -112,6 +119,7 @@ def build_report(
             "retrying": len(retrying),
         },
         **counts_of(ran),
+        "resolutions": sum(1 for a in ran if a.kind == "resolve"),  # conflicts an agent resolved
         "running": sum(1 for a in ran if a.ended_at is None),
         "wasted": sum(wasted.values()),
         "wasted_by_reason": dict(sorted(wasted.items())),
@@ -119,6 +127,10 @@ def build_report(
         "cost_by_agent": [
             {"agent": name, **counts_of(items), **cost_of(items)}
             for name, items in sorted(agents.items())
+        ],
+        "cost_by_model": [
+            {"agent": agent, "model": model, **counts_of(items), **cost_of(items)}
+            for (agent, model), items in sorted(models.items())
         ],
         "agent_s": round(busy, 3),
         "wall_s": round(wall, 3),
@@ -130,7 +142,19 @@ def build_report(
         "lanes": _lanes(ran, now),
         "landed_per_hour": _per_hour([tasks[r["id"]].done_at for r in landed]),
         "cost_over_time": _cost_curve(ran),
+        "agent_switches": _switches(store, since, until or now),
     }
+
+
+def _switches(store: SQLStore, since: float | None, until: float) -> list[dict[str, Any]]:
+    """The fallback agents' moves in the window (ralph.fallback): from, to, why, until when."""
+    return [
+        {"at": iso(e.at), "from": e.data.get("from"), "to": e.data.get("to"),
+         "reason": e.data.get("reason"), "until": iso(e.data.get("until")),
+         "why": e.data.get("why")}
+        for e in store.events(kind="agent_switched")
+        if (since is None or e.at >= since) and e.at <= until
+    ]  # fmt: skip
 
 
 def _wasted(a: Attempt) -> bool:
@@ -190,15 +214,11 @@ def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
     if fmt == "html":
-        from ralph.ops.report_html import render_html
-
         return render_html(report)
     return _prose(report, md=fmt == "md")
 
 
 def _dur(seconds: float | None) -> str:
-    from ralph.durations import format_duration
-
     return "-" if seconds is None else format_duration(seconds)
 
 
@@ -210,7 +230,12 @@ def headline(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("Tasks landed", str(r["tasks"]["landed"])),
         ("Tasks failed", str(r["tasks"]["failed"])),
         ("Still retrying", str(r["tasks"]["retrying"])),
-        ("Agent launches", f"{r['launches']} ({r['attempts']} counted attempts)"),
+        (
+            "Agent launches",
+            f"{r['launches']} ({r['attempts']} counted attempts"
+            + (f", {r['resolutions']} conflict resolutions" if r.get("resolutions") else "")
+            + ")",
+        ),
         ("Wasted launches", f"{r['wasted']} ({waste})"),
         ("Cost", cost_text(r["cost_usd"], r["unknown_cost"])),
         ("Agent time / wall time", f"{_dur(r['agent_s'])} / {_dur(r['wall_s'])} = {par}x"),
@@ -255,10 +280,11 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
             _dur(t["duration_s"]),
             f"{t['attempts']}/{t['launches']}",
             cost_text(t["cost_usd"], t["unknown_cost"]),
+            t["agent"] or "-",  # the last launch's (fallback agents: which one landed it)
             t["title"][:60],
         ]
 
-    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Title"]
+    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Agent", "Title"]
     section("Landed", head, [task_row(t) for t in r["landed"]])
     for title, items in (("Failed", r["failed"]), ("Still retrying", r["retrying"])):
         section(
@@ -275,11 +301,25 @@ def _prose(r: dict[str, Any], *, md: bool) -> str:
             ],
         )
     section(
-        "Cost by agent",
-        ["Agent", "Attempts", "Launches", "Cost"],
+        "Cost by agent and model",
+        ["Agent", "Model", "Attempts", "Launches", "Cost"],
         [
-            [a["agent"], str(a["attempts"]), str(a["launches"]), _cost(a)]
-            for a in r["cost_by_agent"]
+            [a["agent"], a["model"], str(a["attempts"]), str(a["launches"]), _cost(a)]
+            for a in r["cost_by_model"]
+        ],
+    )
+    section(
+        "Agent switches",
+        ["At", "From", "To", "Reason", "Until"],
+        [
+            [
+                s["at"] or "-",
+                s["from"] or "-",
+                s["to"] or "-",
+                s["reason"] or "-",
+                s["until"] or "-",
+            ]
+            for s in r.get("agent_switches", [])
         ],
     )
     section("Slowest tasks", head, [task_row(t) for t in r["slowest"]])
@@ -290,8 +330,6 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
     """`--since 12h` (a duration back from now) or an ISO time."""
     if value is None:
         return None
-    from ralph.durations import parse_duration
-    from ralph.models import from_iso
 
     now = time.time() if now is None else now
     try:
@@ -311,7 +349,6 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
 def run_ended(store: SQLStore, control: Any, names: list[str], summary: Any) -> str:
     """Write the `run_ended` event (the run's id, start, workers and summary counts) that
     `ralph report --run` reads; returns the run's id. Never fails the run."""
-    import os
 
     run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(control.started_at))
     run_id = f"{run_id}-{os.getpid()}"

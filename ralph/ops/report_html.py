@@ -123,7 +123,7 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 def render_html(r: dict[str, Any]) -> str:
     """The whole page."""
-    from ralph.ops.report import _dur, headline
+    from ralph.ops.report import _dur, headline  # lazy: circle (report imports report_html)
 
     figs = _table(["", ""], [[escape(k), escape(v)] for k, v in headline(r)], "figs").replace(
         "<tr><th></th><th></th></tr>", ""
@@ -137,12 +137,13 @@ def render_html(r: dict[str, Any]) -> str:
                 escape(_dur(t["duration_s"])),
                 f"{t['attempts']}/{t['launches']}",
                 escape(cost_text(t["cost_usd"], t["unknown_cost"])),
+                escape(t["agent"] or "-"),
                 escape(t["title"]),
             ]
             for t in items
         ]
 
-    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Title"]
+    head = ["Commit", "Task", "Time", "Att/Launch", "Cost", "Agent", "Title"]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width'>",
@@ -177,17 +178,18 @@ def render_html(r: dict[str, Any]) -> str:
                 _table(["Task", "Att/Launch", "Patch", "Last error"], rows),
             ]
     parts += [
-        "<h2>Cost by agent</h2>",
+        "<h2>Cost by agent and model</h2>",
         _table(
-            ["Agent", "Attempts", "Launches", "Cost"],
+            ["Agent", "Model", "Attempts", "Launches", "Cost"],
             [
                 [
                     escape(a["agent"]),
+                    escape(a["model"]),
                     str(a["attempts"]),
                     str(a["launches"]),
                     escape(cost_text(a["cost_usd"], a["unknown_cost"])),
                 ]
-                for a in r["cost_by_agent"]
+                for a in r["cost_by_model"]
             ],
         ),  # fmt: skip
         "<h2>Slowest tasks</h2>",

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ralph.cli.common import claim_line, task_flags
 from ralph.models import iso
+from ralph.ops.stats import cost_of, cost_text
 
 SNAPSHOT_VAR = "RALPH_TASK_SNAPSHOT"  # a folder holding show.txt and show.json
 
@@ -30,8 +32,6 @@ def sandbox_of(attempts: list[Any]) -> str | None:
 
 def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
     """(the `show --json` document, the text `show` prints) of one task."""
-    from ralph.cli.common import claim_line, task_flags
-    from ralph.ops.stats import cost_of, cost_text
 
     task = store.get(task_id)
     relations = store.relations(task_id)
@@ -39,13 +39,29 @@ def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
     ran = store.attempts(task_id)
     spent = cost_of(ran)
     sandbox = sandbox_of(ran)
+    resolutions = sum(1 for a in ran if a.kind == "resolve")
+    launches = f"{len(ran)} agent launches" + (
+        f", {resolutions} conflict resolution{'s' * (resolutions != 1)}" if resolutions else ""
+    )
     doc = {
         **task.to_dict(),
         "launches": len(ran),  # every agent run; "attempts" counts the counted ones
+        "resolutions": resolutions,  # launches of kind "resolve" (ralph/resolve.py)
         **spent,
         **{f"{k}_status": v for k, v in relations.items()},
         "claim": claim.to_dict() if claim else None,
         "sandbox": sandbox,
+        "runs": [  # every launch, with the agent that ran it (fallback agents: which one)
+            {
+                "attempt": a.attempt,
+                "agent": a.agent,
+                "worker": a.worker,
+                "outcome": a.outcome,
+                "counted": a.counted,
+                "started_at": iso(a.started_at),
+            }
+            for a in ran
+        ],  # fmt: skip
     }
     now = time.time()
     status = task.status
@@ -58,8 +74,9 @@ def describe(store: Any, task_id: str) -> tuple[dict[str, Any], str]:
         ("found in", task.discovered_from or ""),
         ("labels", ", ".join(task.labels)),
         ("requires", ", ".join(task.requires)),
-        ("attempts", f"{task.attempts} ({len(ran)} agent launches)" if ran else ""),
+        ("attempts", f"{task.attempts} ({launches})" if ran else ""),
         ("cost", cost_text(spent["cost_usd"], spent["unknown_cost"]) if ran else ""),
+        ("launches", ", ".join(f"{a.agent} ({a.outcome or 'running'})" for a in ran)),
         ("last error" if task.status != "done" else "earlier error", task.last_error or ""),
         ("sandbox", (sandbox or "").removeprefix("sandbox: ")),
         ("blocked by", _with_status(relations["blocked_by"])),

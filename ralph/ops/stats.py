@@ -13,12 +13,18 @@ from ralph import errors
 from ralph.models import Attempt
 from ralph.store.base import SQLStore
 
-GROUPINGS = ("agent", "day", "task", "worker", "outcome")
+GROUPINGS = ("agent", "model", "day", "task", "worker", "outcome", "kind")
+UNKNOWN_MODEL = "unknown"  # the group of attempts that recorded no model (before schema 3)
 SUCCESS = ("success", "no_changes")
 
 
 def day_of(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
+
+
+def model_of(a: Attempt) -> str:
+    """The model an attempt ran, as every grouping by model names it."""
+    return a.model or UNKNOWN_MODEL
 
 
 def start_of_today(now: float | None = None) -> float:
@@ -83,6 +89,7 @@ def summarise(attempts: Iterable[Attempt]) -> dict[str, Any]:
         "p90_duration_s": None if p90 is None else round(p90, 3),
         "total_duration_s": round(sum(durations), 3),
         "not_counted": len(launches) - len(items),
+        "resolutions": sum(1 for a in launches if a.kind == "resolve"),  # by an agent
         **cost_of(launches),
         # part of cost_usd was computed from tokens with ralph.pricing, as each attempt recorded
         "cost_estimated": any(a.cost_usd is not None and a.cost_estimated for a in launches),
@@ -100,10 +107,12 @@ def attempt_stats(attempts: Sequence[Attempt], by: str = "agent") -> dict[str, A
         )
     key: Callable[[Attempt], str] = {
         "agent": lambda a: a.agent,
+        "model": model_of,
         "day": lambda a: day_of(a.started_at),
         "task": lambda a: a.task_id,
         "worker": lambda a: a.worker,
         "outcome": lambda a: a.outcome or "running",
+        "kind": lambda a: a.kind,  # "task", or "resolve" (a merge conflict's resolution)
     }[by]
     groups: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in attempts:

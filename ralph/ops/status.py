@@ -10,6 +10,7 @@ from ralph.ops.stats import cost_of, counts_of, start_of_today
 from ralph.store.base import SQLStore
 
 RECENT_EVENTS = 8
+_UNREAD: Any = object()
 
 
 def _spend(attempts: list[Any]) -> dict[str, Any]:
@@ -44,9 +45,10 @@ def snapshot(store: SQLStore, *, events: int = RECENT_EVENTS, now: float | None 
         }
         for c in store.claims()
     ]
-    workers = [w.to_dict(now) for w in store.workers()]
+    workers = [_worker(w.to_dict(now), claims) for w in store.workers()]
     attempts = store.attempts()
     today = start_of_today(now)
+    operator = store.paused()
     return {
         "at": iso(now),
         "counts": {**counts, "total": sum(counts.values())},
@@ -63,13 +65,23 @@ def snapshot(store: SQLStore, *, events: int = RECENT_EVENTS, now: float | None 
             "total": _spend(attempts),
         },
         "events": [e.to_dict() for e in store.recent_events(events)],
-        "paused": _pause(store),
+        "paused": _pause(operator),
+        "pause": pause_in_force(store, operator),
     }
 
 
-def _pause(store: SQLStore) -> dict[str, Any] | None:
-    """The pause in force (`ralph pause`, the web page): who, why, since and until when."""
-    pause = store.paused()
+def _worker(worker: dict[str, Any], claims: list[dict[str, Any]]) -> dict[str, Any]:
+    """Busy means holding a live claim, as on the web page: a worker row's status and task are
+    only as fresh as its last heartbeat (a task given back a moment ago still shows there)."""
+    if worker["state"] in ("idle", "busy"):
+        held = [c["task_id"] for c in claims if c["worker"] == worker["name"] and not c["expired"]]
+        worker["state"] = "busy" if held else "idle"
+        worker["current_task"] = held[0] if held else None
+    return worker
+
+
+def _pause(pause: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The pause set with `ralph pause` or the web page: who, why, since and until when."""
     if pause is None:
         return None
     return {
@@ -77,4 +89,32 @@ def _pause(store: SQLStore) -> dict[str, Any] | None:
         "reason": pause.get("reason"),
         "since": iso(pause.get("since")),
         "until": iso(pause.get("until")),
+    }
+
+
+def pause_in_force(store: SQLStore, operator: Any = _UNREAD) -> dict[str, Any] | None:
+    """The pause holding workers now, in one shape whoever took it (None when none):
+    `ralph pause` (source "operator", every worker of every host, until `ralph resume` or
+    its end) first, else the longest pause a run took for a rate limit or a network outage
+    (source "run": that run's `workers`, lifting itself at `until`)."""
+    operator = store.paused() if operator is _UNREAD else operator
+    if operator is not None:
+        return {
+            "source": "operator",
+            **_pause(operator),  # type: ignore[dict-item]
+            "host": None,
+            "workers": None,
+        }
+    runs = store.run_pauses()
+    if not runs:
+        return None
+    run = runs[0]
+    return {
+        "source": "run",
+        "by": run.get("by"),
+        "reason": run.get("reason"),
+        "since": iso(run.get("since")),
+        "until": iso(run.get("until")),
+        "host": run.get("host"),
+        "workers": run.get("workers") or [],
     }

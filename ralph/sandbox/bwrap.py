@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import ralph
+
 BWRAP_VAR = "RALPH_BWRAP"  # a bwrap binary to use instead of the bundled one
 # Never bound back even when a tool on PATH lives below them: whole-folder secrets.
 SECRET_DIRS = {".ssh", ".aws", ".gnupg", ".config", ".kube", ".docker", ".netrc", ".azure"}
@@ -80,7 +82,6 @@ def tools(home: Path | None, extra: Iterable[str] = ()) -> list[Path]:
     entries, this Python, ralph itself, the agent's executable. Under $HOME each is bound back
     as its top folder there (`~/.local`, `~/.nvm`), or as itself when that top folder is a
     secret store; under /tmp as itself."""
-    import ralph
 
     candidates = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     candidates += [sys.prefix, sys.base_prefix, str(Path(ralph.__file__).parent.parent), *extra]

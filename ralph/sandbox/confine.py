@@ -25,7 +25,7 @@ from ralph.ops.show import SNAPSHOT_VAR
 from ralph.sandbox import bwrap, followups
 from ralph.sandbox.envfilter import filter_env, without_password
 from ralph.sandbox.gitview import GitView
-from ralph.sandbox.policy import SandboxSettings, host_port, wanted
+from ralph.sandbox.policy import SandboxSettings, host_port, sandbox_edited, wanted
 
 REFUSAL_HINT = "pass --no-sandbox to run agents unconfined"
 NOTES_NAME = "notes.md"
@@ -131,7 +131,7 @@ class Confined:
                 raise
 
     def _start_gate(self) -> None:
-        from ralph.sandbox import network  # the allow-list proxy (host side) and its bridge
+        from ralph.sandbox import network  # lazy: start-up (the proxy, only for "allow")
 
         self.net_dir = Path(tempfile.mkdtemp(prefix="ralph-net-"))  # short: a socket path
         sock = self.net_dir / "proxy.sock"
@@ -263,7 +263,6 @@ class Confined:
 
     def settings_edited(self, tree: str, paths: list[str]) -> str | None:
         """A note when the agent's result changes ralph's [sandbox] settings (see policy)."""
-        from ralph.sandbox.policy import sandbox_edited
 
         def read(rev: str, path: str) -> bytes | None:
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 BASICS = {
     "PATH",
@@ -63,7 +64,6 @@ GIT_REDIRECTS = {
 def without_password(url: str) -> str:
     """A store URL (RALPH_DB) without its password: the agent cannot reach the store from the
     sandbox anyway, and a password is a secret like any other."""
-    from urllib.parse import urlsplit, urlunsplit
 
     try:
         parts = urlsplit(url)

@@ -32,7 +32,7 @@ def collect(path: Path, task_id: str) -> tuple[list[dict[str, Any]], int]:
     """(the queued tasks as store specs, each discovered from `task_id`; lines skipped as
     malformed). The queue file is the agent's to write: only known fields of the right type
     are kept."""
-    from ralph.sandbox.confine import read_own
+    from ralph.sandbox.confine import read_own  # lazy: circle (confine imports followups)
 
     text = read_own(path, MAX_BYTES).decode("utf-8", "replace")
     lines = text.splitlines()[:MAX_LINES]

@@ -104,6 +104,9 @@ class GitView:
             )
         if self.index.is_file():
             shutil.copyfile(self.index, v / "index")
+        for name in ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"):  # a resolution's merge (resolve.py)
+            if (self.git_dir / name).is_file():
+                shutil.copyfile(self.git_dir / name, v / name)
         for folder in {self.git_dir, self.common_dir}:
             for shared in folder.glob("sharedindex.*"):
                 shutil.copyfile(shared, v / shared.name)

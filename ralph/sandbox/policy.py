@@ -9,8 +9,10 @@ SandboxUnavailableError rather than running agents unconfined behind the user's 
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ralph.errors import ConfigError
 
@@ -85,7 +87,6 @@ def host_port(entry: str, default_port: int = 443) -> str:
 
 def url_host_port(url: str) -> str | None:
     """host:port of a base URL ('http://127.0.0.1:9000/v1' -> '127.0.0.1:9000'), or None."""
-    from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(url.strip())
@@ -105,7 +106,6 @@ SETTINGS_FILES = {"ralph.toml": (), "pyproject.toml": ("tool", "ralph")}
 
 def sandbox_table(text: bytes | None, keys: tuple[str, ...]) -> Any:
     """The `[sandbox]` table a settings file holds (None if none, or unreadable TOML)."""
-    import tomllib
 
     if text is None:
         return None

@@ -8,22 +8,21 @@ so it never waits behind another session's row locks.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Any
 
 from ralph.models import Claim
+from ralph.store.core import retried
 
 
 class ClaimCheck:
     """Store mixin (SQLStore): `claim_lost`."""
 
-    def transaction(self, write: bool = True) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
+    @retried
     def claim_lost(self, claim: Claim) -> str | None:
         """Why `claim` no longer lets its holder launch an agent, or None while it does (live,
         the same worker and fencing token, lease not run out by the store's clock)."""
-        with self.transaction(write=False) as tx:
+        store: Any = self
+        with store.transaction(write=False) as tx:
             row = tx.one("claim_get", id=claim.token)
             now = tx.now
         if row is None or row["task_id"] != claim.task_id:

@@ -1,23 +1,25 @@
-"""PostgreSQL backend: the same domain logic as SQLite over postgres.sql, for workers on many hosts.
+"""PostgreSQL backend: the same domain logic as SQLite, for workers on many hosts.
 
 Clock: expiry is computed and compared with the database's clock. Each transaction reads
 `now()` once and every comparison in it uses that value, so workers on hosts with skewed clocks
 agree. A store opened with an explicit clock (tests) uses that instead; `time.time`, the
 default of `open_store`, counts as "no explicit clock".
 
-Failures: each public store method runs whole again (with jittered exponential backoff, for up
-to RETRY_SECONDS) when PostgreSQL reports something transient: a lost connection, a restart, a
-deadlock or serialization failure. A retried attempt never leaves anything half-applied: its
-transaction was rolled back, and a COMMIT whose answer was lost is looked up (commit_marks)
-before anything is retried. A call made inside another store call is retried by the outer one
-only, so retries never multiply. Other database errors become StoreError. Passwords never
-appear in `repr`, `url` or any message.
+Failures: each store method marked `@retried` (every public one; ralph/store/core.py) runs
+whole again through `PostgresStore._retry` (jittered exponential backoff, for up to
+RETRY_SECONDS) when PostgreSQL reports something transient (`_transient`): a lost connection,
+a restart, a deadlock or serialization failure, a lock or statement timeout, a session ended
+while idle. Each retry is logged (INFO, logger ralph.store). A retried attempt never leaves
+anything half-applied: its transaction was rolled back, and a COMMIT whose answer was lost is
+looked up (commit_marks) before anything is retried. A call made inside another store call is
+retried by the outer one only, so retries never multiply. Other database errors become
+StoreError. Passwords never appear in `repr`, `url` or any message.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
+import logging
 import re
 import secrets
 import threading
@@ -44,6 +46,7 @@ from ralph import errors
 from ralph.store import migrate, pgconn, queries
 from ralph.store.base import Row, SQLStore
 
+log = logging.getLogger("ralph.store")
 RETRY_SECONDS = 30.0
 IDLE_MAX = 4  # connections kept for reuse: the loop thread, the lease renewer, some slack
 LOCK_NAMESPACE = 72616  # first key of ralph's advisory locks; (LOCK_NAMESPACE, 1) guards migration
@@ -131,21 +134,62 @@ def _statements(text: str) -> list[str]:
 
 @functools.cache
 def _query_sets() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """postgres.sql as (write, read) maps of name -> statements; reads drop their FOR clauses."""
-    write = {name: _statements(sql) for name, sql in queries.load("postgres.sql").items()}
+    """The PostgreSQL queries (common.sql translated, and postgres.sql) as (write, read) maps
+    of name -> statements; reads drop their FOR clauses."""
+    write = {name: _statements(sql) for name, sql in queries.for_dialect("postgres").items()}
     read = {name: [_LOCK_CLAUSE.sub("", s) for s in stmts] for name, stmts in write.items()}
     return write, read
 
 
+# SQLSTATEs after which the same operation, run again, can succeed: the server, or a timeout
+# set on it, ended the attempt rather than anything in the request.
+_RETRIABLE = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available: waited past lock_timeout
+        "57014",  # query_canceled: ran past statement_timeout (or a pg_cancel_backend)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: starting up or in recovery
+        "57P05",  # idle_session_timeout: a kept connection was closed by the server
+        "25P03",  # idle_in_transaction_session_timeout: the session is gone, reconnect
+        "53300",  # too_many_connections: many workers starting at once
+    }
+)
+
+
 def _transient(exc: BaseException) -> bool:
-    """Worth running the whole operation again: the database, not the request, was the problem."""
-    return isinstance(
-        exc,
-        psycopg.OperationalError
-        | pgerrors.SerializationFailure
-        | pgerrors.DeadlockDetected
-        | pgerrors.UniqueViolation,
-    )
+    """Worth running the whole operation again: the database, not the request, was the problem.
+
+    Class 08 (connection exceptions), the SQLSTATEs in _RETRIABLE, and errors libpq raises
+    itself without a SQLSTATE (connection refused, lost or timed out). A UniqueViolation is a
+    race with a concurrent insert (see _give_up).
+    """
+    if isinstance(exc, pgerrors.UniqueViolation):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    code = exc.sqlstate
+    if code is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return code in _RETRIABLE or code.startswith("08")
+
+
+def _log_retry(method: Callable[..., Any]) -> Callable[[Any], None]:
+    """Say in the log (INFO, logger ralph.store) which store call runs again, and why."""
+
+    def before_sleep(state: Any) -> None:
+        exc = state.outcome.exception()
+        log.info(
+            "PostgreSQL: %s runs again (attempt %d) after %s: %s",
+            method.__name__,
+            state.attempt_number + 1,
+            type(exc).__name__,
+            _first_line(exc),
+        )
+
+    return before_sleep
 
 
 def _give_up(state: Any) -> bool:
@@ -458,7 +502,7 @@ class PostgresStore(SQLStore):
                 # Leaving the block sends the pending writes, COMMIT and one Sync, and raises
                 # the first error among them.
                 conn.cursor().execute("COMMIT", prepare=False)
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, pgerrors.IdleInTransactionSessionTimeout) as exc:
             self._rollback(conn)
             if not committing:
                 raise
@@ -474,9 +518,7 @@ class PostgresStore(SQLStore):
             if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
 
-    def _lost_commit(
-        self, conn: psycopg.Connection[Row], mark: str, exc: psycopg.OperationalError
-    ) -> None:
+    def _lost_commit(self, conn: psycopg.Connection[Row], mark: str, exc: psycopg.Error) -> None:
         """The answer to COMMIT was lost: ask the server (once back) whether it happened."""
         try:
             committed = self._committed(conn.ralph_id, mark)
@@ -509,8 +551,14 @@ class PostgresStore(SQLStore):
             self._discard(conn)
 
     # -- retries -----------------------------------------------------------------------------
-    def _retrying(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a store method, whole again on transient failures (nested calls ride along)."""
+    def _retry(self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        """Run one `@retried` store method, whole again while PostgreSQL fails transiently
+        (`_transient`), for up to RETRY_SECONDS.
+
+        Never after a write transaction of this call committed: running it again could apply
+        it twice, so that ends in StoreError instead. A call made inside another store call
+        runs as part of the outer one, which retries everything, so retries never multiply.
+        """
         state = self._state
         if state.depth and not state.committed:  # the enclosing call retries everything
             state.depth += 1
@@ -525,6 +573,7 @@ class PostgresStore(SQLStore):
                 retry=retry_if_exception(lambda e: _transient(e) and not state.committed),
                 stop=stop_after_delay(RETRY_SECONDS) | _give_up,
                 wait=wait_random_exponential(multiplier=0.02, max=1),
+                before_sleep=_log_retry(method),
                 reraise=True,
             ):
                 with attempt:
@@ -544,22 +593,9 @@ class PostgresStore(SQLStore):
                 f"lost PostgreSQL at {self._url} after part of the change was committed: {detail}",
                 hint="check the result with `ralph list`",
             )
-        if isinstance(exc, psycopg.OperationalError):
+        if _transient(exc) and not isinstance(exc, pgerrors.UniqueViolation):
             return errors.StoreError(
                 f"PostgreSQL at {self._url} kept failing for {RETRY_SECONDS:.0f}s: {detail}",
                 hint="check that the server is running and reachable",
             )
         return errors.StoreError(f"PostgreSQL error at {self._url}: {detail}")
-
-
-def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-        return self._retrying(method, *args, **kwargs)
-
-    return call
-
-
-for _name, _method in inspect.getmembers(SQLStore, inspect.isfunction):
-    if not _name.startswith("_") and _name not in ("transaction", "close"):
-        setattr(PostgresStore, _name, _retried(_method))

@@ -1,4 +1,5 @@
--- Named queries for the PostgreSQL backend: the same names as sqlite.sql, in PostgreSQL dialect.
+-- Named queries for the PostgreSQL backend that differ from SQLite's: the same names as
+-- sqlite.sql, in PostgreSQL dialect; the queries both share are in common.sql.
 -- %(now)s is the transaction's clock (epoch seconds), bound by the store. JSON arrives as text
 -- and is cast with ::jsonb. A limit of -1 means "no limit" (LIMIT NULL).
 --
@@ -66,94 +67,14 @@ FROM tasks t
 WHERE t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
   AND (%(caps)s::jsonb IS NULL OR t.requires <@ %(caps)s::jsonb);
 
--- name: task_insert
-INSERT INTO tasks (id, title, description, status, priority, parent, labels, requires, metadata,
-                   open_blockers, open_children, created_at, updated_at, done_at, discovered_from)
-VALUES (%(id)s, %(title)s, %(description)s, %(status)s, %(priority)s, %(parent)s,
-        %(labels)s::jsonb, %(requires)s::jsonb, %(metadata)s::jsonb,
-        %(open_blockers)s, %(open_children)s, %(now)s, %(now)s, %(done_at)s, %(discovered_from)s);
-
--- name: task_discovered_count
-SELECT COUNT(*) AS n FROM tasks WHERE discovered_from = %(id)s;
-
--- name: task_update_fields
-UPDATE tasks SET
-    title = COALESCE(%(title)s::text, title),
-    description = COALESCE(%(description)s::text, description),
-    priority = COALESCE(%(priority)s::integer, priority),
-    labels = COALESCE(%(labels)s::jsonb, labels),
-    requires = COALESCE(%(requires)s::jsonb, requires),
-    metadata = COALESCE(%(metadata)s::jsonb, metadata),
-    updated_at = %(now)s
-WHERE id = %(id)s;
-
--- name: task_set_status
-UPDATE tasks SET status = %(status)s::text, done_at = %(done_at)s, updated_at = %(now)s,
-                 not_before = CASE WHEN %(status)s::text = 'open' THEN 0 ELSE not_before END
-WHERE id = %(id)s;
-
--- name: task_set_parent
-UPDATE tasks SET parent = %(parent)s, updated_at = %(now)s WHERE id = %(id)s;
-
--- name: task_set_lease
-UPDATE tasks SET lease_expires = %(lease_expires)s WHERE id = %(id)s;
-
--- name: task_requeue
-UPDATE tasks SET attempts = attempts + %(count)s, not_before = %(now)s + %(retry_in)s,
-                 last_error = COALESCE(%(note)s::text, last_error), lease_expires = 0,
-                 updated_at = %(now)s
-WHERE id = %(id)s;
-
--- name: task_count_attempt
-UPDATE tasks SET attempts = attempts + 1 WHERE id = %(id)s;
-
--- name: task_fail
-UPDATE tasks SET status = 'failed', attempts = attempts + %(count)s, last_error = %(note)s,
-                 lease_expires = 0, updated_at = %(now)s
-WHERE id = %(id)s;
-
--- name: task_count_expiry
-UPDATE tasks SET expiries = expiries + 1, lease_expires = 0 WHERE id = %(id)s
-RETURNING expiries;
-
--- name: task_adjust_blockers
-UPDATE tasks SET open_blockers = open_blockers + %(delta)s WHERE id = %(id)s;
-
--- name: dependents_adjust_blockers
-UPDATE tasks SET open_blockers = open_blockers + %(delta)s
-WHERE id IN (SELECT blocked FROM deps WHERE blocker = %(id)s);
-
--- name: task_adjust_children
-UPDATE tasks SET open_children = open_children + %(delta)s WHERE id = %(id)s;
-
 -- name: dependents_now_ready
 SELECT t.id FROM deps d JOIN tasks t ON t.id = d.blocked
 WHERE d.blocker = %(id)s AND t.status = 'open' AND t.open_blockers = 0 AND t.open_children = 0
 ORDER BY t.seq;
 
--- name: task_children
-SELECT id, status FROM tasks WHERE parent = %(id)s ORDER BY seq;
-
--- name: task_blockers
-SELECT d.blocker AS id, t.status FROM deps d JOIN tasks t ON t.id = d.blocker
-WHERE d.blocked = %(id)s ORDER BY t.seq;
-
--- name: task_dependents
-SELECT d.blocked AS id, t.status FROM deps d JOIN tasks t ON t.id = d.blocked
-WHERE d.blocker = %(id)s ORDER BY t.seq;
-
--- name: deps_all
-SELECT blocker, blocked FROM deps;
-
 -- name: deps_of_tasks
 SELECT blocker, blocked FROM deps
 WHERE blocked IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb));
-
--- name: dep_insert
-INSERT INTO deps (blocker, blocked) VALUES (%(blocker)s, %(blocked)s) ON CONFLICT DO NOTHING;
-
--- name: dep_delete
-DELETE FROM deps WHERE blocker = %(blocker)s AND blocked = %(blocked)s;
 
 -- name: dep_reaches
 -- Does start (transitively) wait on target? Walks blockers upward from start. The graph lock
@@ -176,9 +97,6 @@ WITH RECURSIVE chain(id, parent) AS (
 )
 SELECT id FROM chain;
 
--- name: status_counts
-SELECT status, COUNT(*) AS n FROM tasks GROUP BY status;
-
 -- name: claim_live_for_task
 -- Locks the task first (InitPlan), then the claim, re-read at its latest version if it changed.
 SELECT * FROM claims
@@ -194,19 +112,6 @@ WHERE id = %(id)s
                  FOR NO KEY UPDATE OF t)
 FOR NO KEY UPDATE;
 
--- name: claim_insert
-INSERT INTO claims (task_id, worker, lease_seconds, claimed_at, expires_at)
-VALUES (%(task_id)s, %(worker)s, %(lease)s, %(now)s, %(now)s + %(lease)s)
-RETURNING *;
-
--- name: claim_end
-UPDATE claims SET state = %(state)s, ended_at = %(now)s WHERE id = %(id)s AND state = 'live';
-
--- name: claim_renew
-UPDATE claims SET expires_at = %(now)s + lease_seconds, renewals = renewals + 1
-WHERE id = %(id)s AND state = 'live'
-RETURNING *;
-
 -- name: claims_expired
 -- Tasks locked first (skipping any another transaction holds: the next sweep gets them).
 SELECT * FROM claims
@@ -220,9 +125,6 @@ WHERE state = 'live' AND expires_at <= %(now)s
 ORDER BY id
 FOR NO KEY UPDATE SKIP LOCKED;
 
--- name: claims_live
-SELECT * FROM claims WHERE state = 'live' ORDER BY id;
-
 -- name: claims_live_by_worker
 SELECT * FROM claims
 WHERE state = 'live' AND worker = %(worker)s
@@ -235,10 +137,6 @@ WHERE state = 'live' AND worker = %(worker)s
 ORDER BY id
 FOR NO KEY UPDATE;
 
--- name: event_insert
-INSERT INTO events (at, kind, task_id, worker, token, data)
-VALUES (%(now)s, %(kind)s, %(task_id)s, %(worker)s, %(token)s, %(data)s::jsonb);
-
 -- name: events_list
 SELECT * FROM events
 WHERE (%(task_id)s::text IS NULL OR task_id = %(task_id)s::text)
@@ -246,93 +144,6 @@ WHERE (%(task_id)s::text IS NULL OR task_id = %(task_id)s::text)
   AND id > %(after)s
 ORDER BY id
 LIMIT NULLIF(%(limit)s::bigint, -1);
-
--- name: events_recent
-SELECT * FROM (SELECT * FROM events ORDER BY id DESC LIMIT %(limit)s) AS recent ORDER BY id;
-
--- name: worker_by_name
-SELECT * FROM workers WHERE name = %(name)s;
-
--- name: worker_by_id
-SELECT * FROM workers WHERE id = %(id)s;
-
--- name: worker_insert
-INSERT INTO workers (id, name, pid, host, capabilities, status, started_at, heartbeat_at,
-                     heartbeat_interval, sandbox)
-VALUES (%(id)s, %(name)s, %(pid)s, %(host)s, %(capabilities)s::jsonb, 'idle', %(now)s, %(now)s,
-        %(heartbeat_interval)s, %(sandbox)s);
-
--- name: worker_restart
-UPDATE workers SET pid = %(pid)s, host = %(host)s, capabilities = %(capabilities)s::jsonb,
-                   status = 'idle', current_task = NULL, started_at = %(now)s,
-                   heartbeat_at = %(now)s, heartbeat_interval = %(heartbeat_interval)s,
-                   stop_requested = 0, sandbox = %(sandbox)s
-WHERE id = %(id)s;
-
--- name: worker_heartbeat
-UPDATE workers SET heartbeat_at = %(now)s, status = COALESCE(%(status)s::text, status),
-                   current_task = CASE WHEN %(status)s::text IS NULL THEN current_task
-                                       ELSE %(current_task)s::text END
-WHERE id = %(id)s
-RETURNING stop_requested;
-
--- name: worker_set_status
-UPDATE workers SET status = %(status)s, current_task = %(current_task)s, heartbeat_at = %(now)s
-WHERE id = %(id)s;
-
--- name: worker_request_stop
-UPDATE workers SET stop_requested = 1 WHERE id = %(id)s;
-
--- name: workers_list
-SELECT * FROM workers ORDER BY started_at, name;
-
--- name: attempt_insert
-INSERT INTO attempts (task_id, attempt, worker, agent, started_at, run_dir, token, host, kind,
-                      model)
-VALUES (%(task_id)s, %(attempt)s, %(worker)s, %(agent)s, %(now)s, %(run_dir)s, %(token)s,
-        %(host)s, %(kind)s, %(model)s)
-RETURNING *;
-
--- name: attempt_finish
-UPDATE attempts SET ended_at = %(now)s, outcome = %(outcome)s, exit_code = %(exit_code)s,
-                    cost_usd = %(cost_usd)s, input_tokens = %(input_tokens)s,
-                    output_tokens = %(output_tokens)s, session_id = %(session_id)s,
-                    summary = %(summary)s, counted = %(counted)s,
-                    cost_estimated = %(cost_estimated)s
-WHERE id = %(id)s
-RETURNING *;
-
--- name: attempts_close_crashed
-UPDATE attempts SET ended_at = %(now)s, outcome = 'crashed', counted = 0,
-                    summary = COALESCE(summary, %(summary)s)
-WHERE task_id = %(task_id)s AND ended_at IS NULL
-  AND (%(token)s::bigint IS NULL OR token = %(token)s::bigint)
-RETURNING *;
-
--- name: task_set_commit
-UPDATE tasks SET commit_sha = %(commit)s WHERE id = %(id)s;
-
--- name: control_get
-SELECT key, value, at FROM control WHERE key = %(key)s;
-
--- name: control_put
-INSERT INTO control (key, value, at) VALUES (%(key)s, %(value)s, %(now)s)
-ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at;
-
--- name: control_delete
-DELETE FROM control WHERE key = %(key)s;
-
--- name: attempts_list
-SELECT * FROM attempts WHERE (%(task_id)s::text IS NULL OR task_id = %(task_id)s::text)
-ORDER BY id;
-
--- name: meta_get
-SELECT value FROM meta WHERE key = %(key)s;
-
--- name: task_retry
-UPDATE tasks SET status = 'open', not_before = 0, expiries = 0, lease_expires = 0,
-                 updated_at = %(now)s
-WHERE id = %(id)s AND status = 'failed';
 
 -- name: tasks_page
 -- One page of a filtered task list, newest first (dashboards). %(state)s is a derived state of
@@ -392,6 +203,3 @@ GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT worker, SUM(counted) AS attempts, COUNT(*) AS launches, SUM(cost_usd) AS cost_usd,
        COUNT(*) FILTER (WHERE cost_usd IS NULL AND ended_at IS NOT NULL) AS unknown_cost
 FROM attempts WHERE started_at >= %(since)s GROUP BY worker;
-
--- name: attempts_running
-SELECT * FROM attempts WHERE ended_at IS NULL ORDER BY id;

@@ -80,7 +80,7 @@ class SQLiteStore(SQLStore):
     ):
         self.path = Path(path)
         self.clock = clock
-        self._sql = queries.load("sqlite.sql")
+        self._sql = queries.for_dialect("sqlite")
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

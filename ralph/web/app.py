@@ -29,10 +29,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ralph import __version__, errors
+from ralph.metrics import exposition
 from ralph.models import iso
 from ralph.store.base import SQLStore
 from ralph.web import views
 from ralph.web.live import EventHub, follow_transcript
+from ralph.web.review import routes as review_routes
 from ralph.web.security import Guard, GuardMiddleware, csrf_ok
 
 HERE = Path(__file__).parent
@@ -99,7 +101,6 @@ class Dashboard:
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus metrics of the whole store (ralph.metrics)."""
-        from ralph.metrics import exposition
 
         body, kind = await self.read(exposition, self.store)
         return Response(body, media_type=kind)
@@ -281,6 +282,7 @@ def create_app(
         Route("/actions/{action}", dash.action, methods=["POST"]),
         Route("/tasks/{task_id}/{action}", dash.action, methods=["POST"]),
         Route("/workers/{worker}/{action}", dash.action, methods=["POST"]),
+        *review_routes(dash),  # the Review tab (ralph/web/review.py)
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

@@ -64,7 +64,8 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
                 "elapsed_s": round(now - attempt.started_at, 1) if attempt else None,
                 "cost_usd": spent.get(w.name, {}).get("cost_usd"),  # None: unknown
                 "stop_requested": w.stop_requested,
-                "sandbox": attempt_sandbox(attempt.run_dir) if attempt else None,
+                # what its worker registered (idle ones too); else its attempt's run dir
+                "sandbox": w.sandbox or (attempt_sandbox(attempt.run_dir) if attempt else None),
             }
         )
     counts = store.status_counts()
@@ -75,6 +76,7 @@ def overview(store: SQLStore, now: float | None = None) -> dict[str, Any]:
         "counts": {**counts, "total": sum(counts.values())},
         "queue": store.queue_counts(),
         "paused": store.paused(),
+        "run_paused": next(iter(store.run_pauses()), None),  # a run's own rate-limit pause
         "events": [event_dict(e) for e in reversed(events)],
         "last_event": events[-1].id if events else 0,
     }
@@ -125,6 +127,20 @@ def series(store: SQLStore, now: float | None = None) -> dict[str, Any]:
         "days": day_keys,
         "day_cost": {a: [round(days.get((d, a), 0.0), 6) for d in day_keys] for a in agents},
         "total_cost": round(sum(r["cost_usd"] for r in rows), 6),
+        "totals": _totals(store.spend_by_worker(now - CHART_DAYS * 86400).values()),
+    }
+
+
+def _totals(groups: Any) -> dict[str, Any]:
+    """The charts' window in the numbers `ralph stats` gives: counted attempts, launches, the
+    known cost (None when none is known, never 0) and the launches of unknown cost."""
+    items = list(groups)
+    known = [g["cost_usd"] for g in items if g["cost_usd"] is not None]
+    return {
+        "attempts": sum(g["attempts"] for g in items),
+        "launches": sum(g["launches"] for g in items),
+        "cost_usd": round(sum(known), 6) if known else None,
+        "unknown_cost": sum(g["unknown_cost"] for g in items),
     }
 
 

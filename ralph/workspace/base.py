@@ -209,17 +209,18 @@ def _global_rules(g: Git) -> list[Path]:
 class GitWorkspace:
     """The part of every workspace that is the same: collect, keep, discard, look up."""
 
-    root: Path  # the repository (where .ralph/ lives)
+    root: Path  # the repository
+    ralph_dir: Path  # its .ralph/, handed in by the caller (scratch files, locks, hooks copy)
     path: Path  # where the agent works
     target: str
     # Where a sandboxed agent left HEAD (its own git dir, ralph/sandbox/gitview.py); None: the
     # workspace's HEAD is the agent's.
     agent_head: Callable[[], str | None] | None = None
 
-    def __init__(self, root: Path, path: Path, target: str):
-        self.root, self.path, self.target = root, path, target
-        self.env = git_env(root)
-        self.scratch = root / ".ralph" / "tmp"
+    def __init__(self, root: Path, path: Path, target: str, ralph_dir: Path):
+        self.root, self.path, self.target, self.ralph_dir = root, path, target, ralph_dir
+        self.env = git_env(root, ralph_dir)
+        self.scratch = ralph_dir / "tmp"
         self._guard: GuardedFiles | None = None
         self._guarding = False
         self.shared_guard: dict[Path, bytes | None] | None = None  # one per run (worktrees)

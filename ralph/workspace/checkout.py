@@ -35,7 +35,14 @@ MARKER = "checkout.json"
 class CheckoutWorkspace(GitWorkspace):
     """The agent works in the checkout; the task's commit moves the checked-out branch."""
 
-    def __init__(self, root: Path, *, allow_dirty: bool = False, lock_timeout: float = 900.0):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        ralph_dir: Path,
+        allow_dirty: bool = False,
+        lock_timeout: float = 900.0,
+    ):
         g = Git(root, {})
         branch = g.head_ref()
         if branch is None:
@@ -44,7 +51,7 @@ class CheckoutWorkspace(GitWorkspace):
             )
         if g.rev("HEAD") is None:
             raise WorkspaceError(f"{root} has no commits yet", hint="make a first commit")
-        super().__init__(root, root, branch.removeprefix("refs/heads/"))
+        super().__init__(root, root, branch.removeprefix("refs/heads/"), ralph_dir)
         self.lock_timeout = lock_timeout
         self.leftovers = self.recover()
         dirty = self._dirty()
@@ -57,7 +64,7 @@ class CheckoutWorkspace(GitWorkspace):
         self.baseline = dirty
 
     def marker_path(self) -> Path:
-        return self.root / ".ralph" / MARKER
+        return self.ralph_dir / MARKER
 
     def _dirty(self) -> list[str]:
         out = self.git(
@@ -305,7 +312,7 @@ class CheckoutWorkspace(GitWorkspace):
         reverify: Reverify | None = None,
     ) -> Landing:
         g = self.git
-        with MergeLock(self.root / ".ralph" / LOCK_NAME, timeout=self.lock_timeout):
+        with MergeLock(self.ralph_dir / LOCK_NAME, timeout=self.lock_timeout):
             g.clear_stale_ref_locks([f"refs/heads/{self.target}"])
             g.repair_task_ref(task_id, f"refs/heads/{self.target}")
             fence()

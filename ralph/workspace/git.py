@@ -10,14 +10,20 @@ so no process, not even one whose lease ran out, can land a task twice. No commi
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 from git.exc import GitCommandError
+
+from ralph.errors import WorkspaceError
 
 RALPH_DIR = ".ralph"
 TASK_REFS = "refs/ralph/tasks/"
@@ -79,10 +85,11 @@ def attempt_ref(task_id: str, attempt: int) -> str:
     return f"{ATTEMPT_REFS}{task_id}/{attempt}"
 
 
-def git_env(root: Path, **config: str) -> dict[str, str]:
+def git_env(root: Path, ralph_dir: Path, **config: str) -> dict[str, str]:
     """The environment ralph's git commands run with: never prompt, never open an editor, an
     identity when the repository has none (commit-tree refuses to run without one), the hooks
-    the repository had when ralph started (see `hooks_snapshot`), and `config` (key: value)
+    the repository had when ralph started (see `hooks_snapshot`; the copy is kept under
+    `ralph_dir`, the repository's `.ralph/`), and `config` (key: value)
     for ralph's own commands only, never written to the user's config. Replace refs are
     ignored: a `git replace` (an agent's) must not change what ralph sees of history."""
     env = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
@@ -93,7 +100,7 @@ def git_env(root: Path, **config: str) -> dict[str, str]:
             identity = git.Git(str(root)).config("--get", "user.email")
     if not identity:
         env.update(FALLBACK_IDENTITY)
-    pairs = {"core.hooksPath": str(hooks_snapshot(root)), **config}
+    pairs = {"core.hooksPath": str(hooks_snapshot(root, ralph_dir)), **config}
     env["GIT_CONFIG_COUNT"] = str(len(pairs))
     for n, (key, value) in enumerate(pairs.items()):
         env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
@@ -103,16 +110,14 @@ def git_env(root: Path, **config: str) -> dict[str, str]:
 _SNAPSHOTS: dict[Path, Path] = {}
 
 
-def hooks_snapshot(root: Path) -> Path:
+def hooks_snapshot(root: Path, ralph_dir: Path) -> Path:
     """A copy of the repository's hooks as they are when ralph starts, which ralph's own git
     commands use: a hook an agent installs (in `.git/hooks`, shared by every worktree, or
     through `core.hooksPath`) never runs for ralph, not even while another worker's agent is
-    still running. One copy per content, made once per process."""
+    still running. One copy per content (under `ralph_dir/hooks`), made once per process."""
     root = root.resolve()
     if root in _SNAPSHOTS:
         return _SNAPSHOTS[root]
-    import hashlib
-    import shutil
 
     try:
         out = git.Git(str(root)).rev_parse("--path-format=absolute", "--git-path", "hooks")
@@ -127,9 +132,7 @@ def hooks_snapshot(root: Path) -> Path:
     digest = hashlib.sha256()
     for hook in hooks:
         digest.update(hook.name.encode() + b"\0" + hook.read_bytes() + b"\0")
-    from ralph.store import ensure_ralph_dir
-
-    dest = ensure_ralph_dir(root) / "hooks" / digest.hexdigest()[:16]
+    dest = ralph_dir / "hooks" / digest.hexdigest()[:16]
     if not dest.is_dir():
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".new-", dir=dest.parent))
@@ -301,7 +304,6 @@ class Git:
         git killed inside a ref transaction leaves them, and every later move of that ref
         fails with "Another git process seems to be running" until they go. A live git holds
         them for milliseconds. Call with the merge lock held; returns what was removed."""
-        import time
 
         common = self.common_dir()
         removed = []
@@ -321,7 +323,6 @@ class Git:
         close the lock file while it holds it), or, past `blind_age` seconds, open in no
         process (a pager left open, a stuck command). Without /proc, `blind_age` alone decides.
         Returns why the lock stays, or ''."""
-        import time
 
         lock = self.git_dir() / "index.lock"
         try:
@@ -363,7 +364,6 @@ class Git:
         task (call with the merge lock held): its stale ref lock is rolled forward when the
         target holds the commit in it, and a ref the target does not hold is deleted. Returns
         what was done, or ''."""
-        import time
 
         ref = task_ref(task_id)
         lock = self.common_dir() / f"{ref}.lock"
@@ -407,8 +407,6 @@ class Git:
                 except GitCommandError:
                     target = gitdir / marker
                     if target.is_dir():
-                        import shutil
-
                         shutil.rmtree(target, ignore_errors=True)
                     else:
                         target.unlink(missing_ok=True)
@@ -460,7 +458,6 @@ def _lock_holders(lock: Path, root: Path) -> tuple[str, str]:
 
 def disk_full(exc: BaseException) -> bool:
     """Whether `exc` (an OSError, a failed git, a store error) says the disk is full."""
-    import errno
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -479,7 +476,6 @@ def first_line(exc: GitCommandError) -> str:
 
 def repo_root(start: Path) -> Path:
     """The top of the working tree holding `start`; WorkspaceError outside a repository."""
-    from ralph.errors import WorkspaceError
 
     try:
         found = git.Repo(start, search_parent_directories=True)

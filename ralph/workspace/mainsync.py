@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,8 +302,6 @@ class MainSync:
         self._index_info(lines)
 
     def _index_info(self, lines: list[str], env: dict[str, str] | None = None) -> None:
-        import tempfile
-
         with tempfile.TemporaryFile(dir=self.scratch) as fh:
             fh.write(("\0".join(lines) + "\0").encode())
             fh.seek(0)
@@ -337,8 +336,6 @@ class MainSync:
         return ref
 
     def _write_blob(self, data: bytes) -> str:
-        import tempfile
-
         with tempfile.TemporaryFile(dir=self.scratch) as fh:
             fh.write(data)
             fh.seek(0)

@@ -41,12 +41,13 @@ class RemoteWorktrees(Worktrees):
         repo: str | Path,
         remote: str,
         *,
+        ralph_dir: Path,
         target: str | None = None,
         push_branches: bool = False,
         retry_wait: float = 0.1,
         lock_timeout: float = 900.0,
     ):
-        super().__init__(repo, target=target, lock_timeout=lock_timeout)
+        super().__init__(repo, ralph_dir=ralph_dir, target=target, lock_timeout=lock_timeout)
         try:
             self.url = self.main("remote", "get-url", remote)
         except GitCommandError:

@@ -28,7 +28,6 @@ import git
 from git.exc import GitCommandError
 
 from ralph import errors
-from ralph.store import ensure_ralph_dir
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
 from ralph.workspace.git import (
     IN_PROGRESS,
@@ -57,28 +56,41 @@ class _Entry:
     prunable: bool = False
 
 
+def main_root(repo: str | Path) -> Path:
+    """The main working tree of the repository holding `repo` (where `.ralph/` belongs, even
+    when `repo` is inside a linked worktree); UsageError outside one or for a bare one."""
+    try:
+        found = git.Repo(repo, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise errors.UsageError(
+            f"{repo} is not inside a git repository",
+            hint="run `git init` and make a first commit",
+        ) from None
+    common = Path(found.common_dir).resolve()
+    found.close()
+    if common.name != ".git":
+        raise errors.UsageError(
+            f"{repo} has no main working tree (bare repository)",
+            hint="run ralph in a normal clone",
+        )
+    return common.parent
+
+
 class Worktrees:
     """The worktrees of one repository's workers, and the moves of its target branch."""
 
-    def __init__(self, repo: str | Path, *, target: str | None = None, lock_timeout: float = 900.0):
-        try:
-            found = git.Repo(repo, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise errors.UsageError(
-                f"{repo} is not inside a git repository",
-                hint="run `git init` and make a first commit",
-            ) from None
-        common = Path(found.common_dir).resolve()
-        found.close()
-        if common.name != ".git":
-            raise errors.UsageError(
-                f"{repo} has no main working tree (bare repository)",
-                hint="run ralph in a normal clone",
-            )
-        self.root = common.parent
-        self.env = git_env(self.root)
+    def __init__(
+        self,
+        repo: str | Path,
+        *,
+        ralph_dir: Path,
+        target: str | None = None,
+        lock_timeout: float = 900.0,
+    ):
+        self.root = main_root(repo)
+        self.ralph_dir = ralph_dir  # the caller's: `.ralph/` at main_root(repo)
+        self.env = git_env(self.root, ralph_dir)
         self.main = Git(self.root, self.env)
-        self.ralph_dir = ensure_ralph_dir(self.root)
         self.dir = self.ralph_dir / WORKTREES_DIR
         self.lock_timeout = lock_timeout
         self.race_limit = 20
@@ -344,9 +356,11 @@ class WorktreeWorkspace(GitWorkspace):
         wait: Callable[[float], bool],
         log: Callable[[str], None] = lambda line: None,
     ):
-        super().__init__(worktrees.root, worktrees.path_for(worker), worktrees.target)
+        super().__init__(
+            worktrees.root, worktrees.path_for(worker), worktrees.target, worktrees.ralph_dir
+        )
         self.worktrees, self.worker, self.wait, self.log = worktrees, worker, wait, log
-        self.git.g.update_environment(**git_env(self.root, **FAST_INDEX))
+        self.git.g.update_environment(**git_env(self.root, self.ralph_dir, **FAST_INDEX))
         self.shared_guard = worktrees.shared_guard  # the common git dir's files, once a run
 
     def marker_path(self) -> Path:

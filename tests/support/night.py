@@ -9,14 +9,18 @@ from tests.storefactory import Clock
 
 def night(store, clock: Clock) -> None:
     """Two workers, 920 s: L lands, C meets a merge conflict then lands, R is rate limited
-    then lands with no cost reported, F fails twice (max attempts)."""
+    then lands with no cost reported, F fails twice (max attempts). claude's attempts were
+    given model sonnet-4 and C's landing one reported opus-4; the command agent names none."""
 
     def start(task: str, worker: str, agent: str = "claude"):
         claim = store.claim(task, worker)
         n = len(store.attempts(task)) + 1
-        return claim, store.start_attempt(task, attempt=n, worker=worker, agent=agent)
+        model = "sonnet-4" if agent == "claude" else None  # the configured model, if any
+        attempt = store.start_attempt(task, attempt=n, worker=worker, agent=agent, model=model)
+        return claim, attempt
 
-    def end(task, held, verdict, outcome, cost=None, commit=None, counted=True, note=None):
+    def end(task, held, verdict, outcome, cost=None, commit=None, counted=True, note=None,
+            model=None):  # fmt: skip
         claim, attempt = held
         store.finish(
             task,
@@ -24,7 +28,9 @@ def night(store, clock: Clock) -> None:
             token=claim.token,
             verdict=verdict,
             attempt_id=attempt.id,
-            end=AttemptEnd(outcome=outcome, cost_usd=cost, counted=counted, summary=note),
+            end=AttemptEnd(
+                outcome=outcome, cost_usd=cost, counted=counted, summary=note, model=model
+            ),
             commit=commit,
             note=note,
         )
@@ -37,7 +43,7 @@ def night(store, clock: Clock) -> None:
     c2 = start("C", "w2")
     clock.advance(300)
     end("L", a1, "done", "success", 0.30, commit="a" * 40)
-    end("C", c2, "done", "success", 0.20, commit="b" * 40)
+    end("C", c2, "done", "success", 0.20, commit="b" * 40, model="opus-4")  # the agent said
     r1, f1 = start("R", "w1", "command"), start("F", "w2")
     clock.advance(60)
     end("R", r1, "release", "rate_limited", counted=False, note="429")

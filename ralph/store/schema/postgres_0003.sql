@@ -14,6 +14,7 @@ CREATE TABLE reviews (
     attempt_id  bigint REFERENCES attempts (id),
     token       bigint,
     branch      text NOT NULL,
+    target      text,
     commit_sha  text NOT NULL,
     base_sha    text,
     state       text NOT NULL DEFAULT 'pending'

@@ -24,6 +24,7 @@ CREATE TABLE reviews (
     attempt_id  INTEGER REFERENCES attempts (id),
     token       INTEGER,                               -- the claim the commit was made under
     branch      TEXT NOT NULL,                         -- refs/heads/ralph/review/<task>
+    target      TEXT,                                  -- the branch it lands on when approved
     commit_sha  TEXT NOT NULL,
     base_sha    TEXT,                                  -- the target's tip it was based on
     state       TEXT NOT NULL DEFAULT 'pending'

@@ -148,7 +148,12 @@
       sw.style.background = PALETTE[i % PALETTE.length];
       legend.append(sw, document.createTextNode(" " + a + "  "));
     });
-    legend.append(el("span", { class: "dim" }, `14-day total ${usd(d.total_cost)}`));
+    // The same words as `ralph stats`: an unknown cost stays unknown, never $0.
+    const t = d.totals;
+    const n = t.unknown_cost;
+    const more = t.cost_usd !== null && n ? ` + ${n} attempt${n === 1 ? "" : "s"} of unknown cost` : "";
+    const spent = t.cost_usd === null ? "unknown" : usd(t.cost_usd) + more;
+    legend.append(el("span", { class: "dim", id: "chart-total" }, `14-day total ${spent}`));
     box.dataset.drawn = "1";
   }
 
