@@ -30,6 +30,7 @@ SECTIONS = [
     ("Worker memory", "bench_memory.py", []),
     ("Parallel workers", "bench_parallel.py", []),
     ("Chaos", "bench_chaos.py", ["--pg", "auto"]),
+    ("Partitions", "bench_partition.py", []),
     ("Web dashboard", "bench_web.py", []),
     ("Sandbox overhead", "bench_sandbox.py", []),
 ]

@@ -214,7 +214,8 @@ class RunControl:
                 self._shared_until = 0.0
             else:
                 until, why, by = pause
-                host = os.uname().nodename
+                from ralph.hostid import HOST as host  # as its workers record it
+
                 store.share_run_pause(
                     run, until=until, reason=why, by=by, host=host, workers=workers
                 )

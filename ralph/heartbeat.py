@@ -7,11 +7,11 @@ import os
 import threading
 from collections.abc import Callable
 
-from ralph import reaper
+from ralph import hostid, reaper
 from ralph.options import RunOptions, heartbeat_interval
 from ralph.store.base import SQLStore
 
-HOST = os.uname().nodename
+HOST = hostid.HOST  # "name (tag)": hosts sharing a hostname are told apart
 
 
 class Heartbeat:
@@ -57,7 +57,8 @@ class Heartbeat:
         """The pid of this name's previous holder when it ran on this host and is gone (a
         SIGKILLed run restarted under the same name): its claims need no lease to run out."""
         for w in self.store.workers():
-            if w.name == self.opt.worker and w.host == HOST and w.pid and w.pid != os.getpid():
+            mine = hostid.this_host(w.host)
+            if w.name == self.opt.worker and mine and w.pid and w.pid != os.getpid():
                 return None if reaper.alive(w.pid) else w.pid
         return None
 

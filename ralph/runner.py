@@ -9,7 +9,6 @@ the loops as threads, and turns SIGTERM/SIGINT/SIGHUP into a warm then a cold st
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from ralph import errors, reaper
+from ralph import errors, hostid, reaper
 from ralph.control import RunControl, RunSummary
 from ralph.options import RunOptions, Workspace
 from ralph.store.base import SQLStore
@@ -54,13 +53,13 @@ def worker_names(count: int = 1, names: str | Iterable[str] | None = None) -> li
 def check_names_free(store: SQLStore, names: Iterable[str]) -> None:
     """Refuse names a live worker elsewhere is using: two loops would share one worktree.
     Liveness is judged by the store's clock, never this host's against a database time."""
-    now, host = store.now(), os.uname().nodename
+    now = store.now()
     wanted = set(names)
     for w in store.workers():
         if (
             w.name in wanted
             and w.state(now) in ("idle", "busy")
-            and not (w.host == host and w.pid and not reaper.alive(w.pid))
+            and not (hostid.this_host(w.host) and w.pid and not reaper.alive(w.pid))
         ):
             raise errors.UsageError(
                 f"worker {w.name} is already running (pid {w.pid} on {w.host})",

@@ -189,6 +189,8 @@ class WorkerLoop:
             with LeaseRenewer(
                 self.store, claim, on_lost=lambda why: proc.cancel("lease_lost")
             ) as lease:
+                if lost := self.store.claim_lost(claim) or lease.lost:  # taken meanwhile
+                    raise LeaseLostError(f"not launched: {lost}")
                 result = proc.run()
                 self.control.untrack(proc)
                 if self.confined is not None:  # the agent's HEAD and commits, from its git view

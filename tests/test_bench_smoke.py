@@ -34,6 +34,7 @@ HEADINGS = {
     "bench_memory.py": ["## Worker memory", "### Worker memory"],
     "bench_parallel.py": ["## Parallel workers", "### Parallel workers"],
     "bench_chaos.py": ["## Chaos"],
+    "bench_partition.py": ["## Partitions", "### Partitions"],
     "bench_web.py": ["## Web dashboard"],
     "bench_sandbox.py": ["## Sandbox overhead", "### Sandbox overhead per attempt"],
 }

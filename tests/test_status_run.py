@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ralph import hostid
+
 RALPH = [sys.executable, "-m", "ralph"]
 AGENT = r"""
 import json, os, sys, time
@@ -228,13 +230,13 @@ def test_a_rate_limit_pause_shows_in_another_process_status_until_the_run_ends(
         pause = status["pause"]
         assert pause is not None and status["paused"] is None  # not a `ralph pause`
         assert (pause["source"], pause["by"], pause["workers"]) == ("run", "w1", ["w1"])
-        assert pause["host"] == os.uname().nodename and "rate limited" in pause["reason"]
+        assert pause["host"] == hostid.HOST and "rate limited" in pause["reason"]
         assert from_iso(pause["until"]) - from_iso(pause["since"]) == pytest.approx(3600, abs=30)
         assert status["ready"] == 2  # ready, and held by the pause: the line below says why
         text = subprocess.run(
             [*RALPH, "status"], cwd=root, env=env, capture_output=True, text=True, timeout=120
         ).stdout
-        assert f"PAUSED by w1 on {os.uname().nodename}" in text and "rate limited" in text
+        assert f"PAUSED by w1 on {hostid.HOST}" in text and "rate limited" in text
         assert "idle (paused)" in text, text
         # `ralph resume` lifts what `ralph pause` set, not a run's own limit.
         resumed = subprocess.run(

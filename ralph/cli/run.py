@@ -174,6 +174,7 @@ def demo(
 
 
 def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
+    from ralph import hostid  # lazy: start-up
     from ralph.preview import preview  # lazy: start-up (the loop: git, jinja2, psutil)
     from ralph.runner import run as run_workers  # lazy: start-up
     from ralph.runner import worker_names  # lazy: start-up
@@ -186,7 +187,7 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     if (flags.remote or flags.target) and not parallel:  # a landing elsewhere needs a worktree
         parallel = flags.worktree = True
     elif flags.remote and flags.names is None and not flags.worktree:
-        names = [f"{os.uname().nodename}-{n}" for n in names]  # unique across hosts
+        names = hostid.host_names(names, root)  # unique across hosts, even one hostname
     if flags.dry_run:
         shown = preview(store, root, options)
         if flags.as_json:

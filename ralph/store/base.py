@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ralph.store.adding import AddStore
 from ralph.store.attempts import AttemptStore
+from ralph.store.claimcheck import ClaimCheck
 from ralph.store.claims import ClaimStore
 from ralph.store.core import (
     DEAD_AFTER_BEATS,
@@ -41,6 +42,7 @@ class SQLStore(
     TaskStore,
     DependencyStore,
     ClaimStore,
+    ClaimCheck,
     WorkerStore,
     AttemptStore,
     EventStore,

@@ -43,13 +43,12 @@ from tenacity import (
 )
 
 from ralph import errors
-from ralph.store import migrate, queries
+from ralph.store import migrate, pgconn, queries
 from ralph.store.base import Row, SQLStore
 
 log = logging.getLogger("ralph.store")
 RETRY_SECONDS = 30.0
 IDLE_MAX = 4  # connections kept for reuse: the loop thread, the lease renewer, some slack
-CONNECT_TIMEOUT = 10
 LOCK_NAMESPACE = 72616  # first key of ralph's advisory locks; (LOCK_NAMESPACE, 1) guards migration
 _LOCK_CLAUSE = re.compile(
     r"\s+FOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)(?:\s+OF\s+\w+(?:\s*,\s*\w+)*)?"
@@ -240,11 +239,20 @@ class _PgTx:
             cur.execute(statement, params)
         return cur
 
+    def _read(self, name: str, params: Mapping[str, Any]) -> psycopg.Cursor[Row]:
+        cur = self._run(name, params)
+        if self._pipeline is not None:
+            # A Sync with each read: while the server then waits for this client it is "idle
+            # in transaction", so idle_in_transaction_session_timeout (pgconn.py) ends the
+            # session of a host cut off mid-transaction, and its locks with it.
+            self._pipeline.sync()
+        return cur
+
     def one(self, name: str, /, **params: Any) -> Row | None:
-        return self._run(name, params).fetchone()
+        return self._read(name, params).fetchone()
 
     def all(self, name: str, /, **params: Any) -> list[Row]:
-        return self._run(name, params).fetchall()
+        return self._read(name, params).fetchall()
 
     def run(self, name: str, /, **params: Any) -> int:
         cur = self._run(name, params)
@@ -291,8 +299,7 @@ class PostgresStore(SQLStore):
                 f"malformed PostgreSQL URL {self._url}: {self._scrub(_first_line(exc))}",
                 hint="use postgresql://user:password@host:port/dbname",
             ) from None
-        defaults = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "ralph"}
-        self._conninfo = make_conninfo(url, **{k: v for k, v in defaults.items() if k not in given})
+        self._conninfo = make_conninfo(url, **pgconn.connect_kwargs(given))  # limits, keepalives
         self._idle: list[psycopg.Connection[Row]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -405,6 +412,7 @@ class PostgresStore(SQLStore):
         holder committed, so it sees that holder's tables in the catalog. A process arriving
         meanwhile waits on the lock, then finds nothing left to do.
         """
+        conn.execute(pgconn.UNLIMITED)  # a migration may wait for the lock and run long
         conn.execute("SELECT pg_advisory_lock(%s, 1)", (LOCK_NAMESPACE,))
         try:
             with conn.transaction():
@@ -436,6 +444,7 @@ class PostgresStore(SQLStore):
                 )
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, 1)", (LOCK_NAMESPACE,))
+            conn.execute(pgconn.LIMITED)  # the connection goes on to the pool
 
     def _schema_state(self, conn: psycopg.Connection[Row]) -> migrate.SchemaState:
         meta: dict[str, str] = {}

@@ -5,10 +5,13 @@ A launch for a task whose commit already landed (refs/ralph/tasks/<id> exists) i
 LATE: ralph must never run the agent again for finished work.
 Env: CHAOS_LAUNCHES (file appended to), CHAOS_MIN/CHAOS_MAX (seconds of work); with CHAOS_GATE
 set, the work starts only once that file exists (a test orders its events without sleeping).
+With CHAOS_STOPS set, a SIGTERM (ralph stopping the attempt) appends "<task> <pid> <epoch>" to
+that file before the agent exits.
 """
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +28,14 @@ landed = (
 )
 with open(os.environ["CHAOS_LAUNCHES"], "a") as fh:
     fh.write(f"{task} {os.getpid()} {'LATE' if landed else 'ok'}\n")
+if stops := os.environ.get("CHAOS_STOPS"):
+
+    def stopped(signum: int, frame: object) -> None:
+        with open(stops, "a") as fh:
+            fh.write(f"{task} {os.getpid()} {time.time():.3f}\n")
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stopped)
 if gate := os.environ.get("CHAOS_GATE"):
     deadline = time.monotonic() + 300
     while not os.path.exists(gate) and time.monotonic() < deadline:
