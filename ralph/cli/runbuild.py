@@ -15,6 +15,7 @@ from ralph.cli.common import session
 from ralph.cli.runopts import Flags
 from ralph.durations import parse_duration
 from ralph.errors import ConfigError, UsageError
+from ralph.hostid import host_names
 from ralph.notify import Notifier, resolve
 from ralph.store import ensure_ralph_dir, project_root
 from ralph.store.backup import backup
@@ -97,7 +98,8 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     grace = _duration(flags.grace, None, "--grace")
     root = repo_root(Path.cwd())
     settings = load_settings(project_root(root), flags.config)
-    worker = flags.worker or settings.worker or f"{os.uname().nodename}-{os.getpid()}"
+    # host-tag-pid: hosts (containers) sharing a hostname, and pid 1 in each, never collide
+    worker = flags.worker or settings.worker or f"{host_names([str(os.getpid())], root)[0]}"
     flags.remote = flags.remote or settings.remote
     if flags.push_branches and not flags.remote:
         raise UsageError("--push-branches needs a remote", hint="add --remote origin")

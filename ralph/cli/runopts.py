@@ -261,11 +261,11 @@ NoLiveOpt = Annotated[
 
 WorkerOpt = Annotated[
     str | None,
-    typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-pid]"),
+    typer.Option("--worker", metavar="NAME", help="Worker name. [default: host-tag-pid]"),
 ]
 NameOpt = Annotated[
     str | None,
-    typer.Option("--name", metavar="NAME", help="Worker name. [default: host-pid]"),
+    typer.Option("--name", metavar="NAME", help="Worker name. [default: host-tag-pid]"),
 ]
 
 # The options `ralph run` and `ralph worker start` share, in the order `--help` lists them:

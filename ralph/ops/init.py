@@ -63,7 +63,7 @@ HELP: dict[str, str] = {
     'first; agent = another [agents.*] for it, prompt = its template) or "rerun".',
     "no_changes": 'An agent that changed no file: "done" (mark it done) or "fail".',
     "capabilities": "Capabilities this worker offers (tasks can require some).",
-    "worker": "Worker name. Unset: host-pid.",
+    "worker": "Worker name. Unset: host-tag-pid (the tag tells apart hosts sharing a hostname).",
     "remote": "A git remote every host pushes its task commits to (several hosts, one queue).",
     "poll": "How often an idle worker looks for new tasks (with --watch).",
     "progress": "The RALPH memory: each done task appends its learnings here, committed "
