@@ -23,9 +23,8 @@ from git.exc import GitCommandError
 
 from ralph import reaper, resolve
 from ralph.agents.base import AgentReport, AgentSignal
-from ralph.control import RunControl, TaskOutcome, backoff_delay
+from ralph.control import RunControl, TaskOutcome
 from ralph.errors import (
-    AgentAuthError,
     BreakerOpenError,
     LeaseLostError,
     RalphError,
@@ -39,6 +38,7 @@ from ralph.models import AttemptEnd, Claim, Task
 from ralph.ops.show import write_snapshot
 from ralph.options import RunOptions, Workspace, heartbeat_interval
 from ralph.outcomes import LANDED, NOT_TRIED, UNCOUNTED, classify, landing_failure
+from ralph.pauses import StorePause, on_agent_signal
 from ralph.preview import task_context
 from ralph.process import AgentProcess, ProcessResult
 from ralph.prompts import commit_context, commit_message
@@ -63,7 +63,7 @@ class WorkerLoop:
         self.tally = Tally(options)  # failures, rate limits and remote failures in a row
         self.current: str | None = None
         self.heartbeat = Heartbeat(store, options, self.log, lambda: self.current)
-        self._said_paused: str | None = None
+        self.store_pause = StorePause(store, control, self.log)  # `ralph pause`, the web page
         self._said_waiting: float | None = None
         self.confined: Any = None  # the running attempt's ralph.sandbox.confine.Confined
         self.for_review: Any = None  # review mode: the ralph.review.gate.ReviewCommit made
@@ -93,19 +93,7 @@ class WorkerLoop:
             self.heartbeat.stop()
 
     def _not_paused_by_store(self) -> bool:
-        """A pause set through the store (`ralph pause`, the web page) holds every host."""
-        while (pause := self.store.paused()) is not None:
-            said = f"{pause.get('reason')}"
-            if self._said_paused != said:
-                by = f" by {pause['by']}" if pause.get("by") else ""
-                self.log(f"paused{by}: {said}; waiting for `ralph resume`")
-                self._said_paused = said
-            if not self.control.wait(self.opt.poll):
-                return False
-        if self._said_paused is not None:
-            self.log("resumed")
-            self._said_paused = None
-        return True
+        return self.store_pause.wait_out(self.opt.poll)
 
     def _wait_for_work(self) -> bool:
         """Sleep until a task may be ready; False when nothing is left (and not --watch)."""
@@ -365,35 +353,7 @@ class WorkerLoop:
         return agent_env(self.opt.agent, self.opt, self.store, self.workspace, task, run_dir)
 
     def _on_signal(self, sig: AgentSignal) -> None:
-        """Runs on a reader thread the moment the parser sees an auth failure or a limit."""
-        if sig.kind == "auth_failed":
-            fix = sig.fix
-            error = AgentAuthError(
-                f"agent {self.opt.agent_name!r} could not authenticate: {sig.message}",
-                hint=(fix + "; " if fix else "")
-                + "log the agent in (or fix its API key) and run again; no attempt was counted",
-                agent=self.opt.agent_name,
-            )
-            if self.control.pool is not None:  # the next agent, if any (ralph.fallback)
-                self.control.pool.on_auth_failed(self.opt.agent_name, error, self.control)
-            else:
-                self.control.stop_all(error.message, error=error, grace=0)
-            return
-        self.tally.rate_limits_in_a_row += 1
-        until = sig.reset_at or time.time() + (
-            sig.retry_after
-            or backoff_delay(
-                self.tally.rate_limits_in_a_row, self.opt.rate_limit_pause, self.opt.backoff_max
-            )
-        )
-        if sig.kind == "rate_limited" and self.control.pool is not None:
-            known = sig.reset_at is not None or sig.retry_after is not None
-            self.control.pool.on_limited(
-                self.opt.agent_name, until, sig.message, self.control, self.opt.worker, known
-            )
-            return
-        what = "no network" if sig.kind == "network_down" else "rate limited"
-        self.control.pause_until(until, f"{what}: {sig.message}", by=self.opt.worker)
+        on_agent_signal(sig, self.opt, self.control, self.tally)
 
     def _classify(self, result: ProcessResult, parser: Any) -> tuple[str, str | None]:
         outcome, note, late = classify(result, parser, self.opt.task_timeout, self.opt.idle_timeout)
