@@ -449,6 +449,55 @@ def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
     check_history(repo, [f"m{n}" for n in range(4)], Path(db))  # includes a clean checkout
 
 
+GIT_KILLED_AFTER_COMMIT = """#!/bin/sh
+# The first ref transaction that moves main commits, then its git dies by SIGKILL (as an OOM
+# kill or a stray signal would) while the ralph process that ran it lives on.
+case " $* " in
+*" update-ref "*"--stdin"*)
+    if [ -e "$KILL_FILE" ]; then
+        lines="$(mktemp)"
+        cat > "$lines"
+        if grep -q " refs/heads/main " "$lines"; then
+            rm -f "$KILL_FILE"
+            {real} "$@" < "$lines"
+            rm -f "$lines"
+            kill -9 $$
+        fi
+        exec {real} "$@" < "$lines"
+    fi;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_a_git_killed_after_moving_the_target_leaves_no_stale_main_checkout(
+    tmp_path: Path, repo: Path
+) -> None:
+    """The landing's ref transaction committed, but its git died before exiting: the worker
+    sees a failure with the target moved. The main checkout must still follow the target;
+    left behind, every later landing would take it for the user's edits and wait forever."""
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, [{"id": f"g{n}", "title": f"task {n}"} for n in range(4)])
+    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "wrapper").mkdir()
+    wrapper = tmp_path / "wrapper" / "git"
+    wrapper.write_text(GIT_KILLED_AFTER_COMMIT.format(real=real_git))
+    wrapper.chmod(0o755)
+    kill = tmp_path / "kill-now"
+    kill.write_text("")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
+    env.update(KILL_FILE=str(kill), PATH=f"{wrapper.parent}:{env['PATH']}")
+    done = subprocess.run(
+        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert not kill.exists()  # the kill happened
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "local changes" not in done.stderr
+    assert set(statuses(db).values()) == {"done"}
+    check_history(repo, [f"g{n}" for n in range(4)], Path(db))  # includes a clean checkout
+
+
 ASIDE_KILL_WRAPPER = """#!/bin/sh
 # The main checkout's update has renamed a file aside and fetches the new version: SIGKILL the
 # ralph process that runs it (git's parent), as a kill of the whole worker would, once.

@@ -275,7 +275,11 @@ class Worktrees:
         try:
             move_ref()
         except BaseException:
-            marker.unlink(missing_ok=True)
+            # A git killed after its transaction committed fails here with the ref moved: the
+            # marker then stays, so recover_main (next under the lock) moves the checkout too.
+            with contextlib.suppress(Exception):
+                if self.main.rev(self.target_ref) == old:
+                    marker.unlink(missing_ok=True)  # nothing moved
             raise
         self._finish_main(marker, old, new, paths)
         return ""
