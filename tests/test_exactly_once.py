@@ -498,6 +498,46 @@ def test_a_git_killed_after_moving_the_target_leaves_no_stale_main_checkout(
     check_history(repo, [f"g{n}" for n in range(4)], Path(db))  # includes a clean checkout
 
 
+KILL_GIT_IN_TRANSACTION_HOOK = """#!/bin/sh
+# Once, with every lock of the transaction that moves main taken (the branch's and HEAD's, for
+# its reflog), SIGKILL the git that took them, as a kill of the worker's process group would.
+[ "$1" = prepared ] || exit 0
+grep -q " refs/heads/main$" || exit 0
+[ -e "$KILL_FILE" ] || exit 0
+rm -f "$KILL_FILE"
+kill -9 $PPID
+exit 0
+"""
+
+
+def test_a_git_killed_holding_the_target_and_head_locks_blocks_no_later_landing(
+    tmp_path: Path, repo: Path
+) -> None:
+    """Stale `refs/heads/main.lock` and `HEAD.lock` from a git killed mid-transaction are
+    removed once they are old enough; left, every landing after it failed as a lost race."""
+    db = str(tmp_path / "ralph.db")
+    add_tasks(db, [{"id": f"h{n}", "title": f"task {n}"} for n in range(3)])
+    (repo / "ralph.toml").write_text(chaos.CONFIG)
+    git(repo, "add", "ralph.toml")
+    git(repo, "commit", "-q", "-m", "config")
+    since = git(repo, "rev-parse", "HEAD")
+    hook = repo / ".git" / "hooks" / "reference-transaction"
+    hook.write_text(KILL_GIT_IN_TRANSACTION_HOOK)
+    hook.chmod(0o755)
+    kill = tmp_path / "kill-now"
+    kill.write_text("")
+    env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3", KILL_FILE=str(kill))
+    done = subprocess.run(
+        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert not kill.exists()  # the kill happened
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(statuses(db).values()) == {"done"}
+    assert not list((repo / ".git").glob("*.lock"))
+    check_history(repo, [f"h{n}" for n in range(3)], Path(db), since)
+
+
 ASIDE_KILL_WRAPPER = """#!/bin/sh
 # The main checkout's update has renamed a file aside and fetches the new version: SIGKILL the
 # ralph process that runs it (git's parent), as a kill of the whole worker would, once.

@@ -300,14 +300,15 @@ class Git:
         return False
 
     def clear_stale_ref_locks(self, refs: Iterable[str], older_than: float = 5.0) -> list[str]:
-        """Remove `<ref>.lock` and `packed-refs.lock` files older than `older_than` seconds: a
-        git killed inside a ref transaction leaves them, and every later move of that ref
+        """Remove `<ref>.lock`, `packed-refs.lock` and `HEAD.lock` files older than
+        `older_than` seconds: a git killed inside a ref transaction leaves them (moving the
+        checked-out branch locks HEAD too, for its reflog), and every later move of that ref
         fails with "Another git process seems to be running" until they go. A live git holds
         them for milliseconds. Call with the merge lock held; returns what was removed."""
 
         common = self.common_dir()
         removed = []
-        for name in [*refs, "packed-refs"]:
+        for name in [*refs, "packed-refs", "HEAD"]:
             lock = common / f"{name}.lock"
             try:
                 if time.time() - lock.stat().st_mtime > older_than:
@@ -397,9 +398,12 @@ class Git:
 
     # -- cleaning ------------------------------------------------------------------------
     def settle(self) -> None:
-        """Abort anything half done (rebase, merge, cherry-pick) and drop a stale index.lock."""
+        """Abort anything half done (rebase, merge, cherry-pick) and drop a stale index.lock
+        (and, in a worker's own worktree, the HEAD.lock a killed `update-ref HEAD` left)."""
         gitdir = self.git_dir()
         (gitdir / "index.lock").unlink(missing_ok=True)
+        if gitdir.resolve() != self.common_dir().resolve():
+            (gitdir / "HEAD.lock").unlink(missing_ok=True)
         for marker, (command, flag) in IN_PROGRESS.items():
             if (gitdir / marker).exists():
                 try:
