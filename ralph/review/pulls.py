@@ -89,11 +89,19 @@ class PullRequests:
         self.root = main_root(Path(root))
         self.ralph_dir = ensure_ralph_dir(self.root)
         self.git = Git(self.root, git_env(self.root, self.ralph_dir))
+        # A worker's publish and the poll thread's must not both find no pull request and
+        # both open one. (Across hosts GitHub itself refuses a second open one per branch;
+        # the refused host adopts it at its next poll.)
+        self._lock = threading.RLock()
 
     # -- one task ----------------------------------------------------------------------------
     def publish(self, task_id: str) -> dict[str, Any]:
         """Push the task's review commit and make sure exactly one pull request shows it;
         returns {task, number, url, opened}."""
+        with self._lock:
+            return self._publish(task_id)
+
+    def _publish(self, task_id: str) -> dict[str, Any]:
         review = self.store.pending_review(task_id)
         if review.get("pr_number"):
             return {"task": task_id, "number": review["pr_number"], "url": review["pr_url"],
@@ -143,8 +151,12 @@ class PullRequests:
             self.store.review_returned(task_id, by=by, note=note, state="rejected", kept=kept)
             report.returned.append({"task": task_id, "number": number, "note": note})
             self.log(f"{task_id}: pull request #{number} closed unmerged; back to the queue")
-        else:
+        elif state == "OPEN":
             report.waiting.append({"task": task_id, "number": number, "url": review["pr_url"]})
+        else:
+            raise errors.GitHubError(
+                f"pull request #{number} is in no state ralph knows: {state!r}"
+            )
 
     # -- every task --------------------------------------------------------------------------
     def sync(self, due: Callable[[str], bool] = lambda task_id: True) -> SyncReport:
@@ -158,7 +170,8 @@ class PullRequests:
             report.tried.append(task_id)
             try:
                 if review.get("pr_number"):
-                    self.poll(review, report)
+                    with self._lock:
+                        self.poll(review, report)
                 else:
                     report.opened.append(self.publish(task_id))
             except errors.RalphError as exc:
