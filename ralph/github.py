@@ -115,7 +115,10 @@ def repo_of_url(url: str) -> Repo | None:
     )
     if not found or "." not in found["host"] and ":" not in found["host"]:
         return None
-    host = None if found["host"] in ("github.com", "www.github.com") else found["host"]
+    host = found["host"]
+    if not url.startswith(("http://", "https://")):  # an ssh port is not the web's
+        host = host.split(":")[0]
+    host = None if host in ("github.com", "www.github.com") else host
     return Repo(found["owner"], found["name"], host)
 
 

@@ -195,7 +195,8 @@ def test_a_run_carries_out_merges_at_its_start_so_dependents_run_in_it(
 
 def crashing_gh(tmp_path: Path, when: str) -> str:
     """A `gh` first on PATH that SIGKILLs the ralph that runs `gh pr create`, before the real
-    gh creates the pull request or right after; returns the PATH to use."""
+    gh creates the pull request or right after (or, `when` "fail", fails as GitHub down
+    would); returns the PATH to use."""
     folder = tmp_path / "crashing-bin"
     folder.mkdir()
     real = shutil.which("gh")
@@ -205,6 +206,8 @@ def crashing_gh(tmp_path: Path, when: str) -> str:
         "import os, signal, subprocess, sys\n"
         f"real = {real!r}\n"
         "if sys.argv[1:3] == ['pr', 'create']:\n"
+        f"    if {when!r} == 'fail':\n"
+        "        sys.exit('HTTP 502: Bad Gateway')\n"
         f"    if {when!r} == 'after':\n"
         "        subprocess.run([real, *sys.argv[1:]], stdout=subprocess.DEVNULL)\n"
         "    os.kill(os.getppid(), signal.SIGKILL)\n"
@@ -269,3 +272,63 @@ def test_pr_mode_needs_a_remote(repo: Path, env: dict[str, str]) -> None:
     refused = ralph(repo, env, "run", "--agent-cmd", EDIT, "--no-live")
     assert refused.returncode == 2 and "remote" in refused.stderr
     assert tasks(env)["A"]["status"] == "open"
+
+
+def test_github_failing_during_the_run_leaves_the_task_in_review_for_the_next_sync(
+    repo: Path, env: dict[str, str], github: FakeGitHub, tmp_path: Path
+) -> None:
+    add(env, TASKS[0], TASKS[1])
+    done = run(repo, {**env, "PATH": crashing_gh(tmp_path, "fail")})
+    said = done.stdout + done.stderr
+    assert "A: no pull request yet" in said and "HTTP 502" in said
+    assert "A: pull request not synced yet" in said  # the run's last sync tried again
+    assert {t["status"] for t in tasks(env).values()} == {"review"}
+    assert github.pulls == {}
+    synced = ralph(repo, env, "review", "--sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "A: pull request #" in synced.stdout and "B: pull request #" in synced.stdout
+    assert len(github.pull_for("ralph/review/A")) == len(github.pull_for("ralph/review/B")) == 1
+
+
+def test_land_table_takes_mode_poll_and_repo_and_refuses_unknown_keys() -> None:
+    from ralph.errors import ConfigError
+    from ralph.review import parse_land
+
+    land = parse_land({"mode": "pr", "poll": 90, "repo": "acme/app"}, "ralph.toml")
+    assert (land.mode, land.poll, land.repo, land.pr, land.review) == (
+        "pr", 90.0, "acme/app", True, True
+    )  # fmt: skip
+    assert parse_land({"poll": "2m"}, "x").poll == 120.0
+    for bad, said in (
+        ({"pol": 1}, "unknown key land.pol"),
+        ({"poll": "soon"}, "invalid land.poll"),
+        ({"repo": "app"}, "land.repo must be"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            parse_land(bad, "ralph.toml")
+
+
+def test_the_github_repository_is_read_from_the_remote_url() -> None:
+    from ralph.github import Repo, repo_of_url
+
+    assert repo_of_url("git@github.com:acme/app.git") == Repo("acme", "app")
+    assert repo_of_url("https://github.com/acme/app") == Repo("acme", "app")
+    assert repo_of_url("ssh://git@ghe.corp:2222/acme/app.git") == Repo(
+        "acme", "app", "ghe.corp:2222"
+    )
+    assert repo_of_url("/srv/git/app.git") is None
+
+
+def test_a_closed_pull_requests_note_carries_its_reviews_and_comments() -> None:
+    from ralph.review.pulls import closed_note
+
+    seen = {
+        "reviews": [{"author": {"login": "ann"}, "state": "CHANGES_REQUESTED", "body": "Tabs."},
+                    {"author": {"login": "bob"}, "state": "APPROVED", "body": ""}],
+        "comments": [{"author": {"login": "cy"}, "body": "Rename it."}],
+    }  # fmt: skip
+    assert closed_note(4, seen) == (
+        "Pull request #4 was closed without merging.\n"
+        "Review by ann (CHANGES_REQUESTED): Tabs.\nComment by cy: Rename it."
+    )
+    assert "no review comments" in closed_note(4, {})
