@@ -313,9 +313,9 @@ def test_the_github_repository_is_read_from_the_remote_url() -> None:
 
     assert repo_of_url("git@github.com:acme/app.git") == Repo("acme", "app")
     assert repo_of_url("https://github.com/acme/app") == Repo("acme", "app")
-    assert repo_of_url("ssh://git@ghe.corp:2222/acme/app.git") == Repo(
-        "acme", "app", "ghe.corp:2222"
-    )
+    ghe = Repo("acme", "app", "ghe.corp")
+    assert repo_of_url("ssh://git@ghe.corp:2222/acme/app.git") == ghe  # the ssh port dropped
+    assert repo_of_url("https://ghe.corp:8443/acme/app.git") == Repo("acme", "app", "ghe.corp:8443")
     assert repo_of_url("/srv/git/app.git") is None
 
 
