@@ -12,8 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gitutil import git, init_repo
@@ -332,3 +334,41 @@ def test_a_closed_pull_requests_note_carries_its_reviews_and_comments() -> None:
         "Review by ann (CHANGES_REQUESTED): Tabs.\nComment by cy: Rename it."
     )
     assert "no review comments" in closed_note(4, {})
+
+
+class FlakyPulls:
+    """A PullRequests whose sync of task A fails until told otherwise (the back-off's input)."""
+
+    def __init__(self) -> None:
+        self.failing, self.lines = True, []
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+    def sync(self, due: Any) -> Any:
+        from ralph.review.pulls import SyncReport
+
+        report = SyncReport()
+        if due("A"):
+            report.tried.append("A")
+            if self.failing:
+                report.failed.append({"task": "A", "error": "HTTP 502"})
+        return report
+
+
+def test_a_task_whose_sync_fails_waits_longer_each_time_and_is_logged_once() -> None:
+    from ralph.review.pulls import PullRequestSync
+
+    pulls = FlakyPulls()
+    sync = PullRequestSync(pulls, every=60.0)  # type: ignore[arg-type]
+    sync.sync_once()
+    first = sync.next_at["A"] - time.monotonic()
+    assert sync.failures == {"A": 1} and 60 < first <= 120
+    assert sync.sync_once().tried == []  # not due yet: not asked again
+    sync.next_at["A"] = 0.0  # its wait is over
+    sync.sync_once()
+    assert sync.failures == {"A": 2} and sync.next_at["A"] - time.monotonic() > 180
+    assert pulls.lines == ["A: pull request not synced yet: HTTP 502"]  # the same error once
+    pulls.failing, sync.next_at["A"] = False, 0.0
+    sync.sync_once()
+    assert sync.failures == {} and sync.next_at == {}

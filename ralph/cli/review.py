@@ -43,8 +43,9 @@ def review(
         bool,
         typer.Option(
             "--sync",
-            help='Pull request mode ([land] mode = "pr"): open the missing pull requests and '
-            "carry out GitHub's decisions (merged: done; closed: back to the queue).",
+            help="Pull request mode: carry out GitHub's decisions on the tasks' pull requests "
+            '(merged: done; closed: back to the queue); with [land] mode = "pr" in the config, '
+            "also open the missing ones.",
         ),
     ] = False,
     remote: Annotated[
@@ -104,7 +105,7 @@ def _sync(remote: str | None, as_json: bool) -> None:
     repo = github_repo(root, remote, settings.land.repo)
     tasks = store()
     pulls = PullRequests(tasks, root, remote=remote, repo=repo, log=lambda line: None)
-    report = pulls.sync()
+    report = pulls.sync(publish=settings.land.pr)
     if report.landed:  # the source issues of merged tasks imported from GitHub
         from ralph.ops.github_issues import sync_landed
 

@@ -159,13 +159,16 @@ class PullRequests:
             )
 
     # -- every task --------------------------------------------------------------------------
-    def sync(self, due: Callable[[str], bool] = lambda task_id: True) -> SyncReport:
-        """Publish every pending review without a pull request and poll the others (only the
-        tasks `due` says); a failure is recorded for that task and the others go on."""
+    def sync(
+        self, due: Callable[[str], bool] = lambda task_id: True, *, publish: bool = True
+    ) -> SyncReport:
+        """Publish every pending review without a pull request (unless not `publish`: a
+        review-mode queue is never pushed by a sync) and poll the others, only the tasks `due`
+        says; a failure is recorded for that task and the others go on."""
         report = SyncReport()
         for review in self.store.review_queue():
             task_id = review["task_id"]
-            if not due(task_id):
+            if not due(task_id) or not (publish or review.get("pr_number")):
                 continue
             report.tried.append(task_id)
             try:
