@@ -136,7 +136,7 @@ def test_pr_mode_opens_one_pull_request_per_task_and_leaves_the_target_alone(
         assert (
             git(remote, "rev-parse", f"refs/heads/ralph/review/{task_id}") == (review["commit_sha"])
         )
-        assert f"Task: {task_id}" in pr.body and "Ralph-Token:" in pr.body
+        assert f"Task: {task_id}" in pr.body and "Ralph-Token:" in pr.body and "Cost:" in pr.body
     assert github.pull_for("ralph/review/A")[0].body.startswith("Do the first thing.")
     listed = ralph(repo, env, "review").stdout
     assert "pull request #" in listed

@@ -187,6 +187,10 @@ class PullRequests:
         the cost and the `Task:` / `Ralph-Token:` trailers."""
         message = self._git("log", "-1", "--format=%b", review["commit_sha"]).strip()
         parts = [task.description.strip(), message]
+        if "Cost:" not in message:  # a commit template without the cost
+            queued = [r for r in self.store.review_queue() if r["task_id"] == task.id]
+            cost = queued[0].get("cost_usd") if queued else None
+            parts.insert(1, "Cost: " + ("unknown" if cost is None else f"${cost:.4f}"))
         return "\n\n".join(p for p in parts if p) or task.title
 
     def _fetch_target(self, target: str, sha: str) -> None:
