@@ -195,11 +195,11 @@ def test_a_run_carries_out_merges_at_its_start_so_dependents_run_in_it(
     assert git(repo, "rev-parse", f"{c['commit_sha']}^") == merged  # cut from the merge
 
 
-def crashing_gh(tmp_path: Path, when: str) -> str:
+def crashing_gh(tmp_path: Path, when: str, command: str = "create") -> str:
     """A `gh` first on PATH that SIGKILLs the ralph that runs `gh pr create`, before the real
     gh creates the pull request or right after (or, `when` "fail", fails as GitHub down
     would); returns the PATH to use."""
-    folder = tmp_path / "crashing-bin"
+    folder = tmp_path / f"crashing-{command}-{when}"
     folder.mkdir()
     real = shutil.which("gh")
     script = folder / "gh"
@@ -207,7 +207,7 @@ def crashing_gh(tmp_path: Path, when: str) -> str:
         f"#!{sys.executable}\n"
         "import os, signal, subprocess, sys\n"
         f"real = {real!r}\n"
-        "if sys.argv[1:3] == ['pr', 'create']:\n"
+        f"if sys.argv[1:3] == ['pr', {command!r}]:\n"
         f"    if {when!r} == 'fail':\n"
         "        sys.exit('HTTP 502: Bad Gateway')\n"
         f"    if {when!r} == 'after':\n"
@@ -239,6 +239,24 @@ def test_a_run_killed_around_pr_create_ends_with_exactly_one_pull_request(
     assert review["pr_number"] == pr.number and tasks(env)["A"]["status"] == "review"
     ralph(repo, env, "review", "--sync")
     assert len(github.pull_for("ralph/review/A")) == 1
+
+
+def test_a_sync_killed_after_seeing_the_merge_lands_the_task_at_the_next_sync(
+    repo: Path, remote: Path, env: dict[str, str], github: FakeGitHub, tmp_path: Path
+) -> None:
+    add(env, TASKS[0], TASKS[2])
+    run(repo, env)
+    [a] = github.pull_for("ralph/review/A")
+    merged = merge_on_remote(remote, github, a.number)
+    path = crashing_gh(tmp_path, "after", command="view")  # gh answered; ralph dies reading it
+    killed = ralph(repo, {**env, "PATH": path}, "review", "--sync")
+    assert killed.returncode == -signal.SIGKILL
+    assert tasks(env)["A"]["status"] == "review"
+    synced = ralph(repo, env, "review", "--sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "Now unblocked: C" in synced.stdout
+    got = tasks(env)
+    assert (got["A"]["status"], got["A"]["commit"], got["C"]["status"]) == ("done", merged, "open")
 
 
 def test_approve_and_reject_point_to_the_pull_request(
