@@ -291,6 +291,13 @@ def test_pr_mode_needs_a_remote(repo: Path, env: dict[str, str]) -> None:
     add(env, TASKS[0])
     refused = ralph(repo, env, "run", "--agent-cmd", EDIT, "--no-live")
     assert refused.returncode == 2 and "remote" in refused.stderr
+    both = ralph(repo, env, "run", "--land", "pr", "--remote", "origin", "--push-branches",
+                 "--agent-cmd", EDIT)  # fmt: skip
+    assert both.returncode == 2 and "choose one" in both.stderr
+    git(repo, "remote", "set-url", "origin", str(repo.parent / "remote.git"))
+    (repo / "ralph.toml").write_text('remote = "origin"\n[land]\nmode = "pr"\n')
+    unnamed = ralph(repo, env, "run", "--agent-cmd", EDIT, "--no-live")  # a path names no repo
+    assert unnamed.returncode == 2 and 'repo = "OWNER/NAME"' in unnamed.stderr
     assert tasks(env)["A"]["status"] == "open"
 
 
