@@ -93,8 +93,11 @@ def finisher(store: Any, review: ReviewCommit, pulls: Any = None) -> Any:
         if pulls is not None:
             try:
                 pulls.publish(task_id)
-            except RalphError as exc:
-                pulls.log(f"{task_id}: no pull request yet ({exc.message}); the next poll tries")
+            except Exception as exc:  # the task is safe in review: never a crashed worker
+                said = (
+                    exc.message if isinstance(exc, RalphError) else f"{type(exc).__name__}: {exc}"
+                )
+                pulls.log(f"{task_id}: no pull request yet ({said}); the next poll tries")
         return task
 
     return finish
