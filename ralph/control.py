@@ -127,6 +127,7 @@ class RunControl:
         self.notifier: Notifier | None = None  # ralph.notify, set by the CLI from [notify]
         self.report_path: str | None = None  # [report] write = true: the run's report file
         self.pool: Any = None  # ralph.fallback.AgentPool: which agent each attempt gets
+        self.pulls: Any = None  # ralph.review.pulls.PullRequests: [land] mode = "pr"
 
     def notify(self, event: str, **data: Any) -> None:
         """Queue a notification (never blocks: see ralph.notify)."""

@@ -102,3 +102,58 @@ def close_issue(repo: Repo, number: int) -> None:
 def issue_comments(repo: Repo, number: int) -> list[str]:
     found = gh_json(["issue", "view", str(number), "-R", str(repo), "--json", "comments"])
     return [c.get("body") or "" for c in (found or {}).get("comments") or []]
+
+
+# -- pull requests ([land] mode = "pr", ralph/review/pulls.py) ---------------------------------
+def repo_of_url(url: str) -> Repo | None:
+    """The GitHub repository a git remote's URL names (`git@github.com:o/n.git`,
+    `https://github.com/o/n`, `ssh://git@host/o/n.git`), or None for a local path."""
+    found = re.match(
+        r"^(?:[a-z+]+://)?(?:[^@/]+@)?(?P<host>[\w.-]+(?::\d+)?)[:/](?P<owner>[\w.-]+)/"
+        r"(?P<name>[\w.-]+?)(?:\.git)?/?$",
+        url.strip(),
+    )
+    if not found or "." not in found["host"] and ":" not in found["host"]:
+        return None
+    host = found["host"]
+    if not url.startswith(("http://", "https://")):  # an ssh port is not the web's
+        host = host.split(":")[0]
+    host = None if host in ("github.com", "www.github.com") else host
+    return Repo(found["owner"], found["name"], host)
+
+
+def pr_list_head(repo: Repo, head: str) -> list[dict[str, Any]]:
+    """Every pull request (any state) whose head is the branch `head`, newest first."""
+    found = gh_json(
+        ["pr", "list", "-R", str(repo), "--head", head, "--state", "all",
+         "--json", "number,state,url"]
+    )  # fmt: skip
+    return found if isinstance(found, list) else []
+
+
+def pr_create(repo: Repo, *, head: str, base: str, title: str, body: str) -> str:
+    """Open a pull request of `head` onto `base`; returns its URL (gh prints it last)."""
+    out = gh(
+        ["pr", "create", "-R", str(repo), "--head", head, "--base", base,
+         f"--title={title}", f"--body={body}"]  # one argument each: a title "-x" is no flag
+    )  # fmt: skip
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    if not lines:
+        raise GitHubError("gh pr create printed no URL")
+    return lines[-1]
+
+
+def pr_view(repo: Repo, number: int) -> dict[str, Any]:
+    """A pull request's state, merge commit, reviews and comments."""
+    found = gh_json(
+        ["pr", "view", str(number), "-R", str(repo), "--json", "state,mergeCommit,reviews,comments"]
+    )
+    return found if isinstance(found, dict) else {}
+
+
+def pr_number(url: str) -> int:
+    """The number at the end of a pull request's URL."""
+    tail = url.rstrip("/").rsplit("/", 1)[-1]
+    if not tail.isdigit():
+        raise GitHubError(f"not a pull request URL: {url}")
+    return int(tail)

@@ -432,7 +432,8 @@ class WorkerLoop:
         if verdict == "review":  # store.send_to_review, called as finish is
             from ralph.review.gate import finisher  # lazy: start-up
 
-            finish, self.for_review = finisher(self.store, self.for_review), None
+            finish = finisher(self.store, self.for_review, self.control.pulls)
+            self.for_review = None
         try:
             finish(
                 task.id,

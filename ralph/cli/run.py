@@ -207,6 +207,7 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     from ralph.ops.github_issues import LandedSync
 
     github = LandedSync.start_if_needed(store, options.settings, control.log)
+    pulls = _pull_requests(store, root, flags.remote, options.settings, control)
     summary = run_workers(
         store,
         options,
@@ -220,6 +221,8 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
         push_branches=flags.push_branches,
         live=live if parallel else False,
     )
+    if pulls is not None:  # the pull requests of the last tasks sent for review
+        pulls.stop()
     if github is not None:  # the last landings' comments on their issues
         github.stop()
     from ralph.ops.report import run_ended  # lazy: start-up
@@ -239,6 +242,18 @@ def _execute(flags: Flags, *, exit_on_error: bool = True) -> RunSummary | None:
     if summary.exit_code and exit_on_error:
         raise control.error or _interrupted()
     return summary
+
+
+def _pull_requests(store: Any, root: Path, remote: str | None, settings: Any, control: Any) -> Any:
+    """In pull request mode: the run's PullRequests (its workers open one per task) and the
+    sync that polls them, run once now so merged ones make their dependents ready first."""
+    if not settings.land.pr or remote is None:
+        return None
+    from ralph.review.pulls import PullRequests, PullRequestSync, github_repo
+
+    repo = github_repo(root, remote, settings.land.repo)
+    control.pulls = PullRequests(store, root, remote=remote, repo=repo, log=control.log)
+    return PullRequestSync(control.pulls, every=settings.land.poll).start()
 
 
 def _interrupted() -> Exception:

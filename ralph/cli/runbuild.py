@@ -83,6 +83,27 @@ def _make_agent(name: str, spec: dict[str, Any]) -> Agent:
     return configured_agent(name, spec)
 
 
+def _check_pr_mode(flags: Flags, settings: Any, root: Path) -> None:
+    """Pull request mode needs a remote to push to, gh, and the GitHub repository."""
+    import shutil
+
+    from ralph.errors import GitHubError
+    from ralph.review.pulls import github_repo
+
+    if not flags.remote:
+        raise UsageError(
+            "pull request mode pushes each task's branch to a remote", hint="add --remote origin"
+        )
+    if flags.push_branches:
+        raise UsageError("--push-branches and pull request mode both push; choose one")
+    if shutil.which("gh") is None:
+        raise GitHubError(
+            "pull request mode needs the GitHub CLI `gh`",
+            hint="install it (Debian/Ubuntu: apt install gh), then run `gh auth login`",
+        )
+    github_repo(root, flags.remote, settings.land.repo)  # a remote that names no repo fails now
+
+
 def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
     """Check everything and build (store, workspace, options, control); raises before any change."""
     from ralph.config import load_settings  # lazy: start-up
@@ -107,10 +128,12 @@ def build(flags: Flags) -> tuple[Any, Any, Any, Any]:
         from ralph.review import parse_land
 
         settings.land = parse_land({"mode": flags.land}, "--land")
-    if settings.land.review and (flags.remote or flags.push_branches):
+    if settings.land.pr:  # a pull request per task: its branch goes to the remote
+        _check_pr_mode(flags, settings, root)
+    elif settings.land.review and (flags.remote or flags.push_branches):
         raise UsageError(
             "review mode keeps each task's commit on a local review branch; it does not push",
-            hint='drop --remote/--push-branches, or use [land] mode = "target"',
+            hint='drop --remote/--push-branches, or use [land] mode = "target" or "pr"',
         )
     members = _agents(settings, flags, root)  # the fallback list (ralph.fallback), checked
     first = next((m for m in members if m.auth_error is None), members[0])

@@ -246,9 +246,10 @@ LandOpt = Annotated[
     str | None,
     typer.Option(
         "--land",
-        metavar="target|review",
-        help="Where each task's commit goes: the target branch, or refs/heads/ralph/review/<task> "
-        "until `ralph approve`. [default: config [land] mode, target]",
+        metavar="target|review|pr",
+        help="Where each task's commit goes: the target branch, refs/heads/ralph/review/<task> "
+        "until `ralph approve`, or a pull request per task (pr: needs --remote and gh). "
+        "[default: config [land] mode, target]",
     ),
 ]
 NoLiveOpt = Annotated[

@@ -78,7 +78,8 @@ HELP: dict[str, str] = {
     "timeout, retries. Check with `ralph notify test`.",
     "report": "Run reports: with `write = true` each run writes one into .ralph/reports/.",
     "land": 'Where a finished task\'s commit goes: mode = "target" (the default: onto the target '
-    'branch) or "review" (a review branch; `ralph approve` lands it).',
+    'branch), "review" (a review branch; `ralph approve` lands it) or "pr" (a pull request per '
+    "task on the remote; poll = seconds between checks, repo = OWNER/NAME if not the remote's).",
     "github": "Issues imported with `ralph import github:OWNER/REPO`: with `close_issues = true` "
     "an issue is closed when its task lands (it is always commented on).",
     "run": "Fallback agents: agents, in order (each any agent name); a rate limit longer than "

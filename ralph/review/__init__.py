@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ralph.errors import ConfigError
+from ralph.durations import parse_duration
+from ralph.errors import ConfigError, UsageError
 
-LAND_MODES = ("target", "review")  # "pr" (a pull request per review) builds on "review"
+LAND_MODES = ("target", "review", "pr")
+POLL = 60.0  # seconds between two looks at the open pull requests
 REVIEW_BRANCHES = "refs/heads/ralph/review/"
 
 
@@ -31,22 +33,40 @@ class LandSettings:
     """The `[land]` table."""
 
     mode: str = "target"
+    poll: float = POLL  # [land] poll: how often a run looks at its open pull requests
+    repo: str | None = None  # [land] repo: the GitHub OWNER/NAME (default: the remote's URL)
 
     @property
     def review(self) -> bool:
         return self.mode != "target"
+
+    @property
+    def pr(self) -> bool:
+        return self.mode == "pr"
 
 
 def parse_land(value: Any, source: str) -> LandSettings:
     """Validate a `[land]` table (errors name the file and the key)."""
     if not isinstance(value, dict):
         raise ConfigError(f'{source}: land must be a table, e.g. [land] mode = "review"')
-    unknown = set(value) - {"mode"}
+    unknown = set(value) - {"mode", "poll", "repo"}
     if unknown:
-        raise ConfigError(f"{source}: unknown key land.{sorted(unknown)[0]}", hint="known: mode")
+        raise ConfigError(
+            f"{source}: unknown key land.{sorted(unknown)[0]}", hint="known: mode, poll, repo"
+        )
     mode = value.get("mode", "target")
     if mode not in LAND_MODES:
         raise ConfigError(
             f"{source}: land.mode must be one of {', '.join(map(repr, LAND_MODES))}, got {mode!r}"
         )
-    return LandSettings(mode=mode)
+    poll = value.get("poll", POLL)
+    try:
+        poll = parse_duration(poll, bare_unit="s", what="land.poll")
+    except UsageError as exc:
+        raise ConfigError(
+            f"{source}: {exc.message}", hint='e.g. poll = 60 (seconds) or "2m"'
+        ) from None
+    repo = value.get("repo")
+    if repo is not None and (not isinstance(repo, str) or repo.count("/") not in (1, 2)):
+        raise ConfigError(f'{source}: land.repo must be "OWNER/NAME", got {repo!r}')
+    return LandSettings(mode=mode, poll=poll, repo=repo)

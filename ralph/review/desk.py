@@ -84,8 +84,10 @@ class ReviewDesk:
         verify_timeout: float | None = 3600.0,
         resolver: Resolver | None = None,
         log: Callable[[str], None] = lambda line: None,
+        pull_requests: bool = False,
     ):
         self.store, self.root = store, Path(root)
+        self.pull_requests = pull_requests  # [land] mode = "pr": GitHub decides, not this desk
         self.verify = list(verify or [])
         self.lock_timeout, self.verify_timeout = lock_timeout, verify_timeout
         self.resolver = resolver
@@ -132,7 +134,7 @@ class ReviewDesk:
         refs/ralph/attempts/<task>/review-<n>."""
         if not note or not note.strip():
             raise errors.UsageError("a rejection needs a note", hint='--note "what to change"')
-        review = self.store.pending_review(task_id)
+        review = self._decidable(task_id, "close")
         kept = self._keep(task_id, review)
         self.store.review_returned(
             task_id, by=by or default_by(), note=note.strip(), state="rejected", kept=kept
@@ -144,7 +146,7 @@ class ReviewDesk:
         from ralph.workspace.worktree import Worktrees
 
         by = by or default_by()
-        review = self.store.pending_review(task_id)
+        review = self._decidable(task_id, "merge")
         wt = Worktrees(
             self.root,
             ralph_dir=self.ralph_dir,
@@ -219,6 +221,19 @@ class ReviewDesk:
             return Decision(task_id, "landed", new, unblocked=unblocked)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _decidable(self, task_id: str, how: str) -> dict[str, Any]:
+        """The task's pending review, unless a pull request holds the decision: then a
+        UsageError saying to `how` (merge or close) it on GitHub."""
+        review = self.store.pending_review(task_id)
+        if review.get("pr_number") or self.pull_requests:
+            where = f"pull request #{review['pr_number']} ({review['pr_url']})"
+            raise errors.UsageError(
+                f"{task_id} waits on {where if review.get('pr_number') else 'a pull request'}; "
+                f"{how} it on GitHub instead",
+                hint="`ralph review --sync` (or the next `ralph run`) then carries it out",
+            )
+        return review
+
     def _resolve(self, task_id: str, head: str, commit: str, files: list[str]) -> str | None:
         """The conflict resolver's commit on `head`, if one is set and it resolved them."""
         if self.resolver is None:
@@ -232,15 +247,7 @@ class ReviewDesk:
         return Decision(task_id, "sent_back", review["commit_sha"], note, kept=kept)
 
     def _keep(self, task_id: str, review: dict[str, Any]) -> str:
-        """Keep the reviewed commit under the attempts namespace and drop its review branch,
-        in one ref transaction (the commit stays reachable whatever happens next)."""
-        kept = f"{ATTEMPT_REFS}{task_id}/review-{review['id']}"
-        lines = [f"update {kept} {review['commit_sha']}"]
-        branch = review_branch(task_id)
-        if self.git.rev(branch) is not None:
-            lines.append(f"delete {branch}")
-        self.git.update_refs(lines, self.root / ".ralph" / "tmp")
-        return kept
+        return keep_commit(self.git, self.root, task_id, review)
 
     def _drop_branch(self, task_id: str) -> None:
         """The review branch of a landed task: its commit is on the target now."""
@@ -279,6 +286,18 @@ class ReviewDesk:
             with contextlib.suppress(GitCommandError):
                 self.git("worktree", "remove", "--force", str(folder))
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def keep_commit(git: Git, root: Path, task_id: str, review: dict[str, Any]) -> str:
+    """Keep a sent-back review's commit under the attempts namespace and drop its review
+    branch, in one ref transaction (the commit stays reachable whatever happens next)."""
+    kept = f"{ATTEMPT_REFS}{task_id}/review-{review['id']}"
+    lines = [f"update {kept} {review['commit_sha']}"]
+    branch = review_branch(task_id)
+    if git.rev(branch) is not None:
+        lines.append(f"delete {branch}")
+    git.update_refs(lines, Path(root) / ".ralph" / "tmp")
+    return kept
 
 
 def _verified_on(verify: Any) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from git.exc import GitCommandError
 
-from ralph.errors import WorkspaceError
+from ralph.errors import RalphError, WorkspaceError
 from ralph.outcomes import landing_failure
 from ralph.review import review_branch
 from ralph.workspace.base import Collected, Fence
@@ -60,7 +60,8 @@ def to_review(
             tree = workspace._tree_with(g, collected.base, [c.path for c in collected.changes])
         commit = g.commit_tree(tree, [collected.base], message)
         base = collected.base
-        head = g.rev(f"refs/heads/{target}")
+        worktrees = getattr(workspace, "worktrees", None)  # the remote's head, with a remote
+        head = worktrees.head() if worktrees is not None else g.rev(f"refs/heads/{target}")
         if head is not None and head != collected.base:
             merged, files = g.merge_tree(head, commit)
             if merged is None:
@@ -78,14 +79,25 @@ def to_review(
     return "review", None, ReviewCommit(branch, commit, base, target, verify)
 
 
-def finisher(store: Any, review: ReviewCommit) -> Any:
+def finisher(store: Any, review: ReviewCommit, pulls: Any = None) -> Any:
     """`store.finish`'s signature ending the task in review instead (the worker's `_settle`
-    calls whichever it was given): one transaction checked against the claim's token."""
+    calls whichever it was given): one transaction checked against the claim's token. With
+    `pulls` (pull request mode, ralph/review/pulls.py) the pull request is opened right after;
+    when that fails, the run's next poll opens it."""
 
     def finish(task_id: str, *, worker: str, token: int, attempt_id: int | None, end: Any,
                **_: Any) -> Any:  # fmt: skip
-        return store.send_to_review(
+        task = store.send_to_review(
             task_id, worker=worker, token=token, attempt_id=attempt_id, end=end, **review.params()
         )
+        if pulls is not None:
+            try:
+                pulls.publish(task_id)
+            except Exception as exc:  # the task is safe in review: never a crashed worker
+                said = (
+                    exc.message if isinstance(exc, RalphError) else f"{type(exc).__name__}: {exc}"
+                )
+                pulls.log(f"{task_id}: no pull request yet ({said}); the next poll tries")
+        return task
 
     return finish

@@ -31,6 +31,10 @@ FIELDS = {  # what `gh --json` may ask for, by type (its field check before a qu
 }
 
 
+class NotFoundError(Exception):
+    """A number this GitHub does not know: answered as a GraphQL NOT_FOUND error."""
+
+
 @dataclass
 class Issue:
     number: int
@@ -140,7 +144,10 @@ class FakeGitHub:
             self.unknown.append(op)
             return {"errors": [{"message": f"fake GitHub does not know {op}"}]}
         with self.lock:
-            return {"data": handler(query, variables)}
+            try:
+                return {"data": handler(query, variables)}
+            except NotFoundError as exc:  # as GitHub answers a number it does not know
+                return {"data": None, "errors": [{"type": "NOT_FOUND", "message": str(exc)}]}
 
     def _repo(self) -> dict[str, Any]:
         return {
@@ -275,13 +282,16 @@ class FakeGitHub:
         }
 
     def _op_PullRequestForBranch(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        head = variables.get("headRefName")
-        nodes = [self._pull(p) for p in self.pulls.values() if p.head == head]
+        head, states = variables.get("headRefName"), variables.get("states")  # create: [OPEN]
+        nodes = [self._pull(p) for p in self.pulls.values()
+                 if p.head == head and (not states or p.state in states)]  # fmt: skip
         return {"repository": {"pullRequests": {"nodes": nodes}}}
 
     def _op_PullRequestByNumber(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        pr = self.pulls.get(int(variables["pr_number"]))
-        return {"repository": {"pullRequest": self._pull(pr) if pr else None}}
+        number = int(variables["pr_number"])
+        if number not in self.pulls:
+            raise NotFoundError(f"Could not resolve to a PullRequest with the number of {number}.")
+        return {"repository": {"pullRequest": self._pull(self.pulls[number])}}
 
     def _op_PullRequestCreate(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         given = variables["input"]
