@@ -122,6 +122,10 @@ class RunControl:
         self._share_lock = threading.Lock()  # one put/delete at a time, in order
         self._cancel_at: float | None = None
         self._lock = threading.Lock()
+        # Bumped whenever the queue may have changed (a task of this run ended, the run stops):
+        # idle workers wait on it instead of sleeping out their poll interval.
+        self._wakes = 0
+        self._woken = threading.Condition()
         self._procs: set[AgentProcess] = set()
         self._last: dict[str, str] = {}
         self.notifier: Notifier | None = None  # ralph.notify, set by the CLI from [notify]
@@ -148,6 +152,7 @@ class RunControl:
                 deadline = time.monotonic() + grace
                 self._cancel_at = min(deadline, self._cancel_at or deadline)
         self.stopping.set()
+        self.wake()
         if grace is not None:
             for proc in procs:
                 proc.cancel("interrupted", grace)
@@ -230,6 +235,31 @@ class RunControl:
             seconds = min(seconds, max(0.0, self.deadline - time.time()))
         return not self.stopping.wait(max(0.0, seconds))
 
+    def wakes(self) -> int:
+        """The wake-up count now: read it before looking at the queue, wait with it after."""
+        return self._wakes
+
+    def wake(self) -> None:
+        """A task ended (done, failed, back in the queue): idle workers look at the queue now,
+        whose tasks may have become ready, or whose last task is gone."""
+        with self._woken:
+            self._wakes += 1
+            self._woken.notify_all()
+
+    def wait_for_work(self, seconds: float, seen: int) -> bool:
+        """Sleep up to `seconds` (never past --max-time), or until a wake-up after the count
+        `seen` (one that came meanwhile returns at once); False if the run is stopping."""
+        if self.deadline is not None:
+            seconds = min(seconds, max(0.0, self.deadline - time.time()))
+        end = time.monotonic() + max(0.0, seconds)
+        with self._woken:
+            while self._wakes == seen and not self.stopping.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._woken.wait(left)
+        return not self.stopping.is_set()
+
     def wait_while_paused(self) -> bool:
         while (left := self._paused_until - time.time()) > 0:
             if not self.wait(left):
@@ -261,7 +291,8 @@ class RunControl:
 
     def record(self, outcome: TaskOutcome, kind: str) -> None:
         """Count a task's outcome; each task is counted once, by how it last ended in this run
-        (a task retried twice and then done is 1 done, not 2 retried and 1 done)."""
+        (a task retried twice and then done is 1 done, not 2 retried and 1 done). The queue
+        changed with it: idle workers are woken."""
         with self._lock:
             self.cost += outcome.cost_usd or 0.0
             s = self.summary
@@ -277,6 +308,7 @@ class RunControl:
                 s.agents[outcome.agent] = s.agents.get(outcome.agent, 0) + 1
             s.unknown_cost += outcome.launched and outcome.cost_usd is None
             s.conflicts += outcome.outcome == "merge_conflict"
+        self.wake()
         if kind == "failed":
             self.notify("task_failed", task=outcome.task, error=outcome.note)
 

@@ -78,12 +78,13 @@ class WorkerLoop:
             while self.control.wait_while_paused() and self._not_paused_by_store():
                 if self.heartbeat.asked_to_stop or not self.control.take_task():
                     break
+                seen = self.control.wakes()  # before the look: a task ending after it wakes us
                 claim = self.store.claim_next(
                     self.opt.worker, self.opt.capabilities, self.opt.lease
                 )
                 if claim is None:
                     self.control.give_back()
-                    if self.opt.once or not self._wait_for_work():
+                    if self.opt.once or not self._wait_for_work(seen):
                         break
                     continue
                 self.run_task(claim)
@@ -95,8 +96,10 @@ class WorkerLoop:
     def _not_paused_by_store(self) -> bool:
         return self.store_pause.wait_out(self.opt.poll)
 
-    def _wait_for_work(self) -> bool:
-        """Sleep until a task may be ready; False when nothing is left (and not --watch)."""
+    def _wait_for_work(self, seen: int) -> bool:
+        """Sleep until a task may be ready: its backoff's end, the poll interval (another
+        process's tasks), or a task of this run ending (wake-up count past `seen`); False when
+        nothing is left (and not --watch)."""
         at = self.store.next_ready_at(self.opt.capabilities)
         if at is None and not self.opt.watch:
             return False
@@ -108,7 +111,7 @@ class WorkerLoop:
                 "retry's backoff or another worker's task"
             )
         delay = self.opt.poll if at is None else min(self.opt.poll, max(0.05, at - time.time()))
-        return self.control.wait(delay)
+        return self.control.wait_for_work(delay, seen)
 
     # -- one task ---------------------------------------------------------------------------
     def run_task(self, claim: Claim) -> None:

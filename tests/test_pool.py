@@ -227,3 +227,56 @@ def test_name_of_a_live_worker_elsewhere_is_refused_but_a_crashed_ones_is_reused
         ).stdout.strip()
         store.register_worker("Alpha", pid=int(gone), host=os.uname().nodename)
         check_names_free(store, ["Alpha"])
+
+
+WAKE_AGENT = """
+import os, sys, time
+from pathlib import Path
+task, log, started = os.environ["RALPH_TASK_ID"], Path(sys.argv[1]), Path(sys.argv[2])
+deadline = time.time() + 90
+if task == "a":  # hold the run until the other worker has said it waits
+    while "nothing ready" not in log.read_text():
+        if time.time() > deadline:
+            sys.exit("the other worker never went idle")
+        time.sleep(0.05)
+else:  # b and c finish only once both run, so the idle worker must have taken one
+    started.mkdir(exist_ok=True)
+    (started / task).write_text(os.environ["RALPH_WORKER"])
+    while len(list(started.iterdir())) < 2:
+        if time.time() > deadline:
+            sys.exit("the other worker never took a task")
+        time.sleep(0.05)
+Path("work").mkdir(exist_ok=True)
+Path("work", task + ".txt").write_text(task + "\\n")
+"""
+
+
+def test_an_idle_worker_wakes_when_the_task_it_waits_for_lands_not_at_its_poll(
+    repo: Path, tmp_path: Path
+) -> None:
+    # A one-hour poll: a worker that slept it out would hold the run far past the timeout.
+    (tmp_path / "ralph.toml").write_text('poll = "1h"\n')
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        store.add("a", id="a")
+        store.add_many([{"id": t, "title": t, "blocked_by": ["a"]} for t in ("b", "c")])
+    agent, log = tmp_path / "wake_agent.py", tmp_path / "run.log"
+    agent.write_text(WAKE_AGENT)
+    argv = [sys.executable, "-m", "ralph", "run", "--workers", "2", "--no-live", "--no-sandbox"]
+    argv += ["--config", str(tmp_path / "ralph.toml"), "--agent-cmd"]
+    argv.append(f"{sys.executable} {agent} {log} {tmp_path / 'started'}")
+    with open(log, "w") as err:
+        done = subprocess.run(
+            argv, cwd=repo, env=ralph_env(tmp_path), stderr=err, text=True, timeout=240
+        )
+
+    assert done.returncode == 0, log.read_text()
+    idle = [line for line in log.read_text().splitlines() if "nothing ready" in line]
+    with open_store(repo / ".ralph" / "ralph.db") as store:
+        claims = {e.task_id: e for e in store.events(kind="claimed")}
+        landed_a = store.events(task_id="a", kind="done")[0]
+        assert {t.id: t.status for t in store.list()} == {"a": "done", "b": "done", "c": "done"}
+    waiter = ({"worker-1", "worker-2"} - {claims["a"].worker}).pop()
+    assert idle and idle[0].startswith(f"[{waiter}]")  # the line a's agent waited for
+    # the waiter's first task came after a landed, and it took one of a's two dependents
+    assert {claims["b"].worker, claims["c"].worker} == {"worker-1", "worker-2"}
+    assert all(claims[t].id > landed_a.id for t in ("b", "c"))

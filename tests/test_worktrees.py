@@ -241,6 +241,38 @@ def test_clean_main_checkout_on_target_is_updated_with_the_landing(repo: Path) -
     assert not (repo / ".ralph" / MAIN_SYNC).exists()
 
 
+def test_a_deferred_checkout_move_is_finished_by_the_next_landing_before_it_checks(
+    repo: Path,
+) -> None:
+    # A landing gives the merge lock back before the main checkout's files follow the target;
+    # the next landing finishes that move first, so its own check sees ralph's files, not the
+    # user's, and the user's edit elsewhere is never touched.
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
+    wt.start(["w1"])
+    _, first = work(wt, "w1", "t1", {"feature.txt": "one\n", "README.md": "demo v2\n"})
+    (repo / "shared.txt").write_text("the user's edit\n")
+    old = git(repo, "rev-parse", "main")
+    new = git(repo, "commit-tree", first.tree, "-p", old, "-m", "t1")
+    with wt.lock("test"):
+        assert wt.advance("t1", old, new, defer_sync=True) is None
+    assert git(repo, "rev-parse", "main") == new
+    assert not (repo / "feature.txt").exists()  # not yet: the marker says what is pending
+    assert json.loads((repo / ".ralph" / MAIN_SYNC).read_text()) == {"old": old, "new": new}
+
+    ws, second = work(wt, "w1", "t2", {"feature.txt": "two\n"})
+    newer = git(repo, "commit-tree", second.tree, "-p", new, "-m", "t2")
+    with wt.lock("test"):  # README.md and feature.txt are t1's now, not a user's change
+        assert wt.advance("t2", new, newer, defer_sync=True) is None
+        assert (repo / "README.md").read_text() == "demo v2\n"
+    wt.sync_main()
+    wt.sync_main()  # nothing left to do
+
+    assert (repo / "feature.txt").read_text() == "two\n"
+    assert (repo / "shared.txt").read_text() == "the user's edit\n"
+    assert git(repo, "status", "--porcelain") == "M shared.txt"
+    assert not (repo / ".ralph" / MAIN_SYNC).exists()
+
+
 def test_a_user_edit_to_a_path_the_task_changes_is_untouched_and_the_landing_waits(
     repo: Path,
 ) -> None:

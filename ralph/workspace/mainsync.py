@@ -27,6 +27,7 @@ from ralph.workspace.git import Git
 
 SAVED_REFS = "refs/ralph/saved/"
 CHUNK = 500
+_ALGOS: dict[Path, str] = {}  # a repository's object format, asked of git once
 
 
 @dataclass(frozen=True)
@@ -70,26 +71,41 @@ class MainSync:
 
     def __init__(self, g: Git, root: Path, scratch: Path):
         self.g, self.root, self.scratch = g, root, scratch
-        self._algo: str | None = None
+        self._algo: str | None = _ALGOS.get(root)
         self.strays: list[str] = []  # a user's file saved twice while it was checked
+        # commit -> path -> its entry (None: absent), for the paths already read: a move's
+        # own `changed` gives both ends, so checking and applying it starts no ls-tree
+        self._trees: dict[str, dict[str, Entry | None]] = {}
 
     # -- reading ------------------------------------------------------------------------
     def changed(self, old: str, new: str) -> list[str]:
-        """The paths a move from `old` to `new` changes."""
-        out = self.g("diff-tree", "-r", "-z", "--no-renames", "--name-only", old, new)
-        return [p for p in out.split("\0") if p]
+        """The paths a move from `old` to `new` changes (their entries at both ends kept)."""
+        out = self.g("diff-tree", "-r", "-z", "--no-renames", "--raw", old, new).split("\0")
+        paths = []
+        before, after = self._trees.setdefault(old, {}), self._trees.setdefault(new, {})
+        for meta, path in zip(out[0::2], out[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            old_mode, new_mode, old_oid, new_oid, _ = meta[1:].split(" ", 4)
+            before[path] = None if old_mode == "000000" else Entry(old_mode, old_oid)
+            after[path] = None if new_mode == "000000" else Entry(new_mode, new_oid)
+            paths.append(path)
+        return paths
 
     def tree_entries(self, commit: str, paths: list[str]) -> dict[str, Entry]:
-        found: dict[str, Entry] = {}
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start : start + CHUNK]
+        known = self._trees.setdefault(commit, {})
+        missing = [p for p in paths if p not in known]
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
             out = self.g("--literal-pathspecs", "ls-tree", "-r", "-z", commit, "--", *chunk)
+            found: dict[str, Entry | None] = dict.fromkeys(chunk)
             for item in out.split("\0"):
                 if item:
                     meta, _, path = item.partition("\t")
                     mode, _, oid = meta.split(" ")
                     found[path] = Entry(mode, oid)
-        return found
+            known.update(found)
+        return {p: e for p in paths if (e := known[p]) is not None}
 
     def index_entries(self, paths: list[str]) -> dict[str, Entry]:
         """Index entries; a conflicted path gets an entry no commit has."""
@@ -125,7 +141,7 @@ class MainSync:
     def _oid(self, data: bytes) -> str:
         if self._algo is None:
             fmt = self.g("rev-parse", "--show-object-format").strip() or "sha1"
-            self._algo = "sha256" if fmt == "sha256" else "sha1"
+            self._algo = _ALGOS[self.root] = "sha256" if fmt == "sha256" else "sha1"
         h = hashlib.new(self._algo)
         h.update(b"blob %d\0" % len(data))
         h.update(data)

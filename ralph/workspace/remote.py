@@ -131,9 +131,10 @@ class RemoteWorktrees(Worktrees):
             ) from None
         return out.split()[0] if out.strip() else None
 
-    def advance(self, task_id: str, old: str, new: str) -> str | None:
+    def advance(self, task_id: str, old: str, new: str, *, defer_sync: bool = False) -> str | None:
         """Push `new` (onto the remote target, or to `ralph/<task>`) with the task's ref, all or
-        nothing. RefRaceError when another host won; PushFailedError for anything else."""
+        nothing. RefRaceError when another host won; PushFailedError for anything else. The
+        local checkout follows at once (`defer_sync` is not needed: the push dominates)."""
         dest = f"refs/heads/ralph/{task_id}" if self.push_branches else f"refs/heads/{self.target}"
         ref = task_ref(task_id)
         try:

@@ -11,7 +11,9 @@ only the paths the landing changes and only where they are ralph's (workspace/ma
 user's edits elsewhere never block it, an edit to one of those paths makes the landing wait, and
 one made meanwhile is kept (a copy under `refs/ralph/saved/`). `.ralph/main-sync.json` is written
 around that step, so a kill between the ref and the files is finished by the next landing (or
-run), without touching what the user changed since.
+run), without touching what the user changed since. The files move under their own lock
+(`.ralph/main-sync.lock`), after the merge lock is given back: the next landing merges meanwhile,
+and finishes that move itself before it checks and moves the target again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ WORKTREES_DIR = "worktrees"
 # ralph owns its worktrees: their commands may use git's fast index features.
 FAST_INDEX = {"core.untrackedCache": "true", "core.splitIndex": "true"}
 MAIN_SYNC = "main-sync.json"
+SYNC_LOCK_NAME = "main-sync.lock"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -132,6 +135,13 @@ class Worktrees:
 
     def lock(self, holder: str = "") -> MergeLock:
         return MergeLock(self.ralph_dir / LOCK_NAME, timeout=self.lock_timeout, holder=holder)
+
+    def sync_lock(self) -> MergeLock:
+        """Held while the main checkout's files move and while the checked-out target's ref
+        moves (taken after the merge lock, never before it)."""
+        return MergeLock(
+            self.ralph_dir / SYNC_LOCK_NAME, timeout=self.lock_timeout, holder="main-sync"
+        )
 
     # -- worktree lifecycle -----------------------------------------------------------------
     def path_for(self, worker: str) -> Path:
@@ -242,47 +252,62 @@ class Worktrees:
     def repair_task_ref(self, task_id: str) -> str:
         return self.main.repair_task_ref(task_id, self.target_ref)
 
-    def advance(self, task_id: str, old: str, new: str) -> str | None:
+    def advance(self, task_id: str, old: str, new: str, *, defer_sync: bool = False) -> str | None:
         """Move the target from old to new and create the task's ref, in one ref transaction;
         returns why not when the main checkout blocks it. Call with the merge lock held.
-        Raises RefRaceError when git refused (the task's ref exists, or the target moved)."""
+        Raises RefRaceError when git refused (the task's ref exists, or the target moved).
+        `defer_sync`: the main checkout's files are left for `sync_main` (see move_main)."""
         lines = [f"create {task_ref(task_id)} {new}", f"update {self.target_ref} {new} {old}"]
         scratch = self.ralph_dir / "tmp"
         if self.main.head_ref() != self.target_ref:
             self.main.update_refs(lines, scratch)
             return None
-        return self.move_main(old, new, lambda: self.main.update_refs(lines, scratch)) or None
+        move_ref = lambda: self.main.update_refs(lines, scratch)  # noqa: E731
+        return self.move_main(old, new, move_ref, defer=defer_sync) or None
 
-    def move_main(self, old: str, new: str, move_ref: Callable[[], None]) -> str:
+    def move_main(
+        self, old: str, new: str, move_ref: Callable[[], None], *, defer: bool = False
+    ) -> str:
         """Move the checked-out target from old to new (`move_ref` moves the ref) and the main
         checkout's index and files with it, touching only the paths the move changes; returns
         why not ('' when moved). A path of the move the user changed makes it wait; what the
         move then finds changed is kept (see mainsync). The ref moves first: when git refuses
-        it, nothing was touched. Call with the merge lock held."""
-        busy = self._main_busy()
-        if busy:
-            return f"the main checkout is busy: {busy}"
-        sync = self._sync()
-        paths = sync.changed(old, new)
-        users = sync.users(old, paths)
-        if users:
-            return (
-                f"the main checkout has local changes on {self.target} ({_shown(users)}); "
-                f"commit or stash them so ralph can fast-forward {self.target}"
-            )
-        marker = self.ralph_dir / MAIN_SYNC
-        marker.write_text(json.dumps({"old": old, "new": new}))
-        try:
-            move_ref()
-        except BaseException:
-            # A git killed after its transaction committed fails here with the ref moved: the
-            # marker then stays, so recover_main (next under the lock) moves the checkout too.
-            with contextlib.suppress(Exception):
-                if self.main.rev(self.target_ref) == old:
-                    marker.unlink(missing_ok=True)  # nothing moved
-            raise
-        self._finish_main(marker, old, new, paths)
+        it, nothing was touched. Call with the merge lock held. With `defer`, the files are
+        left to `sync_main`, called once the merge lock is given back: its marker says what
+        to do, and the next move (or run) finishes it first if that never comes."""
+        with self.sync_lock():
+            self._finish_pending()  # the previous landing's files, if it has not yet
+            busy = self._main_busy()
+            if busy:
+                return f"the main checkout is busy: {busy}"
+            sync = self._sync()
+            paths = sync.changed(old, new)
+            users = sync.users(old, paths)
+            if users:
+                return (
+                    f"the main checkout has local changes on {self.target} ({_shown(users)}); "
+                    f"commit or stash them so ralph can fast-forward {self.target}"
+                )
+            marker = self.ralph_dir / MAIN_SYNC
+            marker.write_text(json.dumps({"old": old, "new": new}))
+            try:
+                move_ref()
+            except BaseException:
+                # A git killed after its transaction committed fails here with the ref moved:
+                # the marker then stays, so the next move (or run) moves the checkout too.
+                with contextlib.suppress(Exception):
+                    if self.main.rev(self.target_ref) == old:
+                        marker.unlink(missing_ok=True)  # nothing moved
+                raise
+            if not defer:
+                self._finish_main(marker, old, new, paths, sync)
         return ""
+
+    def sync_main(self) -> None:
+        """Finish moving the main checkout's files after a landing (its marker), unless a
+        later landing already did; needs no merge lock."""
+        with self.sync_lock():
+            self._finish_pending()
 
     def recover_main(self) -> None:
         """A landing killed inside its ref transaction leaves stale ref locks (removed); one
@@ -290,6 +315,11 @@ class Worktrees:
         move put where the target's ref now is, except those the user changed since (kept,
         with a copy under refs/ralph/saved/). Call with the merge lock held."""
         self.main.clear_stale_ref_locks([self.target_ref])
+        with self.sync_lock():
+            self._finish_pending()
+
+    def _finish_pending(self) -> None:
+        """The move the marker names, if any, finished (see recover_main); with the sync lock."""
         marker = self.ralph_dir / MAIN_SYNC
         if not marker.exists():
             return
@@ -304,20 +334,23 @@ class Worktrees:
             return
         if self._main_busy():
             return  # left for the next landing
+        sync = self._sync()
         try:
-            paths = self._sync().changed(old, new)
+            paths = sync.changed(old, new)
         except GitCommandError:
             marker.unlink(missing_ok=True)  # a commit that is gone: nothing of ours to finish
             return
-        self._finish_main(marker, old, new, paths)
+        self._finish_main(marker, old, new, paths, sync)
 
-    def _finish_main(self, marker: Path, old: str, new: str, paths: list[str]) -> None:
+    def _finish_main(
+        self, marker: Path, old: str, new: str, paths: list[str], sync: MainSync | None = None
+    ) -> None:
         """The paths of a move at the target's ref, the user's left alone; the marker goes
         once that worked (otherwise the next landing's recover_main does it again)."""
         head = self.main.rev(self.target_ref)
         assert head is not None
         try:
-            synced = self._sync().apply(head, [old, new], paths)
+            synced = (sync or self._sync()).apply(head, [old, new], paths)
         except (GitCommandError, OSError) as exc:
             self.log(f"the main checkout is not yet at {self.target}: {exc}; tried again later")
             return
@@ -423,8 +456,11 @@ class WorktreeWorkspace(GitWorkspace):
         verified: tuple[str, str] | None = None
         while True:
             verify_on: tuple[str, str] | None = None
+            landed: Landing | None = None
             with self.worktrees.lock(self.worker):
-                self.worktrees.recover_main()
+                # stale ref locks only: a pending move of the main checkout's files is finished
+                # by `advance` (the previous landing may still be doing it, under its own lock)
+                main.clear_stale_ref_locks([self.worktrees.target_ref])
                 repaired = self.worktrees.repair_task_ref(task_id)
                 if repaired:
                     self.log(f"{task_id}: {repaired}")
@@ -434,7 +470,9 @@ class WorktreeWorkspace(GitWorkspace):
                     return Landing("push_failed", note=exc.message)
                 fence()
                 already = self.worktrees.landed(task_id)
-                if already:
+                if already:  # a move it left pending (its git killed after the commit) too
+                    with contextlib.suppress(GitCommandError, OSError, errors.RalphError):
+                        self.worktrees.sync_main()
                     return Landing("already", already)
                 head = self.worktrees.head()
                 new = commit
@@ -455,7 +493,7 @@ class WorktreeWorkspace(GitWorkspace):
                 raced, blocked = False, ""
                 if verify_on is None:
                     try:
-                        blocked = self.worktrees.advance(task_id, head, new)
+                        blocked = self.worktrees.advance(task_id, head, new, defer_sync=True)
                     except PushFailedError as exc:
                         return Landing("push_failed", note=str(exc))
                     except RefRaceError as exc:
@@ -469,7 +507,13 @@ class WorktreeWorkspace(GitWorkspace):
                         raced, blocked = True, ""
                     if not raced and blocked is None:
                         self.clear_marker()
-                        return Landing("landed", new)
+                        landed = Landing("landed", new)
+            if landed is not None:  # the main checkout's files, outside the merge lock
+                try:
+                    self.worktrees.sync_main()
+                except (GitCommandError, OSError, errors.RalphError) as exc:  # landed all the same
+                    self.log(f"{task_id}: the main checkout is not yet at {self.target}: {exc}")
+                return landed
             if verify_on is not None and reverify is not None:  # outside the lock
                 head, tree = verify_on
                 g.reset_hard(main.commit_tree(tree, [head], message), keep_ralph_dir=False)
