@@ -12,8 +12,7 @@ from ralph.errors import (
 )
 from ralph.models import Attempt, Claim, Event, Task, Worker
 from ralph.store import Store, open_store
-
-__version__ = "0.4.0"  # also the package version (pyproject.toml); CHANGELOG.md says what changed
+from ralph.version import __version__ as __version__
 
 __all__ = [
     "AlreadyClaimedError",

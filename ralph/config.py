@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ralph.durations import parse_duration
+from ralph.durations import DURATIONS, OPTIONAL_DURATIONS, parse_duration
 from ralph.errors import ConfigError, UsageError
 from ralph.fallback import RunSettings, parse_run
 from ralph.pricing import parse_overrides
@@ -106,21 +106,6 @@ class Settings:
     def agent_settings(self, name: str) -> dict[str, Any]:
         """The raw `[agents.NAME]` table; the agent registry validates it."""
         return dict(self.agents.get(name, {}))
-
-
-DURATIONS = {
-    "lease",
-    "task_timeout",
-    "idle_timeout",
-    "grace",
-    "kill_grace",
-    "backoff",
-    "backoff_max",
-    "rate_limit_pause",
-    "poll",
-    "merge_lock_timeout",
-}
-OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
 
 
 def find_config(root: Path) -> tuple[Path, dict[str, Any]] | None:

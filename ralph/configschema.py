@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ralph.config import DURATIONS
-from ralph.durations import parse_duration
+from ralph.durations import DURATIONS, parse_duration
 from ralph.errors import ConfigError, UsageError
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]

@@ -6,6 +6,21 @@ import re
 
 from ralph.errors import UsageError
 
+# The config keys (ralph.toml, [run]) whose values are durations.
+DURATIONS = {
+    "lease",
+    "task_timeout",
+    "idle_timeout",
+    "grace",
+    "kill_grace",
+    "backoff",
+    "backoff_max",
+    "rate_limit_pause",
+    "poll",
+    "merge_lock_timeout",
+}
+OPTIONAL_DURATIONS = {"task_timeout", "idle_timeout"}
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhd])?\s*$")
 

@@ -426,6 +426,6 @@ class Resolution:
 
 
 def _host() -> str:
-    from ralph.worker import HOST
+    from ralph.hostid import HOST
 
     return HOST

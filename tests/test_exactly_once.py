@@ -22,6 +22,18 @@ from ralph.store import open_store
 ALWAYS = "1.0"
 
 
+def git_wrapper(tmp_path: Path, script: str) -> Path:
+    """A `git` in tmp_path/wrapper (put its folder first on PATH) running `script`, whose
+    `{real}` is the real git."""
+    real = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    folder = tmp_path / "wrapper"
+    folder.mkdir()
+    wrapper = folder / "git"
+    wrapper.write_text(script.format(real=real))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def add_tasks(db: str, specs: list[dict]) -> None:
     with open_store(db) as store:
         store.add_many(specs)
@@ -196,11 +208,7 @@ exec {real} "$@"
 def test_zombie_stopped_inside_the_landing_lands_at_most_once(tmp_path: Path, repo: Path) -> None:
     db = str(tmp_path / "ralph.db")
     add_tasks(db, [{"id": "t1", "title": "only"}])
-    wrapper_dir = tmp_path / "wrapper"
-    wrapper_dir.mkdir()
-    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
-    (wrapper_dir / "git").write_text(GIT_WRAPPER.format(real=real_git))
-    (wrapper_dir / "git").chmod(0o755)
+    wrapper_dir = git_wrapper(tmp_path, GIT_WRAPPER).parent
     stop_file = tmp_path / "stop-now"
     stop_file.write_text("")
     env = chaos_env(tmp_path, db, CHAOS_MIN="1.5", CHAOS_MAX="1.5")
@@ -430,11 +438,7 @@ def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
 ) -> None:
     db = str(tmp_path / "ralph.db")
     add_tasks(db, [{"id": f"m{n}", "title": f"task {n}"} for n in range(4)])
-    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
-    (tmp_path / "wrapper").mkdir()
-    wrapper = tmp_path / "wrapper" / "git"
-    wrapper.write_text(HALF_UPDATE_WRAPPER.format(real=real_git))
-    wrapper.chmod(0o755)
+    wrapper = git_wrapper(tmp_path, HALF_UPDATE_WRAPPER)
     half = tmp_path / "half-now"
     half.write_text("")
     env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
@@ -478,11 +482,7 @@ def test_a_git_killed_after_moving_the_target_leaves_no_stale_main_checkout(
     left behind, every later landing would take it for the user's edits and wait forever."""
     db = str(tmp_path / "ralph.db")
     add_tasks(db, [{"id": f"g{n}", "title": f"task {n}"} for n in range(4)])
-    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
-    (tmp_path / "wrapper").mkdir()
-    wrapper = tmp_path / "wrapper" / "git"
-    wrapper.write_text(GIT_KILLED_AFTER_COMMIT.format(real=real_git))
-    wrapper.chmod(0o755)
+    wrapper = git_wrapper(tmp_path, GIT_KILLED_AFTER_COMMIT)
     kill = tmp_path / "kill-now"
     kill.write_text("")
     env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
@@ -562,11 +562,7 @@ def test_a_run_killed_while_a_main_checkout_file_is_set_aside_is_finished_by_the
     landing wait)."""
     db = str(tmp_path / "ralph.db")
     add_tasks(db, [{"id": f"a{n}", "title": f"task {n}"} for n in range(4)])
-    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
-    (tmp_path / "wrapper").mkdir()
-    wrapper = tmp_path / "wrapper" / "git"
-    wrapper.write_text(ASIDE_KILL_WRAPPER.format(real=real_git))
-    wrapper.chmod(0o755)
+    wrapper = git_wrapper(tmp_path, ASIDE_KILL_WRAPPER)
     aside = tmp_path / "aside-now"
     aside.write_text("")
     env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
@@ -607,11 +603,7 @@ def test_a_git_failure_while_landing_is_a_counted_attempt_never_done_without_a_c
     git(repo, "add", "ralph.toml")
     git(repo, "commit", "-q", "-m", "config")
     since = git(repo, "rev-parse", "HEAD")
-    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
-    (tmp_path / "wrapper").mkdir()
-    wrapper = tmp_path / "wrapper" / "git"
-    wrapper.write_text(FAILING_COMMIT_TREE.format(real=real_git))
-    wrapper.chmod(0o755)
+    wrapper = git_wrapper(tmp_path, FAILING_COMMIT_TREE)
     fail = tmp_path / "fail-now"
     fail.write_text("")
     env = chaos_env(tmp_path, db, CHAOS_MIN="0", CHAOS_MAX="0")

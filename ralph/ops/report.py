@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ralph import errors
-from ralph.durations import format_duration, parse_duration
+from ralph.durations import parse_duration
 from ralph.models import Attempt, Task, from_iso, iso
-from ralph.ops.report_html import render_html
+from ralph.ops.report_html import _dur, headline, render_html
 from ralph.ops.stats import cost_of, cost_text, counts_of, model_of
 from ralph.store.base import SQLStore
 
@@ -216,30 +216,6 @@ def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "html":
         return render_html(report)
     return _prose(report, md=fmt == "md")
-
-
-def _dur(seconds: float | None) -> str:
-    return "-" if seconds is None else format_duration(seconds)
-
-
-def headline(r: dict[str, Any]) -> list[tuple[str, str]]:
-    """The summary figures, as (label, value) pairs shared by every format."""
-    waste = ", ".join(f"{n} {why}" for why, n in r["wasted_by_reason"].items()) or "none"
-    par = "-" if r["parallelism"] is None else f"{r['parallelism']:.2f}"
-    return [
-        ("Tasks landed", str(r["tasks"]["landed"])),
-        ("Tasks failed", str(r["tasks"]["failed"])),
-        ("Still retrying", str(r["tasks"]["retrying"])),
-        (
-            "Agent launches",
-            f"{r['launches']} ({r['attempts']} counted attempts"
-            + (f", {r['resolutions']} conflict resolutions" if r.get("resolutions") else "")
-            + ")",
-        ),
-        ("Wasted launches", f"{r['wasted']} ({waste})"),
-        ("Cost", cost_text(r["cost_usd"], r["unknown_cost"])),
-        ("Agent time / wall time", f"{_dur(r['agent_s'])} / {_dur(r['wall_s'])} = {par}x"),
-    ]
 
 
 def _cost(item: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import time
 from html import escape
 from typing import Any
 
+from ralph.durations import format_duration
 from ralph.ops.stats import cost_text
 
 W, H, PAD = 720, 180, 36
@@ -20,6 +21,30 @@ vertical-align:top}th{border-bottom:1px solid #ccc}code{font-size:12px}
 .figs td:first-child{color:#555;width:14em}svg{background:#fafafa;border:1px solid #eee}
 .dim{color:#777}.err{color:#b71c1c;font-size:12px}
 """
+
+
+def _dur(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
+def headline(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary figures, as (label, value) pairs shared by every format."""
+    waste = ", ".join(f"{n} {why}" for why, n in r["wasted_by_reason"].items()) or "none"
+    par = "-" if r["parallelism"] is None else f"{r['parallelism']:.2f}"
+    return [
+        ("Tasks landed", str(r["tasks"]["landed"])),
+        ("Tasks failed", str(r["tasks"]["failed"])),
+        ("Still retrying", str(r["tasks"]["retrying"])),
+        (
+            "Agent launches",
+            f"{r['launches']} ({r['attempts']} counted attempts"
+            + (f", {r['resolutions']} conflict resolutions" if r.get("resolutions") else "")
+            + ")",
+        ),
+        ("Wasted launches", f"{r['wasted']} ({waste})"),
+        ("Cost", cost_text(r["cost_usd"], r["unknown_cost"])),
+        ("Agent time / wall time", f"{_dur(r['agent_s'])} / {_dur(r['wall_s'])} = {par}x"),
+    ]
 
 
 def _t(ts: float) -> str:
@@ -123,8 +148,6 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 def render_html(r: dict[str, Any]) -> str:
     """The whole page."""
-    from ralph.ops.report import _dur, headline  # lazy: circle (report imports report_html)
-
     figs = _table(["", ""], [[escape(k), escape(v)] for k, v in headline(r)], "figs").replace(
         "<tr><th></th><th></th></tr>", ""
     )

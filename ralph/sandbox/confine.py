@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from ralph.memory import NOTES_MAX_CHARS, notes_path
 from ralph.ops.show import SNAPSHOT_VAR
 from ralph.sandbox import bwrap, followups
 from ralph.sandbox.envfilter import filter_env, without_password
+from ralph.sandbox.followups import read_own
 from ralph.sandbox.gitview import GitView
 from ralph.sandbox.policy import SandboxSettings, host_port, sandbox_edited, wanted
 
@@ -287,21 +287,6 @@ class Confined:
         for left in self.agent_dir.rglob("*"):  # links the agent left: no later reader follows
             if left.is_symlink():
                 left.unlink()
-
-
-def read_own(path: Path, limit: int) -> bytes:
-    """At most `limit` bytes of a file the agent wrote, read on the host: a regular file only,
-    never through a symlink (it could name any file the host can read); b"" otherwise."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return b""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b""
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
 
 
 def _expand(path: str, root: Path) -> str:

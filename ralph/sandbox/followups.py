@@ -11,6 +11,8 @@ for (whatever id the agent named) and under the same `max_discovered` cap.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,6 @@ def collect(path: Path, task_id: str) -> tuple[list[dict[str, Any]], int]:
     """(the queued tasks as store specs, each discovered from `task_id`; lines skipped as
     malformed). The queue file is the agent's to write: only known fields of the right type
     are kept."""
-    from ralph.sandbox.confine import read_own  # lazy: circle (confine imports followups)
-
     text = read_own(path, MAX_BYTES).decode("utf-8", "replace")
     lines = text.splitlines()[:MAX_LINES]
     specs, skipped = [], 0
@@ -56,3 +56,18 @@ def collect(path: Path, task_id: str) -> tuple[list[dict[str, Any]], int]:
             spec["priority"] = raw["priority"]
         specs.append(spec)
     return specs, skipped
+
+
+def read_own(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a file the agent wrote, read on the host: a regular file only,
+    never through a symlink (it could name any file the host can read); b"" otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)

@@ -15,46 +15,16 @@ import time
 from pathlib import Path
 
 from ralph import errors
+from ralph.store.backupnames import backups, backups_dir, restore_hint
 
 KEEP = 5
-DIR_NAME = "backups"
 # A copy's name: `<store stem>-<UTC time>.db`; the time sorts as text.
 _STAMP = "%Y%m%dT%H%M%S"
-
-
-def backups_dir(store_path: Path) -> Path:
-    """`.ralph/backups/` for the default store: the folder next to the store file."""
-    return Path(store_path).parent / DIR_NAME
 
 
 def _stamp() -> str:
     now = time.time()
     return time.strftime(_STAMP, time.gmtime(now)) + f"{int(now * 1e6) % 1_000_000:06d}Z"
-
-
-def backups(store_path: Path) -> list[Path]:
-    """The store's copies, oldest first (copies of replaced stores are not listed)."""
-    folder = backups_dir(store_path)
-    stem = Path(store_path).stem
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob(f"{stem}-2*.db") if p.is_file())
-
-
-def newest(store_path: Path) -> Path | None:
-    found = backups(store_path)
-    return found[-1] if found else None
-
-
-def restore_hint(store_path: Path) -> str:
-    """What the 'malformed' and 'corrupted' errors tell the user to do."""
-    last = newest(store_path)
-    if last is None:
-        return (
-            f"no backup in {backups_dir(store_path)}: point --db or RALPH_DB at another "
-            "database file, or move this one away to start a new store"
-        )
-    return f"restore the newest backup: ralph db restore {last}"
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -29,7 +29,7 @@ _RELEASE_OF_SCHEMA = {1: "0.1.0"}
 
 
 def ralph_version() -> str:
-    from ralph import __version__  # here: ralph/__init__ imports the store package
+    from ralph.version import __version__
 
     return __version__
 

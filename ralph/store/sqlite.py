@@ -137,7 +137,7 @@ class SQLiteStore(SQLStore):
                 hint="point --db or RALPH_DB at a ralph database file",
             )
         if "malformed" in str(exc):
-            from ralph.store.backup import restore_hint
+            from ralph.store.backupnames import restore_hint
 
             return errors.StoreError(f"cannot use {self.path}: {exc}", hint=restore_hint(self.path))
         return errors.StoreError(f"cannot use {self.path}: {exc}")

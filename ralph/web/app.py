@@ -11,7 +11,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -35,7 +35,7 @@ from ralph.store.base import SQLStore
 from ralph.web import views
 from ralph.web.live import EventHub, follow_transcript
 from ralph.web.review import routes as review_routes
-from ralph.web.security import Guard, GuardMiddleware, csrf_ok
+from ralph.web.security import Guard, GuardMiddleware, csrf_ok, read_form
 
 HERE = Path(__file__).parent
 STATUS_FOR_ERROR = {3: 404, 2: 400, 4: 409, 5: 409, 6: 409}
@@ -166,7 +166,7 @@ class Dashboard:
 
     # -- actions (each is the library call the CLI makes) ----------------------------------
     async def action(self, request: Request) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         if not csrf_ok(request.scope.get("state", {}), form.get("csrf")):
             return PlainTextResponse("403: missing or wrong CSRF token\n", status_code=403)
         name = request.path_params.get("action") or request.url.path.rsplit("/", 1)[-1]
@@ -243,13 +243,6 @@ def _next(form: dict[str, str], request: Request) -> str:
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded body as a dict (first value of each field); bodies over 1 MB are cut."""
-    body = await request.body()
-    fields = parse_qs(body[:1_000_000].decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in fields.items()}
 
 
 def create_app(

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from ralph import errors
 from ralph.web import views
-from ralph.web.security import csrf_ok
+from ralph.web.security import csrf_ok, read_form
 
 MAX_DIFF_LINES = 3000  # per file; the rest is `git show`'s to tell
 STYLE_SCOPE = ".hl"
@@ -160,9 +160,8 @@ class ReviewPages:
 
     async def decide(self, request: Request) -> Response:
         """POST /review/{task_id}/approve or /reject (with a `note`)."""
-        from ralph.web.app import _form
 
-        form = await _form(request)
+        form = await read_form(request)
         if not csrf_ok(request.scope.get("state", {}), form.get("csrf")):
             return PlainTextResponse("403: missing or wrong CSRF token\n", status_code=403)
         task_id, action = request.path_params["task_id"], request.path_params["action"]

@@ -236,3 +236,10 @@ async def _redirect_with_cookie(send: Any, session: str, *, secure: bool) -> Non
         }
     )
     await send({"type": "http.response.body", "body": b""})
+
+
+async def read_form(request: Any) -> dict[str, str]:
+    """An urlencoded body as a dict (first value of each field); bodies over 1 MB are cut."""
+    body = await request.body()
+    fields = parse_qs(body[:1_000_000].decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in fields.items()}
