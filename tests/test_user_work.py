@@ -205,6 +205,22 @@ def test_an_index_lock_an_agent_left_in_the_main_checkout_is_cleared_and_every_t
     assert git(project.root, "status", "--porcelain") == ""
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_main_index_git_cannot_read_is_rebuilt_and_every_task_lands(
+    project: Project, kind: str
+) -> None:
+    project.add("T1", "T2", "T3")
+
+    result = project.run("truncates_main_index.py", *KINDS[kind], timeout=120)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "could not read the index of" in result.stderr
+    assert "rebuilt it from HEAD" in result.stderr
+    assert (project.root / ".git" / "index.damaged").stat().st_size == 0
+    project.check(["T1", "T2", "T3"], {"README.md": b"start\n", "notes.txt": b"notes\n"})
+    assert git(project.root, "status", "--porcelain") == ""
+
+
 def test_an_index_lock_a_live_git_holds_makes_the_landing_wait_until_it_ends(
     project: Project,
 ) -> None:

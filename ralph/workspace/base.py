@@ -351,6 +351,8 @@ class GitWorkspace:
         g = self.git
         repairs = self._unguard()
         g.settle()
+        if repaired := g.repair_index(quick=True):
+            repairs.append(repaired)
         repairs += self._take_back_replacements(g, task_id, attempt)
         refused = self._take_back_stash(g, task_id, attempt)
         base = self.base = self._effective_base(g, base, repairs)
@@ -451,6 +453,8 @@ class GitWorkspace:
         if base is None:
             return kept
         g.settle()
+        if repaired := g.repair_index(quick=True):
+            kept.append(repaired)
         kept += self._take_back_replacements(g, task_id, attempt)
         stash = self._take_back_stash(g, task_id, attempt)
         if stash:

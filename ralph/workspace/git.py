@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -24,6 +25,9 @@ import git
 from git.exc import GitCommandError
 
 from ralph.errors import WorkspaceError
+
+# What git says of an index it cannot read (read-cache.c)
+INDEX_DAMAGE = re.compile(r"index file|index entry|bad signature|bad index")
 
 RALPH_DIR = ".ralph"
 TASK_REFS = "refs/ralph/tasks/"
@@ -342,6 +346,36 @@ class Git:
             if lock.stat().st_ino == st.st_ino:  # not a lock taken since we looked
                 lock.unlink()
         return ""
+
+    def repair_index(self, *, quick: bool = False) -> str:
+        """Rebuild this checkout's index from HEAD when git cannot read it, as a process that
+        opened the index lock git held (truncating it) leaves it; returns what was done, or
+        ''. The files are untouched and what was staged is unstaged; the damaged file is kept
+        as `index.damaged` in the git dir. `quick` only reads the file's header (no git)."""
+        index = self.git_dir() / "index"
+        if quick:
+            try:
+                with index.open("rb") as f:
+                    header = f.read(32)
+            except FileNotFoundError:
+                return ""
+            why = "" if len(header) == 32 and header[:4] == b"DIRC" else "a truncated file"
+        else:
+            why = self._index_damage()
+        if not why:
+            return ""
+        os.replace(index, index.with_name("index.damaged"))
+        self("read-tree", "HEAD")
+        return f"git could not read the index of {self.path} ({why}): rebuilt it from HEAD"
+
+    def _index_damage(self) -> str:
+        """What git says of this checkout's index when it cannot read it, else ''."""
+        try:
+            self("ls-files", "--", ":(exclude)*")  # reads the whole index, lists nothing
+            return ""
+        except GitCommandError as exc:
+            why = str(exc.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
+            return why.removeprefix("fatal: ") if INDEX_DAMAGE.search(why) else ""
 
     def landed(self, task_id: str, target: str) -> str | None:
         """The task's commit, if its ref exists and the target holds it. A ref the target does

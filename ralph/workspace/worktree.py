@@ -363,12 +363,16 @@ class Worktrees:
 
     def _main_busy(self) -> str:
         """Why the main checkout cannot be moved now: a git operation in progress there, or
-        its index lock held by a live git (a stale one is removed)."""
+        its index lock held by a live git (a stale one is removed; an index git cannot read
+        is rebuilt from HEAD)."""
         gitdir = self.main.git_dir()
         for name, (command, _) in IN_PROGRESS.items():
             if (gitdir / name).exists():
                 return f"a {command} is in progress"
-        return self.main.clear_stale_index_lock()
+        busy = self.main.clear_stale_index_lock()
+        if not busy and (repaired := self.main.repair_index()):
+            self.log(repaired)
+        return busy
 
     def workspace(
         self,
