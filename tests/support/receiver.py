@@ -45,8 +45,9 @@ class Receiver:
                 except OSError:  # the sender gave up waiting
                     return
                 if not failing:
-                    with owner.changed:
+                    with owner.changed:  # in the order the requests came, not the answers
                         owner.delivered.append(payload)
+                        owner.delivered.sort(key=owner.requests.index)
                         owner.changed.notify_all()
 
             def log_message(self, *args: Any) -> None:
