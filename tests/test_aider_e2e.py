@@ -1,10 +1,9 @@
 """The real `aider` CLI: offline (its API base on a closed loopback port), and through `ralph run`
-against the scripted Anthropic server (no credentials, no network). Skipped without `aider`, in
-CI too: .ci/run does not install it (aider-chat pulls in a large dependency tree)."""
+against the scripted Anthropic server (no credentials, no network). Skipped without `aider`,
+except under CI=true: .ci/run installs aider-chat in a virtualenv of its own."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from ralph.agents import get_agent
 from ralph.process import AgentProcess
-from tests.support.clis import add_task, clean_env, git_repo, ralph, task_commits
+from tests.support.clis import add_task, clean_env, git_repo, ralph, require, task_commits
 from tests.support.model_server import ModelServer
 
 pytestmark = pytest.mark.aider
@@ -24,8 +23,7 @@ REPLY = "f.txt\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n"
 
 @pytest.fixture(scope="module", autouse=True)
 def aider_installed() -> None:
-    if shutil.which("aider") is None:
-        pytest.skip("aider is not installed")
+    require("aider")
 
 
 def aider_env(home: Path, url: str, **extra: str) -> dict[str, str]:
@@ -35,6 +33,7 @@ def aider_env(home: Path, url: str, **extra: str) -> dict[str, str]:
                      **extra)  # fmt: skip
 
 
+@pytest.mark.slow  # aider retries a refused connection for about a minute before it exits
 def test_aider_that_cannot_reach_its_api_is_network_down_not_an_agent_error(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,10 +1,8 @@
 """The real `amp` CLI, offline: its server on a closed loopback port (no credentials, no network).
-Skipped without `amp`, in CI too: .ci/run does not install it (tests/test_doctor.py uses amp as
-the CLI that is missing)."""
+Skipped without `amp`, except under CI=true: .ci/run installs it from npm."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 
 from ralph.agents import get_agent
 from ralph.process import AgentProcess
-from tests.support.clis import clean_env, git_repo
+from tests.support.clis import clean_env, git_repo, require
 
 pytestmark = pytest.mark.amp
 
@@ -25,8 +23,7 @@ def closed_port() -> int:
 
 
 def test_amp_that_cannot_reach_its_server_is_network_down_not_a_failed_attempt(tmp_path: Path):
-    if shutil.which("amp") is None:
-        pytest.skip("amp is not installed")
+    require("amp")
     repo = git_repo(tmp_path / "repo")
     env = clean_env(tmp_path / "home", AMP_API_KEY="test-key",
                     AMP_URL=f"http://127.0.0.1:{closed_port()}")  # fmt: skip

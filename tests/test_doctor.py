@@ -54,6 +54,26 @@ def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
+@pytest.fixture
+def amp_missing(setup, tmp_path, monkeypatch):
+    """`setup` with no `amp` on PATH (CI installs the real one): each PATH folder holding it is
+    replaced by a folder of links to everything else in it."""
+    repo, home, env = setup
+    folders = []
+    for n, folder in enumerate(env["PATH"].split(os.pathsep)):
+        if (Path(folder) / "amp").exists():
+            links = tmp_path / f"path{n}"
+            links.mkdir()
+            for entry in Path(folder).iterdir():
+                if entry.name != "amp":
+                    (links / entry.name).symlink_to(entry)
+            folder = str(links)
+        folders.append(folder)
+    env = {**env, "PATH": os.pathsep.join(folders)}
+    monkeypatch.setenv("PATH", env["PATH"])
+    return repo, home, env
+
+
 def by_name(checks):
     return {c.name: c for c in checks}
 
@@ -90,8 +110,8 @@ def test_doctor_flags_an_untested_version_and_a_dirty_tree_without_making_them_f
     assert not checks["clean tree"].ok and "--allow-dirty" in checks["clean tree"].fix
 
 
-def test_doctor_reports_an_unknown_agent_and_a_missing_binary(setup):
-    repo, _, _ = setup
+def test_doctor_reports_an_unknown_agent_and_a_missing_binary(amp_missing):
+    repo, _, _ = amp_missing
     assert not by_name(run_checks("nope", repo, None))["agent nope"].ok
     missing = by_name(run_checks("amp", repo, None))["amp installed"]
     assert not missing.ok and "amp login" in missing.fix
@@ -111,8 +131,10 @@ def test_a_wrapper_command_is_never_credential_checked(setup):
     preflight(agent, repo)  # nothing raised: ralph cannot know what the wrapper needs
 
 
-def test_preflight_raises_auth_error_for_credentials_and_config_error_for_the_binary(setup):
-    repo, _, _ = setup
+def test_preflight_raises_auth_error_for_credentials_and_config_error_for_the_binary(
+    amp_missing,
+):
+    repo, _, _ = amp_missing
     with pytest.raises(AgentAuthError, match="gemini credentials") as exc:
         preflight(get_agent("gemini"), repo)
     assert exc.value.exit_code == 10 and "GEMINI_API_KEY" in exc.value.hint
@@ -132,8 +154,8 @@ def test_run_without_credentials_exits_10_before_claiming_or_launching(setup):
     assert shown["status"] == "open" and shown["attempts"] == 0
 
 
-def test_dry_run_works_without_the_agent_binary_and_says_it_is_missing(setup):
-    repo, _, env = setup
+def test_dry_run_works_without_the_agent_binary_and_says_it_is_missing(amp_missing):
+    repo, _, env = amp_missing
     ralph(repo, env, "add", "Write the parser")
     out = ralph(repo, env, "run", "--agent", "amp", "--dry-run")
     assert out.returncode == 0, out.stderr
