@@ -51,7 +51,8 @@ def test_ralph_run_with_codex_commits_each_task_once_with_tokens_and_estimated_c
     with ResponsesServer("write") as server:
         env = clean_env(tmp_path / "home", **{KEY_VAR: "test-key"})
         env["RALPH_SANDBOX"] = sandbox  # on: bwrap, network = "allow"
-        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
+        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}")
+                 for n in range(workers + 1)]  # one worker does two  # fmt: skip
         out = ralph(repo, env, "run", "--config", str(config(tmp_path, server.url)),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr

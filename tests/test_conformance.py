@@ -200,8 +200,15 @@ def timings_report() -> Iterator[None]:
         Path(path).write_text(json.dumps(TIMINGS, indent=1) + "\n")
 
 
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("name", ADAPTERS)
+@pytest.mark.parametrize(
+    ("name", "case"),
+    [
+        pytest.param(name, case, id=f"{name}-{case}",
+                     marks=[pytest.mark.slow] if (name, case) in SLOW_TO_SIGNAL else [])
+        for name in ADAPTERS
+        for case in CASES
+    ],
+)  # fmt: skip
 def test_adapter_conformance(name, case, tmp_path, plugin_registry):
     repo = git_repo(tmp_path / "repo")
     replay_only = os.environ.get("RALPH_CONFORMANCE_REPLAY") == "1"  # fixtures even if installed

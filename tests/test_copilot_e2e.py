@@ -40,7 +40,8 @@ def test_ralph_run_with_copilot_commits_each_task_once(tmp_path, workers, sandbo
     repo = git_repo(tmp_path / "repo")
     with ResponsesServer("write") as server:
         env = copilot_env(tmp_path / "home", server.url, PWD=str(repo), RALPH_SANDBOX=sandbox)
-        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
+        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}")
+                 for n in range(workers + 1)]  # one worker does two  # fmt: skip
         out = ralph(repo, env, "run", "--agent", "copilot", "--workers", str(workers), "--quiet")
     assert out.returncode == 0, out.stderr
     assert task_commits(repo) == {t: 1 for t in tasks}

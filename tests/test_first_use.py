@@ -7,11 +7,14 @@ every process is ready (tests/fixtures/run_ralph.py --gate), so they reach the s
 instead of staggered by their import times, on a loaded machine too. Before creating the
 schema was made to wait for the lock, 4 `ralph worker start` on a missing SQLite store failed
 with "database is locked" in 2 of 20 rounds; before worktree setup took the repository's
-lock, with `git worktree add` in 2 to 3 rounds of 40.
+lock, with `git worktree add` in 2 to 3 rounds of 40. The suite runs 10 rounds on SQLite and 8
+on PostgreSQL (8 processes each): together they would have caught either race with odds of
+about 9 in 10; `RALPH_FIRST_USE_ROUNDS=40` runs more.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +25,8 @@ import pytest
 from ralph.store import migrate, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ROUNDS = 20
+SQLITE_ROUNDS = int(os.environ.get("RALPH_FIRST_USE_ROUNDS", 10))
+PG_ROUNDS = int(os.environ.get("RALPH_FIRST_USE_ROUNDS", 8))
 # What starts at once: the commands a user or a script runs first in a new project, two
 # persistent workers among them (they also set up their git worktrees at the same moment).
 WORKER = ["worker", "start", "--agent-cmd", "true", "--max-time", "200ms", "-q"]
@@ -93,10 +97,10 @@ def new_repo(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow  # 20 rounds: the races it guards against showed in 2 of 20
+@pytest.mark.slow  # many rounds: the races it guards against showed in 2 of 20
 def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
     failures = []
-    for n in range(ROUNDS):
+    for n in range(SQLITE_ROUNDS):
         repo = new_repo(tmp_path / f"round{n}")
         outcomes = start_at_once(4, repo, db=None)  # the default store, .ralph/ralph.db
         failures += [
@@ -111,12 +115,12 @@ def test_four_processes_on_a_missing_sqlite_store_all_succeed(tmp_path: Path):
     assert failures == []
 
 
-@pytest.mark.slow  # 20 rounds of 8 processes
+@pytest.mark.slow  # many rounds of 8 processes
 def test_eight_processes_on_an_empty_postgres_database_all_succeed(
     tmp_path: Path, pg_server, request: pytest.FixtureRequest
 ):
     failures = []
-    for n in range(ROUNDS):
+    for n in range(PG_ROUNDS):
         url = pg_server.fresh_database(f"t_first_use_{n}_{abs(hash(request.node.name)) % 10**6}")
         try:
             repo = new_repo(tmp_path / f"round{n}")

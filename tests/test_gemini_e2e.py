@@ -54,7 +54,8 @@ def test_ralph_run_with_gemini_commits_each_task_once_with_tokens_and_estimated_
     with GeminiServer("write") as server:
         env = env_for(tmp_path, server)
         env["RALPH_SANDBOX"] = sandbox  # on: bwrap, network = "allow"
-        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
+        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}")
+                 for n in range(workers + 1)]  # one worker does two  # fmt: skip
         out = ralph(repo, env, "run", "--config", str(config(tmp_path)),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr

@@ -50,7 +50,8 @@ def test_ralph_run_with_qwen_commits_each_task_once_with_tokens_and_estimated_co
                         ANTHROPIC_API_KEY="test-key", PWD=str(repo))  # fmt: skip
         env["RALPH_SANDBOX"] = sandbox  # on: bwrap, network = "allow"
         toml = config(tmp_path)
-        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}") for n in range(3)]
+        tasks = [add_task(repo, env, f"Add f{n}", f"WRITE f{n}.txt: file {n}")
+                 for n in range(workers + 1)]  # one worker does two  # fmt: skip
         out = ralph(repo, env, "run", "--config", str(toml),
                     "--workers", str(workers), "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr

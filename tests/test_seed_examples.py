@@ -55,7 +55,7 @@ needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="the shell exam
 @needs_jq
 def test_parallel_workers_script_claims_and_completes_each_task_once(tmp_path: Path) -> None:
     db = tmp_path / "ralph.db"
-    env = _env(tmp_path, RALPH_DB=str(db), TASKS="20", WORKERS="3", WORK_SECONDS="0")
+    env = _env(tmp_path, RALPH_DB=str(db), TASKS="12", WORKERS="3", WORK_SECONDS="0")
     run = subprocess.run(
         ["bash", str(EXAMPLES / "parallel_workers.sh")],
         env=env,
@@ -65,10 +65,10 @@ def test_parallel_workers_script_claims_and_completes_each_task_once(tmp_path: P
         timeout=TIMEOUT,
     )
     assert run.returncode == 0, run.stderr
-    assert "All 20 tasks done." in run.stdout
+    assert "All 12 tasks done." in run.stdout
     assert run.stdout.count("] No more tasks") == 3
     assert "locked" not in run.stderr
-    _assert_each_once(db, 20, "claimed", "done")
+    _assert_each_once(db, 12, "claimed", "done")
 
 
 @needs_jq
@@ -114,7 +114,7 @@ def test_patterns_example_shows_contention_renewal_and_recovery(tmp_path: Path) 
     assert "Crashed worker's task is ready again" in run.stdout
 
 
-TASKS_8 = 10
+TASKS_8 = 6
 
 # The seed's loop verbatim (release, then done), except that stderr is kept for inspection.
 SEED_LOOP = r"""
@@ -134,7 +134,7 @@ done
 @needs_jq
 def test_eight_cli_processes_complete_each_task_once_without_lock_errors(tmp_path: Path) -> None:
     # Every idle worker races for the same first ready task, so each task costs about 18 CLI
-    # starts; 10 tasks keep the test to seconds while every claim is contended eight ways.
+    # starts; 6 tasks keep the test to seconds while every claim is contended eight ways.
     db = tmp_path / "ralph.db"
     with open_store(db) as store:
         store.add_many([{"title": f"T{n}"} for n in range(1, TASKS_8 + 1)])
