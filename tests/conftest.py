@@ -8,6 +8,7 @@ import re
 import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,8 +28,10 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 try:  # tests/ is on sys.path (rootdir-relative conftest, no tests/__init__.py)
     from pgserver import PgServer, in_ci, start_server
+    from support.fake_github import FakeGitHub
 except ImportError:  # tests/ is a package
     from tests.pgserver import PgServer, in_ci, start_server
+    from tests.support.fake_github import FakeGitHub
 
 
 # ======================================================================================
@@ -208,3 +211,13 @@ def _kill_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     for pid in _processes_under(os.path.join(tmp_path_factory.getbasetemp(), "")):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def github(tmp_path: Path) -> Iterator[FakeGitHub]:
+    """A scripted GitHub for one test (tests/support/fake_github.py); it fails the test when
+    gh sent an operation it does not know."""
+    server = FakeGitHub(tmp_path)
+    yield server
+    server.close()
+    assert server.unknown == [], f"gh sent operations the fake does not know: {server.unknown}"

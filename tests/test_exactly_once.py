@@ -433,20 +433,29 @@ exec {real} "$@"
 """
 
 
-def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
-    tmp_path: Path, repo: Path
-) -> None:
+def run_with_git_wrapper(
+    tmp_path: Path, repo: Path, prefix: str, script: str, flag_var: str
+) -> tuple[subprocess.CompletedProcess[str], str, Path]:
+    """Four tasks run by two workers whose git is `script`, which acts once, while the file
+    named by $`flag_var` exists. Returns the run, the store's path and that file."""
     db = str(tmp_path / "ralph.db")
-    add_tasks(db, [{"id": f"m{n}", "title": f"task {n}"} for n in range(4)])
-    wrapper = git_wrapper(tmp_path, HALF_UPDATE_WRAPPER)
-    half = tmp_path / "half-now"
-    half.write_text("")
+    add_tasks(db, [{"id": f"{prefix}{n}", "title": f"task {n}"} for n in range(4)])
+    wrapper = git_wrapper(tmp_path, script)
+    flag = tmp_path / "act-now"
+    flag.write_text("")
     env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
-    env.update(HALF_FILE=str(half), PATH=f"{wrapper.parent}:{env['PATH']}")
+    env.update({flag_var: str(flag), "PATH": f"{wrapper.parent}:{env['PATH']}"})
     done = subprocess.run(
         [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
         cwd=repo, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
+    return done, db, flag
+
+
+def test_main_checkout_update_killed_half_way_is_put_back_and_blocks_nothing(
+    tmp_path: Path, repo: Path
+) -> None:
+    done, db, half = run_with_git_wrapper(tmp_path, repo, "m", HALF_UPDATE_WRAPPER, "HALF_FILE")
     assert done.returncode == 0, done.stderr[-3000:]
     assert not half.exists()  # the kill happened
     assert set(statuses(db).values()) == {"done"}
@@ -480,17 +489,7 @@ def test_a_git_killed_after_moving_the_target_leaves_no_stale_main_checkout(
     """The landing's ref transaction committed, but its git died before exiting: the worker
     sees a failure with the target moved. The main checkout must still follow the target;
     left behind, every later landing would take it for the user's edits and wait forever."""
-    db = str(tmp_path / "ralph.db")
-    add_tasks(db, [{"id": f"g{n}", "title": f"task {n}"} for n in range(4)])
-    wrapper = git_wrapper(tmp_path, GIT_KILLED_AFTER_COMMIT)
-    kill = tmp_path / "kill-now"
-    kill.write_text("")
-    env = chaos_env(tmp_path, db, CHAOS_MIN="0.1", CHAOS_MAX="0.3")
-    env.update(KILL_FILE=str(kill), PATH=f"{wrapper.parent}:{env['PATH']}")
-    done = subprocess.run(
-        [*RALPH, "run", "--workers", "2", "--no-live", "--agent-cmd", agent_cmd()],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+    done, db, kill = run_with_git_wrapper(tmp_path, repo, "g", GIT_KILLED_AFTER_COMMIT, "KILL_FILE")
     assert not kill.exists()  # the kill happened
     assert done.returncode == 0, done.stderr[-3000:]
     assert "local changes" not in done.stderr

@@ -11,28 +11,17 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gitutil import git, init_repo
-from support.fake_github import FakeGitHub
+from support.fake_github import FakeGitHub, needs_gh
 
 from ralph.store import open_store
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
-pytestmark = pytest.mark.skipif(
-    shutil.which("gh") is None and os.environ.get("CI") != "true", reason="needs the gh CLI"
-)  # .ci/run installs it: in CI a missing gh fails instead of skipping
-
-
-@pytest.fixture
-def github(tmp_path: Path) -> Iterator[FakeGitHub]:
-    server = FakeGitHub(tmp_path)
-    yield server
-    server.close()
-    assert server.unknown == [], f"gh sent operations the fake does not know: {server.unknown}"
+pytestmark = needs_gh
 
 
 @pytest.fixture

@@ -5,15 +5,14 @@ Clock: expiry is computed and compared with the database's clock. Each transacti
 agree. A store opened with an explicit clock (tests) uses that instead; `time.time`, the
 default of `open_store`, counts as "no explicit clock".
 
-Failures: each store method marked `@retried` (every public one; ralph/store/core.py) runs
-whole again through `PostgresStore._retry` (jittered exponential backoff, for up to
-RETRY_SECONDS) when PostgreSQL reports something transient (`_transient`): a lost connection,
-a restart, a deadlock or serialization failure, a lock or statement timeout, a session ended
-while idle. Each retry is logged (INFO, logger ralph.store). A retried attempt never leaves
-anything half-applied: its transaction was rolled back, and a COMMIT whose answer was lost is
-looked up (commit_marks) before anything is retried. A call made inside another store call is
-retried by the outer one only, so retries never multiply. Other database errors become
-StoreError. Passwords never appear in `repr`, `url` or any message.
+Failures: each store method marked `@retried` (every public one; ralph/store/core.py) runs whole
+again through `PostgresStore._retry` (jittered exponential backoff, up to RETRY_SECONDS) when
+PostgreSQL reports something transient (`_transient`): a lost connection, a restart, a deadlock or
+serialization failure, a lock or statement timeout, an idle session ended. Each retry is logged
+(INFO, logger ralph.store). A retried attempt never leaves anything half-applied: its transaction
+was rolled back, and a COMMIT whose answer was lost is looked up (commit_marks) before anything is
+retried. A call made inside another store call is retried by the outer one only, so retries never
+multiply. Other database errors: StoreError. No password is ever in `repr`, `url` or a message.
 """
 
 from __future__ import annotations

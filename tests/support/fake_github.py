@@ -12,7 +12,9 @@ in ``unknown``, so a test fails loudly instead of passing on an empty answer.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import ssl
 import subprocess
 import threading
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 OPERATION = re.compile(r"\b(?:query|mutation)\s+(\w+)")
 TYPE_QUERY = re.compile(r'__type\(name:\s*\\?"(\w+)')
@@ -349,3 +353,9 @@ def _handler(github: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+# .ci/run installs gh: in CI a missing gh fails instead of skipping
+needs_gh = pytest.mark.skipif(
+    shutil.which("gh") is None and os.environ.get("CI") != "true", reason="needs the gh CLI"
+)
