@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,29 +28,24 @@ def free_port() -> int:
 def serve(
     cwd: Path, env: Mapping[str, str], *args: str, host: str = "127.0.0.1"
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`ralph web --port P ARGS` until the block ends; yields the process and its base URL."""
-    port = free_port()
+    """`ralph web --port 0 ARGS` until the block ends; yields the process and its base URL.
+    The port is the one it printed: bound before that line, so no other test can take it."""
     proc = subprocess.Popen(
-        [*RALPH, "web", "--host", host, "--port", str(port), *args],
+        [*RALPH, "web", "--host", host, "--port", "0", *args],
         cwd=cwd,
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "ralph web did not start"
-            try:
-                status, _, _ = request(base, "GET", "/static/style.css")
-                if status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        yield proc, base
+        seen: list[str] = []
+        reader = threading.Thread(target=_read_until_served, args=(proc, seen), daemon=True)
+        reader.start()
+        reader.join(60)  # a guard, not a timing: the line comes once the store is open
+        match = re.search(r"^ralph web: .* at https?://\S+:(\d+)/", seen[-1] if seen else "")
+        assert match, "".join(seen) or "ralph web did not start"
+        yield proc, f"http://127.0.0.1:{match.group(1)}"
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -62,6 +57,15 @@ def serve(
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def _read_until_served(proc: subprocess.Popen[str], seen: list[str]) -> None:
+    """Read `ralph web`'s stderr up to its "ralph web: ... at URL" line (or its end)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("ralph web: "):
+            return
 
 
 def request(

@@ -9,13 +9,16 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ralph.cli.common import session
 from ralph.errors import ConfigError, UsageError
 from ralph.store import project_root
+
+if TYPE_CHECKING:
+    import socket
 
 TOKEN_ENV = "RALPH_WEB_TOKEN"
 
@@ -27,7 +30,9 @@ def web(
             "--host", help="Address to listen on (loopback: reads need no login, changes do)."
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: a free one, printed).")
+    ] = 8765,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every action: look, don't touch.")
     ] = False,
@@ -77,8 +82,9 @@ def web(
     generated = token == "generate"
     if generated:
         token = new_token()
+    sock = _bind(host, port)  # bound once, here: the port printed is the port served
+    port = sock.getsockname()[1]
     guard = Guard.for_bind(host, port, token, read_only=read_only)
-    _check_port(host, port)
     db = session.store(upgrade=not read_only)  # --read-only never migrates a store
     label = redact(db.url) if "://" in db.url else db.url
     root = repo or project_root()
@@ -96,7 +102,7 @@ def web(
 
         target = url if read_only and guard.open_reads else login
         threading.Timer(0.8, webbrowser.open, args=(target,)).start()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -104,10 +110,12 @@ def web(
         access_log=False,
         timeout_graceful_shutdown=1,
     )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail with one line, before the store is opened, when the address cannot be served."""
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or one line, before the store is opened, when the address cannot
+    be served. Port 0 takes a free one."""
     import socket  # lazy: start-up (~1.3 ms that no other command needs)
 
     try:
@@ -115,15 +123,19 @@ def _check_port(host: str, port: int) -> None:
     except OSError as exc:
         raise UsageError(f"cannot serve on {host}: {exc.strerror or exc}") from exc
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot serve on {host}:{port}: {exc.strerror or exc}",
-                hint="pick another with --port",
-            ) from exc
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another with --port, or --port 0 for a free one",
+        ) from exc
+    sock.set_inheritable(False)
+    return sock
 
 
 def register(app: typer.Typer, worker_app: typer.Typer) -> None:
