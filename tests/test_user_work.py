@@ -197,7 +197,7 @@ def test_an_index_lock_an_agent_left_in_the_main_checkout_is_cleared_and_every_t
 ) -> None:
     project.add("T1", "T2", "T3")
 
-    result = project.run("leaves_index_lock.py", *KINDS[kind], timeout=120)
+    result = project.run("damages_main_index.py", *KINDS[kind], timeout=120)
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (project.root / ".git" / "index.lock").exists()
@@ -211,7 +211,7 @@ def test_a_main_index_git_cannot_read_is_rebuilt_and_every_task_lands(
 ) -> None:
     project.add("T1", "T2", "T3")
 
-    result = project.run("truncates_main_index.py", *KINDS[kind], timeout=120)
+    result = project.run("damages_main_index.py", *KINDS[kind], args=("index",), timeout=120)
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "could not read the index of" in result.stderr

@@ -134,7 +134,6 @@ def _bind(host: str, port: int) -> socket.socket:
             f"cannot serve on {host}:{port}: {exc.strerror or exc}",
             hint="pick another with --port, or --port 0 for a free one",
         ) from exc
-    sock.set_inheritable(False)
     return sock
 
 
