@@ -351,8 +351,8 @@ class GitWorkspace:
         g = self.git
         repairs = self._unguard()
         g.settle()
-        if repaired := g.repair_index(quick=True):
-            repairs.append(repaired)
+        if damage := g.index_damage(quick=True):
+            repairs.append(g.rebuild_index("HEAD", damage))
         repairs += self._take_back_replacements(g, task_id, attempt)
         refused = self._take_back_stash(g, task_id, attempt)
         base = self.base = self._effective_base(g, base, repairs)
@@ -453,8 +453,8 @@ class GitWorkspace:
         if base is None:
             return kept
         g.settle()
-        if repaired := g.repair_index(quick=True):
-            kept.append(repaired)
+        if damage := g.index_damage(quick=True):
+            kept.append(g.rebuild_index("HEAD", damage))
         kept += self._take_back_replacements(g, task_id, attempt)
         stash = self._take_back_stash(g, task_id, attempt)
         if stash:

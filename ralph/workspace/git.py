@@ -347,11 +347,10 @@ class Git:
                 lock.unlink()
         return ""
 
-    def repair_index(self, *, quick: bool = False) -> str:
-        """Rebuild this checkout's index from HEAD when git cannot read it, as a process that
-        opened the index lock git held (truncating it) leaves it; returns what was done, or
-        ''. The files are untouched and what was staged is unstaged; the damaged file is kept
-        as `index.damaged` in the git dir. `quick` only reads the file's header (no git)."""
+    def index_damage(self, *, quick: bool = False) -> str:
+        """Why git cannot read this checkout's index, else '': what a process that opened the
+        index lock while a git held it (truncating it) leaves once that git renames the lock.
+        `quick` reads only the file's header, without starting git."""
         index = self.git_dir() / "index"
         if quick:
             try:
@@ -359,23 +358,22 @@ class Git:
                     header = f.read(32)
             except FileNotFoundError:
                 return ""
-            why = "" if len(header) == 32 and header[:4] == b"DIRC" else "a truncated file"
-        else:
-            why = self._index_damage()
-        if not why:
-            return ""
-        os.replace(index, index.with_name("index.damaged"))
-        self("read-tree", "HEAD")
-        return f"git could not read the index of {self.path} ({why}): rebuilt it from HEAD"
-
-    def _index_damage(self) -> str:
-        """What git says of this checkout's index when it cannot read it, else ''."""
+            return "" if len(header) == 32 and header[:4] == b"DIRC" else "a truncated file"
         try:
             self("ls-files", "--", ":(exclude)*")  # reads the whole index, lists nothing
             return ""
         except GitCommandError as exc:
             why = str(exc.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
             return why.removeprefix("fatal: ") if INDEX_DAMAGE.search(why) else ""
+
+    def rebuild_index(self, commit: str, why: str) -> str:
+        """A new index at `commit` (the commit the files are at) in place of a damaged one,
+        kept as `index.damaged` in the git dir; the files are untouched, what was staged is
+        unstaged. Returns the line that says so."""
+        index = self.git_dir() / "index"
+        os.replace(index, index.with_name("index.damaged"))
+        self("read-tree", commit)
+        return f"git could not read the index of {self.path} ({why}): rebuilt it from {commit[:10]}"
 
     def landed(self, task_id: str, target: str) -> str | None:
         """The task's commit, if its ref exists and the target holds it. A ref the target does

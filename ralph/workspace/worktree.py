@@ -364,15 +364,22 @@ class Worktrees:
     def _main_busy(self) -> str:
         """Why the main checkout cannot be moved now: a git operation in progress there, or
         its index lock held by a live git (a stale one is removed; an index git cannot read
-        is rebuilt from HEAD)."""
+        is rebuilt at the commit the files are at)."""
         gitdir = self.main.git_dir()
         for name, (command, _) in IN_PROGRESS.items():
             if (gitdir / name).exists():
                 return f"a {command} is in progress"
         busy = self.main.clear_stale_index_lock()
-        if not busy and (repaired := self.main.repair_index()):
-            self.log(repaired)
+        if not busy and (damage := self.main.index_damage()):
+            self.log(self.main.rebuild_index(self._files_at(), damage))
         return busy
+
+    def _files_at(self) -> str:
+        """The commit the main checkout's files are at: a pending move's start, else HEAD."""
+        try:
+            return str(json.loads((self.ralph_dir / MAIN_SYNC).read_text())["old"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "HEAD"
 
     def workspace(
         self,
