@@ -91,12 +91,16 @@ def web(
     app = create_app(db, guard, repo=root if (root / ".git").exists() else None, db_label=label)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
-    print(f"ralph web: {label} at {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    lines = [f"ralph web: {label} at {url} (Ctrl-C stops)"]
     login = f"{url}login?token={guard.token}"
     if generated or (guard.open_reads and not read_only and not token):
         # Printed once, to this terminal only: no page carries it. Loopback reads are open;
         # changes (and off loopback, reads too) need the session this link opens.
-        print(f"log in (to make changes) at {login}", file=sys.stderr, flush=True)
+        lines.append(f"log in (to make changes) at {login}")
+    # One write: whoever sees the URL line has the login line too (a Ctrl-C right after the
+    # first line cannot cut the link off).
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
     if open_browser:
         import webbrowser  # lazy: start-up (only for --open)
 
