@@ -21,6 +21,7 @@ import pytest
 from chaos import RALPH, agent_cmd, chaos_env, check_history, git, make_repo
 
 from ralph.store import ensure_ralph_dir, open_store
+from tests.support.cli import ralph as run_ralph
 
 FAST_RETRIES = 'max_attempts = 3\nbackoff = "50ms"\nbackoff_max = "100ms"\n'
 REAL_GIT = shutil.which("git") or "git"
@@ -38,9 +39,7 @@ def repo(tmp_path: Path) -> Path:
 def ralph(
     cwd: Path, env: dict[str, str], *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*RALPH, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return run_ralph(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def launches(tmp_path: Path) -> list[str]:

@@ -20,6 +20,7 @@ import typer
 
 from ralph.cli import COMMAND_MODULES, COMMANDS_OF, HELP_PANELS, build_command
 from ralph.models import AttemptEnd
+from tests.support.cli import ralph as run_ralph
 
 RALPH = [sys.executable, "-m", "ralph"]
 # Two spellings of one meaning, allowed to share a letter.
@@ -78,7 +79,7 @@ def test_run_dash_w_3_runs_three_workers(tmp_path: Path):
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t")
     env.update(GIT_COMMITTER_EMAIL="t@t")
     subprocess.run(["git", "-C", str(root), "commit", "-q", "--allow-empty", "-m", "s"], env=env)
-    subprocess.run([*RALPH, "add", "One"], cwd=root, env=env, check=True, capture_output=True)
+    run_ralph("add", "One", cwd=root, env=env, check=True)
     out = subprocess.run(
         [*RALPH, "run", "-w", "3", "--agent", "demo", "--dry-run", "--json"],
         cwd=root,
@@ -204,7 +205,7 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def test_the_demo_agent_is_built_in(repo):
     root, env = repo
-    subprocess.run([*RALPH, "add", "Hello", "--id", "H"], cwd=root, env=env, check=True)
+    run_ralph("add", "Hello", "--id", "H", cwd=root, env=env, check=True)
     run = subprocess.run(
         [*RALPH, "run", "--agent", "demo", "-q"], cwd=root, env=env, capture_output=True, text=True
     )

@@ -18,6 +18,7 @@ import pytest
 from ralph.agents import get_agent
 from ralph.doctor import preflight, run_checks
 from ralph.errors import AgentAuthError, ConfigError
+from tests.support.cli import ralph as run_ralph
 from tests.support.clis import clean_env, gemini_home, git_repo
 
 
@@ -50,8 +51,7 @@ def setup(tmp_path, monkeypatch):
 
 
 def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ralph", *args], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return run_ralph(*args, cwd=repo, env=env, timeout=120)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from ralph.errors import AgentAuthError, ConfigError
 from ralph.fallback import AgentPool, Member, Unavailable
 from ralph.store import open_store
 from tests.gitutil import git
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -220,9 +221,7 @@ def config(tmp_path: Path, alpha: str, beta: str = "paid", fallback_after: str =
 
 
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_ralph(*args, cwd=root, env=env, timeout=120)
 
 
 def add(root: Path, env: dict[str, str], title: str, *extra: str) -> str:

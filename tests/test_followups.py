@@ -15,6 +15,7 @@ import pytest
 
 from ralph import errors, open_store
 from ralph.store.base import SQLStore
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -109,9 +110,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_ralph(*args, cwd=root, env=env, timeout=120)
 
 
 def test_cli_add_discovered_from_is_shown_exported_and_capped_by_the_config(project):

@@ -18,6 +18,7 @@ from gitutil import git, init_repo
 from support.fake_github import FakeGitHub, needs_gh
 
 from ralph.store import open_store
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -38,9 +39,7 @@ def env(tmp_path: Path, github: FakeGitHub) -> dict[str, str]:
 
 
 def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RALPH, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_ralph(*args, cwd=repo, env=env, timeout=300)
 
 
 def tasks(repo: Path) -> dict[str, dict]:

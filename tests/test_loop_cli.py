@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ralph.store import open_store
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -76,9 +77,7 @@ def wait_said(said: list[str], words: str, proc: subprocess.Popen, timeout: floa
 
 
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_ralph(*args, cwd=root, env=env, timeout=120)
 
 
 def test_run_commits_each_task_and_prints_a_json_summary(repo: Path, env: dict[str, str]):

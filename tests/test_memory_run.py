@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from gitutil import git, init_repo
 
+from tests.support.cli import ralph as run_ralph
+
 AGENTS = Path(__file__).parent / "agents"
 PRD = {
     "project": "greeter",
@@ -25,14 +27,7 @@ PRD = {
 
 
 def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ralph", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_ralph(*args, cwd=repo, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

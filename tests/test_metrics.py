@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.cli import ralph as run_ralph
 from tests.support.night import night
 from tests.webutil import free_port, request, serve
 
@@ -30,9 +31,7 @@ def env_for(tmp_path: Path, db: str) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        [*RALPH, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    done = run_ralph(*args, env=env, cwd=cwd, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -18,6 +18,7 @@ from ralph.errors import ConfigError
 from ralph.notify import NotifySettings, parse_notify, resolve, send_test
 from ralph.store import open_store
 from tests.gitutil import git, init_repo
+from tests.support.cli import ralph as run_ralph
 from tests.support.receiver import Receiver
 
 AGENTS = Path(__file__).parent / "agents"
@@ -35,9 +36,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=GUARD
-    )
+    return run_ralph(*args, cwd=root, env=env, timeout=GUARD)
 
 
 def project(tmp_path: Path, env: dict[str, str], notify: str, *tasks: str) -> Path:

@@ -21,6 +21,7 @@ from gitutil import git, init_repo
 from support.fake_github import FakeGitHub, needs_gh
 
 from ralph.store import open_store
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -60,9 +61,7 @@ def env(tmp_path: Path, github: FakeGitHub) -> dict[str, str]:
 
 
 def ralph(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_ralph(*args, cwd=root, env=env, timeout=300)
 
 
 def run(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

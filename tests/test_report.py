@@ -17,6 +17,7 @@ from ralph.models import from_iso
 from ralph.ops.report import build_report, render
 from ralph.store import open_store
 from tests.storefactory import START, Clock
+from tests.support.cli import ralph as run_ralph
 from tests.support.night import night
 from tests.webutil import CHROMIUM, request, serve
 
@@ -211,9 +212,7 @@ def test_report_run_picks_one_run_by_id_or_last(tmp_path: Path):
     edit = " ".join([sys.executable, str(Path(__file__).parent / "agents" / "edit.py")])
 
     def ralph(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
-        )
+        done = run_ralph(*args, cwd=root, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
         return done
 

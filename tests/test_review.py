@@ -17,6 +17,7 @@ import pytest
 from gitutil import check_history, git, init_repo
 
 from ralph.store import open_store
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -50,9 +51,7 @@ def repo(tmp_path: Path) -> Path:
 def ralph(
     root: Path, env: dict[str, str], *args: str, ok: bool = True
 ) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [*RALPH, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
-    )
+    done = run_ralph(*args, cwd=root, env=env, timeout=300)
     if ok:
         assert done.returncode == 0, done.stdout + done.stderr
     return done

@@ -23,6 +23,7 @@ from ralph.config import parse_settings
 from ralph.errors import ConfigError, SandboxUnavailableError
 from ralph.sandbox import bwrap
 from ralph.sandbox.envfilter import filter_env
+from tests.support.cli import ralph as run_ralph
 
 RALPH = [sys.executable, "-m", "ralph"]
 _exe, _why = bwrap.probe()
@@ -39,10 +40,7 @@ def repo(tmp_path: Path) -> Path:
 def ralph(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
     base["HOME"] = str(root.parent / "home")
-    return subprocess.run(
-        [*RALPH, *args], cwd=root, env={**base, **env}, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    return run_ralph(*args, cwd=root, env={**base, **env}, timeout=300)
 
 
 def test_run_refuses_in_one_line_where_the_sandbox_cannot_run_and_claims_nothing(repo: Path):

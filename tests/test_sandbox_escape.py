@@ -27,6 +27,7 @@ from pgserver import in_ci
 
 from ralph.sandbox import bwrap
 from ralph.store import open_store
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -66,10 +67,7 @@ class World:
     hooks: dict[str, bytes]
 
     def ralph(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*RALPH, *args], cwd=self.root, env=self.env, capture_output=True, text=True,
-            timeout=300,
-        )  # fmt: skip
+        return run_ralph(*args, cwd=self.root, env=self.env, timeout=300)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

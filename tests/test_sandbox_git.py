@@ -18,6 +18,7 @@ from gitutil import git, init_repo
 from pgserver import in_ci
 
 from ralph.sandbox import bwrap
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -121,7 +122,7 @@ def test_a_symlink_in_the_git_view_cannot_pull_another_repositorys_objects_in(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
     env["HOME"] = str(tmp_path / "home")
     run = [*RALPH, "run", "--agent-cmd", shlex.join(["sh", "-c", script]), "--sandbox"]
-    assert subprocess.run([*RALPH, "add", "Link", "--id", "L1"], cwd=repo, env=env).returncode == 0
+    assert run_ralph("add", "Link", "--id", "L1", cwd=repo, env=env).returncode == 0
     result = subprocess.run(
         [*run, "--max-attempts", "1", *KINDS[kind]], cwd=repo, env=env, capture_output=True,
         text=True, timeout=300,
@@ -145,7 +146,7 @@ def test_an_agent_that_recreates_its_git_dir_after_a_rewind_lands_nothing(repo: 
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
     env["HOME"] = str(repo.parent / "home")
-    assert subprocess.run([*RALPH, "add", "Hide", "--id", "R1"], cwd=repo, env=env).returncode == 0
+    assert run_ralph("add", "Hide", "--id", "R1", cwd=repo, env=env).returncode == 0
     run = [*RALPH, "run", "--agent-cmd", shlex.join(["sh", "-c", script]), "--sandbox"]
     result = subprocess.run(
         [*run, "--max-attempts", "1", *KINDS[kind]], cwd=repo, env=env, capture_output=True,

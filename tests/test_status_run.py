@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ralph import hostid
+from tests.support.cli import ralph as run_ralph
 
 RALPH = [sys.executable, "-m", "ralph"]
 AGENT = r"""
@@ -53,9 +54,7 @@ def git(root: Path, *args: str) -> str:
 
 
 def ralph_json(root: Path, env: dict[str, str], *args: str):
-    done = subprocess.run(
-        [*RALPH, *args, "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=120
-    )
+    done = run_ralph(*args, "--json", cwd=root, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -79,15 +78,9 @@ def test_status_stats_and_logs_while_a_real_run_works_and_after(tmp_path: Path):
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "Test")
     git(root, "config", "user.email", "test@example.invalid")
-    subprocess.run([*RALPH, "init"], cwd=root, env=env, check=True, capture_output=True)
+    run_ralph("init", cwd=root, env=env, check=True)
     (root / "todo.md").write_text("- [ ] First\n- [ ] Second\n")
-    subprocess.run(
-        [*RALPH, "import", "todo.md", "--chain", "--apply"],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    run_ralph("import", "todo.md", "--chain", "--apply", cwd=root, env=env, check=True)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "Set up ralph")
     ids = [t["id"] for t in ralph_json(root, env, "list")]
@@ -211,7 +204,7 @@ def test_a_rate_limit_pause_shows_in_another_process_status_until_the_run_ends(
     root = init_repo(tmp_path / "repo", {"README.md": "hi\n"})
     env = run_env(tmp_path, store_url)
     for task in ("L", "M"):
-        subprocess.run([*RALPH, "add", task, "--id", task], cwd=root, env=env, check=True)
+        run_ralph("add", task, "--id", task, cwd=root, env=env, check=True)
     before = ralph_json(root, env, "status")
     assert before["pause"] is None and before["paused"] is None
     cmd = shlex.join([sys.executable, str(AGENTS / "retry_after.py"), "3600"])
@@ -233,15 +226,11 @@ def test_a_rate_limit_pause_shows_in_another_process_status_until_the_run_ends(
         assert pause["host"] == hostid.HOST and "rate limited" in pause["reason"]
         assert from_iso(pause["until"]) - from_iso(pause["since"]) == pytest.approx(3600, abs=30)
         assert status["ready"] == 2  # ready, and held by the pause: the line below says why
-        text = subprocess.run(
-            [*RALPH, "status"], cwd=root, env=env, capture_output=True, text=True, timeout=120
-        ).stdout
+        text = run_ralph("status", cwd=root, env=env).stdout
         assert f"PAUSED by w1 on {hostid.HOST}" in text and "rate limited" in text
         assert "idle (paused)" in text, text
         # `ralph resume` lifts what `ralph pause` set, not a run's own limit.
-        resumed = subprocess.run(
-            [*RALPH, "resume"], cwd=root, env=env, capture_output=True, text=True, timeout=120
-        )
+        resumed = run_ralph("resume", cwd=root, env=env)
         assert "Nothing was paused" in resumed.stdout
         assert ralph_json(root, env, "status")["pause"] == pause
         proc.terminate()
@@ -263,7 +252,7 @@ def test_a_rate_limit_pause_record_ends_with_the_pause_before_the_next_task(
 
     root = init_repo(tmp_path / "repo", {"README.md": "hi\n"})
     env = {**run_env(tmp_path, store_url), "LIMIT_ONCE": str(tmp_path / "limited-once")}
-    subprocess.run([*RALPH, "add", "Limited once", "--id", "L"], cwd=root, env=env, check=True)
+    run_ralph("add", "Limited once", "--id", "L", cwd=root, env=env, check=True)
     cmd = shlex.join([sys.executable, str(AGENTS / "retry_after.py"), "1"])
     done = subprocess.run(
         [*RALPH, "run", "--agent-cmd", cmd, "--worker", "w1", "-q"],

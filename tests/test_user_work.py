@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from gitutil import git, init_repo
 
+from tests.support.cli import ralph as run_ralph
+
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
 KINDS = {"checkout": [], "workers2": ["--workers", "2"]}
@@ -37,14 +39,7 @@ class Project:
     env: dict[str, str]
 
     def ralph(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*RALPH, *args],
-            cwd=self.root,
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_ralph(*args, cwd=self.root, env={**self.env, **env}, timeout=timeout)
 
     def add(self, *ids: str) -> None:
         for task_id in ids:

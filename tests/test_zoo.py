@@ -24,6 +24,7 @@ import pytest
 from gitutil import git, init_repo
 
 from ralph import reaper
+from tests.support.cli import ralph as run_ralph
 
 AGENTS = Path(__file__).parent / "agents"
 RALPH = [sys.executable, "-m", "ralph"]
@@ -47,14 +48,7 @@ class Zoo:
     tasks: list[str] = field(default_factory=list)
 
     def ralph(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*RALPH, *args],
-            cwd=self.root,
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_ralph(*args, cwd=self.root, env={**self.env, **env}, timeout=timeout)
 
     def add(self, *ids: str) -> None:
         for task_id in ids:

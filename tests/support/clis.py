@@ -6,10 +6,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import ralph as run_ralph
 
 HANG_GUARD = 180  # seconds; only stops a broken run from hanging the suite
 KEY_VAR = "MOCK_OPENAI_KEY"  # the codex provider's env_key
@@ -90,10 +91,7 @@ def git_repo(path: Path) -> Path:
 
 
 def ralph(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ralph", *args], cwd=repo, env=env, capture_output=True,
-        text=True, timeout=HANG_GUARD,
-    )  # fmt: skip
+    return run_ralph(*args, cwd=repo, env=env, timeout=HANG_GUARD)
 
 
 def add_task(repo: Path, env: dict[str, str], title: str, description: str) -> str:
