@@ -28,16 +28,18 @@ from common import table  # noqa: E402
 from ralph.store import open_store  # noqa: E402
 
 
-def tasks() -> list[dict]:
-    specs: list[dict] = [{"id": f"c{n:02d}", "title": f"independent {n}"} for n in range(25)]
-    for chain in range(5):
+def tasks(independent: int = 25, chains: int = 5) -> list[dict]:
+    specs: list[dict] = [
+        {"id": f"c{n:02d}", "title": f"independent {n}"} for n in range(independent)
+    ]
+    for chain in range(chains):
         ids = [f"k{chain}{step}" for step in range(3)]
         for step, task_id in enumerate(ids):
             specs.append({"id": task_id, "title": task_id, "blocked_by": ids[step - 1 : step]})
     return specs
 
 
-def one_round(base: Path, db: str | None, seed: int, kills: int) -> list:
+def one_round(base: Path, db: str | None, seed: int, kills: int, specs: list[dict]) -> list:
     repo = chaos.make_repo(base / "repo")
     (repo / "ralph.toml").write_text(chaos.CONFIG)
     chaos.git(repo, "add", "ralph.toml")
@@ -45,7 +47,6 @@ def one_round(base: Path, db: str | None, seed: int, kills: int) -> list:
     since = chaos.git(repo, "rev-parse", "HEAD")
     chaos.install_kill_hook(repo / ".git")
     url = db or str(base / "ralph.db")
-    specs = tasks()
     with open_store(url) as store:
         store.add_many(specs)
     env = chaos.chaos_env(base, url, CHAOS_HOOK_P="0.15", CHAOS_MIN="0.1", CHAOS_MAX="0.8")
@@ -89,9 +90,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kills", type=int, default=25)
     parser.add_argument("--pg", choices=["auto", "off"], default="off")
-    parser.add_argument("--tiny", action="store_true", help="one round, 5 kills")
+    parser.add_argument(
+        "--tiny", action="store_true", help="one round of 12 tasks, 4 kills (a smoke run)"
+    )
     args = parser.parse_args()
-    rounds, kills = (1, 5) if args.tiny else (args.rounds, args.kills)
+    rounds, kills = (1, 4) if args.tiny else (args.rounds, args.kills)
+    specs = tasks(6, 2) if args.tiny else tasks()
     backends: list[tuple[str, str | None]] = [("SQLite", None)]
     server = None
     if args.pg == "auto":
@@ -108,7 +112,7 @@ def main() -> None:
                 db = None
                 if name == "PostgreSQL" and server is not None:
                     db = server.fresh_database(f"chaos_{n}")
-                rows.append([name, *one_round(tmp, db, seed=100 + n, kills=kills)])
+                rows.append([name, *one_round(tmp, db, seed=100 + n, kills=kills, specs=specs)])
                 shutil.rmtree(tmp)  # kept (with its logs) when the round failed
     finally:
         if server is not None:
