@@ -29,7 +29,15 @@ import pytest
 from ralph.agents import get_agent, registry
 from ralph.agents.base import Agent, AgentSignal
 from ralph.process import AgentProcess, ProcessResult
-from tests.support.clis import KEY_VAR, MODEL, clean_env, codex_args, gemini_home, git_repo
+from tests.support.clis import (
+    KEY_VAR,
+    MODEL,
+    clean_env,
+    codex_args,
+    gemini_home,
+    git_repo,
+    warm_copilot_home,
+)
 from tests.support.model_server import GeminiServer, ModelServer, ResponsesServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
@@ -150,7 +158,10 @@ def real_cli(name: str, case: str, tmp: Path) -> Iterator[tuple[Agent, dict[str,
             extra = {"COPILOT_PROVIDER_BASE_URL": f"{url}/v1", "COPILOT_PROVIDER_WIRE_API":
                      "responses", "COPILOT_PROVIDER_API_KEY": "test-provider-key",
                      "COPILOT_MODEL": MODEL, "COPILOT_OFFLINE": "true"}  # fmt: skip
-            yield get_agent("copilot"), clean_env(home, **(extra if creds else {}))
+            yield (
+                get_agent("copilot"),
+                clean_env(warm_copilot_home(home), **(extra if creds else {})),
+            )
         else:
             gemini_home(home, "gemini-api-key" if creds else None)
             extra = {"GEMINI_API_KEY": "test", "GOOGLE_GEMINI_BASE_URL": url} if creds else {}

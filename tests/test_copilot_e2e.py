@@ -18,6 +18,7 @@ from tests.support.clis import (
     ralph,
     require,
     task_commits,
+    warm_copilot_home,
 )
 from tests.support.model_server import ResponsesServer
 
@@ -30,6 +31,7 @@ def copilot_installed() -> None:
 
 
 def copilot_env(home: Path, url: str, **extra: str) -> dict[str, str]:
+    warm_copilot_home(home)
     return clean_env(home, COPILOT_PROVIDER_BASE_URL=f"{url}/v1", COPILOT_PROVIDER_WIRE_API=
                      "responses", COPILOT_PROVIDER_API_KEY="test-provider-key",
                      COPILOT_MODEL=MODEL, COPILOT_OFFLINE="true", **extra)  # fmt: skip
