@@ -11,6 +11,7 @@ from ralph.store import open_store
 from tests.support.clis import (
     KEY_VAR,
     MODEL,
+    RUN_SHAPES,
     add_task,
     check_each_task_done_once,
     check_policy,
@@ -43,7 +44,7 @@ def config(tmp_path: Path, url: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
+@pytest.mark.parametrize(("workers", "sandbox"), [*RUN_SHAPES, (2, "off")])
 def test_ralph_run_with_codex_commits_each_task_once_with_tokens_and_estimated_cost(
     tmp_path, workers, sandbox
 ):

@@ -11,6 +11,7 @@ import pytest
 from ralph.store import open_store
 from tests.support.clis import (
     MODEL,
+    RUN_SHAPES,
     add_task,
     check_policy,
     clean_env,
@@ -37,7 +38,7 @@ def copilot_env(home: Path, url: str, **extra: str) -> dict[str, str]:
                      COPILOT_MODEL=MODEL, COPILOT_OFFLINE="true", **extra)  # fmt: skip
 
 
-@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
+@pytest.mark.parametrize(("workers", "sandbox"), RUN_SHAPES)
 def test_ralph_run_with_copilot_commits_each_task_once(tmp_path, workers, sandbox):
     repo = git_repo(tmp_path / "repo")
     with ResponsesServer("write") as server:

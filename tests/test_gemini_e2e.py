@@ -9,6 +9,7 @@ import pytest
 
 from ralph.store import open_store
 from tests.support.clis import (
+    RUN_SHAPES,
     add_task,
     check_each_task_done_once,
     check_policy,
@@ -46,7 +47,7 @@ def env_for(tmp_path: Path, server: GeminiServer, auth: str | None = "gemini-api
     return clean_env(home, GEMINI_API_KEY="test-key", GOOGLE_GEMINI_BASE_URL=server.url)
 
 
-@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
+@pytest.mark.parametrize(("workers", "sandbox"), RUN_SHAPES)
 def test_ralph_run_with_gemini_commits_each_task_once_with_tokens_and_estimated_cost(
     tmp_path, workers, sandbox
 ):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clis import (
+    RUN_SHAPES,
     add_task,
     check_each_task_done_once,
     check_policy,
@@ -40,7 +41,7 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("workers", "sandbox"), [(1, "off"), (2, "off"), (2, "on")])
+@pytest.mark.parametrize(("workers", "sandbox"), RUN_SHAPES)
 def test_ralph_run_with_qwen_commits_each_task_once_with_tokens_and_estimated_cost(
     tmp_path, workers, sandbox
 ):

@@ -15,6 +15,12 @@ import pytest
 
 from tests.support.cli import ralph as run_ralph
 
+# The `ralph run` shapes each real CLI's end-to-end test runs (workers, sandbox): one worker in
+# the checkout without the sandbox (a plain `ralph run`), two in worktrees in the sandbox. Two
+# workers without the sandbox run for codex only (a native binary, 0.1 s a start): for the node
+# CLIs (1-2 CPU-s a start) that third shape cost ~20 CPU-s of the suite for what the fake agents
+# and codex cover.
+RUN_SHAPES = [(1, "off"), (2, "on")]
 HANG_GUARD = 180  # seconds; only stops a broken run from hanging the suite
 KEY_VAR = "MOCK_OPENAI_KEY"  # the codex provider's env_key
 MODEL = "mock-model"  # a model codex has no metadata for: it then offers exec_command
