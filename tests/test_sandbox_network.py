@@ -142,6 +142,15 @@ def read_all(conn: socket.socket, data: bytes = b"") -> bytes:
     return data
 
 
+def ended(conn: socket.socket) -> bool:
+    """Whether the gate ended `conn` with nothing more sent: an orderly end, or a reset (a Unix
+    socket closed with bytes it had not read yet, such as an unfinished request head, resets)."""
+    try:
+        return conn.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
 @pytest.fixture
 def sock(tmp_path: Path) -> Path:
     return tmp_path / "gate.sock"
@@ -362,7 +371,7 @@ def test_a_closed_gate_ends_its_tunnels_and_leaves_no_thread_or_socket(sock):
             assert chunk, answer
             answer += chunk
         gate.close()
-        assert read_all(tunnel) == b"" and read_all(half) == b""  # both ended by close()
+        assert read_all(tunnel) == b"" and ended(half)  # both ended by close()
     tunnel.close()
     half.close()
     assert not [
