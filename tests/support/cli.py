@@ -41,7 +41,8 @@ def ralph(
     check: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`ralph ARGS` in `cwd` with `env` (None: this process's), output captured as text;
-    `check` raises CalledProcessError on a non-zero exit, as subprocess.run does."""
+    `check` raises CalledProcessError on a non-zero exit, as subprocess.run does. `timeout`
+    bounds a process; a short command in this process returns on its own."""
     if in_process(args):
         done = _call(list(args), cwd, env, input)
         if check:
