@@ -323,12 +323,11 @@ class Worktrees:
         marker = self.ralph_dir / MAIN_SYNC
         if not marker.exists():
             return
-        try:
-            data = json.loads(marker.read_text())
-            old, new = str(data["old"]), str(data["new"])
-        except (OSError, ValueError, KeyError, TypeError):
-            marker.unlink(missing_ok=True)
+        move = self._pending_move()
+        if move is None:
+            marker.unlink(missing_ok=True)  # unreadable: nothing it names can be finished
             return
+        old, new = move
         if self.main.head_ref() != self.target_ref or self.main.rev(self.target_ref) is None:
             marker.unlink(missing_ok=True)  # the user switched branches: their files now
             return
@@ -376,10 +375,16 @@ class Worktrees:
 
     def _files_at(self) -> str:
         """The commit the main checkout's files are at: a pending move's start, else HEAD."""
+        move = self._pending_move()
+        return move[0] if move else "HEAD"
+
+    def _pending_move(self) -> tuple[str, str] | None:
+        """The (old, new) commits of the main-checkout move the marker names, if it names one."""
         try:
-            return str(json.loads((self.ralph_dir / MAIN_SYNC).read_text())["old"])
+            data = json.loads((self.ralph_dir / MAIN_SYNC).read_text())
+            return str(data["old"]), str(data["new"])
         except (OSError, ValueError, KeyError, TypeError):
-            return "HEAD"
+            return None
 
     def workspace(
         self,
