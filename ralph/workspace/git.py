@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -99,16 +100,22 @@ def git_env(root: Path, ralph_dir: Path, **config: str) -> dict[str, str]:
     env = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
     identity = os.environ.get("GIT_AUTHOR_EMAIL") or os.environ.get("EMAIL")
-    if not identity:
-        with contextlib.suppress(GitCommandError):
-            identity = git.Git(str(root)).config("--get", "user.email")
-    if not identity:
+    if not identity and not _configured_email(root.resolve()):
         env.update(FALLBACK_IDENTITY)
     pairs = {"core.hooksPath": str(hooks_snapshot(root, ralph_dir)), **config}
     env["GIT_CONFIG_COUNT"] = str(len(pairs))
     for n, (key, value) in enumerate(pairs.items()):
         env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
     return env
+
+
+@functools.cache
+def _configured_email(root: Path) -> str:
+    """The repository's user.email ("" if none), read once per process like the hooks."""
+    try:
+        return str(git.Git(str(root)).config("--get", "user.email"))
+    except GitCommandError:
+        return ""
 
 
 _SNAPSHOTS: dict[Path, Path] = {}
@@ -231,14 +238,19 @@ class Git:
 
     def git_dir(self) -> Path:
         if self._git_dir is None:
-            self._git_dir = Path(self("rev-parse", "--absolute-git-dir"))
-        return self._git_dir
+            self._read_dirs()
+        return self._git_dir  # type: ignore[return-value]
 
     def common_dir(self) -> Path:
         if self._common_dir is None:
-            out = self("rev-parse", "--path-format=absolute", "--git-common-dir")
-            self._common_dir = Path(out)
-        return self._common_dir
+            self._read_dirs()
+        return self._common_dir  # type: ignore[return-value]
+
+    def _read_dirs(self) -> None:
+        """The git dir and the common dir, asked in one git process."""
+        out = self("rev-parse", "--path-format=absolute", "--absolute-git-dir", "--git-common-dir")
+        git_dir, common = out.splitlines()
+        self._git_dir, self._common_dir = Path(git_dir), Path(common)
 
     def subjects(self, base: str, tip: str, limit: int = 20) -> list[str]:
         """Subjects of the commits in base..tip, oldest first (an agent's own commits)."""
