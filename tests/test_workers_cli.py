@@ -120,16 +120,16 @@ def test_sigkilled_worker_task_is_finished_by_another_after_its_lease_and_worktr
     # there would also leave an index.lock and stray files, which the next start clears.
     assert git(worktree, "branch", "--show-current") == ""
     (worktree / "stray.txt").write_text("half written")
-    Path(git(worktree, "rev-parse", "--absolute-git-dir"), "index.lock").write_text("")
+    lock = Path(git(worktree, "rev-parse", "--absolute-git-dir"), "index.lock")
+    lock.write_text("")
     again = spawn("worker", "start", "--name", "w1")  # its pid is gone: the name is free
-    wait_for(
-        lambda: (
-            git(worktree, "status", "--porcelain") == ""
-            and git(worktree, "branch", "--show-current") == ""
-        ),
-        "w1's worktree to be repaired",
-    )
+    # Watched through the files, not with git: a `git status` of the test's own, taking the
+    # index lock while the worker repairs, would make the repair's git fail.
+    wait_for(lambda: not lock.exists() and not (worktree / "stray.txt").exists(),
+             "w1's worktree to be repaired", again)  # fmt: skip
     stop(again)
+    assert git(worktree, "status", "--porcelain") == ""
+    assert git(worktree, "branch", "--show-current") == ""
 
 
 def test_sigstopped_zombie_never_gets_its_commit_onto_the_target(
