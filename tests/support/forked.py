@@ -1,19 +1,21 @@
 """`python -m ralph` processes forked from a pre-imported Python instead of started fresh.
 
-The suite starts `python -m ralph run` (and `worker`, `web`, `review`, ...) about 500 times;
-each spent ~150 ms of CPU importing ralph before doing anything, a tenth of the suite's CPU.
-`install()` makes `subprocess.Popen` (and so `subprocess.run`) hand such a command to a zygote
-(tests/support/zygote.py) that imported ralph once and forks a child for each, the way
-multiprocessing's forkserver does. The child is still its own process: its own pid, process
-group or session, working directory, environment and standard streams, killable by any signal,
-and a zombie until the test waits for it. What it does not do is start an interpreter and
-import: the console script, start-up costs and import errors are covered by the tests that
-run `ralph` from a shell (tests/test_readme.py, tests/test_seed_examples.py), by
-tests/test_first_use.py and by bench/bench_cli.py, which start it for real.
+The suite starts `python -m ralph run` (and `worker`, `web`, `review`, ...) about 500 times,
+and the first-use tests ~190 `tests/fixtures/run_ralph.py -` processes; each spent ~150 ms of
+CPU importing ralph before doing anything. `install()` makes `subprocess.Popen` (and so
+`subprocess.run`) hand such a command to a zygote (tests/support/zygote.py) that imported
+ralph once and forks a child for each, the way multiprocessing's forkserver does. The child
+is still its own process: its own pid, process group or session, working directory,
+environment and standard streams, the command line ps shows, killable by any signal, and a
+zombie until the test waits for it. What it does not do is start an interpreter and import:
+the console script, start-up costs and import errors are covered by the tests that run
+`ralph` from a shell (tests/test_readme.py, tests/test_seed_examples.py), by the migration
+tests' older releases and by bench/bench_cli.py, which start it for real.
 
 Anything unusual falls back to a real process: another interpreter, a `preexec_fn`,
-`pass_fds`, a user or group, an environment whose PYTHON* variables differ from this
-process's, a missing cwd, a process forked from this one, or RALPH_TEST_REAL_PROCESSES=1.
+`pass_fds`, a user or group, an environment whose values of what is read at start (PYTHON*,
+the locale, ...) differ from this process's, a missing cwd, a process forked from this one,
+or RALPH_TEST_REAL_PROCESSES=1.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import time
 from pathlib import Path
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
+# tests/fixtures/run_ralph.py with `-` (the installed ralph): the first-use tests' processes
+RUN_RALPH = str(Path(__file__).parents[1] / "fixtures" / "run_ralph.py")
 REAL = next(c for c in subprocess.Popen.__mro__ if c.__module__ == "subprocess")  # unpatched
 _lock = threading.Lock()
 _zygote: tuple[int, socket.socket, subprocess.Popen] | None = None  # (owner pid, socket, proc)
@@ -94,9 +98,10 @@ class ForkedPopen(REAL):  # type: ignore[misc,valid-type]
         argv = [os.fsdecode(a) for a in args] if isinstance(args, list | tuple) else None
         environment = dict(os.environ if env is None else env)
         workdir = os.fsdecode(cwd) if cwd is not None else os.getcwd()
+        script = argv is not None and argv[:3] == [sys.executable, RUN_RALPH, "-"]
         plain = (
             argv is not None
-            and argv[:3] == [sys.executable, "-m", "ralph"]
+            and (argv[:3] == [sys.executable, "-m", "ralph"] or script)
             and executable is None
             and preexec_fn is None
             and not pass_fds
@@ -119,7 +124,8 @@ class ForkedPopen(REAL):  # type: ignore[misc,valid-type]
         try:
             stdio = [fd if fd != -1 else default for fd, default in
                      ((p2cread, 0), (c2pwrite, 1), (errwrite, 2))]  # fmt: skip
-            request = {"op": "spawn", "args": argv[3:], "cwd": workdir,
+            request = {"op": "spawn", "args": argv[2:] if script else argv[3:], "cwd": workdir,
+                       "script": RUN_RALPH if script else None,
                        "env": {os.fsdecode(k): os.fsdecode(v) for k, v in environment.items()},
                        "session": bool(start_new_session)}  # fmt: skip
             reply = _ask(request, stdio)

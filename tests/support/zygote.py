@@ -1,12 +1,14 @@
-"""A Python that has imported ralph once and forks `python -m ralph` processes for the tests.
+"""A Python that has imported ralph once and forks `python -m ralph` processes for the tests
+(and tests/fixtures/run_ralph.py ones).
 
 Run as a script by tests/support/forked.py, one per pytest worker. Each request over its
 socket (SOCK_SEQPACKET, file descriptors passed with SCM_RIGHTS) names an argv, a cwd, an
 environment and a session; the zygote forks a child that takes the three descriptors as its
-stdin, stdout and stderr, closes every other descriptor, and runs `ralph` as `__main__`, the
-way `python -m ralph` does, then exits the way the interpreter does (non-daemon threads
-joined, atexit handlers run, standard streams flushed). Children are reaped only when the
-test's Popen asks, so an exited child stays a zombie until then, as a real child would.
+stdin, stdout and stderr, closes every other descriptor, and runs `ralph` (or the script) as
+`__main__`, the way `python -m ralph` (or `python SCRIPT`) does, then exits the way the
+interpreter does (non-daemon threads joined, atexit handlers run, standard streams flushed).
+Children are reaped only when the test's Popen asks, so an exited child stays a zombie until
+then, as a real child would.
 """
 
 from __future__ import annotations
@@ -86,32 +88,37 @@ def child(request: dict, fds: list[int], ready: int) -> None:
                 os.dup2(fd, target)
         ready = os.dup2(ready, 3)
         os.closerange(4, os.sysconf("SC_OPEN_MAX"))
-        # what ps and /proc/PID/cmdline show for a started `python -m ralph ARGS`
-        setproctitle(" ".join([sys.executable, "-m", "ralph", *request["args"]]))
+        script, args = request.get("script"), request["args"]
+        command = [sys.executable, *([script] if script else ["-m", "ralph"]), *args]
+        setproctitle(" ".join(command))  # what ps and /proc/PID/cmdline show for it started
         if request["session"]:
             os.setsid()
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.path[0] = os.getcwd()  # `-m` puts the working directory first
+        # `-m` puts the working directory first on sys.path, a script its own folder
+        sys.path[0] = os.path.dirname(script) if script else os.getcwd()
         _stdio(request["env"])
-        sys.argv = ["-m", *request["args"]]
-        sys.orig_argv = [sys.executable, "-m", "ralph", *request["args"]]
+        sys.argv = [script or "-m", *args]
+        sys.orig_argv = command
     except BaseException as exc:  # noqa: BLE001 - reported to the test as Popen would raise it
         os.write(ready, f"{type(exc).__name__}: {exc}".encode())
         os._exit(code)
     os.write(ready, b"ok")
     os.close(ready)
     try:
-        code = _run_main()
+        code = _run_main(script)
     finally:
         os._exit(code)
 
 
-def _run_main() -> int:
+def _run_main(script: str | None) -> int:
     interrupted = False
     try:
-        runpy.run_module("ralph", run_name="__main__", alter_sys=True)
+        if script:
+            runpy.run_path(script, run_name="__main__")
+        else:
+            runpy.run_module("ralph", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc.code)
