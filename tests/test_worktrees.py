@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -511,3 +512,41 @@ def test_two_processes_landing_at_once_take_turns_under_the_merge_lock(
     assert len(tasks) == 8
     assert git(repo, "rev-list", "--merges", "main") == ""
     assert git(repo, "status", "--porcelain") == ""
+
+
+BUSY_INDEX_GIT = """#!/bin/sh
+# The first `git add -A` in the worker's worktree finds its index lock taken, as when another
+# git (an editor's `git status`) holds it for a moment; everything else is the real git.
+if [ "$1" = add ] && [ "$2" = -A ] && [ ! -e "$BUSY_ONCE" ]; then
+    case "$(pwd -P)" in */worktrees/dirty*)
+        : > "$BUSY_ONCE"
+        echo "fatal: Unable to create '$(pwd -P)/.git/index.lock': File exists." >&2
+        exit 128 ;;
+    esac
+fi
+exec "$REAL_GIT" "$@"
+"""
+
+
+def test_a_repair_that_meets_a_busy_index_lock_keeps_the_leftovers_and_the_worktree(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt = Worktrees(repo, ralph_dir=ensure_ralph_dir(repo))
+    d = workspace(wt, "dirty")
+    d.prepare("t2", 1, tmp_run := tmp_path / "run-t2")
+    (d.path / "README.md").write_text("half written")
+    gitdir = git(d.path, "rev-parse", "--absolute-git-dir")
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    wrapper.write_text(BUSY_INDEX_GIT)
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("REAL_GIT", shutil.which("git") or "git")
+    monkeypatch.setenv("BUSY_ONCE", str(tmp_path / "busy-once"))
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+
+    Worktrees(repo, ralph_dir=ensure_ralph_dir(repo)).start(["dirty"])
+
+    assert (tmp_path / "busy-once").exists()  # the busy lock was met
+    assert "half written" in (tmp_run / "leftovers.patch").read_text()
+    assert git(d.path, "rev-parse", "--absolute-git-dir") == gitdir  # repaired in place
+    assert git(d.path, "status", "--porcelain") == ""

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import git
 from git.exc import GitCommandError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from ralph import errors
 from ralph.workspace.base import Collected, Fence, GitWorkspace, Landing, Reverify
@@ -77,6 +78,11 @@ def main_root(repo: str | Path) -> Path:
             hint="run ralph in a normal clone",
         )
     return common.parent
+
+
+def _index_busy(exc: BaseException) -> bool:
+    """git could not take an index lock another git holds."""
+    return isinstance(exc, GitCommandError) and "index.lock': File exists" in str(exc)
 
 
 class Worktrees:
@@ -195,12 +201,20 @@ class Worktrees:
             return path
         g = Git(path, self.env)
         try:
-            g.settle()
-            self.tidy(worker, g)
+            self._repair_in_place(worker, g)
         except GitCommandError:  # too broken to repair in place: start over
             self.main("worktree", "remove", "--force", "--force", str(path))
             return self.repair(worker)
         return path
+
+    @retry(retry=retry_if_exception(_index_busy), stop=stop_after_attempt(5),
+           wait=wait_fixed(0.2), reraise=True)  # fmt: skip
+    def _repair_in_place(self, worker: str, g: Git) -> None:
+        """Settle and tidy the worktree. Another git holding its index lock for a moment (an
+        editor's `git status`) is waited out: starting over would delete the leftovers `tidy`
+        had not saved yet."""
+        g.settle()
+        self.tidy(worker, g)
 
     def marker_for(self, worker: str) -> Path:
         return self.dir / f"{self.path_for(worker).name}.json"
