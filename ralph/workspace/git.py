@@ -164,8 +164,6 @@ class Git:
         self.path = path
         self.g = git.Git(str(path))
         self.g.update_environment(**env)
-        self._git_dir: Path | None = None
-        self._common_dir: Path | None = None
 
     def __call__(self, *args: str, **kwargs: object) -> str:
         return self.g.execute(["git", *args], **kwargs)  # type: ignore[call-overload,no-any-return]
@@ -237,20 +235,17 @@ class Git:
             return None
 
     def git_dir(self) -> Path:
-        if self._git_dir is None:
-            self._read_dirs()
-        return self._git_dir  # type: ignore[return-value]
+        return self._dirs[0]
 
     def common_dir(self) -> Path:
-        if self._common_dir is None:
-            self._read_dirs()
-        return self._common_dir  # type: ignore[return-value]
+        return self._dirs[1]
 
-    def _read_dirs(self) -> None:
-        """The git dir and the common dir, asked in one git process."""
+    @functools.cached_property
+    def _dirs(self) -> tuple[Path, Path]:
+        """The git dir and the common dir, asked once and in one git process."""
         out = self("rev-parse", "--path-format=absolute", "--absolute-git-dir", "--git-common-dir")
         git_dir, common = out.splitlines()
-        self._git_dir, self._common_dir = Path(git_dir), Path(common)
+        return Path(git_dir), Path(common)
 
     def subjects(self, base: str, tip: str, limit: int = 20) -> list[str]:
         """Subjects of the commits in base..tip, oldest first (an agent's own commits)."""
