@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
@@ -55,8 +56,8 @@ def _at_start(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(AT_START)}
 
 
-def _connection() -> socket.socket | None:
-    """This process's zygote, started on first use; None when it cannot start."""
+def _connection() -> socket.socket:
+    """This process's zygote, started on first use (again if it ended)."""
     global _zygote
     if _zygote is not None and _zygote[0] == os.getpid() and _zygote[2].poll() is None:
         return _zygote[1]
@@ -72,10 +73,9 @@ def _connection() -> socket.socket | None:
     return ours
 
 
-def _ask(request: dict, fds: list[int] = ()) -> dict:  # type: ignore[assignment]
+def _ask(request: dict, fds: Sequence[int] = ()) -> dict:
     with _lock:
         sock = _connection()
-        assert sock is not None
         socket.send_fds(sock, [json.dumps(request).encode()], list(fds))
         reply = sock.recv(1 << 16)
     if not reply:
